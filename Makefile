@@ -1,0 +1,33 @@
+# The two commands:
+#   make run    install what is missing, build, start cebusd (embedded
+#               PostgreSQL under ./var/ unless CEBUS_DATABASE_URL is set)
+#   make test   the same setup, then the whole suite under ASan+UBSan
+#               against a throwaway PostgreSQL
+BUILD      ?= build
+TEST_BUILD ?= build-test
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: run test deps build build-test bench clean
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@scripts/run.sh $(BUILD)
+
+build-test: deps
+	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCEBUS_SANITIZE=ON >/dev/null
+	@cmake --build $(TEST_BUILD) -j $(JOBS)
+
+test: build-test
+	@cd $(TEST_BUILD) && ctest --output-on-failure --timeout 600
+
+bench: build
+	@scripts/bench.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(TEST_BUILD)

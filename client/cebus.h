@@ -1,0 +1,117 @@
+/* libcebus: the C client library for cebus, over the gRPC C core.
+ *
+ * Messages are the protobuf-c types generated from proto/ (cebus.v1 and
+ * io.cloudevents.v1). The library owns one channel per client; calls on one
+ * client may be made from several threads at once.
+ *
+ * Status codes are gRPC status codes (GRPC_STATUS_OK = 0). Every function
+ * that can fail fills a cebus_error with the code and the server's message.
+ */
+#ifndef CEBUS_H
+#define CEBUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cebus/v1/admin.pb-c.h"
+#include "cebus/v1/eventbus.pb-c.h"
+#include "cloudevents.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cebus_client cebus_client;
+typedef struct cebus_stream cebus_stream;
+
+typedef struct cebus_error {
+    int code;           /* gRPC status code; 0 when OK */
+    char message[512];  /* the server's (or the library's) explanation */
+} cebus_error;
+
+/* Default deadline of unary calls, in milliseconds. */
+#define CEBUS_DEFAULT_TIMEOUT_MS 30000
+
+/* Initializes the gRPC library. Call once before any other function; pair
+ * with cebus_library_shutdown(). */
+void cebus_library_init(void);
+void cebus_library_shutdown(void);
+
+/* Returns a new client for addr ("host:port") that sends api_key (may be
+ * NULL for the health check) as "authorization: Bearer <key>" on every call.
+ * The strings are copied. Free with cebus_client_free(). */
+cebus_client *cebus_client_new(const char *addr, const char *api_key);
+void cebus_client_free(cebus_client *c);
+
+/* Makes one unary call. method is the full path, e.g.
+ * "/cebus.v1.EventBus/PutEvents". On success returns 0 and sets *resp to a
+ * new message of type resp_desc (free with protobuf_c_message_free_unpacked).
+ * On failure returns the gRPC status code, fills err and leaves *resp alone.
+ * timeout_ms <= 0 means CEBUS_DEFAULT_TIMEOUT_MS.
+ * THREAD SAFETY: safe to call concurrently on one client. */
+int cebus_call_unary(cebus_client *c, const char *method, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *resp_desc, int timeout_ms,
+                     ProtobufCMessage **resp, cebus_error *err);
+
+/* Typed conveniences over cebus_call_unary; same contract. */
+int cebus_put_events(cebus_client *c, const Cebus__V1__PutEventsRequest *req,
+                     Cebus__V1__PutEventsResponse **resp, cebus_error *err);
+int cebus_create_rule(cebus_client *c, const Cebus__V1__CreateRuleRequest *req,
+                      Cebus__V1__Rule **resp, cebus_error *err);
+int cebus_get_rule(cebus_client *c, const Cebus__V1__GetRuleRequest *req,
+                   Cebus__V1__Rule **resp, cebus_error *err);
+int cebus_list_rules(cebus_client *c, const Cebus__V1__ListRulesRequest *req,
+                     Cebus__V1__ListRulesResponse **resp, cebus_error *err);
+int cebus_delete_rule(cebus_client *c, const Cebus__V1__DeleteRuleRequest *req,
+                      cebus_error *err);
+int cebus_create_tenant(cebus_client *c, const Cebus__V1__CreateTenantRequest *req,
+                        Cebus__V1__Tenant **resp, cebus_error *err);
+int cebus_create_api_key(cebus_client *c, const Cebus__V1__CreateApiKeyRequest *req,
+                         Cebus__V1__CreateApiKeyResponse **resp, cebus_error *err);
+int cebus_create_bus(cebus_client *c, const Cebus__V1__CreateBusRequest *req,
+                     Cebus__V1__Bus **resp, cebus_error *err);
+int cebus_list_buses(cebus_client *c, const Cebus__V1__ListBusesRequest *req,
+                     Cebus__V1__ListBusesResponse **resp, cebus_error *err);
+/* Returns 0 and sets *serving to 1 when the server reports SERVING. */
+int cebus_health_check(cebus_client *c, int timeout_ms, int *serving, cebus_error *err);
+
+/* Opens a Subscribe stream. On success returns 0 and sets *out; close it
+ * with cebus_stream_close(). On failure returns the status code and fills
+ * err (a stream the server refuses at once may also report its status on the
+ * first cebus_stream_next()). */
+int cebus_subscribe(cebus_client *c, const Cebus__V1__SubscribeRequest *req,
+                    cebus_stream **out, cebus_error *err);
+
+/* Waits up to timeout_ms (< 0: forever) for the next delivery.
+ * Returns 1 and sets *msg (free with cebus__v1__subscribe_response__free_unpacked)
+ * when one arrived; 0 on timeout; -1 when the stream has ended, with err
+ * holding the final status (code 0 for a clean end).
+ * THREAD SAFETY: one thread at a time per stream. */
+int cebus_stream_next(cebus_stream *s, int timeout_ms, Cebus__V1__SubscribeResponse **msg,
+                      cebus_error *err);
+
+/* Cancels the stream if still open and frees it. NULL is allowed. */
+void cebus_stream_close(cebus_stream *s);
+
+/* Additions beyond the first version of this header. */
+
+/* Returns the static name of a gRPC status code ("INVALID_ARGUMENT"), or
+ * "UNKNOWN" for codes outside the gRPC range. */
+const char *cebus_status_name(int code);
+
+/* Sets the deadline of c's typed calls (cebus_put_events() and the like).
+ * cebus_subscribe() waits for its request to be sent for this long or one
+ * second, whichever is shorter. timeout_ms <= 0 restores
+ * CEBUS_DEFAULT_TIMEOUT_MS.
+ * THREAD SAFETY: call before sharing c between threads. */
+void cebus_client_set_timeout(cebus_client *c, int timeout_ms);
+
+/* Acknowledges deliveries of a durable subscription; same contract as the
+ * other typed calls. */
+int cebus_ack(cebus_client *c, const Cebus__V1__AckRequest *req, cebus_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

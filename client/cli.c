@@ -1,0 +1,535 @@
+/* `cebus`: the command-line client. This file holds the command table,
+ * the argument parser and main(); the handlers live in cli_admin.c,
+ * cli_put.c and cli_subscribe.c.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/status.h>
+
+#define GLOBAL_USAGE                                                                  \
+    "Global options (before or after the command):\n"                                \
+    "  --addr HOST:PORT   server address (default $CEBUS_ADDR or 127.0.0.1:50051)\n" \
+    "  --key KEY          API key (default $CEBUS_API_KEY)\n"                        \
+    "  --timeout-ms N     deadline of each call (default 30000)\n"
+
+/* ---- Option tables --------------------------------------------------- */
+
+static const struct cli_opt no_opts[] = {{NULL, CLI_FLAG}};
+static const struct cli_opt tenant_create_opts[] = {{"--display-name", CLI_VALUE},
+                                                    {NULL, CLI_FLAG}};
+static const struct cli_opt key_create_opts[] = {{"--tenant", CLI_VALUE},
+                                                 {"--role", CLI_VALUE},
+                                                 {"--description", CLI_VALUE},
+                                                 {NULL, CLI_FLAG}};
+static const struct cli_opt bus_create_opts[] = {{"--tenant", CLI_VALUE},
+                                                 {"--retention-hours", CLI_VALUE},
+                                                 {"--dedup-window-seconds", CLI_VALUE},
+                                                 {NULL, CLI_FLAG}};
+static const struct cli_opt bus_list_opts[] = {{"--tenant", CLI_VALUE}, {NULL, CLI_FLAG}};
+static const struct cli_opt rule_create_opts[] = {{"--bus", CLI_VALUE},
+                                                  {"--pattern", CLI_VALUE},
+                                                  {"--subscription", CLI_MULTI},
+                                                  {"--description", CLI_VALUE},
+                                                  {"--disabled", CLI_FLAG},
+                                                  {NULL, CLI_FLAG}};
+static const struct cli_opt rule_bus_opts[] = {{"--bus", CLI_VALUE}, {NULL, CLI_FLAG}};
+static const struct cli_opt put_opts[] = {{"--bus", CLI_VALUE},
+                                          {"--type", CLI_VALUE},
+                                          {"--source", CLI_VALUE},
+                                          {"--id", CLI_VALUE},
+                                          {"--subject", CLI_VALUE},
+                                          {"--time", CLI_VALUE},
+                                          {"--content-type", CLI_VALUE},
+                                          {"--attr", CLI_MULTI},
+                                          {"--data", CLI_VALUE},
+                                          {"--data-file", CLI_VALUE},
+                                          {"--data-stdin", CLI_FLAG},
+                                          {"--jsonl", CLI_FLAG},
+                                          {"--batch", CLI_VALUE},
+                                          {NULL, CLI_FLAG}};
+static const struct cli_opt subscribe_opts[] = {{"--bus", CLI_VALUE},
+                                                {"--pattern", CLI_VALUE},
+                                                {"--subscription", CLI_VALUE},
+                                                {"--from", CLI_VALUE},
+                                                {"--count", CLI_VALUE},
+                                                {"--idle-timeout-ms", CLI_VALUE},
+                                                {"--sequence", CLI_FLAG},
+                                                {NULL, CLI_FLAG}};
+
+/* ---- The command table ------------------------------------------------- */
+
+static const struct cli_command commands[] = {
+    {"health", NULL, cli_cmd_health, no_opts, 0, 0, "check that the server is serving",
+     "usage: cebus health\n\n"
+     "Calls grpc.health.v1.Health/Check. Prints SERVING and exits 0 when the\n"
+     "server serves, prints the status and exits 1 otherwise.\n"},
+    {"tenant", "create", cli_cmd_tenant_create, tenant_create_opts, 1, 1, "create a tenant",
+     "usage: cebus tenant create NAME [--display-name S]\n\n"
+     "Creates a tenant (platform admin key) and prints it as JSON.\n"},
+    {"key", "create", cli_cmd_key_create, key_create_opts, 0, 0, "create an API key",
+     "usage: cebus key create [--tenant T] --role ROLE [--description S]\n\n"
+     "ROLE is platform-admin, tenant-admin, publisher or subscriber.\n"
+     "Prints the secret alone on the first line of stdout and the key's\n"
+     "description as JSON on stderr, so that KEY=$(cebus key create ...) works.\n"},
+    {"bus", "create", cli_cmd_bus_create, bus_create_opts, 1, 1, "create a bus",
+     "usage: cebus bus create NAME [--tenant T] [--retention-hours N]\n"
+     "                        [--dedup-window-seconds N]\n\n"
+     "Creates a bus and prints it as JSON. 0 or absent means the server's default.\n"},
+    {"bus", "list", cli_cmd_bus_list, bus_list_opts, 0, 0, "list buses",
+     "usage: cebus bus list [--tenant T]\n\n"
+     "Prints every bus (all pages), one JSON object per line.\n"},
+    {"rule", "create", cli_cmd_rule_create, rule_create_opts, 1, 1, "create a rule",
+     "usage: cebus rule create --bus B NAME --pattern JSON|@FILE [--subscription S]...\n"
+     "                         [--description S] [--disabled]\n\n"
+     "Creates a rule whose targets are the named subscriptions and prints it\n"
+     "as JSON. --pattern @FILE reads the pattern from FILE.\n"},
+    {"rule", "get", cli_cmd_rule_get, rule_bus_opts, 1, 1, "show a rule",
+     "usage: cebus rule get --bus B NAME\n\nPrints the rule as JSON.\n"},
+    {"rule", "list", cli_cmd_rule_list, rule_bus_opts, 0, 0, "list the rules of a bus",
+     "usage: cebus rule list --bus B\n\n"
+     "Prints every rule of the bus (all pages), one JSON object per line.\n"},
+    {"rule", "delete", cli_cmd_rule_delete, rule_bus_opts, 1, 1, "delete a rule",
+     "usage: cebus rule delete --bus B NAME\n"},
+    {"put", NULL, cli_cmd_put, put_opts, 0, 1, "publish events",
+     "usage: cebus put --bus B --type T --source S [--id ID] [--subject S]\n"
+     "                 [--time RFC3339] [--content-type CT] [--attr KEY=VALUE]...\n"
+     "                 [--data STRING | --data-file FILE | --data-stdin]\n"
+     "       cebus put --bus B --jsonl [FILE|-] [--batch N]\n\n"
+     "The first form publishes one event and prints its sequence. --id defaults\n"
+     "to a random UUID. Without --content-type, data that parses as JSON is sent\n"
+     "as application/json; data that is not UTF-8 is sent as binary.\n\n"
+     "The second form reads CloudEvents JSON objects, one per line, from FILE or\n"
+     "stdin, sends them in batches of up to N (default and maximum 500), and\n"
+     "prints one line per event: its sequence, or \"error: CODE MESSAGE\". It\n"
+     "exits 1 if any event was rejected.\n"},
+    {"subscribe", NULL, cli_cmd_subscribe, subscribe_opts, 0, 0, "stream events of a bus",
+     "usage: cebus subscribe --bus B [--pattern JSON|@FILE | --subscription S]\n"
+     "                       [--from latest|earliest|SEQUENCE|RFC3339-TIME]\n"
+     "                       [--count N] [--idle-timeout-ms N] [--sequence]\n\n"
+     "Prints each matching event as one line of CloudEvents JSON; with\n"
+     "--sequence, as {\"sequence\":N,\"event\":{...}}. Without --pattern or\n"
+     "--subscription, the pattern is {}. Deliveries of a --subscription are\n"
+     "acknowledged once printed. Exits 0 after --count events, after\n"
+     "--idle-timeout-ms without events, on SIGINT or SIGTERM, or when the server\n"
+     "ends the stream cleanly; exits 1 when the stream ends with an error.\n"},
+};
+
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* ---- Helpers shared by the handlers ------------------------------------ */
+
+static int opt_index(const struct cli_command *cmd, const char *name)
+{
+    for (int i = 0; cmd->opts[i].name; i++)
+        if (strcmp(cmd->opts[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+const char *cli_get(const struct cli_args *a, const char *name)
+{
+    int i = opt_index(a->cmd, name);
+
+    if (i < 0 || a->opt[i].count == 0)
+        return NULL;
+    return a->opt[i].values[a->opt[i].count - 1];
+}
+
+int cli_count(const struct cli_args *a, const char *name)
+{
+    int i = opt_index(a->cmd, name);
+
+    return i < 0 ? 0 : a->opt[i].count;
+}
+
+const char *cli_nth(const struct cli_args *a, const char *name, int n)
+{
+    int i = opt_index(a->cmd, name);
+
+    return i < 0 || n < 0 || n >= a->opt[i].count ? NULL : a->opt[i].values[n];
+}
+
+static void print_help_hint(const struct cli_command *cmd)
+{
+    if (!cmd)
+        fprintf(stderr, "Run 'cebus --help' for usage.\n");
+    else if (cmd->name)
+        fprintf(stderr, "Run 'cebus %s %s --help' for usage.\n", cmd->group, cmd->name);
+    else
+        fprintf(stderr, "Run 'cebus %s --help' for usage.\n", cmd->group);
+}
+
+int cli_usage_error(const struct cli_args *a, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("cebus: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    print_help_hint(a ? a->cmd : NULL);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "cebus: %s: ", cebus_status_name(code));
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return CLI_EXIT_ERROR;
+}
+
+int cli_rpc_error(const cebus_error *err)
+{
+    /* Server messages are one line by contract; flatten any that are not
+     * so that scripts can rely on one line per error. */
+    char msg[sizeof(err->message)];
+
+    snprintf(msg, sizeof(msg), "%s", err->message);
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    return cli_fail(err->code, "%s", msg);
+}
+
+int cli_parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+char *cli_read_file(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    size_t cap = 8192, n = 0;
+    char *buf;
+    int saved;
+
+    if (!f)
+        return NULL;
+    buf = malloc(cap);
+    if (!buf)
+        abort();
+    for (;;) {
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0)
+            break;
+        if (cap - n - 1 == 0) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            if (!buf)
+                abort();
+        }
+    }
+    saved = ferror(f) ? EIO : 0;
+    if (f != stdin)
+        fclose(f);
+    if (saved) {
+        free(buf);
+        errno = saved;
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+char *cli_value_or_file(const char *option, const char *v)
+{
+    char *s;
+    size_t len;
+
+    if (v[0] != '@') {
+        s = strdup(v);
+        if (!s)
+            abort();
+        return s;
+    }
+    s = cli_read_file(v + 1, &len);
+    if (!s)
+        cli_fail(GRPC_STATUS_INVALID_ARGUMENT, "%s: cannot read %s: %s", option, v + 1,
+                 strerror(errno));
+    return s;
+}
+
+void cli_print_json(FILE *f, json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+
+    if (!s)
+        abort();
+    fprintf(f, "%s\n", s);
+    free(s);
+    json_decref(j);
+}
+
+void cli_print_message(FILE *f, const ProtobufCMessage *m)
+{
+    cli_print_json(f, cli_message_to_json(m));
+}
+
+/* ---- Usage -------------------------------------------------------------- */
+
+static void print_main_usage(FILE *f)
+{
+    fprintf(f, "usage: cebus [global options] COMMAND [options]\n\nCommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        char name[48];
+        snprintf(name, sizeof(name), "%s%s%s", commands[i].group, commands[i].name ? " " : "",
+                 commands[i].name ? commands[i].name : "");
+        fprintf(f, "  %-16s %s\n", name, commands[i].summary);
+    }
+    fprintf(f, "\n" GLOBAL_USAGE "\nRun 'cebus COMMAND --help' for a command's options.\n");
+}
+
+static void print_group_usage(FILE *f, const char *group)
+{
+    fprintf(f, "usage: cebus %s SUBCOMMAND [options]\n\nSubcommands:\n", group);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].group, group) == 0)
+            fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n" GLOBAL_USAGE);
+}
+
+static void print_command_usage(const struct cli_command *cmd)
+{
+    printf("%s\n" GLOBAL_USAGE, cmd->usage);
+}
+
+/* ---- Parsing ------------------------------------------------------------- */
+
+struct globals {
+    const char *addr;
+    const char *key;
+    const char *timeout;
+};
+
+/* Returns 1 when argv[*i] is global option name (as "NAME V" or "NAME=V"),
+ * storing its value and advancing *i past it; -1 when its value is
+ * missing; 0 when it is not that option. */
+static int take_global(int argc, char **argv, int *i, const char *name, const char **value)
+{
+    size_t len = strlen(name);
+
+    if (strncmp(argv[*i], name, len) != 0)
+        return 0;
+    if (argv[*i][len] == '=') {
+        *value = argv[*i] + len + 1;
+        return 1;
+    }
+    if (argv[*i][len] != '\0')
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *value = argv[++*i];
+    return 1;
+}
+
+/* Moves the global options out of argv, wherever they are (up to "--"),
+ * leaving the command words and command options in rest. */
+static int split_globals(int argc, char **argv, struct globals *g, char **rest, int *nrest)
+{
+    static const char *const names[] = {"--addr", "--key", "--timeout-ms"};
+    const char **slots[] = {&g->addr, &g->key, &g->timeout};
+    bool dashdash = false;
+
+    *nrest = 0;
+    for (int i = 1; i < argc; i++) {
+        int taken = 0;
+
+        if (!dashdash && strcmp(argv[i], "--") == 0)
+            dashdash = true;
+        for (size_t k = 0; !dashdash && k < 3 && taken == 0; k++) {
+            taken = take_global(argc, argv, &i, names[k], slots[k]);
+            if (taken < 0)
+                return cli_usage_error(NULL, "option %s needs a value", names[k]);
+        }
+        if (!taken)
+            rest[(*nrest)++] = argv[i];
+    }
+    return 0;
+}
+
+/* Parses the options and positional arguments of cmd in argv[0..argc).
+ * Returns -1 when --help was printed, 0 on success, or CLI_EXIT_USAGE. */
+static int parse_command_args(const struct cli_command *cmd, int argc, char **argv,
+                              struct cli_args *a)
+{
+    bool options_done = false;
+
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *eq, *value = NULL;
+        size_t namelen;
+        int k;
+
+        if (options_done || arg[0] != '-' || strcmp(arg, "-") == 0) {
+            a->pos[a->npos++] = arg;
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            options_done = true;
+            continue;
+        }
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            print_command_usage(cmd);
+            return -1;
+        }
+        eq = strchr(arg, '=');
+        namelen = eq ? (size_t)(eq - arg) : strlen(arg);
+        for (k = 0; cmd->opts[k].name; k++)
+            if (strlen(cmd->opts[k].name) == namelen &&
+                strncmp(cmd->opts[k].name, arg, namelen) == 0)
+                break;
+        if (!cmd->opts[k].name)
+            return cli_usage_error(a, "unknown option %.*s", (int)namelen, arg);
+        if (cmd->opts[k].kind == CLI_FLAG) {
+            if (eq)
+                return cli_usage_error(a, "option %s takes no value", cmd->opts[k].name);
+            value = "";
+        } else if (eq) {
+            value = eq + 1;
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        } else {
+            return cli_usage_error(a, "option %s needs a value", cmd->opts[k].name);
+        }
+        a->opt[k].values[a->opt[k].count++] = value;
+    }
+    if (a->npos < cmd->min_pos)
+        return cli_usage_error(a, "missing argument");
+    if (a->npos > cmd->max_pos)
+        return cli_usage_error(a, "unexpected argument '%s'", a->pos[cmd->max_pos]);
+    return 0;
+}
+
+/* Returns the command named by words, or NULL after printing why not.
+ * *consumed is how many words named it; *rc is the exit code to use when
+ * NULL is returned. */
+static const struct cli_command *find_command(int nwords, char **words, int *consumed, int *rc)
+{
+    bool group_known = false;
+
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        const struct cli_command *cmd = &commands[i];
+
+        if (strcmp(cmd->group, words[0]) != 0)
+            continue;
+        group_known = true;
+        if (!cmd->name) {
+            *consumed = 1;
+            return cmd;
+        }
+        if (nwords > 1 && strcmp(cmd->name, words[1]) == 0) {
+            *consumed = 2;
+            return cmd;
+        }
+    }
+    if (!group_known) {
+        *rc = cli_usage_error(NULL, "unknown command '%s'", words[0]);
+        return NULL;
+    }
+    if (nwords > 1 && (strcmp(words[1], "--help") == 0 || strcmp(words[1], "-h") == 0)) {
+        print_group_usage(stdout, words[0]);
+        *rc = CLI_EXIT_OK;
+        return NULL;
+    }
+    if (nwords > 1)
+        fprintf(stderr, "cebus: unknown subcommand '%s %s'\n", words[0], words[1]);
+    else
+        fprintf(stderr, "cebus: '%s' needs a subcommand\n", words[0]);
+    print_group_usage(stderr, words[0]);
+    *rc = CLI_EXIT_USAGE;
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    struct globals g = {getenv("CEBUS_ADDR"), getenv("CEBUS_API_KEY"), NULL};
+    char **rest = calloc((size_t)argc + 1, sizeof(*rest));
+    const struct cli_command *cmd;
+    struct cli_args a;
+    cebus_client *client;
+    uint64_t timeout = CEBUS_DEFAULT_TIMEOUT_MS;
+    int nrest = 0, consumed = 0, rc = CLI_EXIT_USAGE;
+
+    if (!rest)
+        abort();
+    memset(&a, 0, sizeof(a));
+    if (split_globals(argc, argv, &g, rest, &nrest) != 0)
+        goto out;
+    if (nrest == 0) {
+        print_main_usage(stderr);
+        goto out;
+    }
+    if (strcmp(rest[0], "--help") == 0 || strcmp(rest[0], "-h") == 0 ||
+        strcmp(rest[0], "help") == 0) {
+        print_main_usage(stdout);
+        rc = CLI_EXIT_OK;
+        goto out;
+    }
+    cmd = find_command(nrest, rest, &consumed, &rc);
+    if (!cmd)
+        goto out;
+
+    a.cmd = cmd;
+    a.pos = calloc((size_t)nrest + 1, sizeof(*a.pos));
+    if (!a.pos)
+        abort();
+    for (int i = 0; i < CLI_MAX_OPTS; i++) {
+        /* Each option can occur at most once per remaining word. */
+        a.opt[i].values = calloc((size_t)nrest + 1, sizeof(*a.opt[i].values));
+        if (!a.opt[i].values)
+            abort();
+    }
+    rc = parse_command_args(cmd, nrest - consumed, rest + consumed, &a);
+    if (rc < 0) {
+        rc = CLI_EXIT_OK;
+        goto out;
+    }
+    if (rc != 0)
+        goto out;
+    if (g.timeout && (cli_parse_uint(g.timeout, 24ULL * 3600 * 1000, &timeout) != 0 || timeout == 0)) {
+        rc = cli_usage_error(&a, "--timeout-ms must be a positive number of milliseconds");
+        goto out;
+    }
+    a.timeout_ms = (int)timeout;
+    if (!g.addr || !*g.addr)
+        g.addr = "127.0.0.1:50051";
+
+    cebus_library_init();
+    client = cebus_client_new(g.addr, g.key);
+    cebus_client_set_timeout(client, a.timeout_ms);
+    rc = cmd->run(client, &a);
+    /* Anything printed must be out before the exit code says it is. */
+    if (fflush(stdout) != 0 && rc == CLI_EXIT_OK)
+        rc = cli_fail(GRPC_STATUS_UNKNOWN, "cannot write to stdout: %s", strerror(errno));
+    cebus_client_free(client);
+    cebus_library_shutdown();
+out:
+    for (int i = 0; i < CLI_MAX_OPTS; i++)
+        free(a.opt[i].values);
+    free(a.pos);
+    free(rest);
+    return rc;
+}

@@ -1,0 +1,156 @@
+#include "appender.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+struct eb_appender {
+    char *url;
+    size_t max_rows;
+    eb_commit_fn on_commit;
+    void *arg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct eb_append_req *head, *tail;
+    bool stopping;
+    pthread_t thread;
+};
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Stores one group of requests and completes them. */
+static void commit_group(eb_appender *ap, eb_db *db, struct eb_append_req *group)
+{
+    size_t total = 0, k = 0;
+    struct eb_append_row *rows;
+    int64_t *buses;
+    size_t nbuses = 0;
+    eb_status st;
+
+    for (struct eb_append_req *r = group; r; r = r->next)
+        total += r->nrows;
+    rows = eb_malloc((total ? total : 1) * sizeof *rows);
+    for (struct eb_append_req *r = group; r; r = r->next) {
+        memcpy(rows + k, r->rows, r->nrows * sizeof *rows);
+        k += r->nrows;
+    }
+
+    st = db ? eb_db_ensure(db) : EB_EUNAVAIL;
+    if (st == EB_OK && total > 0)
+        st = eb_store_events_append(db, rows, total);
+
+    buses = eb_malloc((total ? total : 1) * sizeof *buses);
+    k = 0;
+    for (struct eb_append_req *r = group, *next; r; r = next) {
+        next = r->next;
+        for (size_t i = 0; i < r->nrows; i++, k++) {
+            r->rows[i].seq = st == EB_OK ? rows[k].seq : 0;
+            r->rows[i].status = st == EB_OK ? rows[k].status : st;
+            if (st == EB_OK && rows[k].status == EB_OK)
+                buses[nbuses++] = rows[k].bus_id;
+        }
+        r->done(r, st);
+    }
+    if (st == EB_OK && ap->on_commit && nbuses) {
+        qsort(buses, nbuses, sizeof *buses, cmp_i64);
+        for (size_t i = 0; i < nbuses; i++)
+            if (i == 0 || buses[i] != buses[i - 1])
+                ap->on_commit(ap->arg, buses[i]);
+    }
+    free(buses);
+    free(rows);
+}
+
+static void *appender_main(void *arg)
+{
+    eb_appender *ap = arg;
+    eb_db *db = NULL;
+
+    for (;;) {
+        struct eb_append_req *group, *last;
+        size_t rows;
+
+        pthread_mutex_lock(&ap->mu);
+        while (!ap->head && !ap->stopping)
+            pthread_cond_wait(&ap->cv, &ap->mu);
+        if (!ap->head) {
+            pthread_mutex_unlock(&ap->mu);
+            break;
+        }
+        /* Take every waiting request, up to max_rows (a single request is
+         * always taken whole). */
+        group = last = ap->head;
+        rows = group->nrows;
+        while (last->next && rows + last->next->nrows <= ap->max_rows) {
+            last = last->next;
+            rows += last->nrows;
+        }
+        ap->head = last->next;
+        if (!ap->head)
+            ap->tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&ap->mu);
+
+        if (!db && eb_db_connect(ap->url, &db) != EB_OK)
+            db = NULL;
+        commit_group(ap, db, group);
+    }
+    eb_db_close(db);
+    return NULL;
+}
+
+eb_appender *eb_appender_new(const char *url, size_t max_rows, eb_commit_fn on_commit,
+                             void *arg)
+{
+    eb_appender *ap = eb_calloc(1, sizeof *ap);
+
+    ap->url = eb_strdup(url);
+    ap->max_rows = max_rows;
+    ap->on_commit = on_commit;
+    ap->arg = arg;
+    pthread_mutex_init(&ap->mu, NULL);
+    pthread_cond_init(&ap->cv, NULL);
+    pthread_create(&ap->thread, NULL, appender_main, ap);
+    return ap;
+}
+
+eb_status eb_appender_submit(eb_appender *ap, struct eb_append_req *req)
+{
+    pthread_mutex_lock(&ap->mu);
+    if (ap->stopping) {
+        pthread_mutex_unlock(&ap->mu);
+        return EB_EUNAVAIL;
+    }
+    req->next = NULL;
+    if (ap->tail)
+        ap->tail->next = req;
+    else
+        ap->head = req;
+    ap->tail = req;
+    pthread_cond_signal(&ap->cv);
+    pthread_mutex_unlock(&ap->mu);
+    return EB_OK;
+}
+
+void eb_appender_free(eb_appender *ap)
+{
+    if (!ap)
+        return;
+    pthread_mutex_lock(&ap->mu);
+    ap->stopping = true;
+    pthread_cond_broadcast(&ap->cv);
+    pthread_mutex_unlock(&ap->mu);
+    pthread_join(ap->thread, NULL);
+    free(ap->url);
+    pthread_cond_destroy(&ap->cv);
+    pthread_mutex_destroy(&ap->mu);
+    free(ap);
+}

@@ -1,0 +1,83 @@
+/* API keys and the principal a call acts as: key generation and hashing,
+ * authentication with a short-lived cache, role checks, and resolving bus
+ * references within the caller's reach. */
+#ifndef EB_AUTH_H
+#define EB_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+#include "store.h"
+
+/* Roles: the values of cebus.v1.Role. */
+enum eb_role {
+    EB_ROLE_PLATFORM_ADMIN = 1,
+    EB_ROLE_TENANT_ADMIN = 2,
+    EB_ROLE_PUBLISHER = 3,
+    EB_ROLE_SUBSCRIBER = 4,
+};
+
+/* The platform operator's tenant, created by the first migration. */
+#define EB_PLATFORM_TENANT "platform"
+
+/* Keys look like "cb_" + 8 identifier characters + "_" + 43 characters
+ * of base64url secret (256 bits). The first 11 characters are the
+ * non-secret prefix shown in lists and logs. */
+#define EB_KEY_LEN 55
+#define EB_KEY_PREFIX_LEN 11
+
+struct eb_principal {
+    int64_t tenant_id;
+    char tenant[EB_NAME_MAX + 1];
+    enum eb_role role;
+    char key_prefix[EB_KEY_PREFIX_LEN + 1];
+};
+
+typedef struct eb_auth eb_auth;
+
+/* Returns a new authenticator whose caches live ttl_us. */
+eb_auth *eb_auth_new(int64_t ttl_us);
+void eb_auth_free(eb_auth *a);
+
+/* Generates a new key: key (EB_KEY_LEN + 1 bytes), prefix
+ * (EB_KEY_PREFIX_LEN + 1 bytes) and the SHA-256 hash to store. */
+void eb_auth_generate(char *key, char *prefix, uint8_t hash[32]);
+
+/* SHA-256 of key. */
+void eb_auth_hash(const char *key, uint8_t hash[32]);
+
+/* Authenticates the value of the "authorization" metadata ("Bearer KEY").
+ * Returns EB_OK and fills *p; EB_EUNAUTH with a message in err when the key
+ * is missing, malformed, unknown, revoked, expired or its tenant disabled
+ * (one message for all of those that concern a key's state, so that probing
+ * learns nothing); EB_EUNAVAIL when the database cannot be asked.
+ * THREAD SAFETY: any thread; db is the caller's connection. */
+eb_status eb_auth_authenticate(eb_auth *a, eb_db *db, const char *authorization,
+                               struct eb_principal *p, char *err, size_t errlen);
+
+/* Returns whether name is a valid tenant, bus, rule or subscription name:
+ * 1 to 64 of [A-Za-z0-9._-], starting with a letter or digit. */
+bool eb_name_valid(const char *name);
+
+/* Resolves a bus reference ("name" or "tenant/name") for p. Another
+ * tenant's bus, and a bus that does not exist, are both EB_ENOTFOUND with
+ * the same message, so existence is not leaked. Messages go to err and name
+ * the field ("bus"). Uses the cache. */
+eb_status eb_auth_resolve_bus(eb_auth *a, eb_db *db, const struct eb_principal *p,
+                              const char *ref, struct eb_bus_rec *bus, char *err,
+                              size_t errlen);
+
+/* Returns EB_OK when p's role is one of the roles in mask (bit 1 << role),
+ * else EB_EPERM with a message in err. */
+eb_status eb_auth_require(const struct eb_principal *p, unsigned mask, const char *what,
+                          char *err, size_t errlen);
+
+#define EB_ROLES(r) (1u << (r))
+#define EB_ANY_ROLE                                                                    \
+    (EB_ROLES(EB_ROLE_PLATFORM_ADMIN) | EB_ROLES(EB_ROLE_TENANT_ADMIN) |              \
+     EB_ROLES(EB_ROLE_PUBLISHER) | EB_ROLES(EB_ROLE_SUBSCRIBER))
+#define EB_ADMINS (EB_ROLES(EB_ROLE_PLATFORM_ADMIN) | EB_ROLES(EB_ROLE_TENANT_ADMIN))
+
+#endif

@@ -1,0 +1,474 @@
+#include "dispatch.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "cejson.h"
+#include "cloudevents.pb-c.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+/* Events read from the log per query. */
+#define READ_PAGE 256
+/* Reconnect delay when the database is down. */
+#define RETRY_MS 500
+
+struct outmsg {
+    uint8_t *bytes;
+    size_t len;
+};
+
+struct bus;
+
+struct stream {
+    struct eb_dispatch *d;
+    struct bus *bus;
+    struct stream *next;   /* in bus->streams */
+    eb_call *call;
+    eb_pattern *pattern;
+    int64_t cursor;        /* last sequence examined */
+    struct outmsg *q;      /* ring of qcap */
+    size_t qhead, qlen, qcap;
+    bool writing;          /* a write is outstanding */
+    bool closed;           /* over: client gone or server ended it */
+};
+
+struct bus {
+    int64_t id;
+    bool dirty;
+    struct stream *streams;
+    struct bus *next;
+};
+
+struct eb_dispatch {
+    char *url;
+    int catchup_ms;
+    int max_streams;
+    int wakefd;
+    pthread_t thread;
+
+    pthread_mutex_t mu; /* everything below; taken before any call's lock */
+    bool stopping;
+    int nstreams;
+    struct bus *buses;
+};
+
+static void stream_ops_write_done(void *arg, bool ok);
+static void stream_ops_close(void *arg);
+
+static const struct eb_stream_ops stream_ops = {
+    .on_write_done = stream_ops_write_done,
+    .on_close = stream_ops_close,
+};
+
+static void signal_wake(eb_dispatch *d)
+{
+    uint64_t one = 1;
+    ssize_t n = write(d->wakefd, &one, sizeof one);
+    (void)n; /* a full counter already means "wake up" */
+}
+
+static struct bus *find_bus_locked(eb_dispatch *d, int64_t id)
+{
+    for (struct bus *b = d->buses; b; b = b->next)
+        if (b->id == id)
+            return b;
+    return NULL;
+}
+
+static void stream_free(struct stream *s)
+{
+    while (s->qlen) {
+        free(s->q[s->qhead].bytes);
+        s->qhead = (s->qhead + 1) % s->qcap;
+        s->qlen--;
+    }
+    free(s->q);
+    eb_pattern_free(s->pattern);
+    free(s);
+}
+
+/* Unlinks s from its bus, dropping the bus when it was the last stream.
+ * REQUIRES: d->mu. */
+static void unlink_locked(eb_dispatch *d, struct stream *s)
+{
+    struct bus *b = s->bus;
+    struct stream **pp;
+
+    if (!b)
+        return;
+    for (pp = &b->streams; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    s->bus = NULL;
+    d->nstreams--;
+    if (!b->streams) {
+        struct bus **bp;
+        for (bp = &d->buses; *bp; bp = &(*bp)->next)
+            if (*bp == b) {
+                *bp = b->next;
+                break;
+            }
+        free(b);
+    }
+}
+
+/* Ends s: unlinks it, gives back the handler's call reference with a final
+ * status, and frees it now or, with a write outstanding, when the write
+ * completes. REQUIRES: d->mu. */
+static void end_locked(eb_dispatch *d, struct stream *s, eb_status st, const char *msg)
+{
+    eb_call *call = s->call;
+
+    if (s->closed)
+        return;
+    s->closed = true;
+    unlink_locked(d, s);
+    s->call = NULL;
+    eb_call_finish(call, st, msg);
+    if (!s->writing)
+        stream_free(s);
+}
+
+/* Starts the next write when none is outstanding. REQUIRES: d->mu. */
+static void pump_locked(struct stream *s)
+{
+    struct outmsg m;
+
+    if (s->writing || s->closed || s->qlen == 0)
+        return;
+    m = s->q[s->qhead];
+    s->qhead = (s->qhead + 1) % s->qcap;
+    s->qlen--;
+    s->writing = true;
+    /* The buffer hint lets gRPC coalesce a burst; the burst's last write
+     * goes without it so that it is flushed at once. */
+    if (!eb_call_write(s->call, m.bytes, m.len, s->qlen > 0))
+        s->writing = false;
+}
+
+static void stream_ops_write_done(void *arg, bool ok)
+{
+    struct stream *s = arg;
+    eb_dispatch *d = s->d;
+    bool was_full;
+
+    pthread_mutex_lock(&d->mu);
+    s->writing = false;
+    if (s->closed) {
+        stream_free(s);
+        pthread_mutex_unlock(&d->mu);
+        return;
+    }
+    if (!ok) {
+        end_locked(d, s, EB_EUNAVAIL, "stream write failed");
+        pthread_mutex_unlock(&d->mu);
+        return;
+    }
+    was_full = s->qlen + 1 >= s->qcap;
+    pump_locked(s);
+    /* A stream that had filled its queue was skipped by the reader; now
+     * that there is room, have its bus read again. */
+    if (was_full && s->bus) {
+        s->bus->dirty = true;
+        signal_wake(d);
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void stream_ops_close(void *arg)
+{
+    struct stream *s = arg;
+    eb_dispatch *d = s->d;
+
+    pthread_mutex_lock(&d->mu);
+    end_locked(d, s, EB_ECANCELLED, "client went away");
+    pthread_mutex_unlock(&d->mu);
+}
+
+eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t bus_id, int64_t after_seq,
+                          eb_pattern *pattern, int max_in_flight)
+{
+    struct stream *s;
+    struct bus *b;
+
+    pthread_mutex_lock(&d->mu);
+    if (d->stopping) {
+        pthread_mutex_unlock(&d->mu);
+        return EB_EUNAVAIL;
+    }
+    if (d->nstreams >= d->max_streams) {
+        pthread_mutex_unlock(&d->mu);
+        return EB_EEXHAUSTED;
+    }
+    b = find_bus_locked(d, bus_id);
+    if (!b) {
+        b = eb_calloc(1, sizeof *b);
+        b->id = bus_id;
+        b->next = d->buses;
+        d->buses = b;
+    }
+    s = eb_calloc(1, sizeof *s);
+    s->d = d;
+    s->bus = b;
+    s->call = call;
+    s->pattern = pattern;
+    s->cursor = after_seq;
+    s->qcap = (size_t)(max_in_flight > 0 ? max_in_flight : 1);
+    s->q = eb_calloc(s->qcap, sizeof *s->q);
+    s->next = b->streams;
+    b->streams = s;
+    b->dirty = true;
+    d->nstreams++;
+    /* Under d->mu so that a close arriving at once finds the stream. */
+    if (!eb_call_stream_start(call, &stream_ops, s))
+        end_locked(d, s, EB_ECANCELLED, "client went away");
+    pthread_mutex_unlock(&d->mu);
+    signal_wake(d);
+    return EB_OK;
+}
+
+void eb_dispatch_wake(eb_dispatch *d, int64_t bus_id)
+{
+    struct bus *b;
+
+    pthread_mutex_lock(&d->mu);
+    b = find_bus_locked(d, bus_id);
+    if (b)
+        b->dirty = true;
+    pthread_mutex_unlock(&d->mu);
+    if (b)
+        signal_wake(d);
+}
+
+static void on_notify(void *arg, int64_t bus_id)
+{
+    eb_dispatch *d = arg;
+    struct bus *b = find_bus_locked(d, bus_id);
+    if (b)
+        b->dirty = true;
+}
+
+/* Encodes a SubscribeResponse {sequence = 1, event = 2} around the stored
+ * event bytes without decoding and re-encoding the event. */
+static uint8_t *encode_delivery(int64_t seq, const uint8_t *body, size_t len, size_t *outlen)
+{
+    uint8_t *buf = eb_malloc(1 + 10 + 1 + 10 + len);
+    size_t n = 0;
+    uint64_t v;
+
+    buf[n++] = 0x08; /* field 1, varint */
+    for (v = (uint64_t)seq; v >= 0x80; v >>= 7)
+        buf[n++] = (uint8_t)(v | 0x80);
+    buf[n++] = (uint8_t)v;
+    buf[n++] = 0x12; /* field 2, length-delimited */
+    for (v = len; v >= 0x80; v >>= 7)
+        buf[n++] = (uint8_t)(v | 0x80);
+    buf[n++] = (uint8_t)v;
+    memcpy(buf + n, body, len);
+    *outlen = n + len;
+    return buf;
+}
+
+/* Offers one event to every stream of b that has not seen it and has room.
+ * REQUIRES: d->mu. */
+static void offer_locked(struct bus *b, const struct eb_event_rec *ev, const json_t *view)
+{
+    for (struct stream *s = b->streams; s; s = s->next) {
+        struct outmsg *m;
+        if (s->cursor >= ev->seq || s->qlen >= s->qcap)
+            continue;
+        s->cursor = ev->seq;
+        if (!view || !eb_pattern_match(s->pattern, view))
+            continue;
+        m = &s->q[(s->qhead + s->qlen) % s->qcap];
+        m->bytes = encode_delivery(ev->seq, ev->body, ev->body_len, &m->len);
+        s->qlen++;
+    }
+}
+
+/* Reads bus b's log from the lowest cursor of its streams that have room,
+ * and offers each event to them. Returns EB_EUNAVAIL when the database is
+ * unreachable. Called without d->mu. */
+static eb_status serve_bus(eb_dispatch *d, eb_db *db, int64_t bus_id)
+{
+    for (;;) {
+        struct eb_event_rec *evs = NULL;
+        size_t n = 0;
+        int64_t from = INT64_MAX;
+        struct bus *b;
+        eb_status st;
+        bool more;
+
+        pthread_mutex_lock(&d->mu);
+        b = find_bus_locked(d, bus_id);
+        if (b) {
+            b->dirty = false;
+            for (struct stream *s = b->streams; s; s = s->next)
+                if (s->qlen < s->qcap && s->cursor < from)
+                    from = s->cursor;
+        }
+        pthread_mutex_unlock(&d->mu);
+        if (!b || from == INT64_MAX)
+            return EB_OK;
+
+        st = eb_store_events_read(db, bus_id, from, READ_PAGE, &evs, &n);
+        if (st) {
+            pthread_mutex_lock(&d->mu);
+            if ((b = find_bus_locked(d, bus_id)) != NULL)
+                b->dirty = true;
+            pthread_mutex_unlock(&d->mu);
+            return st == EB_EUNAVAIL ? EB_EUNAVAIL : EB_OK;
+        }
+
+        /* Decode and build the JSON view outside the lock; match inside. */
+        for (size_t i = 0; i < n; i++) {
+            Io__Cloudevents__V1__CloudEvent *ce =
+                io__cloudevents__v1__cloud_event__unpack(NULL, evs[i].body_len, evs[i].body);
+            json_t *view = ce ? ce_to_json(ce) : NULL;
+            if (!ce)
+                eb_log_error("msg=\"undecodable stored event\" bus_id=%lld seq=%lld",
+                             (long long)bus_id, (long long)evs[i].seq);
+            pthread_mutex_lock(&d->mu);
+            b = find_bus_locked(d, bus_id);
+            if (b) {
+                offer_locked(b, &evs[i], view);
+                for (struct stream *s = b->streams; s; s = s->next)
+                    pump_locked(s);
+            }
+            pthread_mutex_unlock(&d->mu);
+            json_decref(view);
+            if (ce)
+                io__cloudevents__v1__cloud_event__free_unpacked(ce, NULL);
+        }
+        more = n == READ_PAGE;
+        for (size_t i = 0; i < n; i++)
+            free(evs[i].body);
+        free(evs);
+        if (!more)
+            return EB_OK;
+    }
+}
+
+static void *dispatch_main(void *arg)
+{
+    eb_dispatch *d = arg;
+    eb_db *db = NULL;
+    int64_t last_catchup = eb_now_mono_us();
+
+    for (;;) {
+        struct pollfd fds[2];
+        int nfds = 1, timeout = d->catchup_ms;
+        int64_t *ids = NULL;
+        size_t nids = 0;
+        bool stopping, all;
+
+        if (!db) {
+            if (eb_db_connect(d->url, &db) != EB_OK || eb_store_listen(db) != EB_OK) {
+                eb_db_close(db);
+                db = NULL;
+                timeout = RETRY_MS;
+            }
+        }
+        fds[0].fd = d->wakefd;
+        fds[0].events = POLLIN;
+        if (db) {
+            fds[1].fd = eb_db_socket(db);
+            fds[1].events = POLLIN;
+            nfds = 2;
+        }
+        if (poll(fds, (nfds_t)nfds, timeout) < 0 && errno != EINTR)
+            eb_log_error("msg=\"poll failed\" errno=%d", errno);
+        if (fds[0].revents & POLLIN) {
+            uint64_t v;
+            ssize_t r = read(d->wakefd, &v, sizeof v);
+            (void)r;
+        }
+
+        all = eb_now_mono_us() - last_catchup >= (int64_t)d->catchup_ms * 1000;
+        if (all)
+            last_catchup = eb_now_mono_us();
+
+        pthread_mutex_lock(&d->mu);
+        stopping = d->stopping;
+        if (db && nfds == 2 && (fds[1].revents & POLLIN) &&
+            eb_store_drain_notifications(db, on_notify, d) != EB_OK) {
+            eb_db_close(db);
+            db = NULL;
+        }
+        for (struct bus *b = d->buses; b; b = b->next) {
+            if (b->dirty || all) {
+                ids = eb_realloc(ids, (nids + 1) * sizeof *ids);
+                ids[nids++] = b->id;
+            }
+        }
+        pthread_mutex_unlock(&d->mu);
+        if (stopping) {
+            free(ids);
+            break;
+        }
+        for (size_t i = 0; db && i < nids; i++) {
+            if (serve_bus(d, db, ids[i]) == EB_EUNAVAIL) {
+                eb_db_close(db);
+                db = NULL;
+            }
+        }
+        free(ids);
+    }
+    eb_db_close(db);
+    return NULL;
+}
+
+eb_dispatch *eb_dispatch_new(const struct eb_dispatch_opts *opts)
+{
+    eb_dispatch *d = eb_calloc(1, sizeof *d);
+
+    d->url = eb_strdup(opts->database_url);
+    d->catchup_ms = opts->catchup_ms;
+    d->max_streams = opts->max_streams;
+    d->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (d->wakefd < 0) {
+        eb_log_error("msg=\"eventfd failed\" errno=%d", errno);
+        abort();
+    }
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_create(&d->thread, NULL, dispatch_main, d);
+    return d;
+}
+
+void eb_dispatch_stop(eb_dispatch *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->mu);
+    if (d->stopping) {
+        pthread_mutex_unlock(&d->mu);
+        return;
+    }
+    d->stopping = true;
+    while (d->buses && d->buses->streams)
+        end_locked(d, d->buses->streams, EB_EUNAVAIL,
+                   "server shutting down; reconnect to resume from the last sequence");
+    pthread_mutex_unlock(&d->mu);
+    signal_wake(d);
+    pthread_join(d->thread, NULL);
+}
+
+void eb_dispatch_free(eb_dispatch *d)
+{
+    if (!d)
+        return;
+    close(d->wakefd);
+    pthread_mutex_destroy(&d->mu);
+    free(d->url);
+    free(d);
+}

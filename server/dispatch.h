@@ -1,0 +1,48 @@
+/* Delivery to Subscribe streams: one thread reads each active bus's log
+ * once per wake-up, matches every event once per stream pattern, and feeds
+ * per-stream bounded queues written one message at a time.
+ *
+ * Wake-ups come from local commits (eb_dispatch_wake), from PostgreSQL
+ * NOTIFY (other replicas), and from a catch-up timer that covers lost
+ * notifications. A stream whose queue is full stops being fed; its events
+ * wait in the log, so memory per stream is bounded by its queue.
+ */
+#ifndef EB_DISPATCH_H
+#define EB_DISPATCH_H
+
+#include <stdint.h>
+
+#include "grpc_server.h"
+#include "pattern.h"
+#include "status.h"
+
+typedef struct eb_dispatch eb_dispatch;
+
+struct eb_dispatch_opts {
+    const char *database_url;
+    int catchup_ms;
+    int max_streams;
+};
+
+/* Starts the delivery thread. Free with eb_dispatch_stop() then
+ * eb_dispatch_free(). */
+eb_dispatch *eb_dispatch_new(const struct eb_dispatch_opts *opts);
+
+/* Adds a stream on bus_id that delivers matching events with sequence >
+ * after_seq. Takes the handler's call reference and ownership of pattern on
+ * success; on failure (EB_EEXHAUSTED: too many streams; EB_EUNAVAIL:
+ * stopping) takes neither. */
+eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t bus_id, int64_t after_seq,
+                          eb_pattern *pattern, int max_in_flight);
+
+/* Tells the delivery thread that bus_id has new events. Any thread. */
+void eb_dispatch_wake(eb_dispatch *d, int64_t bus_id);
+
+/* Ends every stream with UNAVAILABLE ("reconnect") and stops the thread. */
+void eb_dispatch_stop(eb_dispatch *d);
+
+/* Frees d. REQUIRES: eb_dispatch_stop() and every call released (the gRPC
+ * server freed), so no callback can still arrive. NULL is allowed. */
+void eb_dispatch_free(eb_dispatch *d);
+
+#endif

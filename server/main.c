@@ -1,0 +1,197 @@
+/* cebusd: argv, signals and wiring. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/grpc.h>
+
+#include "appender.h"
+#include "auth.h"
+#include "config.h"
+#include "dispatch.h"
+#include "embedded_pg.h"
+#include "exec.h"
+#include "grpc_server.h"
+#include "log.h"
+#include "rpc.h"
+#include "store.h"
+#include "util.h"
+
+/* Rows per group-commit transaction. */
+#define APPEND_MAX_ROWS 10000
+/* Executor queue bound: past it, calls get RESOURCE_EXHAUSTED. */
+#define EXEC_MAX_QUEUED 100000
+/* How long cached keys and buses live: revocations apply within it. */
+#define AUTH_CACHE_TTL_US 1000000
+
+static enum eb_log_level level_of(const char *s)
+{
+    if (strcmp(s, "debug") == 0)
+        return EB_LOG_DEBUG;
+    if (strcmp(s, "warn") == 0)
+        return EB_LOG_WARN;
+    if (strcmp(s, "error") == 0)
+        return EB_LOG_ERROR;
+    return EB_LOG_INFO;
+}
+
+/* Installs the configured admin key, or generates one when the database has
+ * no platform admin key at all (first start). */
+static eb_status bootstrap_admin(eb_db *db, const struct eb_config *cfg)
+{
+    struct eb_key_rec rec;
+    struct eb_tenant_rec platform;
+    uint8_t hash[32];
+    char prefix[EB_KEY_PREFIX_LEN + 1];
+    char key[EB_KEY_LEN + 1];
+    int64_t count = 0;
+    eb_status st;
+
+    st = eb_store_tenant_get(db, EB_PLATFORM_TENANT, &platform);
+    if (st)
+        return st;
+    if (cfg->admin_key) {
+        eb_auth_hash(cfg->admin_key, hash);
+        st = eb_store_key_lookup(db, hash, &rec);
+        if (st == EB_OK)
+            return EB_OK;
+        if (st != EB_ENOTFOUND)
+            return st;
+        /* The prefix identifies the key in lists; derive it from the hash so
+         * that no part of a secret chosen outside cebus is shown. */
+        snprintf(prefix, sizeof prefix, "env_%02x%02x%02x%01x", hash[0], hash[1], hash[2],
+                 hash[3] >> 4);
+        st = eb_store_key_insert(db, platform.id, prefix, hash, EB_ROLE_PLATFORM_ADMIN,
+                                 "from CEBUS_ADMIN_KEY", 0, NULL);
+        if (st == EB_EEXIST)
+            return EB_OK; /* another replica installed it at the same moment */
+        if (st == EB_OK)
+            eb_log_info("msg=\"platform admin key installed from configuration\" key=%s", prefix);
+        return st;
+    }
+    st = eb_store_admin_key_count(db, &count);
+    if (st || count > 0)
+        return st;
+    eb_auth_generate(key, prefix, hash);
+    st = eb_store_key_insert(db, platform.id, prefix, hash, EB_ROLE_PLATFORM_ADMIN,
+                             "bootstrap", 0, NULL);
+    if (st)
+        return st;
+    /* Printed once, on stdout rather than in the logs. */
+    printf("cebusd: platform admin key (shown once, store it now): %s\n", key);
+    fflush(stdout);
+    return EB_OK;
+}
+
+int main(int argc, char **argv)
+{
+    struct eb_config cfg;
+    struct eb_app app = {0};
+    struct eb_server_opts sopts;
+    struct eb_dispatch_opts dopts;
+    eb_server *srv = NULL;
+    eb_db *db = NULL;
+    bool embedded = false;
+    char embedded_url[4096];
+    const char *url;
+    sigset_t sigs;
+    int sig = 0, rc = 1, applied = 0;
+    eb_status st;
+
+    st = eb_config_load(&cfg, argc - 1, argv + 1, stdout, stderr);
+    if (st == EB_ECANCELLED)
+        return 0;
+    if (st)
+        return 2;
+    eb_log_set_level(level_of(cfg.log_level));
+
+    /* Blocked before any thread exists, gRPC's included, so that only
+     * sigwait() below sees them. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    url = cfg.database_url;
+    if (!url) {
+        if (eb_embedded_pg_start(cfg.data_dir, cfg.embedded_pg_port, embedded_url,
+                                 sizeof embedded_url) != EB_OK)
+            goto out;
+        embedded = true;
+        url = embedded_url;
+    }
+    if (eb_db_connect(url, &db) != EB_OK) {
+        eb_log_error("msg=\"cannot connect to the database; check CEBUS_DATABASE_URL\"");
+        goto out;
+    }
+    if (eb_store_migrate(db, cfg.migrations_dir, &applied) != EB_OK)
+        goto out;
+    eb_log_info("msg=\"schema ready\" migrations_applied=%d", applied);
+    if (strcmp(cfg.command, "migrate") == 0) {
+        rc = 0;
+        goto out;
+    }
+    if (bootstrap_admin(db, &cfg) != EB_OK) {
+        eb_log_error("msg=\"cannot install the platform admin key\"");
+        goto out;
+    }
+    eb_db_close(db);
+    db = NULL;
+
+    grpc_init();
+    app.cfg = &cfg;
+    app.auth = eb_auth_new(AUTH_CACHE_TTL_US);
+    app.exec = eb_exec_new(url, (int)cfg.db_pool, EXEC_MAX_QUEUED);
+    dopts.database_url = url;
+    dopts.catchup_ms = (int)cfg.catchup_ms;
+    dopts.max_streams = (int)cfg.max_streams;
+    app.dispatch = eb_dispatch_new(&dopts);
+    app.appender = eb_appender_new(url, APPEND_MAX_ROWS,
+                                   (eb_commit_fn)eb_dispatch_wake, app.dispatch);
+
+    sopts.listen = cfg.listen;
+    sopts.workers = (int)cfg.workers;
+    sopts.max_request_bytes = (size_t)cfg.max_request_bytes;
+    srv = eb_server_new(&sopts);
+    eb_rpc_register_all(srv, &app);
+    if (eb_server_start(srv) != EB_OK) {
+        eb_log_error("msg=\"cannot listen; is another server on that address?\" listen=%s",
+                     cfg.listen);
+        /* Nothing was accepted; tear down what exists. */
+        eb_appender_free(app.appender);
+        eb_dispatch_stop(app.dispatch);
+        eb_dispatch_free(app.dispatch);
+        eb_exec_free(app.exec);
+        eb_auth_free(app.auth);
+        grpc_shutdown();
+        goto out;
+    }
+    eb_log_info("msg=\"cebusd listening\" listen=%s port=%d", cfg.listen, eb_server_port(srv));
+    printf("cebusd: listening on %s\n", cfg.listen);
+    fflush(stdout);
+
+    sigwait(&sigs, &sig);
+    eb_log_info("msg=\"draining\" signal=%d", sig);
+
+    /* Streams first (they never end on their own), then in-flight unary
+     * calls get the grace period, then the components their replies come
+     * from, then the server once every call is gone. */
+    eb_dispatch_stop(app.dispatch);
+    eb_server_shutdown(srv, (int)cfg.shutdown_grace_ms);
+    eb_exec_free(app.exec);
+    eb_appender_free(app.appender);
+    eb_server_free(srv);
+    eb_dispatch_free(app.dispatch);
+    eb_auth_free(app.auth);
+    grpc_shutdown();
+    eb_log_info("msg=\"stopped\"");
+    rc = 0;
+out:
+    eb_db_close(db);
+    if (embedded)
+        eb_embedded_pg_stop(cfg.data_dir);
+    eb_config_free(&cfg);
+    return rc;
+}

@@ -1,0 +1,84 @@
+/* The RPC layer shared by the rpc_*.c files: the application context,
+ * per-call state, and registration of every method.
+ *
+ * Each method's function runs on an executor thread (never a gRPC worker)
+ * with a database connection and, unless the method is public, an
+ * authenticated principal. It must end the call (eb_rpc_reply,
+ * eb_rpc_fail) or hand it to another component that will.
+ */
+#ifndef EB_RPC_H
+#define EB_RPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "appender.h"
+#include "auth.h"
+#include "config.h"
+#include "dispatch.h"
+#include "exec.h"
+#include "grpc_server.h"
+#include "store.h"
+
+struct eb_app {
+    const struct eb_config *cfg;
+    eb_exec *exec;
+    eb_auth *auth;
+    eb_appender *appender;
+    eb_dispatch *dispatch;
+};
+
+struct eb_rpc {
+    eb_call *call;
+    struct eb_app *app;
+    eb_db *db;
+    struct eb_principal who;
+    const uint8_t *req; /* borrowed from the call */
+    size_t req_len;
+    char err[512];
+    const struct method *method; /* rpc.c's */
+};
+
+typedef void (*eb_rpc_fn)(struct eb_rpc *rpc);
+
+/* Registers every implemented method of cebus.v1.EventBus, cebus.v1.Admin
+ * and grpc.health.v1.Health on srv. */
+void eb_rpc_register_all(eb_server *srv, struct eb_app *app);
+
+/* Ends the call with msg and frees rpc. */
+void eb_rpc_reply(struct eb_rpc *rpc, const ProtobufCMessage *msg);
+
+/* Ends the call with an error and frees rpc. */
+void eb_rpc_fail(struct eb_rpc *rpc, eb_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Ends the call with the store status st, using a message suited to
+ * clients (never the database's text), and frees rpc. */
+void eb_rpc_fail_store(struct eb_rpc *rpc, eb_status st, const char *what);
+
+/* Frees rpc without ending the call (after handing the call off). */
+void eb_rpc_free(struct eb_rpc *rpc);
+
+/* Method functions, by file. */
+void eb_rpc_put_events(struct eb_rpc *rpc);
+void eb_rpc_create_rule(struct eb_rpc *rpc);
+void eb_rpc_get_rule(struct eb_rpc *rpc);
+void eb_rpc_list_rules(struct eb_rpc *rpc);
+void eb_rpc_delete_rule(struct eb_rpc *rpc);
+void eb_rpc_test_event_pattern(struct eb_rpc *rpc);
+void eb_rpc_subscribe(struct eb_rpc *rpc);
+void eb_rpc_create_tenant(struct eb_rpc *rpc);
+void eb_rpc_create_api_key(struct eb_rpc *rpc);
+void eb_rpc_create_bus(struct eb_rpc *rpc);
+void eb_rpc_list_buses(struct eb_rpc *rpc);
+
+/* Protobuf timestamp helpers. */
+struct Google__Protobuf__Timestamp;
+void eb_rpc_timestamp(struct Google__Protobuf__Timestamp *ts, int64_t us);
+
+/* Page tokens: the last name of the previous page, opaque to clients. */
+bool eb_rpc_page_token_decode(const char *token, char *after, size_t size);
+void eb_rpc_page_token_encode(const char *after, char *token, size_t size);
+
+#endif

@@ -1,0 +1,322 @@
+/* Rule management: CreateRule, GetRule, ListRules, DeleteRule. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cebus/v1/eventbus.pb-c.h"
+#include "google/protobuf/timestamp.pb-c.h"
+#include "pattern.h"
+#include "rpc.h"
+#include "util.h"
+
+/* Limits, documented in README.md. */
+#define MAX_TARGETS 5
+#define MAX_DESCRIPTION 512
+#define MAX_RULES_PER_PAGE 1000
+#define DEFAULT_RULES_PER_PAGE 100
+
+/* A Rule message built from a record; owns its pieces until rule_msg_clear. */
+struct rule_msg {
+    Cebus__V1__Rule rule;
+    Google__Protobuf__Timestamp created, updated;
+    Cebus__V1__Target *targets;
+    Cebus__V1__Target **target_ptrs;
+    Cebus__V1__SubscriptionTarget *subs;
+    Cebus__V1__HttpTarget *https;
+    Cebus__V1__BusTarget *buses;
+};
+
+static void rule_msg_init(struct rule_msg *m, const char *bus, const struct eb_rule_rec *r)
+{
+    size_t n = r->ntargets;
+
+    cebus__v1__rule__init(&m->rule);
+    m->rule.bus = (char *)bus;
+    m->rule.name = (char *)r->name;
+    m->rule.pattern = r->pattern;
+    m->rule.description = r->description;
+    m->rule.enabled = r->enabled;
+    eb_rpc_timestamp(&m->created, r->created_us);
+    eb_rpc_timestamp(&m->updated, r->updated_us);
+    m->rule.create_time = &m->created;
+    m->rule.update_time = &m->updated;
+    m->targets = eb_calloc(n, sizeof *m->targets);
+    m->target_ptrs = eb_calloc(n, sizeof *m->target_ptrs);
+    m->subs = eb_calloc(n, sizeof *m->subs);
+    m->https = eb_calloc(n, sizeof *m->https);
+    m->buses = eb_calloc(n, sizeof *m->buses);
+    for (size_t i = 0; i < n; i++) {
+        Cebus__V1__Target *t = &m->targets[i];
+        cebus__v1__target__init(t);
+        switch (r->targets[i].kind) {
+        case EB_TARGET_SUBSCRIPTION:
+            cebus__v1__subscription_target__init(&m->subs[i]);
+            m->subs[i].name = r->targets[i].value;
+            t->kind_case = CEBUS__V1__TARGET__KIND_SUBSCRIPTION;
+            t->subscription = &m->subs[i];
+            break;
+        case EB_TARGET_HTTP:
+            cebus__v1__http_target__init(&m->https[i]);
+            m->https[i].url = r->targets[i].value;
+            t->kind_case = CEBUS__V1__TARGET__KIND_HTTP;
+            t->http = &m->https[i];
+            break;
+        case EB_TARGET_BUS:
+            cebus__v1__bus_target__init(&m->buses[i]);
+            m->buses[i].bus = r->targets[i].value;
+            t->kind_case = CEBUS__V1__TARGET__KIND_BUS;
+            t->bus = &m->buses[i];
+            break;
+        }
+        m->target_ptrs[i] = t;
+    }
+    m->rule.n_targets = n;
+    m->rule.targets = m->target_ptrs;
+}
+
+static void rule_msg_clear(struct rule_msg *m)
+{
+    free(m->targets);
+    free(m->target_ptrs);
+    free(m->subs);
+    free(m->https);
+    free(m->buses);
+}
+
+/* Resolves the bus of a rule request; fails the call on error. */
+static bool rule_bus(struct eb_rpc *rpc, unsigned roles, const char *what, const char *ref,
+                     struct eb_bus_rec *bus)
+{
+    eb_status st = eb_auth_require(&rpc->who, roles, what, rpc->err, sizeof rpc->err);
+    if (!st)
+        st = eb_auth_resolve_bus(rpc->app->auth, rpc->db, &rpc->who, ref, bus, rpc->err,
+                                 sizeof rpc->err);
+    if (st) {
+        eb_rpc_fail(rpc, st, "%s", rpc->err);
+        return false;
+    }
+    return true;
+}
+
+void eb_rpc_create_rule(struct eb_rpc *rpc)
+{
+    Cebus__V1__CreateRuleRequest *req;
+    struct eb_rule_rec rec = {0};
+    struct eb_bus_rec bus;
+    struct rule_msg msg;
+    const char *conflict;
+    eb_pattern *pat = NULL;
+    char err[512];
+    eb_status st;
+
+    req = cebus__v1__create_rule_request__unpack(NULL, rpc->req_len, rpc->req);
+    if (!req) {
+        eb_rpc_fail(rpc, EB_EINVAL, "request: not a valid CreateRuleRequest message");
+        return;
+    }
+    if (!rule_bus(rpc, EB_ADMINS, "create rules", req->bus, &bus))
+        goto out;
+    if (!eb_name_valid(req->name)) {
+        eb_rpc_fail(rpc, EB_EINVAL,
+                    "name: 1 to 64 of [A-Za-z0-9._-], starting with a letter or digit");
+        goto out;
+    }
+    if (!req->pattern[0]) {
+        eb_rpc_fail(rpc, EB_EINVAL, "pattern: required ({} matches every event)");
+        goto out;
+    }
+    if (eb_pattern_compile(req->pattern, strlen(req->pattern), &pat, err, sizeof err)) {
+        eb_rpc_fail(rpc, EB_EINVAL, "pattern: %s", err);
+        goto out;
+    }
+    if (strlen(req->description) > MAX_DESCRIPTION) {
+        eb_rpc_fail(rpc, EB_EINVAL, "description: longer than %d bytes", MAX_DESCRIPTION);
+        goto out;
+    }
+    if (req->n_targets > MAX_TARGETS) {
+        eb_rpc_fail(rpc, EB_EINVAL, "targets: at most %d per rule", MAX_TARGETS);
+        goto out;
+    }
+    rec.targets = eb_calloc(req->n_targets, sizeof *rec.targets);
+    for (size_t i = 0; i < req->n_targets; i++) {
+        const Cebus__V1__Target *t = req->targets[i];
+        switch (t->kind_case) {
+        case CEBUS__V1__TARGET__KIND_SUBSCRIPTION:
+            if (!eb_name_valid(t->subscription->name)) {
+                eb_rpc_fail(rpc, EB_EINVAL,
+                            "targets[%zu].subscription.name: 1 to 64 of [A-Za-z0-9._-], "
+                            "starting with a letter or digit",
+                            i);
+                goto out;
+            }
+            for (size_t k = 0; k < rec.ntargets; k++)
+                if (strcmp(rec.targets[k].value, t->subscription->name) == 0) {
+                    eb_rpc_fail(rpc, EB_EINVAL, "targets[%zu].subscription.name: duplicate", i);
+                    goto out;
+                }
+            rec.targets[rec.ntargets].kind = EB_TARGET_SUBSCRIPTION;
+            rec.targets[rec.ntargets++].value = eb_strdup(t->subscription->name);
+            break;
+        case CEBUS__V1__TARGET__KIND_HTTP:
+        case CEBUS__V1__TARGET__KIND_BUS:
+            eb_rpc_fail(rpc, EB_EUNIMPL,
+                        "targets[%zu]: %s targets are not available in this version", i,
+                        t->kind_case == CEBUS__V1__TARGET__KIND_HTTP ? "http" : "bus");
+            goto out;
+        default:
+            eb_rpc_fail(rpc, EB_EINVAL, "targets[%zu]: kind not set", i);
+            goto out;
+        }
+    }
+    eb_strlcpy(rec.name, req->name, sizeof rec.name);
+    rec.pattern = eb_strdup(req->pattern);
+    rec.description = eb_strdup(req->description);
+    rec.enabled = !req->disabled;
+    st = eb_store_rule_insert(rpc->db, bus.id, &rec, &conflict);
+    if (st == EB_EEXIST) {
+        if (strcmp(conflict, "name") == 0)
+            eb_rpc_fail(rpc, st, "name: rule \"%s\" already exists on bus \"%s\"", req->name,
+                        req->bus);
+        else
+            eb_rpc_fail(rpc, st, "targets: a subscription of that name already exists on bus "
+                                 "\"%s\"",
+                        req->bus);
+        goto out;
+    }
+    if (st) {
+        eb_rpc_fail_store(rpc, st, "rule");
+        goto out;
+    }
+    rule_msg_init(&msg, req->bus, &rec);
+    eb_rpc_reply(rpc, &msg.rule.base);
+    rule_msg_clear(&msg);
+out:
+    eb_pattern_free(pat);
+    eb_rule_rec_clear(&rec);
+    cebus__v1__create_rule_request__free_unpacked(req, NULL);
+}
+
+void eb_rpc_get_rule(struct eb_rpc *rpc)
+{
+    Cebus__V1__GetRuleRequest *req;
+    struct eb_rule_rec rec = {0};
+    struct eb_bus_rec bus;
+    struct rule_msg msg;
+    eb_status st;
+
+    req = cebus__v1__get_rule_request__unpack(NULL, rpc->req_len, rpc->req);
+    if (!req) {
+        eb_rpc_fail(rpc, EB_EINVAL, "request: not a valid GetRuleRequest message");
+        return;
+    }
+    if (!rule_bus(rpc, EB_ADMINS | EB_ROLES(EB_ROLE_SUBSCRIBER), "read rules", req->bus, &bus))
+        goto out;
+    if (!eb_name_valid(req->name)) {
+        eb_rpc_fail(rpc, EB_EINVAL, "name: not a valid rule name");
+        goto out;
+    }
+    st = eb_store_rule_get(rpc->db, bus.id, req->name, &rec);
+    if (st == EB_ENOTFOUND) {
+        eb_rpc_fail(rpc, st, "name: no rule \"%s\" on bus \"%s\"", req->name, req->bus);
+        goto out;
+    }
+    if (st) {
+        eb_rpc_fail_store(rpc, st, "rule");
+        goto out;
+    }
+    rule_msg_init(&msg, req->bus, &rec);
+    eb_rpc_reply(rpc, &msg.rule.base);
+    rule_msg_clear(&msg);
+out:
+    eb_rule_rec_clear(&rec);
+    cebus__v1__get_rule_request__free_unpacked(req, NULL);
+}
+
+void eb_rpc_list_rules(struct eb_rpc *rpc)
+{
+    Cebus__V1__ListRulesRequest *req;
+    Cebus__V1__ListRulesResponse resp = CEBUS__V1__LIST_RULES_RESPONSE__INIT;
+    struct eb_rule_rec *recs = NULL;
+    struct rule_msg *msgs = NULL;
+    struct eb_bus_rec bus;
+    char after[EB_NAME_MAX + 1], token[2 * EB_NAME_MAX + 1] = "";
+    size_t n = 0, fetched = 0;
+    int limit;
+    eb_status st;
+
+    req = cebus__v1__list_rules_request__unpack(NULL, rpc->req_len, rpc->req);
+    if (!req) {
+        eb_rpc_fail(rpc, EB_EINVAL, "request: not a valid ListRulesRequest message");
+        return;
+    }
+    if (!rule_bus(rpc, EB_ADMINS | EB_ROLES(EB_ROLE_SUBSCRIBER), "read rules", req->bus, &bus))
+        goto out;
+    if (!eb_rpc_page_token_decode(req->page_token, after, sizeof after)) {
+        eb_rpc_fail(rpc, EB_EINVAL, "page_token: not a token from a previous ListRules");
+        goto out;
+    }
+    limit = req->page_size == 0 ? DEFAULT_RULES_PER_PAGE
+            : req->page_size > MAX_RULES_PER_PAGE ? MAX_RULES_PER_PAGE
+                                                   : (int)req->page_size;
+    st = eb_store_rule_list(rpc->db, bus.id, after, limit + 1, &recs, &fetched);
+    n = fetched;
+    if (st) {
+        eb_rpc_fail_store(rpc, st, "rules");
+        goto out;
+    }
+    if (n > (size_t)limit) {
+        n = (size_t)limit;
+        eb_rpc_page_token_encode(recs[n - 1].name, token, sizeof token);
+    }
+    msgs = eb_calloc(n, sizeof *msgs);
+    resp.rules = eb_calloc(n, sizeof *resp.rules);
+    for (size_t i = 0; i < n; i++) {
+        rule_msg_init(&msgs[i], req->bus, &recs[i]);
+        resp.rules[i] = &msgs[i].rule;
+    }
+    resp.n_rules = n;
+    resp.next_page_token = token;
+    eb_rpc_reply(rpc, &resp.base);
+    for (size_t i = 0; i < n; i++)
+        rule_msg_clear(&msgs[i]);
+out:
+    /* Every fetched record, including the look-ahead one. */
+    for (size_t i = 0; i < fetched; i++)
+        eb_rule_rec_clear(&recs[i]);
+    free(recs);
+    free(msgs);
+    free(resp.rules);
+    cebus__v1__list_rules_request__free_unpacked(req, NULL);
+}
+
+void eb_rpc_delete_rule(struct eb_rpc *rpc)
+{
+    Cebus__V1__DeleteRuleRequest *req;
+    Cebus__V1__DeleteRuleResponse resp = CEBUS__V1__DELETE_RULE_RESPONSE__INIT;
+    struct eb_bus_rec bus;
+    eb_status st;
+
+    req = cebus__v1__delete_rule_request__unpack(NULL, rpc->req_len, rpc->req);
+    if (!req) {
+        eb_rpc_fail(rpc, EB_EINVAL, "request: not a valid DeleteRuleRequest message");
+        return;
+    }
+    if (!rule_bus(rpc, EB_ADMINS, "delete rules", req->bus, &bus))
+        goto out;
+    if (!eb_name_valid(req->name)) {
+        eb_rpc_fail(rpc, EB_EINVAL, "name: not a valid rule name");
+        goto out;
+    }
+    st = eb_store_rule_delete(rpc->db, bus.id, req->name);
+    if (st == EB_ENOTFOUND) {
+        eb_rpc_fail(rpc, st, "name: no rule \"%s\" on bus \"%s\"", req->name, req->bus);
+        goto out;
+    }
+    if (st) {
+        eb_rpc_fail_store(rpc, st, "rule");
+        goto out;
+    }
+    eb_rpc_reply(rpc, &resp.base);
+out:
+    cebus__v1__delete_rule_request__free_unpacked(req, NULL);
+}

@@ -1,0 +1,186 @@
+/* The PostgreSQL store: connections, migrations and every statement cebus
+ * runs. The only files that include libpq-fe.h are store*.c.
+ *
+ * Every function returns EB_OK, or: EB_ENOTFOUND (no such row),
+ * EB_EEXIST (unique violation), EB_EUNAVAIL (the connection failed; the
+ * caller may retry on a fresh one), EB_EINTERNAL (anything else, logged
+ * here without the database's text reaching a client).
+ * THREAD SAFETY: one connection is used by one thread at a time.
+ */
+#ifndef EB_STORE_H
+#define EB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+typedef struct eb_db eb_db;
+
+#define EB_NAME_MAX 64
+
+/* Opens a connection. Returns EB_OK and sets *out, or EB_EUNAVAIL. */
+eb_status eb_db_connect(const char *url, eb_db **out);
+
+/* Reconnects when the connection is broken. Returns EB_OK when usable. */
+eb_status eb_db_ensure(eb_db *db);
+
+/* Closes db. NULL is allowed. */
+void eb_db_close(eb_db *db);
+
+/* The socket, for waiting on notifications with poll(). */
+int eb_db_socket(eb_db *db);
+
+/* Applies pending migrations from dir (files NNNN_name.sql, in order), each
+ * in its own transaction, holding an advisory lock so that replicas
+ * starting together do not race. Sets *applied to how many ran. */
+eb_status eb_store_migrate(eb_db *db, const char *dir, int *applied);
+
+/* --- Tenants and keys ---------------------------------------------------- */
+
+struct eb_tenant_rec {
+    int64_t id;
+    char name[EB_NAME_MAX + 1];
+    char display_name[257];
+    bool disabled;
+    int64_t created_us;
+};
+
+eb_status eb_store_tenant_insert(eb_db *db, const char *name, const char *display_name,
+                                 struct eb_tenant_rec *out);
+eb_status eb_store_tenant_get(eb_db *db, const char *name, struct eb_tenant_rec *out);
+
+/* What an authenticated key stands for. */
+struct eb_key_rec {
+    int64_t id;
+    int64_t tenant_id;
+    char tenant[EB_NAME_MAX + 1];
+    char prefix[32];
+    int role;              /* cebus.v1.Role */
+    bool tenant_disabled;
+    bool revoked;
+    int64_t expires_us;    /* 0: never */
+};
+
+eb_status eb_store_key_insert(eb_db *db, int64_t tenant_id, const char *prefix,
+                              const uint8_t hash[32], int role, const char *description,
+                              int64_t expires_us, int64_t *created_us);
+/* Looks a key up by the SHA-256 of its secret. */
+eb_status eb_store_key_lookup(eb_db *db, const uint8_t hash[32], struct eb_key_rec *out);
+/* Counts the platform admin keys that are not revoked. */
+eb_status eb_store_admin_key_count(eb_db *db, int64_t *count);
+
+/* --- Buses ------------------------------------------------------------- */
+
+struct eb_bus_rec {
+    int64_t id;
+    int64_t tenant_id;
+    char tenant[EB_NAME_MAX + 1];
+    char name[EB_NAME_MAX + 1];
+    int retention_hours;
+    int dedup_window_seconds;
+    int64_t created_us;
+};
+
+eb_status eb_store_bus_insert(eb_db *db, int64_t tenant_id, const char *name,
+                              int retention_hours, int dedup_window_seconds,
+                              struct eb_bus_rec *out);
+eb_status eb_store_bus_get(eb_db *db, const char *tenant, const char *name,
+                           struct eb_bus_rec *out);
+/* Lists up to limit buses of a tenant with names after `after` (may be
+ * ""), by name. *out is a new array (free()). */
+eb_status eb_store_bus_list(eb_db *db, int64_t tenant_id, const char *after, int limit,
+                            struct eb_bus_rec **out, size_t *n);
+
+/* --- Rules ------------------------------------------------------------- */
+
+enum eb_target_kind { EB_TARGET_SUBSCRIPTION = 1, EB_TARGET_HTTP = 2, EB_TARGET_BUS = 3 };
+
+struct eb_target_rec {
+    enum eb_target_kind kind;
+    char *value; /* subscription name, URL or bus reference */
+};
+
+struct eb_rule_rec {
+    int64_t id;
+    char name[EB_NAME_MAX + 1];
+    char *pattern;
+    char *description;
+    bool enabled;
+    int64_t created_us;
+    int64_t updated_us;
+    size_t ntargets;
+    struct eb_target_rec *targets;
+};
+
+/* Frees what a rule record owns (not the record). NULL is allowed. */
+void eb_rule_rec_clear(struct eb_rule_rec *r);
+
+/* Inserts rule r (its id and times are filled in) and its targets in one
+ * transaction. EB_EEXIST names no field: the caller knows whether the rule
+ * name or a subscription name collided from *conflict ("name" or
+ * "subscription"). */
+eb_status eb_store_rule_insert(eb_db *db, int64_t bus_id, struct eb_rule_rec *r,
+                               const char **conflict);
+eb_status eb_store_rule_get(eb_db *db, int64_t bus_id, const char *name,
+                            struct eb_rule_rec *out);
+/* Up to limit rules with names after `after`, by name; *out is a new array
+ * (clear each, then free()). */
+eb_status eb_store_rule_list(eb_db *db, int64_t bus_id, const char *after, int limit,
+                             struct eb_rule_rec **out, size_t *n);
+eb_status eb_store_rule_delete(eb_db *db, int64_t bus_id, const char *name);
+/* The rule that owns subscription target `subscription` on the bus. */
+eb_status eb_store_rule_by_subscription(eb_db *db, int64_t bus_id, const char *subscription,
+                                        struct eb_rule_rec *out);
+
+/* --- Events ------------------------------------------------------------ */
+
+struct eb_append_row {
+    int64_t bus_id;
+    int64_t received_us;
+    const char *source;
+    const char *event_id;
+    const char *type;
+    const uint8_t *body;
+    size_t body_len;
+    int64_t seq;        /* out: assigned sequence */
+    eb_status status;   /* out: EB_OK, or EB_ENOTFOUND when the bus is gone */
+};
+
+/* Appends rows in one transaction: for each bus, in increasing bus id
+ * order, takes the bus's sequence counter row lock, assigns consecutive
+ * sequences in row order, inserts, and notifies channel "cebus_events" with
+ * the bus id. Returns EB_OK only after COMMIT succeeded; on any failure no
+ * row is stored (and none may be reported as stored). */
+eb_status eb_store_events_append(eb_db *db, struct eb_append_row *rows, size_t n);
+
+struct eb_event_rec {
+    int64_t seq;
+    int64_t received_us;
+    uint8_t *body; /* owned; free() */
+    size_t body_len;
+};
+
+/* Reads up to limit events of a bus with sequence > after_seq, in order.
+ * *out is a new array; free each body, then the array. */
+eb_status eb_store_events_read(eb_db *db, int64_t bus_id, int64_t after_seq, int limit,
+                               struct eb_event_rec **out, size_t *n);
+
+/* The highest committed sequence of the bus (0 when empty). */
+eb_status eb_store_events_head(eb_db *db, int64_t bus_id, int64_t *seq);
+
+/* The sequence just before the first event received at or after time_us,
+ * or the head when there is none. */
+eb_status eb_store_events_before_time(eb_db *db, int64_t bus_id, int64_t time_us,
+                                      int64_t *seq);
+
+/* LISTENs on "cebus_events" on this connection. */
+eb_status eb_store_listen(eb_db *db);
+
+/* Consumes input and calls fn with the bus id of each notification that
+ * arrived. Returns EB_EUNAVAIL when the connection broke. */
+eb_status eb_store_drain_notifications(eb_db *db, void (*fn)(void *arg, int64_t bus_id),
+                                       void *arg);
+
+#endif

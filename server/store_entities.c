@@ -1,0 +1,458 @@
+/* Statements for tenants, API keys, buses and rules. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "store.h"
+#include "store_internal.h"
+#include "util.h"
+
+#define EPOCH_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
+
+static void fmt_i64(char *buf, size_t size, int64_t v)
+{
+    snprintf(buf, size, "%lld", (long long)v);
+}
+
+/* --- Tenants ------------------------------------------------------------ */
+
+static void tenant_from_row(PGresult *res, int row, struct eb_tenant_rec *t)
+{
+    t->id = eb_db_int(res, row, 0);
+    eb_strlcpy(t->name, PQgetvalue(res, row, 1), sizeof t->name);
+    eb_strlcpy(t->display_name, PQgetvalue(res, row, 2), sizeof t->display_name);
+    t->disabled = PQgetvalue(res, row, 3)[0] == 't';
+    t->created_us = eb_db_int(res, row, 4);
+}
+
+#define TENANT_COLS "id, name, display_name, disabled, " EPOCH_US("created_at")
+
+eb_status eb_store_tenant_insert(eb_db *db, const char *name, const char *display_name,
+                                 struct eb_tenant_rec *out)
+{
+    const char *params[2] = {name, display_name};
+    PGresult *res;
+    eb_status st;
+
+    st = eb_db_exec(db, "tenant_insert",
+                    "INSERT INTO tenants (name, display_name) VALUES ($1, $2) RETURNING " TENANT_COLS,
+                    2, params, NULL, NULL, 0, &res);
+    if (st)
+        return st;
+    tenant_from_row(res, 0, out);
+    PQclear(res);
+    return EB_OK;
+}
+
+eb_status eb_store_tenant_get(eb_db *db, const char *name, struct eb_tenant_rec *out)
+{
+    const char *params[1] = {name};
+    PGresult *res;
+    eb_status st;
+
+    st = eb_db_exec(db, "tenant_get", "SELECT " TENANT_COLS " FROM tenants WHERE name = $1", 1,
+                    params, NULL, NULL, 0, &res);
+    if (st)
+        return st;
+    if (PQntuples(res) == 0)
+        st = EB_ENOTFOUND;
+    else
+        tenant_from_row(res, 0, out);
+    PQclear(res);
+    return st;
+}
+
+/* --- Keys --------------------------------------------------------------- */
+
+eb_status eb_store_key_insert(eb_db *db, int64_t tenant_id, const char *prefix,
+                              const uint8_t hash[32], int role, const char *description,
+                              int64_t expires_us, int64_t *created_us)
+{
+    char tid[24], rolebuf[8], exp[24];
+    const char *params[6] = {tid, prefix, (const char *)hash, rolebuf, description,
+                             expires_us ? exp : NULL};
+    int lengths[6] = {0, 0, 32, 0, 0, 0};
+    int formats[6] = {0, 0, 1, 0, 0, 0};
+    PGresult *res;
+    eb_status st;
+
+    fmt_i64(tid, sizeof tid, tenant_id);
+    snprintf(rolebuf, sizeof rolebuf, "%d", role);
+    fmt_i64(exp, sizeof exp, expires_us);
+    st = eb_db_exec(db, "key_insert",
+                    "INSERT INTO api_keys (tenant_id, prefix, hash, role, description, expires_at)"
+                    " VALUES ($1, $2, $3, $4, $5, to_timestamp($6::bigint / 1000000.0))"
+                    " RETURNING " EPOCH_US("created_at"),
+                    6, params, lengths, formats, 0, &res);
+    if (st)
+        return st;
+    if (created_us)
+        *created_us = eb_db_int(res, 0, 0);
+    PQclear(res);
+    return EB_OK;
+}
+
+eb_status eb_store_key_lookup(eb_db *db, const uint8_t hash[32], struct eb_key_rec *out)
+{
+    const char *params[1] = {(const char *)hash};
+    int lengths[1] = {32};
+    int formats[1] = {1};
+    PGresult *res;
+    eb_status st;
+
+    st = eb_db_exec(db, "key_lookup",
+                    "SELECT k.id, k.tenant_id, t.name, k.prefix, k.role, t.disabled,"
+                    " k.revoked_at IS NOT NULL, COALESCE(" EPOCH_US("k.expires_at") ", 0)"
+                    " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.hash = $1",
+                    1, params, lengths, formats, 0, &res);
+    if (st)
+        return st;
+    if (PQntuples(res) == 0) {
+        st = EB_ENOTFOUND;
+    } else {
+        out->id = eb_db_int(res, 0, 0);
+        out->tenant_id = eb_db_int(res, 0, 1);
+        eb_strlcpy(out->tenant, PQgetvalue(res, 0, 2), sizeof out->tenant);
+        eb_strlcpy(out->prefix, PQgetvalue(res, 0, 3), sizeof out->prefix);
+        out->role = (int)eb_db_int(res, 0, 4);
+        out->tenant_disabled = PQgetvalue(res, 0, 5)[0] == 't';
+        out->revoked = PQgetvalue(res, 0, 6)[0] == 't';
+        out->expires_us = eb_db_int(res, 0, 7);
+    }
+    PQclear(res);
+    return st;
+}
+
+eb_status eb_store_admin_key_count(eb_db *db, int64_t *count)
+{
+    PGresult *res;
+    eb_status st;
+
+    st = eb_db_exec(db, "admin_key_count",
+                    "SELECT count(*) FROM api_keys WHERE role = 1 AND revoked_at IS NULL", 0, NULL,
+                    NULL, NULL, 0, &res);
+    if (st)
+        return st;
+    *count = eb_db_int(res, 0, 0);
+    PQclear(res);
+    return EB_OK;
+}
+
+/* --- Buses -------------------------------------------------------------- */
+
+#define BUS_COLS                                                                         \
+    "b.id, b.tenant_id, t.name, b.name, b.retention_hours, b.dedup_window_seconds, " \
+    EPOCH_US("b.created_at")
+
+static void bus_from_row(PGresult *res, int row, struct eb_bus_rec *b)
+{
+    b->id = eb_db_int(res, row, 0);
+    b->tenant_id = eb_db_int(res, row, 1);
+    eb_strlcpy(b->tenant, PQgetvalue(res, row, 2), sizeof b->tenant);
+    eb_strlcpy(b->name, PQgetvalue(res, row, 3), sizeof b->name);
+    b->retention_hours = (int)eb_db_int(res, row, 4);
+    b->dedup_window_seconds = (int)eb_db_int(res, row, 5);
+    b->created_us = eb_db_int(res, row, 6);
+}
+
+eb_status eb_store_bus_insert(eb_db *db, int64_t tenant_id, const char *name,
+                              int retention_hours, int dedup_window_seconds,
+                              struct eb_bus_rec *out)
+{
+    char tid[24], ret[16], dedup[16];
+    const char *params[4] = {tid, name, ret, dedup};
+    PGresult *res;
+    eb_status st;
+
+    fmt_i64(tid, sizeof tid, tenant_id);
+    snprintf(ret, sizeof ret, "%d", retention_hours);
+    snprintf(dedup, sizeof dedup, "%d", dedup_window_seconds);
+    st = eb_db_exec(db, "bus_insert",
+                    "WITH b AS (INSERT INTO buses (tenant_id, name, retention_hours,"
+                    " dedup_window_seconds) VALUES ($1, $2, $3, $4) RETURNING *)"
+                    " SELECT " BUS_COLS " FROM b JOIN tenants t ON t.id = b.tenant_id",
+                    4, params, NULL, NULL, 0, &res);
+    if (st)
+        return st;
+    bus_from_row(res, 0, out);
+    PQclear(res);
+    return EB_OK;
+}
+
+eb_status eb_store_bus_get(eb_db *db, const char *tenant, const char *name,
+                           struct eb_bus_rec *out)
+{
+    const char *params[2] = {tenant, name};
+    PGresult *res;
+    eb_status st;
+
+    st = eb_db_exec(db, "bus_get",
+                    "SELECT " BUS_COLS " FROM buses b JOIN tenants t ON t.id = b.tenant_id"
+                    " WHERE t.name = $1 AND b.name = $2",
+                    2, params, NULL, NULL, 0, &res);
+    if (st)
+        return st;
+    if (PQntuples(res) == 0)
+        st = EB_ENOTFOUND;
+    else
+        bus_from_row(res, 0, out);
+    PQclear(res);
+    return st;
+}
+
+eb_status eb_store_bus_list(eb_db *db, int64_t tenant_id, const char *after, int limit,
+                            struct eb_bus_rec **out, size_t *n)
+{
+    char tid[24], lim[16];
+    const char *params[3] = {tid, after, lim};
+    PGresult *res;
+    eb_status st;
+    int rows;
+
+    fmt_i64(tid, sizeof tid, tenant_id);
+    snprintf(lim, sizeof lim, "%d", limit);
+    st = eb_db_exec(db, "bus_list",
+                    "SELECT " BUS_COLS " FROM buses b JOIN tenants t ON t.id = b.tenant_id"
+                    " WHERE b.tenant_id = $1 AND b.name > $2 ORDER BY b.name LIMIT $3",
+                    3, params, NULL, NULL, 0, &res);
+    if (st)
+        return st;
+    rows = PQntuples(res);
+    *out = eb_calloc((size_t)rows, sizeof **out);
+    for (int i = 0; i < rows; i++)
+        bus_from_row(res, i, &(*out)[i]);
+    *n = (size_t)rows;
+    PQclear(res);
+    return EB_OK;
+}
+
+/* --- Rules -------------------------------------------------------------- */
+
+void eb_rule_rec_clear(struct eb_rule_rec *r)
+{
+    if (!r)
+        return;
+    free(r->pattern);
+    free(r->description);
+    for (size_t i = 0; i < r->ntargets; i++)
+        free(r->targets[i].value);
+    free(r->targets);
+    memset(r, 0, sizeof *r);
+}
+
+#define RULE_COLS                                                                   \
+    "r.id, r.name, r.pattern, r.description, r.enabled, " EPOCH_US("r.created_at") \
+    ", " EPOCH_US("r.updated_at")
+
+static void rule_from_row(PGresult *res, int row, struct eb_rule_rec *r)
+{
+    memset(r, 0, sizeof *r);
+    r->id = eb_db_int(res, row, 0);
+    eb_strlcpy(r->name, PQgetvalue(res, row, 1), sizeof r->name);
+    r->pattern = eb_strdup(PQgetvalue(res, row, 2));
+    r->description = eb_strdup(PQgetvalue(res, row, 3));
+    r->enabled = PQgetvalue(res, row, 4)[0] == 't';
+    r->created_us = eb_db_int(res, row, 5);
+    r->updated_us = eb_db_int(res, row, 6);
+}
+
+/* Loads the targets of the rules in rules[0..n), by rule id. */
+static eb_status load_targets(eb_db *db, struct eb_rule_rec *rules, size_t n)
+{
+    char *ids;
+    size_t cap = 2 + n * 21, len = 0;
+    const char *params[1];
+    PGresult *res;
+    eb_status st;
+
+    if (n == 0)
+        return EB_OK;
+    ids = eb_malloc(cap);
+    ids[len++] = '{';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(ids + len, cap - len, "%s%lld", i ? "," : "",
+                                (long long)rules[i].id);
+    snprintf(ids + len, cap - len, "}");
+    params[0] = ids;
+    st = eb_db_exec(db, "targets_load",
+                    "SELECT rule_id, kind, COALESCE(subscription, url, target_bus, '')"
+                    " FROM targets WHERE rule_id = ANY($1::bigint[]) ORDER BY rule_id, position",
+                    1, params, NULL, NULL, 0, &res);
+    free(ids);
+    if (st)
+        return st;
+    for (int row = 0; row < PQntuples(res); row++) {
+        int64_t rid = eb_db_int(res, row, 0);
+        for (size_t i = 0; i < n; i++) {
+            struct eb_rule_rec *r = &rules[i];
+            if (r->id != rid)
+                continue;
+            r->targets = eb_realloc(r->targets, (r->ntargets + 1) * sizeof *r->targets);
+            r->targets[r->ntargets].kind = (enum eb_target_kind)eb_db_int(res, row, 1);
+            r->targets[r->ntargets].value = eb_strdup(PQgetvalue(res, row, 2));
+            r->ntargets++;
+            break;
+        }
+    }
+    PQclear(res);
+    return EB_OK;
+}
+
+eb_status eb_store_rule_insert(eb_db *db, int64_t bus_id, struct eb_rule_rec *r,
+                               const char **conflict)
+{
+    char bid[24], rid[24], enabled[2] = {r->enabled ? 't' : 'f', '\0'};
+    const char *params[5] = {bid, r->name, r->pattern, r->description ? r->description : "",
+                             enabled};
+    PGresult *res;
+    eb_status st;
+
+    *conflict = "name";
+    fmt_i64(bid, sizeof bid, bus_id);
+    st = eb_db_simple(db, "rule_begin", "BEGIN");
+    if (st)
+        return st;
+    st = eb_db_exec(db, "rule_insert",
+                    "INSERT INTO rules AS r (bus_id, name, pattern, description, enabled)"
+                    " VALUES ($1, $2, $3, $4, $5) RETURNING " RULE_COLS,
+                    5, params, NULL, NULL, 0, &res);
+    if (st)
+        goto fail;
+    r->id = eb_db_int(res, 0, 0);
+    r->created_us = eb_db_int(res, 0, 5);
+    r->updated_us = eb_db_int(res, 0, 6);
+    PQclear(res);
+    fmt_i64(rid, sizeof rid, r->id);
+    for (size_t i = 0; i < r->ntargets; i++) {
+        char pos[24], kind[24];
+        const struct eb_target_rec *t = &r->targets[i];
+        const char *tp[7] = {rid, bid, pos, kind,
+                             t->kind == EB_TARGET_SUBSCRIPTION ? t->value : NULL,
+                             t->kind == EB_TARGET_HTTP ? t->value : NULL,
+                             t->kind == EB_TARGET_BUS ? t->value : NULL};
+        snprintf(pos, sizeof pos, "%zu", i);
+        snprintf(kind, sizeof kind, "%d", (int)t->kind);
+        st = eb_db_exec(db, "target_insert",
+                        "INSERT INTO targets (rule_id, bus_id, position, kind, subscription, url,"
+                        " target_bus) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        7, tp, NULL, NULL, 0, NULL);
+        if (st) {
+            *conflict = "subscription";
+            goto fail;
+        }
+    }
+    st = eb_db_simple(db, "rule_commit", "COMMIT");
+    if (st)
+        goto fail;
+    return EB_OK;
+fail:
+    if (st != EB_EUNAVAIL)
+        eb_db_simple(db, "rule_rollback", "ROLLBACK");
+    return st;
+}
+
+eb_status eb_store_rule_get(eb_db *db, int64_t bus_id, const char *name,
+                            struct eb_rule_rec *out)
+{
+    char bid[24];
+    const char *params[2] = {bid, name};
+    PGresult *res;
+    eb_status st;
+
+    fmt_i64(bid, sizeof bid, bus_id);
+    st = eb_db_exec(db, "rule_get",
+                    "SELECT " RULE_COLS " FROM rules r WHERE r.bus_id = $1 AND r.name = $2", 2,
+                    params, NULL, NULL, 0, &res);
+    if (st)
+        return st;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return EB_ENOTFOUND;
+    }
+    rule_from_row(res, 0, out);
+    PQclear(res);
+    st = load_targets(db, out, 1);
+    if (st)
+        eb_rule_rec_clear(out);
+    return st;
+}
+
+eb_status eb_store_rule_list(eb_db *db, int64_t bus_id, const char *after, int limit,
+                             struct eb_rule_rec **out, size_t *n)
+{
+    char bid[24], lim[16];
+    const char *params[3] = {bid, after, lim};
+    struct eb_rule_rec *rules;
+    PGresult *res;
+    eb_status st;
+    int rows;
+
+    fmt_i64(bid, sizeof bid, bus_id);
+    snprintf(lim, sizeof lim, "%d", limit);
+    st = eb_db_exec(db, "rule_list",
+                    "SELECT " RULE_COLS " FROM rules r WHERE r.bus_id = $1 AND r.name > $2"
+                    " ORDER BY r.name LIMIT $3",
+                    3, params, NULL, NULL, 0, &res);
+    if (st)
+        return st;
+    rows = PQntuples(res);
+    rules = eb_calloc((size_t)rows, sizeof *rules);
+    for (int i = 0; i < rows; i++)
+        rule_from_row(res, i, &rules[i]);
+    PQclear(res);
+    st = load_targets(db, rules, (size_t)rows);
+    if (st) {
+        for (int i = 0; i < rows; i++)
+            eb_rule_rec_clear(&rules[i]);
+        free(rules);
+        return st;
+    }
+    *out = rules;
+    *n = (size_t)rows;
+    return EB_OK;
+}
+
+eb_status eb_store_rule_delete(eb_db *db, int64_t bus_id, const char *name)
+{
+    char bid[24];
+    const char *params[2] = {bid, name};
+    PGresult *res;
+    eb_status st;
+
+    fmt_i64(bid, sizeof bid, bus_id);
+    st = eb_db_exec(db, "rule_delete", "DELETE FROM rules WHERE bus_id = $1 AND name = $2", 2,
+                    params, NULL, NULL, 0, &res);
+    if (st)
+        return st;
+    st = strcmp(PQcmdTuples(res), "0") == 0 ? EB_ENOTFOUND : EB_OK;
+    PQclear(res);
+    return st;
+}
+
+eb_status eb_store_rule_by_subscription(eb_db *db, int64_t bus_id, const char *subscription,
+                                        struct eb_rule_rec *out)
+{
+    char bid[24];
+    const char *params[2] = {bid, subscription};
+    PGresult *res;
+    eb_status st;
+
+    fmt_i64(bid, sizeof bid, bus_id);
+    st = eb_db_exec(db, "rule_by_subscription",
+                    "SELECT " RULE_COLS " FROM rules r JOIN targets g ON g.rule_id = r.id"
+                    " WHERE g.bus_id = $1 AND g.subscription = $2",
+                    2, params, NULL, NULL, 0, &res);
+    if (st)
+        return st;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return EB_ENOTFOUND;
+    }
+    rule_from_row(res, 0, out);
+    PQclear(res);
+    st = load_targets(db, out, 1);
+    if (st)
+        eb_rule_rec_clear(out);
+    return st;
+}
