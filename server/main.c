@@ -168,9 +168,15 @@ int main(int argc, char **argv)
         grpc_shutdown();
         goto out;
     }
-    eb_log_info("msg=\"cebusd listening\" listen=%s port=%d", cfg.listen, eb_server_port(srv));
-    printf("cebusd: listening on %s\n", cfg.listen);
-    fflush(stdout);
+    {
+        /* The bound port, so that "--listen 127.0.0.1:0" is usable. */
+        const char *colon = strrchr(cfg.listen, ':');
+        int hostlen = colon ? (int)(colon - cfg.listen) : (int)strlen(cfg.listen);
+        eb_log_info("msg=\"cebusd listening\" listen=%.*s:%d", hostlen, cfg.listen,
+                    eb_server_port(srv));
+        printf("cebusd: listening on %.*s:%d\n", hostlen, cfg.listen, eb_server_port(srv));
+        fflush(stdout);
+    }
 
     sigwait(&sigs, &sig);
     eb_log_info("msg=\"draining\" signal=%d", sig);
