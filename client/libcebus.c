@@ -37,6 +37,7 @@ struct cebus_stream {
     grpc_call *call;
     grpc_byte_buffer *send_buf;
     grpc_metadata auth_md;
+    char *auth_value; /* a copy: the stream may outlive its client */
     grpc_metadata_array initial_md;
     grpc_metadata_array trailing_md;
     grpc_byte_buffer *recv_buf;
@@ -198,15 +199,16 @@ static grpc_call *create_call(cebus_client *c, grpc_completion_queue *cq, const 
     return call;
 }
 
-/* Fills md with the authorization header of c. The slices point into c,
- * which outlives every call made on it, so nothing is copied or freed. */
-static size_t auth_metadata(const cebus_client *c, grpc_metadata *md)
+/* Fills md with the authorization header value (NULL: none) and returns
+ * the number of entries. The slices point into value, which must live until
+ * the batch that sends them completes; nothing is copied or freed. */
+static size_t auth_metadata(const char *value, grpc_metadata *md)
 {
-    if (!c->auth_value)
+    if (!value)
         return 0;
     memset(md, 0, sizeof(*md));
     md->key = grpc_slice_from_static_string("authorization");
-    md->value = grpc_slice_from_static_string(c->auth_value);
+    md->value = grpc_slice_from_static_string(value);
     return 1;
 }
 
@@ -316,7 +318,7 @@ int cebus_call_unary(cebus_client *c, const char *method, const ProtobufCMessage
 
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = auth_metadata(c, &md);
+    ops[0].data.send_initial_metadata.count = auth_metadata(c->auth_value, &md);
     ops[0].data.send_initial_metadata.metadata = &md;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = send_buf;
@@ -562,6 +564,7 @@ static void stream_free(cebus_stream *s)
     grpc_metadata_array_destroy(&s->trailing_md);
     grpc_slice_unref(s->details);
     destroy_cq(s->cq);
+    free(s->auth_value);
     free(s);
 }
 
@@ -596,7 +599,12 @@ int cebus_subscribe(cebus_client *c, const Cebus__V1__SubscribeRequest *req, ceb
     s->send_buf = pack_message(&req->base);
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = auth_metadata(c, &s->auth_md);
+    if (c->auth_value) {
+        s->auth_value = strdup(c->auth_value);
+        if (!s->auth_value)
+            abort();
+    }
+    ops[0].data.send_initial_metadata.count = auth_metadata(s->auth_value, &s->auth_md);
     ops[0].data.send_initial_metadata.metadata = &s->auth_md;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = s->send_buf;
@@ -624,7 +632,9 @@ int cebus_subscribe(cebus_client *c, const Cebus__V1__SubscribeRequest *req, ceb
         s->send_buf = NULL;
         if (!ev.success) {
             finish_stream(s);
-            rc = s->end.code != GRPC_STATUS_OK ? s->end.code : GRPC_STATUS_UNKNOWN;
+            if (s->end.code == GRPC_STATUS_OK)
+                set_error(&s->end, GRPC_STATUS_UNKNOWN, "stream failed to start");
+            rc = s->end.code;
             if (err)
                 *err = s->end;
             goto out;

@@ -24,15 +24,14 @@ struct eb_exec {
     pthread_t *threads;
 };
 
-/* A job's connection: connected on first use and re-made when broken. A
- * NULL connection is replaced by a fresh attempt; failing that, the job
- * still runs with a broken connection so that it answers UNAVAILABLE. */
+/* A job's connection: opened on first use and re-made when broken. When
+ * the database cannot be reached the job still runs, and its statements
+ * answer EB_EUNAVAIL, which clients see as UNAVAILABLE. */
 static eb_db *connection(eb_exec *x, eb_db **db)
 {
-    if (*db && eb_db_ensure(*db) == EB_OK)
-        return *db;
-    if (!*db && eb_db_connect(x->url, db) == EB_OK)
-        return *db;
+    if (!*db)
+        *db = eb_db_open(x->url);
+    eb_db_ensure(*db);
     return *db;
 }
 

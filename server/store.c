@@ -19,20 +19,30 @@ static void ignore_notice(void *arg, const char *message)
     (void)message;
 }
 
-eb_status eb_db_connect(const char *url, eb_db **out)
+eb_db *eb_db_open(const char *url)
 {
     eb_db *db = eb_calloc(1, sizeof *db);
 
     db->url = eb_strdup(url);
     db->conn = PQconnectdb(url);
+    PQsetNoticeProcessor(db->conn, ignore_notice, NULL);
     if (PQstatus(db->conn) != CONNECTION_OK) {
-        /* The message may contain host names but never the password. */
+        /* The message may name the host but never the password. */
         eb_log_warn("msg=\"database connection failed\" error=\"%s\"",
                     eb_db_first_line(PQerrorMessage(db->conn)));
+        db->broken = true;
+    }
+    return db;
+}
+
+eb_status eb_db_connect(const char *url, eb_db **out)
+{
+    eb_db *db = eb_db_open(url);
+
+    if (db->broken) {
         eb_db_close(db);
         return EB_EUNAVAIL;
     }
-    PQsetNoticeProcessor(db->conn, ignore_notice, NULL);
     *out = db;
     return EB_OK;
 }

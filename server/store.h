@@ -23,6 +23,11 @@ typedef struct eb_db eb_db;
 /* Opens a connection. Returns EB_OK and sets *out, or EB_EUNAVAIL. */
 eb_status eb_db_connect(const char *url, eb_db **out);
 
+/* Returns a connection object even when the database cannot be reached;
+ * it then reports EB_EUNAVAIL from every statement until eb_db_ensure()
+ * succeeds. Close with eb_db_close(). */
+eb_db *eb_db_open(const char *url);
+
 /* Reconnects when the connection is broken. Returns EB_OK when usable. */
 eb_status eb_db_ensure(eb_db *db);
 
