@@ -113,8 +113,8 @@ static const struct cli_command commands[] = {
      "                       [--count N] [--idle-timeout-ms N] [--sequence]\n\n"
      "Prints each matching event as one line of CloudEvents JSON; with\n"
      "--sequence, as {\"sequence\":N,\"event\":{...}}. Without --pattern or\n"
-     "--subscription, the pattern is {}. Deliveries of a --subscription are\n"
-     "acknowledged once printed. Exits 0 after --count events, after\n"
+     "--subscription, the pattern is {}. Deliveries that carry an ack id\n"
+     "(durable subscriptions) are acknowledged once printed. Exits 0 after --count events, after\n"
      "--idle-timeout-ms without events, on SIGINT or SIGTERM, or when the server\n"
      "ends the stream cleanly; exits 1 when the stream ends with an error.\n"},
 };

@@ -233,7 +233,7 @@ static int put_one(cebus_client *c, const struct cli_args *a)
         rc = cli_fail(r->code, "%s", r->message);
         goto out;
     }
-    printf("%" PRIu64 "\n", r->sequence);
+    printf("%" PRIu64 "%s\n", r->sequence, r->duplicate ? " duplicate" : "");
     rc = CLI_EXIT_OK;
 out:
     cebus__v1__put_events_response__free_unpacked(resp, NULL);
@@ -304,7 +304,7 @@ static int batch_flush(cebus_client *c, const char *bus, struct put_batch *b)
         }
         r = resp->results[k++];
         if (r->code == GRPC_STATUS_OK) {
-            printf("%" PRIu64 "\n", r->sequence);
+            printf("%" PRIu64 "%s\n", r->sequence, r->duplicate ? " duplicate" : "");
         } else {
             printf("error: %s %s\n", cebus_status_name(r->code), r->message);
             b->any_failed = true;

@@ -4,9 +4,14 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "util.h"
+
+/* Expired dedup entries are removed this often, this many per statement. */
+#define DEDUP_EXPIRE_EVERY_US (30 * 1000000LL)
+#define DEDUP_EXPIRE_BATCH 10000
 
 struct eb_appender {
     char *url;
@@ -53,8 +58,9 @@ static void commit_group(eb_appender *ap, eb_db *db, struct eb_append_req *group
         next = r->next;
         for (size_t i = 0; i < r->nrows; i++, k++) {
             r->rows[i].seq = st == EB_OK ? rows[k].seq : 0;
+            r->rows[i].duplicate = st == EB_OK && rows[k].duplicate;
             r->rows[i].status = st == EB_OK ? rows[k].status : st;
-            if (st == EB_OK && rows[k].status == EB_OK)
+            if (st == EB_OK && rows[k].status == EB_OK && !rows[k].duplicate)
                 buses[nbuses++] = rows[k].bus_id;
         }
         r->done(r, st);
@@ -69,21 +75,49 @@ static void commit_group(eb_appender *ap, eb_db *db, struct eb_append_req *group
     free(rows);
 }
 
+/* Removes expired dedup entries in bounded batches between commits. Any
+ * replica may do it; concurrent deletes of the same rows are harmless. */
+static void expire_dedup(eb_db *db)
+{
+    int64_t removed = 0;
+
+    for (int round = 0; round < 10; round++) {
+        if (eb_db_ensure(db) != EB_OK ||
+            eb_store_dedup_expire(db, DEDUP_EXPIRE_BATCH, &removed) != EB_OK ||
+            removed < DEDUP_EXPIRE_BATCH)
+            break;
+    }
+}
+
 static void *appender_main(void *arg)
 {
     eb_appender *ap = arg;
     eb_db *db = NULL;
+    int64_t last_expire = eb_now_mono_us();
 
     for (;;) {
         struct eb_append_req *group, *last;
+        struct timespec until;
         size_t rows;
 
+        if (eb_now_mono_us() - last_expire > DEDUP_EXPIRE_EVERY_US) {
+            last_expire = eb_now_mono_us();
+            if (db || eb_db_connect(ap->url, &db) == EB_OK)
+                expire_dedup(db);
+        }
         pthread_mutex_lock(&ap->mu);
-        while (!ap->head && !ap->stopping)
-            pthread_cond_wait(&ap->cv, &ap->mu);
+        if (!ap->head && !ap->stopping) {
+            /* Timed, so that expiry also runs on an idle server. */
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 5;
+            pthread_cond_timedwait(&ap->cv, &ap->mu, &until);
+        }
         if (!ap->head) {
+            bool stop = ap->stopping;
             pthread_mutex_unlock(&ap->mu);
-            break;
+            if (stop)
+                break;
+            continue;
         }
         /* Take every waiting request, up to max_rows (a single request is
          * always taken whole). */

@@ -149,6 +149,14 @@ void eb_rpc_fail_store(struct eb_rpc *rpc, eb_status st, const char *what)
     }
 }
 
+void eb_rpc_fail_pattern(struct eb_rpc *rpc, const char *compile_error)
+{
+    /* Whole-document errors already name the pattern itself. */
+    if (strncmp(compile_error, "pattern: ", 9) == 0)
+        compile_error += 9;
+    eb_rpc_fail(rpc, EB_EINVAL, "pattern: %s", compile_error);
+}
+
 void eb_rpc_free(struct eb_rpc *rpc)
 {
     free(rpc);

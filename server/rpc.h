@@ -57,6 +57,11 @@ void eb_rpc_fail(struct eb_rpc *rpc, eb_status st, const char *fmt, ...)
  * clients (never the database's text), and frees rpc. */
 void eb_rpc_fail_store(struct eb_rpc *rpc, eb_status st, const char *what);
 
+/* Ends the call with INVALID_ARGUMENT for a pattern compile error: the
+ * message starts with "pattern: " and then the path inside the pattern.
+ * Frees rpc. */
+void eb_rpc_fail_pattern(struct eb_rpc *rpc, const char *compile_error);
+
 /* Frees rpc without ending the call (after handing the call off). */
 void eb_rpc_free(struct eb_rpc *rpc);
 

@@ -240,8 +240,10 @@ static void put_done(struct eb_append_req *areq, eb_status st)
     }
     for (size_t r = 0; r < areq->nrows; r++) {
         size_t i = p->row_entry[r];
-        if (areq->rows[r].status == EB_OK)
+        if (areq->rows[r].status == EB_OK) {
             p->entries[i].sequence = (uint64_t)areq->rows[r].seq;
+            p->entries[i].duplicate = areq->rows[r].duplicate;
+        }
         else
             entry_error(p, i, EB_ENOTFOUND, "bus: no longer exists");
     }
@@ -359,7 +361,7 @@ void eb_rpc_test_event_pattern(struct eb_rpc *rpc)
         goto out;
     }
     if (eb_pattern_compile(req->pattern, strlen(req->pattern), &pat, err, sizeof err)) {
-        eb_rpc_fail(rpc, EB_EINVAL, "pattern: %s", err);
+        eb_rpc_fail_pattern(rpc, err);
         goto out;
     }
     view = ce_to_json(req->event);

@@ -126,7 +126,7 @@ void eb_rpc_create_rule(struct eb_rpc *rpc)
         goto out;
     }
     if (eb_pattern_compile(req->pattern, strlen(req->pattern), &pat, err, sizeof err)) {
-        eb_rpc_fail(rpc, EB_EINVAL, "pattern: %s", err);
+        eb_rpc_fail_pattern(rpc, err);
         goto out;
     }
     if (strlen(req->description) > MAX_DESCRIPTION) {

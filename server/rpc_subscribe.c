@@ -123,7 +123,7 @@ void eb_rpc_subscribe(struct eb_rpc *rpc)
         pattern_text = req->pattern;
     }
     if (eb_pattern_compile(pattern_text, strlen(pattern_text), &pat, err, sizeof err)) {
-        eb_rpc_fail(rpc, EB_EINVAL, "pattern: %s", err);
+        eb_rpc_fail_pattern(rpc, err);
         goto out;
     }
     st = start_position(rpc, req, bus.id, &after);

@@ -149,16 +149,23 @@ struct eb_append_row {
     const char *type;
     const uint8_t *body;
     size_t body_len;
-    int64_t seq;        /* out: assigned sequence */
+    int64_t seq;        /* out: assigned sequence (the original one for duplicates) */
+    bool duplicate;     /* out: (source, event_id) was accepted within the window */
     eb_status status;   /* out: EB_OK, or EB_ENOTFOUND when the bus is gone */
 };
 
 /* Appends rows in one transaction: for each bus, in increasing bus id
- * order, takes the bus's sequence counter row lock, assigns consecutive
- * sequences in row order, inserts, and notifies channel "cebus_events" with
- * the bus id. Returns EB_OK only after COMMIT succeeded; on any failure no
- * row is stored (and none may be reported as stored). */
+ * order, takes the bus's sequence counter row lock, answers rows whose
+ * (source, event_id) the bus accepted within its dedup window (or earlier
+ * in this call) as duplicates with the original sequence, assigns
+ * consecutive sequences to the others in row order, inserts them, and
+ * notifies channel "cebus_events" with the bus id. Returns EB_OK only after
+ * COMMIT succeeded; on any failure no row is stored (and none may be
+ * reported as stored). */
 eb_status eb_store_events_append(eb_db *db, struct eb_append_row *rows, size_t n);
+
+/* Removes up to limit expired dedup entries; sets *removed. */
+eb_status eb_store_dedup_expire(eb_db *db, int limit, int64_t *removed);
 
 struct eb_event_rec {
     int64_t seq;

@@ -35,31 +35,198 @@ static void fmt_time(char *buf, size_t size, int64_t us)
              (long long)(us % 1000000));
 }
 
-/* Reserves count sequences on a bus. The row lock taken by this UPDATE is
- * held until COMMIT, so appenders of one bus (on any replica) commit in
- * sequence order: that is what keeps sequences from ever becoming visible
- * out of order. Sets *first, or returns EB_ENOTFOUND when the bus is gone. */
-static eb_status reserve(eb_db *db, int64_t bus_id, size_t count, int64_t *first)
+/* Locks bus_id's sequence counter row for the rest of the transaction.
+ * Held until COMMIT, the lock makes appenders of one bus (on any replica)
+ * commit in sequence order: that is what keeps sequences from ever
+ * becoming visible out of order. It also serializes dedup checks per bus.
+ * Sets *next and *window, or returns EB_ENOTFOUND when the bus is gone. */
+static eb_status lock_bus(eb_db *db, int64_t bus_id, int64_t *next, int *window)
 {
-    char bid[24], cnt[24];
-    const char *params[2] = {bid, cnt};
+    char bid[24];
+    const char *params[1] = {bid};
     PGresult *res;
     eb_status st;
 
     snprintf(bid, sizeof bid, "%lld", (long long)bus_id);
-    snprintf(cnt, sizeof cnt, "%zu", count);
-    st = eb_db_exec(db, "seq_reserve",
-                    "UPDATE buses SET next_seq = next_seq + $2::bigint WHERE id = $1"
-                    " RETURNING next_seq - $2::bigint",
-                    2, params, NULL, NULL, 0, &res);
+    st = eb_db_exec(db, "bus_lock",
+                    "SELECT next_seq, dedup_window_seconds FROM buses WHERE id = $1 FOR UPDATE",
+                    1, params, NULL, NULL, 0, &res);
     if (st)
         return st;
-    if (PQntuples(res) == 0)
+    if (PQntuples(res) == 0) {
         st = EB_ENOTFOUND;
-    else
-        *first = eb_db_int(res, 0, 0);
+    } else {
+        *next = eb_db_int(res, 0, 0);
+        *window = (int)eb_db_int(res, 0, 1);
+    }
     PQclear(res);
     return st;
+}
+
+/* A growing text buffer for array literals. */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+};
+
+static void sb_put(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->p = eb_realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+/* Appends s as a quoted element of a PostgreSQL array literal. Values never
+ * contain NUL (validated as UTF-8 without NUL before they get here). */
+static void sb_elem(struct sbuf *b, const char *s, bool first)
+{
+    if (!first)
+        sb_put(b, ",", 1);
+    sb_put(b, "\"", 1);
+    for (const char *q = s; *q; q++) {
+        if (*q == '"' || *q == '\\')
+            sb_put(b, "\\", 1);
+        sb_put(b, q, 1);
+    }
+    sb_put(b, "\"", 1);
+}
+
+struct keyed {
+    const struct eb_append_row *row;
+    size_t index; /* into the group */
+};
+
+static int cmp_keyed(const void *a, const void *b)
+{
+    const struct keyed *x = a, *y = b;
+    int c = strcmp(x->row->source, y->row->source);
+    if (!c)
+        c = strcmp(x->row->event_id, y->row->event_id);
+    if (!c)
+        c = x->index < y->index ? -1 : x->index > y->index;
+    return c;
+}
+
+/* Marks the rows of one bus group whose (source, event_id) the bus already
+ * accepted within its window, and repeats inside the group itself. first[k]
+ * is set to the group index of the row that k repeats, or k itself. */
+static eb_status find_duplicates(eb_db *db, int64_t bus_id, struct eb_append_row *rows,
+                                 const struct order *grp, size_t n, size_t *first)
+{
+    struct keyed *keys = eb_malloc(n * sizeof *keys);
+    struct sbuf srcs = {0}, ids = {0};
+    char bid[24];
+    const char *params[3];
+    PGresult *res;
+    eb_status st;
+
+    for (size_t k = 0; k < n; k++) {
+        keys[k].row = &rows[grp[k].index];
+        keys[k].index = k;
+        first[k] = k;
+    }
+    qsort(keys, n, sizeof *keys, cmp_keyed);
+    for (size_t k = 1; k < n; k++)
+        if (strcmp(keys[k].row->source, keys[k - 1].row->source) == 0 &&
+            strcmp(keys[k].row->event_id, keys[k - 1].row->event_id) == 0)
+            first[keys[k].index] = first[keys[k - 1].index];
+    free(keys);
+
+    sb_put(&srcs, "{", 1);
+    sb_put(&ids, "{", 1);
+    for (size_t k = 0; k < n; k++) {
+        sb_elem(&srcs, rows[grp[k].index].source, k == 0);
+        sb_elem(&ids, rows[grp[k].index].event_id, k == 0);
+    }
+    sb_put(&srcs, "}", 1);
+    sb_put(&ids, "}", 1);
+    snprintf(bid, sizeof bid, "%lld", (long long)bus_id);
+    params[0] = bid;
+    params[1] = srcs.p;
+    params[2] = ids.p;
+    st = eb_db_exec(db, "dedup_check",
+                    "SELECT d.source, d.event_id, d.seq FROM event_dedup d"
+                    " JOIN unnest($2::text[], $3::text[]) AS u(source, event_id)"
+                    " ON d.source = u.source AND d.event_id = u.event_id"
+                    " WHERE d.bus_id = $1 AND d.expires_at > now()",
+                    3, params, NULL, NULL, 0, &res);
+    free(srcs.p);
+    free(ids.p);
+    if (st)
+        return st;
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *src = PQgetvalue(res, r, 0), *id = PQgetvalue(res, r, 1);
+        int64_t seq = eb_db_int(res, r, 2);
+        for (size_t k = 0; k < n; k++) {
+            struct eb_append_row *row = &rows[grp[k].index];
+            if (strcmp(row->source, src) == 0 && strcmp(row->event_id, id) == 0) {
+                row->duplicate = true;
+                row->seq = seq;
+            }
+        }
+    }
+    PQclear(res);
+    return EB_OK;
+}
+
+/* Records the fresh rows of a group in the dedup table. */
+static eb_status remember(eb_db *db, int64_t bus_id, int window, struct eb_append_row *rows,
+                          const struct order *fresh, size_t n)
+{
+    struct sbuf srcs = {0}, ids = {0}, seqs = {0};
+    char bid[24], win[16], num[24];
+    const char *params[5];
+    eb_status st;
+
+    sb_put(&srcs, "{", 1);
+    sb_put(&ids, "{", 1);
+    sb_put(&seqs, "{", 1);
+    for (size_t k = 0; k < n; k++) {
+        const struct eb_append_row *row = &rows[fresh[k].index];
+        sb_elem(&srcs, row->source, k == 0);
+        sb_elem(&ids, row->event_id, k == 0);
+        snprintf(num, sizeof num, "%s%lld", k ? "," : "", (long long)row->seq);
+        sb_put(&seqs, num, strlen(num));
+    }
+    sb_put(&srcs, "}", 1);
+    sb_put(&ids, "}", 1);
+    sb_put(&seqs, "}", 1);
+    snprintf(bid, sizeof bid, "%lld", (long long)bus_id);
+    snprintf(win, sizeof win, "%d", window);
+    params[0] = bid;
+    params[1] = srcs.p;
+    params[2] = ids.p;
+    params[3] = seqs.p;
+    params[4] = win;
+    /* An existing key here is an expired one: replace it. */
+    st = eb_db_exec(db, "dedup_insert",
+                    "INSERT INTO event_dedup (bus_id, source, event_id, seq, expires_at)"
+                    " SELECT $1, u.s, u.e, u.q, now() + make_interval(secs => $5::int)"
+                    " FROM unnest($2::text[], $3::text[], $4::bigint[]) AS u(s, e, q)"
+                    " ON CONFLICT (bus_id, source, event_id)"
+                    " DO UPDATE SET seq = EXCLUDED.seq, expires_at = EXCLUDED.expires_at",
+                    5, params, NULL, NULL, 0, NULL);
+    free(srcs.p);
+    free(ids.p);
+    free(seqs.p);
+    return st;
+}
+
+/* Advances the bus's counter past the sequences just assigned. */
+static eb_status advance(eb_db *db, int64_t bus_id, size_t count)
+{
+    char bid[24], cnt[24];
+    const char *params[2] = {bid, cnt};
+
+    snprintf(bid, sizeof bid, "%lld", (long long)bus_id);
+    snprintf(cnt, sizeof cnt, "%zu", count);
+    return eb_db_exec(db, "seq_advance",
+                      "UPDATE buses SET next_seq = next_seq + $2::bigint WHERE id = $1", 2,
+                      params, NULL, NULL, 0, NULL);
 }
 
 /* Inserts rows[order[0..n)] (all with status EB_OK) in one statement. */
@@ -105,6 +272,64 @@ static eb_status insert_chunk(eb_db *db, struct eb_append_row *rows, const struc
     return st;
 }
 
+/* Processes one bus group ord[0..n) inside the transaction; appends the
+ * rows to insert to ok[*nok]. */
+static eb_status append_group(eb_db *db, struct eb_append_row *rows, const struct order *grp,
+                              size_t n, struct order *ok, size_t *nok)
+{
+    int64_t bus_id = grp[0].bus_id, next = 0;
+    size_t *first = NULL, fresh = 0, nok0 = *nok;
+    char bid[24];
+    const char *params[1] = {bid};
+    int window = 0;
+    eb_status st;
+
+    st = lock_bus(db, bus_id, &next, &window);
+    if (st == EB_ENOTFOUND) {
+        for (size_t k = 0; k < n; k++)
+            rows[grp[k].index].status = EB_ENOTFOUND;
+        return EB_OK;
+    }
+    if (st)
+        return st;
+    first = eb_malloc(n * sizeof *first);
+    if (window > 0) {
+        st = find_duplicates(db, bus_id, rows, grp, n, first);
+        if (st)
+            goto out;
+    } else {
+        for (size_t k = 0; k < n; k++)
+            first[k] = k;
+    }
+    for (size_t k = 0; k < n; k++) {
+        struct eb_append_row *row = &rows[grp[k].index];
+        if (row->duplicate)
+            continue;
+        if (first[k] != k) {
+            /* A repeat inside this call: same answer as its first copy. */
+            const struct eb_append_row *orig = &rows[grp[first[k]].index];
+            row->duplicate = true;
+            row->seq = orig->seq;
+            continue;
+        }
+        row->seq = next + (int64_t)fresh++;
+        ok[(*nok)++] = grp[k];
+    }
+    if (fresh == 0)
+        goto out;
+    st = advance(db, bus_id, fresh);
+    if (!st && window > 0)
+        st = remember(db, bus_id, window, rows, ok + nok0, fresh);
+    if (st)
+        goto out;
+    snprintf(bid, sizeof bid, "%lld", (long long)bus_id);
+    st = eb_db_exec(db, "append_notify", "SELECT pg_notify('cebus_events', $1)", 1, params, NULL,
+                    NULL, 0, NULL);
+out:
+    free(first);
+    return st;
+}
+
 eb_status eb_store_events_append(eb_db *db, struct eb_append_row *rows, size_t n)
 {
     struct order *ord = eb_malloc((n ? n : 1) * sizeof *ord);
@@ -116,6 +341,7 @@ eb_status eb_store_events_append(eb_db *db, struct eb_append_row *rows, size_t n
         ord[i].bus_id = rows[i].bus_id;
         ord[i].index = i;
         rows[i].seq = 0;
+        rows[i].duplicate = false;
         rows[i].status = EB_OK;
     }
     /* Locking buses in increasing id order keeps two replicas' batches from
@@ -127,31 +353,9 @@ eb_status eb_store_events_append(eb_db *db, struct eb_append_row *rows, size_t n
         goto out;
     for (size_t i = 0; i < n;) {
         size_t j = i;
-        int64_t first = 0;
-        char bid[24];
-        const char *params[1] = {bid};
-        eb_status rst;
-
         while (j < n && ord[j].bus_id == ord[i].bus_id)
             j++;
-        rst = reserve(db, ord[i].bus_id, j - i, &first);
-        if (rst == EB_ENOTFOUND) {
-            for (size_t k = i; k < j; k++)
-                rows[ord[k].index].status = EB_ENOTFOUND;
-            i = j;
-            continue;
-        }
-        if (rst) {
-            st = rst;
-            goto rollback;
-        }
-        for (size_t k = i; k < j; k++) {
-            rows[ord[k].index].seq = first + (int64_t)(k - i);
-            ok[nok++] = ord[k];
-        }
-        snprintf(bid, sizeof bid, "%lld", (long long)ord[i].bus_id);
-        st = eb_db_exec(db, "append_notify", "SELECT pg_notify('cebus_events', $1)", 1, params,
-                        NULL, NULL, 0, NULL);
+        st = append_group(db, rows, ord + i, j - i, ok, &nok);
         if (st)
             goto rollback;
         i = j;
@@ -170,12 +374,33 @@ eb_status eb_store_events_append(eb_db *db, struct eb_append_row *rows, size_t n
 rollback:
     if (!db->broken)
         eb_db_simple(db, "append_rollback", "ROLLBACK");
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         rows[i].seq = 0;
+        rows[i].duplicate = false;
+    }
 out:
     free(ok);
     free(ord);
     return st;
+}
+
+eb_status eb_store_dedup_expire(eb_db *db, int limit, int64_t *removed)
+{
+    char lim[16];
+    const char *params[1] = {lim};
+    PGresult *res;
+    eb_status st;
+
+    snprintf(lim, sizeof lim, "%d", limit);
+    st = eb_db_exec(db, "dedup_expire",
+                    "DELETE FROM event_dedup WHERE ctid = ANY (ARRAY("
+                    "SELECT ctid FROM event_dedup WHERE expires_at < now() LIMIT $1))",
+                    1, params, NULL, NULL, 0, &res);
+    if (st)
+        return st;
+    *removed = strtoll(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return EB_OK;
 }
 
 static int64_t be64(const char *p)

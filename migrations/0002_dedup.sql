@@ -1,0 +1,13 @@
+-- Publish idempotency: the (source, id) pairs accepted on a bus within its
+-- dedup window, with the sequence they were stored under, so that a
+-- retried publish is answered with the original sequence instead of being
+-- stored twice. Rows past expires_at are ignored and removed in batches.
+CREATE TABLE event_dedup (
+    bus_id     bigint NOT NULL REFERENCES buses (id) ON DELETE CASCADE,
+    source     text NOT NULL,
+    event_id   text NOT NULL,
+    seq        bigint NOT NULL,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (bus_id, source, event_id)
+);
+CREATE INDEX event_dedup_expiry ON event_dedup (expires_at);
