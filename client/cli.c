@@ -306,7 +306,7 @@ static void print_group_usage(FILE *f, const char *group)
 {
     fprintf(f, "usage: cebus %s SUBCOMMAND [options]\n\nSubcommands:\n", group);
     for (size_t i = 0; i < N_COMMANDS; i++)
-        if (strcmp(commands[i].group, group) == 0)
+        if (commands[i].name && strcmp(commands[i].group, group) == 0)
             fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n" GLOBAL_USAGE);
 }

@@ -237,7 +237,7 @@ static eb_status insert_chunk(eb_db *db, struct eb_append_row *rows, const struc
     const char **values = eb_malloc(np * sizeof *values);
     int *lengths = eb_calloc(np, sizeof *lengths);
     int *formats = eb_calloc(np, sizeof *formats);
-    char (*nums)[3][32] = eb_malloc(n * sizeof *nums);
+    char (*nums)[3][80] = eb_malloc(n * sizeof *nums);
     size_t cap = 96 + n * 64, len;
     char *sql = eb_malloc(cap);
     eb_status st;
@@ -471,7 +471,7 @@ eb_status eb_store_events_head(eb_db *db, int64_t bus_id, int64_t *seq)
 
 eb_status eb_store_events_before_time(eb_db *db, int64_t bus_id, int64_t time_us, int64_t *seq)
 {
-    char bid[24], when[48];
+    char bid[24], when[80];
     const char *params[2] = {bid, when};
     PGresult *res;
     eb_status st;
