@@ -38,7 +38,7 @@ static bool find_bindir(char *out, size_t size)
 }
 
 /* Runs argv (as the postgres user when we are root) with output appended to
- * logfile; returns the exit status, or -1. */
+ * logfile (NULL: discarded); returns the exit status, or -1. */
 static int run(char *const argv[], const char *logfile)
 {
     pid_t pid = fork();
@@ -47,11 +47,11 @@ static int run(char *const argv[], const char *logfile)
     if (pid < 0)
         return -1;
     if (pid == 0) {
-        if (logfile) {
-            FILE *f = freopen(logfile, "a", stdout);
-            (void)f;
-            dup2(STDOUT_FILENO, STDERR_FILENO);
-        }
+        /* Tool output goes to the log (or nowhere), never to cebusd's
+         * stdout, which carries the lines clients wait for. */
+        FILE *f = freopen(logfile ? logfile : "/dev/null", "a", stdout);
+        (void)f;
+        dup2(STDOUT_FILENO, STDERR_FILENO);
         if (geteuid() == 0) {
             struct passwd *pw = getpwnam("postgres");
             if (!pw || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
