@@ -11,6 +11,7 @@
 
 /* Limits, documented in README.md. */
 #define MAX_TARGETS 5
+#define MAX_RULES_PER_BUS 10000
 #define MAX_DESCRIPTION 512
 #define MAX_RULES_PER_PAGE 1000
 #define DEFAULT_RULES_PER_PAGE 100
@@ -136,6 +137,21 @@ void eb_rpc_create_rule(struct eb_rpc *rpc)
     if (req->n_targets > MAX_TARGETS) {
         eb_rpc_fail(rpc, EB_EINVAL, "targets: at most %d per rule", MAX_TARGETS);
         goto out;
+    }
+    {
+        int64_t count = 0;
+        st = eb_store_rule_count(rpc->db, bus.id, &count);
+        if (st) {
+            eb_rpc_fail_store(rpc, st, "rules");
+            goto out;
+        }
+        /* Checked before the insert, so concurrent creates may pass it by a
+         * few; the limit protects the matcher, not an exact count. */
+        if (count >= MAX_RULES_PER_BUS) {
+            eb_rpc_fail(rpc, EB_EEXHAUSTED, "rules: bus \"%s\" has %d rules, the limit",
+                        req->bus, MAX_RULES_PER_BUS);
+            goto out;
+        }
     }
     rec.targets = eb_calloc(req->n_targets, sizeof *rec.targets);
     for (size_t i = 0; i < req->n_targets; i++) {

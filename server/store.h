@@ -135,6 +135,8 @@ eb_status eb_store_rule_get(eb_db *db, int64_t bus_id, const char *name,
 eb_status eb_store_rule_list(eb_db *db, int64_t bus_id, const char *after, int limit,
                              struct eb_rule_rec **out, size_t *n);
 eb_status eb_store_rule_delete(eb_db *db, int64_t bus_id, const char *name);
+/* Counts the rules of a bus. */
+eb_status eb_store_rule_count(eb_db *db, int64_t bus_id, int64_t *count);
 /* The rule that owns subscription target `subscription` on the bus. */
 eb_status eb_store_rule_by_subscription(eb_db *db, int64_t bus_id, const char *subscription,
                                         struct eb_rule_rec *out);

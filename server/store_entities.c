@@ -456,3 +456,20 @@ eb_status eb_store_rule_by_subscription(eb_db *db, int64_t bus_id, const char *s
         eb_rule_rec_clear(out);
     return st;
 }
+
+eb_status eb_store_rule_count(eb_db *db, int64_t bus_id, int64_t *count)
+{
+    char bid[24];
+    const char *params[1] = {bid};
+    PGresult *res;
+    eb_status st;
+
+    fmt_i64(bid, sizeof bid, bus_id);
+    st = eb_db_exec(db, "rule_count", "SELECT count(*) FROM rules WHERE bus_id = $1", 1, params,
+                    NULL, NULL, 0, &res);
+    if (st)
+        return st;
+    *count = eb_db_int(res, 0, 0);
+    PQclear(res);
+    return EB_OK;
+}
