@@ -3,7 +3,10 @@
 -- retried publish is answered with the original sequence instead of being
 -- stored twice. Rows past expires_at are ignored and removed in batches.
 CREATE TABLE event_dedup (
-    bus_id     bigint NOT NULL REFERENCES buses (id) ON DELETE CASCADE,
+    -- No foreign key: this table is written for every event, and a
+    -- per-row RI check would cost more than the rare bus deletion that
+    -- must remove its entries itself.
+    bus_id     bigint NOT NULL,
     source     text NOT NULL,
     event_id   text NOT NULL,
     seq        bigint NOT NULL,

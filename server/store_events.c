@@ -149,10 +149,13 @@ static eb_status find_duplicates(eb_db *db, int64_t bus_id, struct eb_append_row
     params[1] = srcs.p;
     params[2] = ids.p;
     st = eb_db_exec(db, "dedup_check",
-                    "SELECT d.source, d.event_id, d.seq FROM event_dedup d"
-                    " JOIN unnest($2::text[], $3::text[]) AS u(source, event_id)"
-                    " ON d.source = u.source AND d.event_id = u.event_id"
-                    " WHERE d.bus_id = $1 AND d.expires_at > now()",
+                    /* One primary-key probe per key: a join would let the
+                     * planner hash every live entry of the bus's window. */
+                    "SELECT u.source, u.event_id, d.seq"
+                    " FROM unnest($2::text[], $3::text[]) AS u(source, event_id)"
+                    " JOIN LATERAL (SELECT seq FROM event_dedup e WHERE e.bus_id = $1"
+                    " AND e.source = u.source AND e.event_id = u.event_id"
+                    " AND e.expires_at > now()) d ON true",
                     3, params, NULL, NULL, 0, &res);
     free(srcs.p);
     free(ids.p);
