@@ -87,4 +87,6 @@ CREATE TABLE events (
 ) PARTITION BY RANGE (received_at);
 CREATE TABLE events_default PARTITION OF events DEFAULT;
 CREATE INDEX events_bus_seq ON events (bus_id, seq);
-CREATE INDEX events_bus_time ON events (bus_id, received_at);
+-- Only start-at-time reads use receive time; rows arrive in time order, so
+-- a BRIN index serves them at a fraction of a B-tree's cost per insert.
+CREATE INDEX events_received ON events USING brin (received_at);

@@ -13,4 +13,6 @@ CREATE TABLE event_dedup (
     expires_at timestamptz NOT NULL,
     PRIMARY KEY (bus_id, source, event_id)
 );
-CREATE INDEX event_dedup_expiry ON event_dedup (expires_at);
+-- Entries are written in roughly expiry order; BRIN keeps the expiry sweep
+-- cheap without a second B-tree insert per event.
+CREATE INDEX event_dedup_expiry ON event_dedup USING brin (expires_at);
