@@ -194,7 +194,8 @@ eb_status eb_auth_require(const struct eb_principal *p, unsigned mask, const cha
                                   "subscriber"};
     if (mask & EB_ROLES(p->role))
         return EB_OK;
-    snprintf(err, errlen, "the %s role may not %s", p->role <= 4 ? names[p->role] : "unknown",
+    snprintf(err, errlen, "the %s role may not %s",
+             p->role >= 1 && p->role <= 4 ? names[p->role] : "unknown",
              what);
     return EB_EPERM;
 }

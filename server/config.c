@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +102,9 @@ static eb_status assign(struct eb_config *cfg, const struct setting *s, const ch
         long v;
         errno = 0;
         v = strtol(value, &end, 10);
-        if (errno || end == value || *end || v < s->min || v > s->max) {
+        /* strtol also takes leading blanks and a '+'; a setting does not. */
+        if (errno || end == value || *end || !(value[0] == '-' || isdigit((unsigned char)value[0])) ||
+            v < s->min || v > s->max) {
             fprintf(err, "cebusd: %s %s: expected an integer from %ld to %ld, got \"%.64s\"\n",
                     origin, s->flag, s->min, s->max, value);
             return EB_EINVAL;

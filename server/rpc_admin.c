@@ -153,6 +153,7 @@ void eb_rpc_create_api_key(struct eb_rpc *rpc)
     if (req->expire_time) {
         expires_us = req->expire_time->seconds * 1000000 + req->expire_time->nanos / 1000;
         if (req->expire_time->seconds <= 0 || req->expire_time->seconds > 253402300799 ||
+            req->expire_time->nanos < 0 || req->expire_time->nanos > 999999999 ||
             expires_us <= eb_now_wall_us()) {
             eb_rpc_fail(rpc, EB_EINVAL, "expire_time: must be in the future");
             goto out;

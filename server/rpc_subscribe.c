@@ -34,7 +34,8 @@ static eb_status start_position(struct eb_rpc *rpc, const Cebus__V1__SubscribeRe
         *after = (int64_t)req->start_sequence - 1;
         break;
     case CEBUS__V1__START_POSITION__START_POSITION_TIME:
-        if (!req->start_time || req->start_time->seconds < 0) {
+        if (!req->start_time || req->start_time->seconds < 0 || req->start_time->nanos < 0 ||
+            req->start_time->nanos > 999999999) {
             snprintf(rpc->err, sizeof rpc->err,
                      "start_time: required with START_POSITION_TIME, after 1970");
             return EB_EINVAL;

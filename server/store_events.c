@@ -27,12 +27,20 @@ static int cmp_order(const void *a, const void *b)
 
 static void fmt_time(char *buf, size_t size, int64_t us)
 {
-    time_t secs = (time_t)(us / 1000000);
+    /* Floor division: C rounds toward zero, which would give times before
+     * 1970 a negative fraction. */
+    int64_t secs = us / 1000000, frac = us % 1000000;
+    time_t t;
     struct tm tm;
-    gmtime_r(&secs, &tm);
+
+    if (frac < 0) {
+        frac += 1000000;
+        secs--;
+    }
+    t = (time_t)secs;
+    gmtime_r(&t, &tm);
     snprintf(buf, size, "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (long long)(us % 1000000));
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long long)frac);
 }
 
 /* Locks bus_id's sequence counter row for the rest of the transaction.
