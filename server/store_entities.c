@@ -15,6 +15,19 @@ static void fmt_i64(char *buf, size_t size, int64_t v)
     snprintf(buf, size, "%lld", (long long)v);
 }
 
+/* Runs a keyset-paged listing: sql takes $1 = owner id, $2 = the last
+ * name of the previous page ("" for the first), $3 = limit. */
+static eb_status page_query(eb_db *db, const char *what, const char *sql, int64_t owner,
+                            const char *after, int limit, PGresult **res)
+{
+    char oid[24], lim[16];
+    const char *params[3] = {oid, after, lim};
+
+    fmt_i64(oid, sizeof oid, owner);
+    snprintf(lim, sizeof lim, "%d", limit);
+    return eb_db_exec(db, what, sql, 3, params, NULL, NULL, 0, res);
+}
+
 /* --- Tenants ------------------------------------------------------------ */
 
 static void tenant_from_row(PGresult *res, int row, struct eb_tenant_rec *t)
@@ -204,18 +217,14 @@ eb_status eb_store_bus_get(eb_db *db, const char *tenant, const char *name,
 eb_status eb_store_bus_list(eb_db *db, int64_t tenant_id, const char *after, int limit,
                             struct eb_bus_rec **out, size_t *n)
 {
-    char tid[24], lim[16];
-    const char *params[3] = {tid, after, lim};
     PGresult *res;
     eb_status st;
     int rows;
 
-    fmt_i64(tid, sizeof tid, tenant_id);
-    snprintf(lim, sizeof lim, "%d", limit);
-    st = eb_db_exec(db, "bus_list",
+    st = page_query(db, "bus_list",
                     "SELECT " BUS_COLS " FROM buses b JOIN tenants t ON t.id = b.tenant_id"
                     " WHERE b.tenant_id = $1 AND b.name > $2 ORDER BY b.name LIMIT $3",
-                    3, params, NULL, NULL, 0, &res);
+                    tenant_id, after, limit, &res);
     if (st)
         return st;
     rows = PQntuples(res);
@@ -352,18 +361,18 @@ fail:
     return st;
 }
 
-eb_status eb_store_rule_get(eb_db *db, int64_t bus_id, const char *name,
-                            struct eb_rule_rec *out)
+/* Loads the one rule that sql ($1 = bus id, $2 = key) selects, with its
+ * targets. */
+static eb_status rule_one(eb_db *db, const char *what, const char *sql, int64_t bus_id,
+                          const char *key, struct eb_rule_rec *out)
 {
     char bid[24];
-    const char *params[2] = {bid, name};
+    const char *params[2] = {bid, key};
     PGresult *res;
     eb_status st;
 
     fmt_i64(bid, sizeof bid, bus_id);
-    st = eb_db_exec(db, "rule_get",
-                    "SELECT " RULE_COLS " FROM rules r WHERE r.bus_id = $1 AND r.name = $2", 2,
-                    params, NULL, NULL, 0, &res);
+    st = eb_db_exec(db, what, sql, 2, params, NULL, NULL, 0, &res);
     if (st)
         return st;
     if (PQntuples(res) == 0) {
@@ -378,22 +387,26 @@ eb_status eb_store_rule_get(eb_db *db, int64_t bus_id, const char *name,
     return st;
 }
 
+eb_status eb_store_rule_get(eb_db *db, int64_t bus_id, const char *name,
+                            struct eb_rule_rec *out)
+{
+    return rule_one(db, "rule_get",
+                    "SELECT " RULE_COLS " FROM rules r WHERE r.bus_id = $1 AND r.name = $2",
+                    bus_id, name, out);
+}
+
 eb_status eb_store_rule_list(eb_db *db, int64_t bus_id, const char *after, int limit,
                              struct eb_rule_rec **out, size_t *n)
 {
-    char bid[24], lim[16];
-    const char *params[3] = {bid, after, lim};
     struct eb_rule_rec *rules;
     PGresult *res;
     eb_status st;
     int rows;
 
-    fmt_i64(bid, sizeof bid, bus_id);
-    snprintf(lim, sizeof lim, "%d", limit);
-    st = eb_db_exec(db, "rule_list",
+    st = page_query(db, "rule_list",
                     "SELECT " RULE_COLS " FROM rules r WHERE r.bus_id = $1 AND r.name > $2"
                     " ORDER BY r.name LIMIT $3",
-                    3, params, NULL, NULL, 0, &res);
+                    bus_id, after, limit, &res);
     if (st)
         return st;
     rows = PQntuples(res);
@@ -433,28 +446,10 @@ eb_status eb_store_rule_delete(eb_db *db, int64_t bus_id, const char *name)
 eb_status eb_store_rule_by_subscription(eb_db *db, int64_t bus_id, const char *subscription,
                                         struct eb_rule_rec *out)
 {
-    char bid[24];
-    const char *params[2] = {bid, subscription};
-    PGresult *res;
-    eb_status st;
-
-    fmt_i64(bid, sizeof bid, bus_id);
-    st = eb_db_exec(db, "rule_by_subscription",
+    return rule_one(db, "rule_by_subscription",
                     "SELECT " RULE_COLS " FROM rules r JOIN targets g ON g.rule_id = r.id"
                     " WHERE g.bus_id = $1 AND g.subscription = $2",
-                    2, params, NULL, NULL, 0, &res);
-    if (st)
-        return st;
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return EB_ENOTFOUND;
-    }
-    rule_from_row(res, 0, out);
-    PQclear(res);
-    st = load_targets(db, out, 1);
-    if (st)
-        eb_rule_rec_clear(out);
-    return st;
+                    bus_id, subscription, out);
 }
 
 eb_status eb_store_rule_count(eb_db *db, int64_t bus_id, int64_t *count)
