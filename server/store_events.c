@@ -9,9 +9,6 @@
 #include "store_internal.h"
 #include "util.h"
 
-/* Rows per INSERT statement: 7 parameters each, far below libpq's 65535. */
-#define INSERT_CHUNK 1000
-
 struct order {
     int64_t bus_id;
     size_t index;
@@ -43,310 +40,175 @@ static void fmt_time(char *buf, size_t size, int64_t us)
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long long)frac);
 }
 
-/* Locks bus_id's sequence counter row for the rest of the transaction.
- * Held until COMMIT, the lock makes appenders of one bus (on any replica)
- * commit in sequence order: that is what keeps sequences from ever
- * becoming visible out of order. It also serializes dedup checks per bus.
- * Sets *next and *window, or returns EB_ENOTFOUND when the bus is gone. */
-static eb_status lock_bus(eb_db *db, int64_t bus_id, int64_t *next, int *window)
-{
-    char bid[24];
-    const char *params[1] = {bid};
-    PGresult *res;
-    eb_status st;
-
-    snprintf(bid, sizeof bid, "%lld", (long long)bus_id);
-    st = eb_db_exec(db, "bus_lock",
-                    "SELECT next_seq, dedup_window_seconds FROM buses WHERE id = $1 FOR UPDATE",
-                    1, params, NULL, NULL, 0, &res);
-    if (st)
-        return st;
-    if (PQntuples(res) == 0) {
-        st = EB_ENOTFOUND;
-    } else {
-        *next = eb_db_int(res, 0, 0);
-        *window = (int)eb_db_int(res, 0, 1);
-    }
-    PQclear(res);
-    return st;
-}
-
-/* A growing text buffer for array literals. */
-struct sbuf {
+/* A growing byte buffer for binary-format array parameters. */
+struct bbuf {
     char *p;
     size_t len, cap;
 };
 
-static void sb_put(struct sbuf *b, const char *s, size_t n)
+static void bb_put(struct bbuf *b, const void *data, size_t n)
 {
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2 + 256;
         b->p = eb_realloc(b->p, b->cap);
     }
-    memcpy(b->p + b->len, s, n);
+    memcpy(b->p + b->len, data, n);
     b->len += n;
-    b->p[b->len] = '\0';
 }
 
-/* Appends s as a quoted element of a PostgreSQL array literal. Values never
- * contain NUL (validated as UTF-8 without NUL before they get here). */
-static void sb_elem(struct sbuf *b, const char *s, bool first)
+static void bb_u32(struct bbuf *b, uint32_t v)
 {
-    if (!first)
-        sb_put(b, ",", 1);
-    sb_put(b, "\"", 1);
-    for (const char *q = s; *q; q++) {
-        if (*q == '"' || *q == '\\')
-            sb_put(b, "\\", 1);
-        sb_put(b, q, 1);
-    }
-    sb_put(b, "\"", 1);
+    unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+    bb_put(b, x, 4);
 }
 
-struct keyed {
-    const struct eb_append_row *row;
-    size_t index; /* into the group */
+static void bb_i64(struct bbuf *b, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+    unsigned char x[8];
+    for (int i = 7; i >= 0; i--, u >>= 8)
+        x[i] = (unsigned char)u;
+    bb_put(b, x, 8);
+}
+
+/* The header of a one-dimensional array of n elements of type elemtype in
+ * PostgreSQL's binary format (n >= 1). */
+static void bb_array(struct bbuf *b, uint32_t elemtype, size_t n)
+{
+    bb_u32(b, 1); /* dimensions */
+    bb_u32(b, 0); /* no NULLs */
+    bb_u32(b, elemtype);
+    bb_u32(b, (uint32_t)n);
+    bb_u32(b, 1); /* lower bound */
+}
+
+static void bb_elem(struct bbuf *b, const void *data, size_t len)
+{
+    bb_u32(b, (uint32_t)len);
+    bb_put(b, data, len);
+}
+
+enum { OID_INT8 = 20, OID_TEXT = 25, OID_BYTEA = 17, OID_INT8_ARRAY = 1016,
+       OID_TEXT_ARRAY = 1009, OID_BYTEA_ARRAY = 1001 };
+
+/* The parameters of one cebus_append() call: one bus's rows. */
+struct group_params {
+    struct bbuf bus, received, sources, ids, types, bodies;
 };
 
-static int cmp_keyed(const void *a, const void *b)
+static void group_params_build(struct group_params *g, const struct eb_append_row *rows,
+                               const struct order *grp, size_t n)
 {
-    const struct keyed *x = a, *y = b;
-    int c = strcmp(x->row->source, y->row->source);
-    if (!c)
-        c = strcmp(x->row->event_id, y->row->event_id);
-    if (!c)
-        c = x->index < y->index ? -1 : x->index > y->index;
-    return c;
+    memset(g, 0, sizeof *g);
+    bb_i64(&g->bus, grp[0].bus_id);
+    bb_array(&g->received, OID_INT8, n);
+    bb_array(&g->sources, OID_TEXT, n);
+    bb_array(&g->ids, OID_TEXT, n);
+    bb_array(&g->types, OID_TEXT, n);
+    bb_array(&g->bodies, OID_BYTEA, n);
+    for (size_t k = 0; k < n; k++) {
+        const struct eb_append_row *r = &rows[grp[k].index];
+        bb_u32(&g->received, 8);
+        bb_i64(&g->received, r->received_us);
+        bb_elem(&g->sources, r->source, strlen(r->source));
+        bb_elem(&g->ids, r->event_id, strlen(r->event_id));
+        bb_elem(&g->types, r->type, strlen(r->type));
+        bb_elem(&g->bodies, r->body, r->body_len);
+    }
 }
 
-/* Marks the rows of one bus group whose (source, event_id) the bus already
- * accepted within its window, and repeats inside the group itself. first[k]
- * is set to the group index of the row that k repeats, or k itself. */
-static eb_status find_duplicates(eb_db *db, int64_t bus_id, struct eb_append_row *rows,
-                                 const struct order *grp, size_t n, size_t *first)
+static void group_params_free(struct group_params *g)
 {
-    struct keyed *keys = eb_malloc(n * sizeof *keys);
-    struct sbuf srcs = {0}, ids = {0};
-    char bid[24];
-    const char *params[3];
-    PGresult *res;
-    eb_status st;
-
-    for (size_t k = 0; k < n; k++) {
-        keys[k].row = &rows[grp[k].index];
-        keys[k].index = k;
-        first[k] = k;
-    }
-    qsort(keys, n, sizeof *keys, cmp_keyed);
-    for (size_t k = 1; k < n; k++)
-        if (strcmp(keys[k].row->source, keys[k - 1].row->source) == 0 &&
-            strcmp(keys[k].row->event_id, keys[k - 1].row->event_id) == 0)
-            first[keys[k].index] = first[keys[k - 1].index];
-    free(keys);
-
-    sb_put(&srcs, "{", 1);
-    sb_put(&ids, "{", 1);
-    for (size_t k = 0; k < n; k++) {
-        sb_elem(&srcs, rows[grp[k].index].source, k == 0);
-        sb_elem(&ids, rows[grp[k].index].event_id, k == 0);
-    }
-    sb_put(&srcs, "}", 1);
-    sb_put(&ids, "}", 1);
-    snprintf(bid, sizeof bid, "%lld", (long long)bus_id);
-    params[0] = bid;
-    params[1] = srcs.p;
-    params[2] = ids.p;
-    st = eb_db_exec(db, "dedup_check",
-                    /* One primary-key probe per key: a join would let the
-                     * planner hash every live entry of the bus's window. */
-                    "SELECT u.source, u.event_id, d.seq"
-                    " FROM unnest($2::text[], $3::text[]) AS u(source, event_id)"
-                    " JOIN LATERAL (SELECT seq FROM event_dedup e WHERE e.bus_id = $1"
-                    " AND e.source = u.source AND e.event_id = u.event_id"
-                    " AND e.expires_at > now()) d ON true",
-                    3, params, NULL, NULL, 0, &res);
-    free(srcs.p);
-    free(ids.p);
-    if (st)
-        return st;
-    for (int r = 0; r < PQntuples(res); r++) {
-        const char *src = PQgetvalue(res, r, 0), *id = PQgetvalue(res, r, 1);
-        int64_t seq = eb_db_int(res, r, 2);
-        for (size_t k = 0; k < n; k++) {
-            struct eb_append_row *row = &rows[grp[k].index];
-            if (strcmp(row->source, src) == 0 && strcmp(row->event_id, id) == 0) {
-                row->duplicate = true;
-                row->seq = seq;
-            }
-        }
-    }
-    PQclear(res);
-    return EB_OK;
+    free(g->bus.p);
+    free(g->received.p);
+    free(g->sources.p);
+    free(g->ids.p);
+    free(g->types.p);
+    free(g->bodies.p);
 }
 
-/* Records the fresh rows of a group in the dedup table. */
-static eb_status remember(eb_db *db, int64_t bus_id, int window, struct eb_append_row *rows,
-                          const struct order *fresh, size_t n)
+static bool send_group(PGconn *conn, const struct group_params *g)
 {
-    struct sbuf srcs = {0}, ids = {0}, seqs = {0};
-    char bid[24], win[16], num[24];
-    const char *params[5];
+    static const Oid types[6] = {OID_INT8, OID_INT8_ARRAY, OID_TEXT_ARRAY, OID_TEXT_ARRAY,
+                                 OID_TEXT_ARRAY, OID_BYTEA_ARRAY};
+    static const int formats[6] = {1, 1, 1, 1, 1, 1};
+    const struct bbuf *b[6] = {&g->bus, &g->received, &g->sources, &g->ids, &g->types,
+                               &g->bodies};
+    const char *values[6];
+    int lengths[6];
+
+    for (int i = 0; i < 6; i++) {
+        values[i] = b[i]->p;
+        lengths[i] = (int)b[i]->len;
+    }
+    return PQsendQueryParams(conn, "SELECT cebus_append($1, $2, $3, $4, $5, $6)", 6, types,
+                             values, lengths, formats, 0) == 1;
+}
+
+/* Reads one pipelined statement's result. Returns EB_OK and, when out is
+ * not NULL, hands the result over; otherwise maps the failure. */
+static eb_status read_result(eb_db *db, const char *what, PGresult **out)
+{
+    PGresult *res = PQgetResult(db->conn), *extra;
     eb_status st;
 
-    sb_put(&srcs, "{", 1);
-    sb_put(&ids, "{", 1);
-    sb_put(&seqs, "{", 1);
-    for (size_t k = 0; k < n; k++) {
-        const struct eb_append_row *row = &rows[fresh[k].index];
-        sb_elem(&srcs, row->source, k == 0);
-        sb_elem(&ids, row->event_id, k == 0);
-        snprintf(num, sizeof num, "%s%lld", k ? "," : "", (long long)row->seq);
-        sb_put(&seqs, num, strlen(num));
+    if (!res) {
+        db->broken = true;
+        return EB_EUNAVAIL;
     }
-    sb_put(&srcs, "}", 1);
-    sb_put(&ids, "}", 1);
-    sb_put(&seqs, "}", 1);
-    snprintf(bid, sizeof bid, "%lld", (long long)bus_id);
-    snprintf(win, sizeof win, "%d", window);
-    params[0] = bid;
-    params[1] = srcs.p;
-    params[2] = ids.p;
-    params[3] = seqs.p;
-    params[4] = win;
-    /* An existing key here is an expired one: replace it. */
-    st = eb_db_exec(db, "dedup_insert",
-                    "INSERT INTO event_dedup (bus_id, source, event_id, seq, expires_at)"
-                    " SELECT $1, u.s, u.e, u.q, now() + make_interval(secs => $5::int)"
-                    " FROM unnest($2::text[], $3::text[], $4::bigint[]) AS u(s, e, q)"
-                    " ON CONFLICT (bus_id, source, event_id)"
-                    " DO UPDATE SET seq = EXCLUDED.seq, expires_at = EXCLUDED.expires_at",
-                    5, params, NULL, NULL, 0, NULL);
-    free(srcs.p);
-    free(ids.p);
-    free(seqs.p);
+    if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED)
+        st = EB_EINTERNAL; /* an earlier statement failed and said why */
+    else
+        st = eb_db_result_status(db, res, what);
+    /* Each statement's results end with a NULL. */
+    while ((extra = PQgetResult(db->conn)) != NULL)
+        PQclear(extra);
+    if (st == EB_OK && out)
+        *out = res;
+    else
+        PQclear(res);
     return st;
 }
 
-/* Advances the bus's counter past the sequences just assigned. */
-static eb_status advance(eb_db *db, int64_t bus_id, size_t count)
-{
-    char bid[24], cnt[24];
-    const char *params[2] = {bid, cnt};
-
-    snprintf(bid, sizeof bid, "%lld", (long long)bus_id);
-    snprintf(cnt, sizeof cnt, "%zu", count);
-    return eb_db_exec(db, "seq_advance",
-                      "UPDATE buses SET next_seq = next_seq + $2::bigint WHERE id = $1", 2,
-                      params, NULL, NULL, 0, NULL);
-}
-
-/* Inserts rows[order[0..n)] (all with status EB_OK) in one statement. */
-static eb_status insert_chunk(eb_db *db, struct eb_append_row *rows, const struct order *ord,
+/* Applies one cebus_append() answer ("{5,6,-3}" or NULL) to its rows. */
+static eb_status apply_answer(PGresult *res, struct eb_append_row *rows, const struct order *grp,
                               size_t n)
 {
-    size_t np = n * 7;
-    const char **values = eb_malloc(np * sizeof *values);
-    int *lengths = eb_calloc(np, sizeof *lengths);
-    int *formats = eb_calloc(np, sizeof *formats);
-    char (*nums)[3][80] = eb_malloc(n * sizeof *nums);
-    size_t cap = 96 + n * 64, len;
-    char *sql = eb_malloc(cap);
-    eb_status st;
+    const char *p;
 
-    len = (size_t)snprintf(sql, cap,
-                           "INSERT INTO events (bus_id, seq, received_at, source, event_id, type,"
-                           " body) VALUES ");
-    for (size_t i = 0; i < n; i++) {
-        struct eb_append_row *r = &rows[ord[i].index];
-        size_t p = i * 7;
-        snprintf(nums[i][0], sizeof nums[i][0], "%lld", (long long)r->bus_id);
-        snprintf(nums[i][1], sizeof nums[i][1], "%lld", (long long)r->seq);
-        fmt_time(nums[i][2], sizeof nums[i][2], r->received_us);
-        values[p + 0] = nums[i][0];
-        values[p + 1] = nums[i][1];
-        values[p + 2] = nums[i][2];
-        values[p + 3] = r->source;
-        values[p + 4] = r->event_id;
-        values[p + 5] = r->type;
-        values[p + 6] = (const char *)r->body;
-        lengths[p + 6] = (int)r->body_len;
-        formats[p + 6] = 1;
-        len += (size_t)snprintf(sql + len, cap - len, "%s($%zu,$%zu,$%zu,$%zu,$%zu,$%zu,$%zu)",
-                                i ? "," : "", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7);
-    }
-    st = eb_db_exec(db, "events_insert", sql, (int)np, values, lengths, formats, 0, NULL);
-    free(sql);
-    free(nums);
-    free(formats);
-    free(lengths);
-    free(values);
-    return st;
-}
-
-/* Processes one bus group ord[0..n) inside the transaction; appends the
- * rows to insert to ok[*nok]. */
-static eb_status append_group(eb_db *db, struct eb_append_row *rows, const struct order *grp,
-                              size_t n, struct order *ok, size_t *nok)
-{
-    int64_t bus_id = grp[0].bus_id, next = 0;
-    size_t *first = NULL, fresh = 0, nok0 = *nok;
-    char bid[24];
-    const char *params[1] = {bid};
-    int window = 0;
-    eb_status st;
-
-    st = lock_bus(db, bus_id, &next, &window);
-    if (st == EB_ENOTFOUND) {
+    if (PQntuples(res) != 1)
+        return EB_EINTERNAL;
+    if (PQgetisnull(res, 0, 0)) {
         for (size_t k = 0; k < n; k++)
             rows[grp[k].index].status = EB_ENOTFOUND;
         return EB_OK;
     }
-    if (st)
-        return st;
-    first = eb_malloc(n * sizeof *first);
-    if (window > 0) {
-        st = find_duplicates(db, bus_id, rows, grp, n, first);
-        if (st)
-            goto out;
-    } else {
-        for (size_t k = 0; k < n; k++)
-            first[k] = k;
-    }
+    p = PQgetvalue(res, 0, 0);
+    if (*p++ != '{')
+        return EB_EINTERNAL;
     for (size_t k = 0; k < n; k++) {
-        struct eb_append_row *row = &rows[grp[k].index];
-        if (row->duplicate)
-            continue;
-        if (first[k] != k) {
-            /* A repeat inside this call: same answer as its first copy. */
-            const struct eb_append_row *orig = &rows[grp[first[k]].index];
-            row->duplicate = true;
-            row->seq = orig->seq;
-            continue;
-        }
-        row->seq = next + (int64_t)fresh++;
-        ok[(*nok)++] = grp[k];
+        struct eb_append_row *r = &rows[grp[k].index];
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || v == 0)
+            return EB_EINTERNAL;
+        r->duplicate = v < 0;
+        r->seq = v < 0 ? -v : v;
+        p = end;
+        if (*p == ',')
+            p++;
     }
-    if (fresh == 0)
-        goto out;
-    st = advance(db, bus_id, fresh);
-    if (!st && window > 0)
-        st = remember(db, bus_id, window, rows, ok + nok0, fresh);
-    if (st)
-        goto out;
-    snprintf(bid, sizeof bid, "%lld", (long long)bus_id);
-    st = eb_db_exec(db, "append_notify", "SELECT pg_notify('cebus_events', $1)", 1, params, NULL,
-                    NULL, 0, NULL);
-out:
-    free(first);
-    return st;
+    return *p == '}' ? EB_OK : EB_EINTERNAL;
 }
 
 eb_status eb_store_events_append(eb_db *db, struct eb_append_row *rows, size_t n)
 {
     struct order *ord = eb_malloc((n ? n : 1) * sizeof *ord);
-    struct order *ok = eb_malloc((n ? n : 1) * sizeof *ok);
-    size_t nok = 0;
-    eb_status st;
+    size_t *starts = eb_malloc((n + 1) * sizeof *starts), ngroups = 0;
+    struct group_params *params = NULL;
+    bool pipeline = false;
+    eb_status st = EB_OK, rst;
 
     for (size_t i = 0; i < n; i++) {
         ord[i].bus_id = rows[i].bus_id;
@@ -358,39 +220,80 @@ eb_status eb_store_events_append(eb_db *db, struct eb_append_row *rows, size_t n
     /* Locking buses in increasing id order keeps two replicas' batches from
      * deadlocking on each other's counter rows. */
     qsort(ord, n, sizeof *ord, cmp_order);
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || ord[i].bus_id != ord[i - 1].bus_id)
+            starts[ngroups++] = i;
+    starts[ngroups] = n;
+    if (ngroups == 0 || db->broken) {
+        st = ngroups == 0 ? EB_OK : EB_EUNAVAIL;
+        goto out;
+    }
+    params = eb_calloc(ngroups, sizeof *params);
+    for (size_t g = 0; g < ngroups; g++)
+        group_params_build(&params[g], rows, ord + starts[g], starts[g + 1] - starts[g]);
 
-    st = eb_db_simple(db, "append_begin", "BEGIN");
-    if (st)
+    /* One round trip: BEGIN, one call per bus, COMMIT, then a sync. */
+    if (!PQenterPipelineMode(db->conn)) {
+        db->broken = true;
+        st = EB_EUNAVAIL;
         goto out;
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j < n && ord[j].bus_id == ord[i].bus_id)
-            j++;
-        st = append_group(db, rows, ord + i, j - i, ok, &nok);
-        if (st)
-            goto rollback;
-        i = j;
     }
-    for (size_t i = 0; i < nok; i += INSERT_CHUNK) {
-        size_t m = nok - i < INSERT_CHUNK ? nok - i : INSERT_CHUNK;
-        st = insert_chunk(db, rows, ok + i, m);
-        if (st)
-            goto rollback;
+    pipeline = true;
+    if (PQsendQueryParams(db->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1)
+        goto send_failed;
+    for (size_t g = 0; g < ngroups; g++)
+        if (!send_group(db->conn, &params[g]))
+            goto send_failed;
+    if (PQsendQueryParams(db->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
+        PQpipelineSync(db->conn) != 1)
+        goto send_failed;
+
+    st = read_result(db, "append_begin", NULL);
+    for (size_t g = 0; g < ngroups; g++) {
+        PGresult *res = NULL;
+        rst = read_result(db, "append_call", &res);
+        if (rst == EB_OK)
+            rst = apply_answer(res, rows, ord + starts[g], starts[g + 1] - starts[g]);
+        PQclear(res);
+        if (st == EB_OK)
+            st = rst;
+        if (db->broken)
+            goto out;
     }
-    st = eb_db_simple(db, "append_commit", "COMMIT");
+    rst = read_result(db, "append_commit", NULL);
     if (st == EB_OK)
-        goto out;
-    /* A COMMIT that failed may or may not have committed; the callers
-     * report failure, and the client's retry is answered by dedup. */
-rollback:
-    if (!db->broken)
-        eb_db_simple(db, "append_rollback", "ROLLBACK");
-    for (size_t i = 0; i < n; i++) {
-        rows[i].seq = 0;
-        rows[i].duplicate = false;
+        st = rst;
+    if (!db->broken) {
+        PGresult *sync = PQgetResult(db->conn);
+        if (!sync || PQresultStatus(sync) != PGRES_PIPELINE_SYNC)
+            db->broken = true;
+        PQclear(sync);
     }
+    goto out;
+
+send_failed:
+    eb_log_warn("msg=\"database send failed\" op=append error=\"%s\"",
+                eb_db_first_line(PQerrorMessage(db->conn)));
+    db->broken = true;
+    st = EB_EUNAVAIL;
 out:
-    free(ok);
+    if (pipeline && !db->broken && !PQexitPipelineMode(db->conn))
+        db->broken = true;
+    /* After a failure the transaction may still be open (and aborted). A
+     * COMMIT that failed may or may not have committed; callers report
+     * failure either way, and the client's retry is answered by dedup. */
+    if (st != EB_OK) {
+        if (!db->broken && PQtransactionStatus(db->conn) != PQTRANS_IDLE)
+            eb_db_simple(db, "append_rollback", "ROLLBACK");
+        for (size_t i = 0; i < n; i++) {
+            rows[i].seq = 0;
+            rows[i].duplicate = false;
+        }
+    }
+    for (size_t g = 0; params && g < ngroups; g++)
+        group_params_free(&params[g]);
+    free(params);
+    free(starts);
     free(ord);
     return st;
 }
