@@ -1,0 +1,312 @@
+/* match: single-thread pattern matching, JSON parsing included.
+ *
+ * 64 distinct ~1 KiB events in the CloudEvents JSON view (top-level
+ * attributes, nested data with objects and an array of objects) are kept as
+ * text. Each iteration parses one with jansson, as cebusd would parse a
+ * stored event, then runs every one of the N compiled patterns against it
+ * (a bus evaluates all its rules, so there is no early exit), then frees it.
+ * Patterns mix operators: exact strings and numbers, prefix, suffix,
+ * anything-but, equals-ignore-case, wildcard, exists, booleans, and numeric
+ * ranges. The matcher is today one pattern at a time, so the cost grows
+ * with N; that is what this measures.
+ *
+ * Two short extra phases split the cost: parsing alone, and matching alone
+ * against events parsed beforehand.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "bench.h"
+#include "pattern.h"
+
+#define USAGE                                                                              \
+    "usage: cebus-bench match [--rules 100] [--seconds 3] [--bytes 1024]\n"                \
+    "Events/s of parse + match against N patterns, one thread.\n"
+
+#define NEVENTS 64
+#define MAX_RULES 1000000
+#define TEXT_MAX 8192
+
+static const char *const verbs[] = {"created", "updated", "cancelled", "shipped", "paid",
+                                    "refunded"};
+static const char *const regions[] = {"eu-west-1", "us-east-1", "ap-south-1", "eu-central-1"};
+static const char *const tiers[] = {"bronze", "silver", "gold", "platinum"};
+static const char *const countries[] = {"DE", "FR", "US", "IN", "GB", "JP"};
+static const char *const currencies[] = {"EUR", "USD", "GBP", "INR", "JPY"};
+static const char *const methods[] = {"standard", "express", "pickup"};
+
+#define PICK(arr, k) (arr[(size_t)(k) % (sizeof arr / sizeof arr[0])])
+
+/* A small deterministic generator, so that runs are comparable. */
+static uint32_t next_rand(uint64_t *state)
+{
+    *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)(*state >> 33);
+}
+
+/* Writes event number k, padded with a "note" to about `bytes`, into buf. */
+static void make_event(char *buf, size_t size, int k, size_t bytes, uint64_t *rs)
+{
+    unsigned a = next_rand(rs), b = next_rand(rs), c = next_rand(rs);
+    int len, pad;
+
+    len = snprintf(
+        buf, size,
+        "{\"specversion\":\"1.0\",\"id\":\"%08x-4b1d-4c2e-9f00-%012x\","
+        "\"source\":\"/shop/%s/orders\",\"type\":\"com.example.order.%s\","
+        "\"time\":\"2024-05-%02uT12:%02u:%02uZ\",\"subject\":\"order/%u/item-%u\","
+        "\"datacontenttype\":\"application/json\",\"cebustenant\":\"acme\","
+        "\"cebusrecvtime\":\"2024-05-01T12:00:00.123456Z\","
+        "\"data\":{\"orderId\":\"ord-%u\",\"amount\":%u.%02u,\"currency\":\"%s\","
+        "\"priority\":%u,\"region\":\"%s\","
+        "\"customer\":{\"id\":\"c-%u\",\"tier\":\"%s\",\"country\":\"%s\","
+        "\"email\":\"user%u@example.com\",\"since\":\"2019-0%u-01\"},"
+        "\"items\":[{\"sku\":\"SKU-%u\",\"qty\":%u,\"price\":%u.99},"
+        "{\"sku\":\"SKU-%u\",\"qty\":%u,\"price\":%u.50},"
+        "{\"sku\":\"SKU-%u\",\"qty\":%u,\"price\":%u.00}],"
+        "\"shipping\":{\"method\":\"%s\",\"address\":{\"city\":\"City %u\",\"zip\":\"%05u\","
+        "\"street\":\"Long Street %u\"}},"
+        "\"flags\":{\"gift\":%s,\"express\":%s},\"note\":\"",
+        a, b, PICK(regions, a), PICK(verbs, b), 1 + a % 28, b % 60, c % 60, a % 100000, c % 50,
+        (unsigned)k, a % 5000, b % 100, PICK(currencies, c), c % 10, PICK(regions, a),
+        b % 10000, PICK(tiers, c >> 3), PICK(countries, a >> 5), b % 1000, 1 + c % 9,
+        a % 2000, 1 + b % 5, c % 300, b % 2000, 1 + c % 5, a % 300, c % 2000, 1 + a % 5,
+        b % 300, PICK(methods, b >> 7), a % 500, c % 100000, b % 400,
+        (a & 1) ? "true" : "false", (b & 1) ? "true" : "false");
+    pad = (int)bytes - len - 3;
+    if (pad < 0)
+        pad = 0;
+    if ((size_t)len + (size_t)pad + 4 > size)
+        pad = (int)size - len - 4;
+    memset(buf + len, 'n', (size_t)pad);
+    memcpy(buf + len + pad, "\"}}", 4);
+}
+
+/* Writes pattern number i into buf. */
+static void make_pattern(char *buf, size_t size, long i)
+{
+    unsigned u = (unsigned)i, k = u / 8, lo = (u * 7919u) % 5000;
+
+    switch (u % 8) {
+    case 0:
+        snprintf(buf, size,
+                 "{\"type\":[\"com.example.order.%s\"],"
+                 "\"data\":{\"amount\":[{\"numeric\":[\">\",%u,\"<=\",%u]}]}}",
+                 PICK(verbs, k), lo, lo + 250);
+        break;
+    case 1:
+        snprintf(buf, size,
+                 "{\"source\":[{\"prefix\":\"/shop/%s\"}],"
+                 "\"data\":{\"customer\":{\"tier\":[\"%s\",\"%s\"],\"country\":[\"%s\"]}}}",
+                 PICK(regions, k), PICK(tiers, k), PICK(tiers, k + 1), PICK(countries, k + 3));
+        break;
+    case 2:
+        snprintf(buf, size,
+                 "{\"source\":[{\"prefix\":\"/shop/%s/\"}],"
+                 "\"type\":[{\"prefix\":\"com.example.order.\"}],"
+                 "\"data\":{\"currency\":[{\"anything-but\":[\"%s\",\"%s\"]}],"
+                 "\"amount\":[{\"numeric\":[\">=\",%u,\"<\",%u]}]}}",
+                 PICK(regions, k + 1), PICK(currencies, k), PICK(currencies, k + 2), lo,
+                 lo + 500);
+        break;
+    case 3:
+        snprintf(buf, size, "{\"subject\":[{\"wildcard\":\"order/*/item-%u\"}]}", k % 50);
+        break;
+    case 4:
+        snprintf(buf, size,
+                 "{\"data\":{\"customer\":{\"country\":[{\"equals-ignore-case\":\"%c%c\"}]},"
+                 "\"shipping\":{\"method\":[\"%s\"]}},\"type\":[\"com.example.order.%s\"]}",
+                 PICK(countries, k)[0] | 0x20, PICK(countries, k)[1] | 0x20, PICK(methods, k),
+                 PICK(verbs, k + 1));
+        break;
+    case 5:
+        snprintf(buf, size, "{\"data\":{\"items\":{\"sku\":[\"SKU-%u\"]}}}", (u * 13u) % 2000);
+        break;
+    case 6:
+        snprintf(buf, size,
+                 "{\"data\":{\"priority\":[%u],"
+                 "\"amount\":[{\"numeric\":[\">=\",%u,\"<\",%u]}],"
+                 "\"region\":[{\"exists\":true}]}}",
+                 k % 10, lo, lo + 1000);
+        break;
+    default:
+        snprintf(buf, size,
+                 "{\"id\":[{\"suffix\":\"%03x\"}],\"datacontenttype\":[\"application/json\"],"
+                 "\"data\":{\"flags\":{\"gift\":[true]}}}",
+                 (u * 2654435761u) & 0xfff);
+        break;
+    }
+}
+
+/* Parses text or dies: the generated events must be valid JSON. */
+static json_t *parse_or_die(const char *text)
+{
+    json_error_t jerr;
+    json_t *ev = json_loads(text, 0, &jerr);
+
+    if (!ev) {
+        fprintf(stderr, "cebus-bench match: generated event does not parse: %s\n", jerr.text);
+        abort();
+    }
+    return ev;
+}
+
+/* Checks the matcher on known cases before timing it. Returns 0 or -1. */
+static int self_check(char *const *texts)
+{
+    static const char *const cases[][2] = {
+        {"{}", "all"},
+        {"{\"type\":[\"no.such.type\"]}", "none"},
+        {"{\"specversion\":[\"1.0\"],\"data\":{\"amount\":[{\"numeric\":[\">=\",0]}]}}", "all"},
+        {"{\"data\":{\"amount\":[{\"numeric\":[\"<\",0]}]}}", "none"},
+        {"{\"data\":{\"items\":{\"sku\":[{\"prefix\":\"SKU-\"}]}}}", "all"},
+    };
+    int rc = 0;
+
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        eb_pattern *p = NULL;
+        char err[256];
+        int hits = 0;
+
+        if (eb_pattern_compile(cases[c][0], strlen(cases[c][0]), &p, err, sizeof err) != EB_OK) {
+            fprintf(stderr, "cebus-bench match: self-check pattern %s: %s\n", cases[c][0], err);
+            return -1;
+        }
+        for (int e = 0; e < NEVENTS; e++) {
+            json_t *ev = parse_or_die(texts[e]);
+            hits += eb_pattern_match(p, ev);
+            json_decref(ev);
+        }
+        if ((strcmp(cases[c][1], "all") == 0 && hits != NEVENTS) ||
+            (strcmp(cases[c][1], "none") == 0 && hits != 0)) {
+            fprintf(stderr, "cebus-bench match: self-check: %s matched %d of %d events\n",
+                    cases[c][0], hits, NEVENTS);
+            rc = -1;
+        }
+        eb_pattern_free(p);
+    }
+    return rc;
+}
+
+int bench_cmd_match(int argc, char **argv)
+{
+    long rules = 100, bytes = 1024;
+    double seconds = 3;
+    const struct bench_opt opts[] = {
+        {"rules", BENCH_OPT_INT, &rules, 1, MAX_RULES},
+        {"seconds", BENCH_OPT_DOUBLE, &seconds, 0.1, 3600},
+        {"bytes", BENCH_OPT_INT, &bytes, 600, TEXT_MAX - 16},
+        {NULL, BENCH_OPT_FLAG, NULL, 0, 0},
+    };
+    char *texts[NEVENTS] = {0};
+    json_t *parsed[NEVENTS] = {0};
+    eb_pattern **pats = NULL;
+    uint64_t rs = 0x2545F4914F6CDD1DULL, events = 0, matches = 0, parsed_only = 0;
+    uint64_t matched_only = 0;
+    volatile uint64_t sink = 0; /* keeps the match-only loop honest */
+    size_t total_bytes = 0;
+    double aux, elapsed, parse_elapsed, match_elapsed;
+    int64_t t0, t_end, now;
+    long stride;
+    int rc;
+
+    rc = bench_parse_opts(argc, argv, opts, USAGE);
+    if (rc)
+        return rc == 1 ? 0 : rc;
+
+    for (int e = 0; e < NEVENTS; e++) {
+        texts[e] = malloc(TEXT_MAX);
+        if (!texts[e])
+            abort();
+        make_event(texts[e], TEXT_MAX, e, (size_t)bytes, &rs);
+        total_bytes += strlen(texts[e]);
+        parsed[e] = parse_or_die(texts[e]);
+    }
+    if (self_check(texts) != 0) {
+        rc = 1;
+        goto out;
+    }
+    pats = calloc((size_t)rules, sizeof *pats);
+    if (!pats)
+        abort();
+    for (long i = 0; i < rules; i++) {
+        char text[1024], err[256];
+
+        make_pattern(text, sizeof text, i);
+        if (eb_pattern_compile(text, strlen(text), &pats[i], err, sizeof err) != EB_OK) {
+            fprintf(stderr, "cebus-bench match: pattern %ld %s: %s\n", i, text, err);
+            rc = 1;
+            goto out;
+        }
+    }
+
+    /* The measured loop: parse, match all, free. The clock is read once per
+     * event (tens of ns against microseconds of work). */
+    t0 = bench_now_ns();
+    t_end = t0 + (int64_t)(seconds * 1e9);
+    do {
+        json_t *ev = parse_or_die(texts[events % NEVENTS]);
+
+        for (long i = 0; i < rules; i++)
+            matches += eb_pattern_match(pats[i], ev);
+        json_decref(ev);
+        events++;
+        now = bench_now_ns();
+    } while (now < t_end);
+    elapsed = (double)(now - t0) / 1e9;
+
+    /* The split: parsing alone, then matching alone. */
+    stride = rules >= 256 ? 1 : 256 / rules;
+    aux = seconds / 3 < 1.0 ? seconds / 3 : 1.0;
+    t0 = bench_now_ns();
+    t_end = t0 + (int64_t)(aux * 1e9);
+    do {
+        json_decref(parse_or_die(texts[parsed_only % NEVENTS]));
+        parsed_only++;
+        now = bench_now_ns();
+    } while (now < t_end);
+    parse_elapsed = (double)(now - t0) / 1e9;
+    t0 = bench_now_ns();
+    t_end = t0 + (int64_t)(aux * 1e9);
+    do {
+        /* With few patterns an event takes tens of ns here, as long as a
+         * clock read: read it once per stride. */
+        for (long k = 0; k < stride; k++, matched_only++) {
+            const json_t *ev = parsed[matched_only % NEVENTS];
+            for (long i = 0; i < rules; i++)
+                sink += eb_pattern_match(pats[i], ev);
+        }
+        now = bench_now_ns();
+    } while (now < t_end);
+    match_elapsed = (double)(now - t0) / 1e9;
+
+    printf("match: %ld patterns, %zu-byte JSON events, one thread: %.0f events/s parse+match "
+           "(%.2f matches/event); parse alone %.0f events/s, match alone %.0f events/s "
+           "(%.0f pattern evaluations/s)\n",
+           rules, total_bytes / NEVENTS, (double)events / elapsed,
+           (double)matches / (double)events, (double)parsed_only / parse_elapsed,
+           (double)matched_only / match_elapsed,
+           (double)matched_only * (double)rules / match_elapsed);
+    printf("bench=match rules=%ld event_bytes=%zu seconds=%.2f events=%" PRIu64
+           " events_per_s=%.0f matches_per_event=%.3f parse_only_per_s=%.0f "
+           "match_only_per_s=%.0f\n",
+           rules, total_bytes / NEVENTS, elapsed, events, (double)events / elapsed,
+           (double)matches / (double)events, (double)parsed_only / parse_elapsed,
+           (double)matched_only / match_elapsed);
+    fflush(stdout);
+    rc = 0;
+out:
+    if (pats)
+        for (long i = 0; i < rules; i++)
+            eb_pattern_free(pats[i]);
+    free(pats);
+    for (int e = 0; e < NEVENTS; e++) {
+        json_decref(parsed[e]);
+        free(texts[e]);
+    }
+    return rc;
+}
