@@ -7,7 +7,7 @@ BUILD      ?= build
 TEST_BUILD ?= build-test
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: run test deps build build-test bench clean
+.PHONY: run test deps build build-test bench fuzz clean
 
 deps:
 	@scripts/deps.sh
@@ -25,6 +25,14 @@ build-test: deps
 
 test: build-test
 	@cd $(TEST_BUILD) && ctest --output-on-failure --timeout 600
+
+# Short libFuzzer runs of every driver in tests/fuzz, from the checked-in
+# corpus (FUZZ_SECONDS each).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCEBUS_FUZZ=ON >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_pattern fuzz_cloudevent
+	@scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 bench: build
 	@scripts/bench.sh $(BUILD)

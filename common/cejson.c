@@ -355,6 +355,16 @@ static const char *find_string_attr(const ce_event *ev, const char *name)
     return NULL;
 }
 
+/* A string member that is always representable: NULL (only from a
+ * hand-built message) shows as empty, and text that is not UTF-8 (protobuf-c
+ * does not check; a peer can send it) as U+FFFD, so that the member stays
+ * present and conversion never fails on hostile input. */
+static json_t *string_or_empty(const char *s)
+{
+    json_t *j = json_string(s ? s : "");
+    return j ? j : must(json_string("\xef\xbf\xbd"));
+}
+
 /* Returns the JSON form of one attribute value, or NULL when the value is
  * unset or unrepresentable (then the attribute is left out). */
 static json_t *attr_value_to_json(const ce_attr_value *v)
@@ -369,11 +379,11 @@ static json_t *attr_value_to_json(const ce_attr_value *v)
     case ATTR(CE_INTEGER):
         return must(json_integer(v->ce_integer));
     case ATTR(CE_STRING):
-        return must(json_string(v->ce_string ? v->ce_string : ""));
+        return string_or_empty(v->ce_string);
     case ATTR(CE_URI):
-        return must(json_string(v->ce_uri ? v->ce_uri : ""));
+        return string_or_empty(v->ce_uri);
     case ATTR(CE_URI_REF):
-        return must(json_string(v->ce_uri_ref ? v->ce_uri_ref : ""));
+        return string_or_empty(v->ce_uri_ref);
     case ATTR(CE_BYTES):
         b64 = ce_base64_encode(v->ce_bytes.data, v->ce_bytes.len);
         j = must(json_string(b64));
@@ -438,16 +448,6 @@ static void data_to_json(const ce_event *ev, json_t *obj)
     default:
         return;
     }
-}
-
-/* A NULL string field can only come from a hand-built message; show it as
- * empty rather than crash. */
-static json_t *string_or_empty(const char *s)
-{
-    json_t *j = json_string(s ? s : "");
-    /* Non-UTF-8 in a required attribute: replace rather than drop it, so
-     * the member stays present. */
-    return j ? j : must(json_string("\xef\xbf\xbd"));
 }
 
 json_t *ce_to_json(const Io__Cloudevents__V1__CloudEvent *ev)

@@ -334,6 +334,33 @@ static void test_to_json_reserved_attribute_dropped(void **state)
     check_to_json(ev, "{" HEAD "}");
 }
 
+/* Regression (found by fuzz_cloudevent): protobuf-c does not check UTF-8,
+ * and a string attribute that is not UTF-8 made the JSON view abort the
+ * process. It now shows as U+FFFD and the member stays. */
+static void test_to_json_attribute_not_utf8(void **state)
+{
+    ce_event *ev = hand_event(NULL);
+    Io__Cloudevents__V1__CloudEvent__AttributesEntry *e = calloc(1, sizeof(*e));
+    Io__Cloudevents__V1__CloudEvent__AttributesEntry einit =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__ATTRIBUTES_ENTRY__INIT;
+    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue *v = calloc(1, sizeof(*v));
+    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue vinit =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT;
+
+    (void)state;
+    free(ev->attributes);
+    *e = einit;
+    *v = vinit;
+    v->attr_case = ATTR(CE_STRING);
+    v->ce_string = strdup("a\xd6" "b");
+    e->key = strdup("subject");
+    e->value = v;
+    ev->n_attributes = 1;
+    ev->attributes = calloc(1, sizeof(*ev->attributes));
+    ev->attributes[0] = e;
+    check_to_json(ev, "{" HEAD ",\"subject\":\"\\ufffd\"}");
+}
+
 static void test_to_json_null(void **state)
 {
     (void)state;
@@ -458,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_to_json_data_detection),
         cmocka_unit_test(test_to_json_proto_data_and_bytes),
         cmocka_unit_test(test_to_json_reserved_attribute_dropped),
+        cmocka_unit_test(test_to_json_attribute_not_utf8),
         cmocka_unit_test(test_to_json_null),
         cmocka_unit_test(test_from_json_errors_name_member),
         cmocka_unit_test(test_rfc3339),
