@@ -9,6 +9,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <grpc/slice.h>
+
 #include "cejson.h"
 #include "cloudevents.pb-c.h"
 #include "log.h"
@@ -20,9 +22,10 @@
 /* Reconnect delay when the database is down. */
 #define RETRY_MS 500
 
+/* A queued delivery: one reference to a slice that every stream receiving
+ * the same event shares. */
 struct outmsg {
-    uint8_t *bytes;
-    size_t len;
+    grpc_slice msg;
 };
 
 struct bus;
@@ -86,7 +89,7 @@ static struct bus *find_bus_locked(eb_dispatch *d, int64_t id)
 static void stream_free(struct stream *s)
 {
     while (s->qlen) {
-        free(s->q[s->qhead].bytes);
+        grpc_slice_unref(s->q[s->qhead].msg);
         s->qhead = (s->qhead + 1) % s->qcap;
         s->qlen--;
     }
@@ -152,7 +155,7 @@ static void pump_locked(struct stream *s)
     s->writing = true;
     /* The buffer hint lets gRPC coalesce a burst; the burst's last write
      * goes without it so that it is flushed at once. */
-    if (!eb_call_write(s->call, m.bytes, m.len, s->qlen > 0))
+    if (!eb_call_write_slice(s->call, m.msg, s->qlen > 0))
         s->writing = false;
 }
 
@@ -259,8 +262,9 @@ static void on_notify(void *arg, int64_t bus_id)
 }
 
 /* Encodes a SubscribeResponse {sequence = 1, event = 2} around the stored
- * event bytes without decoding and re-encoding the event. */
-static uint8_t *encode_delivery(int64_t seq, const uint8_t *body, size_t len, size_t *outlen)
+ * event bytes without decoding and re-encoding the event. Returns a slice
+ * with one reference. */
+static grpc_slice encode_delivery(int64_t seq, const uint8_t *body, size_t len)
 {
     uint8_t *buf = eb_malloc(1 + 10 + 1 + 10 + len);
     size_t n = 0;
@@ -275,25 +279,32 @@ static uint8_t *encode_delivery(int64_t seq, const uint8_t *body, size_t len, si
         buf[n++] = (uint8_t)(v | 0x80);
     buf[n++] = (uint8_t)v;
     memcpy(buf + n, body, len);
-    *outlen = n + len;
-    return buf;
+    return grpc_slice_new(buf, n + len, free);
 }
 
 /* Offers one event to every stream of b that has not seen it and has room.
  * REQUIRES: d->mu. */
 static void offer_locked(struct bus *b, const struct eb_event_rec *ev, const json_t *view)
 {
+    grpc_slice msg;
+    bool encoded = false;
+
     for (struct stream *s = b->streams; s; s = s->next) {
-        struct outmsg *m;
         if (s->cursor >= ev->seq || s->qlen >= s->qcap)
             continue;
         s->cursor = ev->seq;
         if (!view || !eb_pattern_match(s->pattern, view))
             continue;
-        m = &s->q[(s->qhead + s->qlen) % s->qcap];
-        m->bytes = encode_delivery(ev->seq, ev->body, ev->body_len, &m->len);
+        /* Encoded once, on the first match; every stream shares it. */
+        if (!encoded) {
+            msg = encode_delivery(ev->seq, ev->body, ev->body_len);
+            encoded = true;
+        }
+        s->q[(s->qhead + s->qlen) % s->qcap].msg = grpc_slice_ref(msg);
         s->qlen++;
     }
+    if (encoded)
+        grpc_slice_unref(msg);
 }
 
 /* Reads bus b's log from the lowest cursor of its streams that have room,

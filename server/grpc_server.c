@@ -328,19 +328,23 @@ bool eb_call_stream_start(eb_call *c, const struct eb_stream_ops *ops, void *arg
 
 bool eb_call_write(eb_call *c, uint8_t *bytes, size_t len, bool buffer_hint)
 {
+    return eb_call_write_slice(c, grpc_slice_new(bytes, len, free), buffer_hint);
+}
+
+bool eb_call_write_slice(eb_call *c, grpc_slice slice, bool buffer_hint)
+{
     grpc_op op;
-    grpc_slice slice;
     grpc_call_error err;
 
     pthread_mutex_lock(&c->mu);
     if (c->write_pending || c->finished || c->closed) {
         pthread_mutex_unlock(&c->mu);
-        free(bytes);
+        grpc_slice_unref(slice);
         return false;
     }
     c->write_pending = true;
     c->refs++;
-    slice = grpc_slice_new(bytes, len, free);
+    /* The byte buffer takes its own reference. */
     c->write_buf = grpc_raw_byte_buffer_create(&slice, 1);
     grpc_slice_unref(slice);
     memset(&op, 0, sizeof op);

@@ -100,6 +100,11 @@ bool eb_call_stream_start(eb_call *c, const struct eb_stream_ops *ops, void *arg
  * write with the next one. */
 bool eb_call_write(eb_call *c, uint8_t *bytes, size_t len, bool buffer_hint);
 
+/* Like eb_call_write(), for a message already in a (possibly shared,
+ * reference-counted) slice: takes ownership of one reference to msg, even
+ * on failure. Fan-out writes one encoded event to many streams this way. */
+bool eb_call_write_slice(eb_call *c, grpc_slice msg, bool buffer_hint);
+
 /* Ends a stream with a status. Consumes the handler's reference. Safe after
  * on_close (nothing is sent then). */
 void eb_call_finish(eb_call *c, eb_status st, const char *message);
