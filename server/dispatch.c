@@ -41,6 +41,11 @@ struct stream {
     size_t qhead, qlen, qcap;
     bool writing;          /* a write is outstanding */
     bool closed;           /* over: client gone or server ended it */
+    /* Takes part in the current read of its bus. A stream that had no room
+     * when the read began, or ran out of room during it, must not accept
+     * later events of that read: it would skip the ones it missed. It is
+     * re-read from its cursor next time. */
+    bool reading;
 };
 
 struct bus {
@@ -290,8 +295,12 @@ static void offer_locked(struct bus *b, const struct eb_event_rec *ev, const jso
     bool encoded = false;
 
     for (struct stream *s = b->streams; s; s = s->next) {
-        if (s->cursor >= ev->seq || s->qlen >= s->qcap)
+        if (!s->reading || s->cursor >= ev->seq)
             continue;
+        if (s->qlen >= s->qcap) {
+            s->reading = false;
+            continue;
+        }
         s->cursor = ev->seq;
         if (!view || !eb_pattern_match(s->pattern, view))
             continue;
@@ -324,9 +333,11 @@ static eb_status serve_bus(eb_dispatch *d, eb_db *db, int64_t bus_id)
         b = find_bus_locked(d, bus_id);
         if (b) {
             b->dirty = false;
-            for (struct stream *s = b->streams; s; s = s->next)
-                if (s->qlen < s->qcap && s->cursor < from)
+            for (struct stream *s = b->streams; s; s = s->next) {
+                s->reading = s->qlen < s->qcap;
+                if (s->reading && s->cursor < from)
                     from = s->cursor;
+            }
         }
         pthread_mutex_unlock(&d->mu);
         if (!b || from == INT64_MAX)
@@ -389,6 +400,22 @@ static void *dispatch_main(void *arg)
                 db = NULL;
                 timeout = RETRY_MS;
             }
+        }
+        /* Notifications that libpq read along with serve_bus()'s results
+         * wait inside libpq, and the socket will not wake poll() for them:
+         * take them now, and do not sleep when a bus is due. */
+        if (db) {
+            bool due = false;
+            pthread_mutex_lock(&d->mu);
+            if (eb_store_drain_notifications(db, on_notify, d) != EB_OK) {
+                eb_db_close(db);
+                db = NULL;
+            }
+            for (struct bus *b = d->buses; b && !due; b = b->next)
+                due = b->dirty;
+            pthread_mutex_unlock(&d->mu);
+            if (due)
+                timeout = 0;
         }
         fds[0].fd = d->wakefd;
         fds[0].events = POLLIN;
