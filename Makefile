@@ -7,7 +7,7 @@ BUILD      ?= build
 TEST_BUILD ?= build-test
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: run test deps build build-test bench fuzz clean
+.PHONY: run test deps build build-test bench fuzz valgrind clean
 
 deps:
 	@scripts/deps.sh
@@ -25,6 +25,13 @@ build-test: deps
 
 test: build-test
 	@cd $(TEST_BUILD) && ctest --output-on-failure --timeout 600
+
+# The integration suite with cebusd under valgrind's memcheck (no
+# sanitizers in this build: the two do not mix).
+valgrind: deps
+	@cmake -S . -B build-vg -DCMAKE_BUILD_TYPE=Debug -DTEST_PG_PORT=55433 >/dev/null
+	@cmake --build build-vg -j $(JOBS)
+	@cd build-vg && CEBUS_TEST_VALGRIND=1 ctest --output-on-failure -R 'pg_|integration'
 
 # Short libFuzzer runs of every driver in tests/fuzz, from the checked-in
 # corpus (FUZZ_SECONDS each).

@@ -287,6 +287,8 @@ static int wait_listening(struct h_server *s)
 int h_server_start(struct h_server *s, const char *conninfo, const char *const *extra_env)
 {
     const char *bin = require_env("CEBUS_TEST_CEBUSD");
+    static char *plain[] = {NULL, "--listen", "127.0.0.1:0", NULL};
+    char **argv = plain;
     char dburl[2200];
     const char *overrides[32];
     size_t nover = 0;
@@ -298,6 +300,7 @@ int h_server_start(struct h_server *s, const char *conninfo, const char *const *
     s->stdout_fd = -1;
     if (!bin)
         return -1;
+    plain[0] = (char *)bin;
     snprintf(dburl, sizeof dburl, "CEBUS_DATABASE_URL=%s", conninfo);
     overrides[nover++] = dburl;
     overrides[nover++] = "CEBUS_ADMIN_KEY=" H_ADMIN_KEY;
@@ -312,6 +315,17 @@ int h_server_start(struct h_server *s, const char *conninfo, const char *const *
         goto fail;
     }
     envp = h_env_build(overrides);
+    /* CEBUS_TEST_VALGRIND=1 runs the server under memcheck (`make
+     * valgrind`): any memory error or definite leak makes cebusd exit 99,
+     * which h_server_stop() reports as a failure. Built before fork(). */
+    if (getenv("CEBUS_TEST_VALGRIND") && strcmp(getenv("CEBUS_TEST_VALGRIND"), "0") != 0) {
+        static char *vg[] = {"/usr/bin/valgrind", "--quiet", "--error-exitcode=99",
+                             "--leak-check=full", "--errors-for-leak-kinds=definite",
+                             "--show-leak-kinds=definite", NULL, "--listen", "127.0.0.1:0",
+                             NULL};
+        vg[6] = (char *)bin;
+        argv = vg;
+    }
     pid = fork();
     if (pid < 0) {
         fprintf(stderr, "harness: fork: %s\n", strerror(errno));
@@ -320,11 +334,10 @@ int h_server_start(struct h_server *s, const char *conninfo, const char *const *
     if (pid == 0) {
         /* Only async-signal-safe calls between fork and exec: the parent
          * has gRPC threads. A server must not outlive a crashed test. */
-        char *argv[] = {(char *)bin, "--listen", "127.0.0.1:0", NULL};
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (dup2(out[1], STDOUT_FILENO) < 0 || dup2(logfd, STDERR_FILENO) < 0)
             _exit(126);
-        execve(bin, argv, envp);
+        execve(argv[0], argv, envp);
         _exit(127);
     }
     s->pid = pid;
