@@ -21,6 +21,10 @@
 #define READ_PAGE 256
 /* Reconnect delay when the database is down. */
 #define RETRY_MS 500
+/* Bytes queued per stream, whatever its window: with 256 KiB events a
+ * window of 1,000 could otherwise pin 256 MiB for one slow consumer. A
+ * stream always gets at least one message. */
+#define STREAM_MAX_QUEUED_BYTES (4u << 20)
 
 /* A queued delivery: one reference to a slice that every stream receiving
  * the same event shares. */
@@ -39,6 +43,8 @@ struct stream {
     int64_t cursor;        /* last sequence examined */
     struct outmsg *q;      /* ring of qcap */
     size_t qhead, qlen, qcap;
+    size_t qbytes;         /* bytes queued */
+    bool stalled;          /* filled up since the last read; re-read on room */
     bool writing;          /* a write is outstanding */
     bool closed;           /* over: client gone or server ended it */
     /* Takes part in the current read of its bus. A stream that had no room
@@ -89,6 +95,12 @@ static struct bus *find_bus_locked(eb_dispatch *d, int64_t id)
         if (b->id == id)
             return b;
     return NULL;
+}
+
+/* Whether s may take another delivery. REQUIRES: d->mu. */
+static bool has_room(const struct stream *s)
+{
+    return s->qlen < s->qcap && (s->qlen == 0 || s->qbytes < STREAM_MAX_QUEUED_BYTES);
 }
 
 static void stream_free(struct stream *s)
@@ -157,6 +169,7 @@ static void pump_locked(struct stream *s)
     m = s->q[s->qhead];
     s->qhead = (s->qhead + 1) % s->qcap;
     s->qlen--;
+    s->qbytes -= GRPC_SLICE_LENGTH(m.msg);
     s->writing = true;
     /* The buffer hint lets gRPC coalesce a burst; the burst's last write
      * goes without it so that it is flushed at once. */
@@ -168,7 +181,7 @@ static void stream_ops_write_done(void *arg, bool ok)
 {
     struct stream *s = arg;
     eb_dispatch *d = s->d;
-    bool was_full;
+    bool resume;
 
     pthread_mutex_lock(&d->mu);
     s->writing = false;
@@ -182,11 +195,13 @@ static void stream_ops_write_done(void *arg, bool ok)
         pthread_mutex_unlock(&d->mu);
         return;
     }
-    was_full = s->qlen + 1 >= s->qcap;
     pump_locked(s);
-    /* A stream that had filled its queue was skipped by the reader; now
+    /* A stream that filled its queue was left behind by the reader; now
      * that there is room, have its bus read again. */
-    if (was_full && s->bus) {
+    resume = s->stalled && has_room(s);
+    if (resume)
+        s->stalled = false;
+    if (resume && s->bus) {
         s->bus->dirty = true;
         signal_wake(d);
     }
@@ -297,8 +312,9 @@ static void offer_locked(struct bus *b, const struct eb_event_rec *ev, const jso
     for (struct stream *s = b->streams; s; s = s->next) {
         if (!s->reading || s->cursor >= ev->seq)
             continue;
-        if (s->qlen >= s->qcap) {
+        if (!has_room(s)) {
             s->reading = false;
+            s->stalled = true;
             continue;
         }
         s->cursor = ev->seq;
@@ -311,6 +327,7 @@ static void offer_locked(struct bus *b, const struct eb_event_rec *ev, const jso
         }
         s->q[(s->qhead + s->qlen) % s->qcap].msg = grpc_slice_ref(msg);
         s->qlen++;
+        s->qbytes += GRPC_SLICE_LENGTH(msg);
     }
     if (encoded)
         grpc_slice_unref(msg);
@@ -334,7 +351,9 @@ static eb_status serve_bus(eb_dispatch *d, eb_db *db, int64_t bus_id)
         if (b) {
             b->dirty = false;
             for (struct stream *s = b->streams; s; s = s->next) {
-                s->reading = s->qlen < s->qcap;
+                s->reading = has_room(s);
+                if (!s->reading)
+                    s->stalled = true;
                 if (s->reading && s->cursor < from)
                     from = s->cursor;
             }

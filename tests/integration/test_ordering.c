@@ -332,6 +332,56 @@ static void test_small_in_flight_window_never_skips_events(void **state)
     cebus_client_free(sub);
 }
 
+/* Large events fill a stream's byte budget (4 MiB) long before its window:
+ * the stream must pause and resume on bytes just as on counts, without
+ * skipping, and the events arrive whole. */
+static void test_byte_budget_never_skips_events(void **state)
+{
+    struct h_env *env = *state;
+    struct h_tenant t;
+    Cebus__V1__PutEventsResponse *resp = NULL;
+    Cebus__V1__SubscribeRequest req;
+    cebus_client *pub, *sub;
+    cebus_stream *s = NULL;
+    h_event *evs[10];
+    uint64_t first = 0, want;
+    cebus_error err;
+    char id[32];
+
+    h_tenant_create_ok(env->admin, "bytes", "orders", &t);
+    pub = cebus_client_new(env->srv[0].addr, t.publisher_key);
+    sub = cebus_client_new(env->srv[0].addr, t.subscriber_key);
+    /* 4 puts of 10 events of 200 KiB: 8 MiB, twice a stream's budget. */
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < 10; i++) {
+            snprintf(id, sizeof id, "b-%d-%d", round, i);
+            evs[i] = h_event_new(id, "/it/bytes", "t", NULL);
+            h_event_set_binary(evs[i], 200 * 1024, round * 10 + i);
+        }
+        h_assert_status("PutEvents", h_put(pub, "orders", evs, 10, &resp, &err), &err, 0, NULL);
+        assert_int_equal(resp->failed_count, 0);
+        if (round == 0)
+            first = resp->results[0]->sequence;
+        cebus__v1__put_events_response__free_unpacked(resp, NULL);
+        for (int i = 0; i < 10; i++)
+            h_event_free(evs[i]);
+    }
+    h_subscribe_request(&req, "orders", "{}", NULL,
+                        CEBUS__V1__START_POSITION__START_POSITION_EARLIEST, 0);
+    h_assert_status("Subscribe", cebus_subscribe(sub, &req, &s, &err), &err, 0, NULL);
+    for (want = first; want < first + 40; want++) {
+        Cebus__V1__SubscribeResponse *m = h_expect_next(s);
+        if (m->sequence != want)
+            fail_msg("got sequence %llu, want %llu (events skipped)",
+                     (unsigned long long)m->sequence, (unsigned long long)want);
+        assert_int_equal(m->event->binary_data.len, 200 * 1024);
+        cebus__v1__subscribe_response__free_unpacked(m, NULL);
+    }
+    cebus_stream_close(s);
+    cebus_client_free(pub);
+    cebus_client_free(sub);
+}
+
 /* A replica whose periodic log catch-up is slowed to a minute, so that only
  * NOTIFY from the other replica (or its own commits) can wake its streams. */
 static const char *const slow_catchup_env[] = {"CEBUS_CATCHUP_MS=60000", NULL};
@@ -463,6 +513,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concurrent_publishers_never_expose_sequences_out_of_order),
         cmocka_unit_test(test_small_in_flight_window_never_skips_events),
+        cmocka_unit_test(test_byte_budget_never_skips_events),
         cmocka_unit_test(test_publish_on_one_replica_reaches_subscriber_on_another),
         cmocka_unit_test(test_concurrent_publishers_on_two_replicas_stay_in_order),
         cmocka_unit_test(test_replica_shutdown_ends_streams_and_exits_cleanly),
