@@ -8,6 +8,9 @@ set -euo pipefail
 cmd=${1:?start|stop}
 dir=${2:?data directory}
 port=${3:?port}
+# PostgreSQL runs in its data directory: a relative socket path would break.
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -x "$bindir/pg_ctl" ] || { echo "pg.sh: PostgreSQL server binaries not found (apt-get install postgresql)" >&2; exit 1; }
 
