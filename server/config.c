@@ -171,8 +171,8 @@ eb_status eb_config_load(struct eb_config *cfg, int argc, char **argv, FILE *out
         if (assign(cfg, s, value, "flag", err))
             goto fail;
     }
-    if (strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") &&
-        strcmp(cfg->log_level, "warn") && strcmp(cfg->log_level, "error")) {
+    if (strcmp(cfg->log_level, "debug") != 0 && strcmp(cfg->log_level, "info") != 0 &&
+        strcmp(cfg->log_level, "warn") != 0 && strcmp(cfg->log_level, "error") != 0) {
         fprintf(err, "cebusd: log-level: expected debug, info, warn or error\n");
         goto fail;
     }

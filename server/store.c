@@ -214,7 +214,8 @@ eb_status eb_store_migrate(eb_db *db, const char *dir, int *applied)
         }
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp_names);
+    if (n)
+        qsort(names, n, sizeof *names, cmp_names);
 
     st = eb_db_simple(db, "migrate_lock", "SELECT pg_advisory_lock(" MIGRATION_LOCK_KEY ")");
     if (st)
