@@ -48,7 +48,8 @@ void cebus_client_free(cebus_client *c);
  * "/cebus.v1.EventBus/PutEvents". On success returns 0 and sets *resp to a
  * new message of type resp_desc (free with protobuf_c_message_free_unpacked).
  * On failure returns the gRPC status code, fills err and leaves *resp alone.
- * timeout_ms <= 0 means CEBUS_DEFAULT_TIMEOUT_MS.
+ * timeout_ms <= 0 means the client's timeout (cebus_client_set_timeout(),
+ * by default CEBUS_DEFAULT_TIMEOUT_MS).
  * THREAD SAFETY: safe to call concurrently on one client. */
 int cebus_call_unary(cebus_client *c, const char *method, const ProtobufCMessage *req,
                      const ProtobufCMessageDescriptor *resp_desc, int timeout_ms,

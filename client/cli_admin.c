@@ -9,11 +9,64 @@
 
 #include <grpc/status.h>
 
-/* Pages are followed until the server says there are no more; a server
- * that keeps answering with the same token would otherwise loop forever. */
-static bool same_token(const char *previous, const char *next)
+/* Field `name` of message m, found through its descriptor. */
+static void *field_ptr(ProtobufCMessage *m, const char *name, size_t **count)
 {
-    return previous && next && *next && strcmp(previous, next) == 0;
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    if (!f)
+        abort(); /* a name below that the .proto does not have */
+    if (count)
+        *count = (size_t *)(void *)((char *)m + f->quantifier_offset);
+    return (char *)m + f->offset;
+}
+
+/* Calls a paged List method (req carries "page_token"; the response a
+ * repeated `items` field and "next_page_token") until the server says
+ * there are no more pages, printing every item as one JSON line. A server
+ * that repeats a token would otherwise make this loop forever. */
+static int list_all(cebus_client *c, const char *method, ProtobufCMessage *req,
+                    const ProtobufCMessageDescriptor *resp_desc, const char *items)
+{
+    char **page_token = field_ptr(req, "page_token", NULL);
+    ProtobufCMessage *resp = NULL;
+    char *token = NULL;
+    cebus_error err;
+    int rc = CLI_EXIT_OK;
+
+    for (;;) {
+        size_t *n;
+        ProtobufCMessage **item;
+        const char *next;
+
+        *page_token = token ? token : (char *)"";
+        if (cebus_call_unary(c, method, req, resp_desc, 0, &resp, &err) != 0) {
+            resp = NULL;
+            rc = cli_rpc_error(&err);
+            goto out;
+        }
+        item = *(ProtobufCMessage ***)field_ptr(resp, items, &n);
+        for (size_t i = 0; i < *n; i++)
+            cli_print_message(stdout, item[i]);
+        next = *(char **)field_ptr(resp, "next_page_token", NULL);
+        if (!next || !*next)
+            break;
+        if (token && strcmp(token, next) == 0) {
+            rc = cli_fail(GRPC_STATUS_INTERNAL, "server repeated page token");
+            goto out;
+        }
+        free(token);
+        token = strdup(next);
+        if (!token)
+            abort();
+        protobuf_c_message_free_unpacked(resp, NULL);
+        resp = NULL;
+    }
+out:
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    free(token);
+    return rc;
 }
 
 int cli_cmd_health(cebus_client *c, const struct cli_args *a)
@@ -126,38 +179,11 @@ int cli_cmd_bus_create(cebus_client *c, const struct cli_args *a)
 int cli_cmd_bus_list(cebus_client *c, const struct cli_args *a)
 {
     Cebus__V1__ListBusesRequest req = CEBUS__V1__LIST_BUSES_REQUEST__INIT;
-    Cebus__V1__ListBusesResponse *resp = NULL;
-    char *token = NULL;
-    cebus_error err;
-    int rc = CLI_EXIT_OK;
 
     if (cli_get(a, "--tenant"))
         req.tenant = (char *)cli_get(a, "--tenant");
-    for (;;) {
-        req.page_token = token ? token : (char *)"";
-        if (cebus_list_buses(c, &req, &resp, &err) != 0) {
-            rc = cli_rpc_error(&err);
-            goto out;
-        }
-        for (size_t i = 0; i < resp->n_buses; i++)
-            cli_print_message(stdout, &resp->buses[i]->base);
-        if (!resp->next_page_token || !*resp->next_page_token)
-            break;
-        if (same_token(token, resp->next_page_token)) {
-            rc = cli_fail(GRPC_STATUS_INTERNAL, "server repeated page token");
-            goto out;
-        }
-        free(token);
-        token = strdup(resp->next_page_token);
-        if (!token)
-            abort();
-        cebus__v1__list_buses_response__free_unpacked(resp, NULL);
-        resp = NULL;
-    }
-out:
-    cebus__v1__list_buses_response__free_unpacked(resp, NULL);
-    free(token);
-    return rc;
+    return list_all(c, "/cebus.v1.Admin/ListBuses", &req.base,
+                    &cebus__v1__list_buses_response__descriptor, "buses");
 }
 
 static const char *require_bus(const struct cli_args *a)
@@ -245,39 +271,12 @@ int cli_cmd_rule_get(cebus_client *c, const struct cli_args *a)
 int cli_cmd_rule_list(cebus_client *c, const struct cli_args *a)
 {
     Cebus__V1__ListRulesRequest req = CEBUS__V1__LIST_RULES_REQUEST__INIT;
-    Cebus__V1__ListRulesResponse *resp = NULL;
-    char *token = NULL;
-    cebus_error err;
-    int rc = CLI_EXIT_OK;
 
     if (!require_bus(a))
         return cli_usage_error(a, "--bus is required");
     req.bus = (char *)require_bus(a);
-    for (;;) {
-        req.page_token = token ? token : (char *)"";
-        if (cebus_list_rules(c, &req, &resp, &err) != 0) {
-            rc = cli_rpc_error(&err);
-            goto out;
-        }
-        for (size_t i = 0; i < resp->n_rules; i++)
-            cli_print_message(stdout, &resp->rules[i]->base);
-        if (!resp->next_page_token || !*resp->next_page_token)
-            break;
-        if (same_token(token, resp->next_page_token)) {
-            rc = cli_fail(GRPC_STATUS_INTERNAL, "server repeated page token");
-            goto out;
-        }
-        free(token);
-        token = strdup(resp->next_page_token);
-        if (!token)
-            abort();
-        cebus__v1__list_rules_response__free_unpacked(resp, NULL);
-        resp = NULL;
-    }
-out:
-    cebus__v1__list_rules_response__free_unpacked(resp, NULL);
-    free(token);
-    return rc;
+    return list_all(c, "/cebus.v1.EventBus/ListRules", &req.base,
+                    &cebus__v1__list_rules_response__descriptor, "rules");
 }
 
 int cli_cmd_rule_delete(cebus_client *c, const struct cli_args *a)

@@ -313,7 +313,7 @@ int cebus_call_unary(cebus_client *c, const char *method, const ProtobufCMessage
     cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_metadata_array_init(&initial_md);
     grpc_metadata_array_init(&trailing_md);
-    call = create_call(c, cq, method, deadline_after_ms(timeout_ms > 0 ? timeout_ms : CEBUS_DEFAULT_TIMEOUT_MS));
+    call = create_call(c, cq, method, deadline_after_ms(timeout_ms > 0 ? timeout_ms : c->timeout_ms));
     send_buf = pack_message(req);
 
     memset(ops, 0, sizeof(ops));
