@@ -171,7 +171,7 @@ void eb_rpc_timestamp(struct Google__Protobuf__Timestamp *ts, int64_t us)
 
 /* Tokens are the hex of the last name: opaque enough, and a garbled token
  * is detected rather than silently restarting the listing. */
-bool eb_rpc_page_token_decode(const char *token, char *after, size_t size)
+static bool page_token_decode(const char *token, char *after, size_t size)
 {
     size_t n = strlen(token);
 
@@ -185,6 +185,19 @@ bool eb_rpc_page_token_decode(const char *token, char *after, size_t size)
     }
     after[n / 2] = '\0';
     return n == 0 || eb_name_valid(after);
+}
+
+bool eb_rpc_page_start(struct eb_rpc *rpc, const char *method, const char *token,
+                       uint32_t page_size, char *after, size_t aftersize, int *limit)
+{
+    if (!page_token_decode(token, after, aftersize)) {
+        eb_rpc_fail(rpc, EB_EINVAL, "page_token: not a token from a previous %s", method);
+        return false;
+    }
+    *limit = page_size == 0          ? EB_PAGE_DEFAULT
+             : page_size > EB_PAGE_MAX ? EB_PAGE_MAX
+                                       : (int)page_size;
+    return true;
 }
 
 void eb_rpc_page_token_encode(const char *after, char *token, size_t size)

@@ -82,8 +82,19 @@ void eb_rpc_list_buses(struct eb_rpc *rpc);
 struct Google__Protobuf__Timestamp;
 void eb_rpc_timestamp(struct Google__Protobuf__Timestamp *ts, int64_t us);
 
-/* Page tokens: the last name of the previous page, opaque to clients. */
-bool eb_rpc_page_token_decode(const char *token, char *after, size_t size);
+/* Pages of List RPCs: default and largest page sizes (larger requests are
+ * clamped). */
+#define EB_PAGE_DEFAULT 100
+#define EB_PAGE_MAX 1000
+
+/* Starts a page of a List RPC: decodes token (the last name of the
+ * previous page, opaque to clients) into after and sets *limit from
+ * page_size. On a garbled token fails the call (naming method), frees rpc
+ * and returns false. */
+bool eb_rpc_page_start(struct eb_rpc *rpc, const char *method, const char *token,
+                       uint32_t page_size, char *after, size_t aftersize, int *limit);
+
+/* The token for a page that ended with the name `after`. */
 void eb_rpc_page_token_encode(const char *after, char *token, size_t size);
 
 #endif

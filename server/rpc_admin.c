@@ -16,8 +16,6 @@
 #define MAX_RETENTION_HOURS 87600
 #define DEFAULT_DEDUP_SECONDS 300
 #define MAX_DEDUP_SECONDS 86400
-#define DEFAULT_BUSES_PER_PAGE 100
-#define MAX_BUSES_PER_PAGE 1000
 
 static const char *name_rule = "1 to 64 of [A-Za-z0-9._-], starting with a letter or digit";
 
@@ -269,13 +267,9 @@ void eb_rpc_list_buses(struct eb_rpc *rpc)
     }
     if (!target_tenant(rpc, req->tenant, &t))
         goto out;
-    if (!eb_rpc_page_token_decode(req->page_token, after, sizeof after)) {
-        eb_rpc_fail(rpc, EB_EINVAL, "page_token: not a token from a previous ListBuses");
+    if (!eb_rpc_page_start(rpc, "ListBuses", req->page_token, req->page_size, after, sizeof after,
+                           &limit))
         goto out;
-    }
-    limit = req->page_size == 0 ? DEFAULT_BUSES_PER_PAGE
-            : req->page_size > MAX_BUSES_PER_PAGE ? MAX_BUSES_PER_PAGE
-                                                   : (int)req->page_size;
     st = eb_store_bus_list(rpc->db, t.id, after, limit + 1, &buses, &n);
     if (st) {
         eb_rpc_fail_store(rpc, st, "buses");

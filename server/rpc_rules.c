@@ -13,8 +13,6 @@
 #define MAX_TARGETS 5
 #define MAX_RULES_PER_BUS 10000
 #define MAX_DESCRIPTION 512
-#define MAX_RULES_PER_PAGE 1000
-#define DEFAULT_RULES_PER_PAGE 100
 
 /* A Rule message built from a record; owns its pieces until rule_msg_clear. */
 struct rule_msg {
@@ -267,13 +265,9 @@ void eb_rpc_list_rules(struct eb_rpc *rpc)
     }
     if (!rule_bus(rpc, EB_ADMINS | EB_ROLES(EB_ROLE_SUBSCRIBER), "read rules", req->bus, &bus))
         goto out;
-    if (!eb_rpc_page_token_decode(req->page_token, after, sizeof after)) {
-        eb_rpc_fail(rpc, EB_EINVAL, "page_token: not a token from a previous ListRules");
+    if (!eb_rpc_page_start(rpc, "ListRules", req->page_token, req->page_size, after, sizeof after,
+                           &limit))
         goto out;
-    }
-    limit = req->page_size == 0 ? DEFAULT_RULES_PER_PAGE
-            : req->page_size > MAX_RULES_PER_PAGE ? MAX_RULES_PER_PAGE
-                                                   : (int)req->page_size;
     st = eb_store_rule_list(rpc->db, bus.id, after, limit + 1, &recs, &fetched);
     n = fetched;
     if (st) {
