@@ -603,24 +603,37 @@ void eb_server_add_method(eb_server *s, const char *path, bool server_streaming,
     m->ctx = ctx;
 }
 
+static grpc_arg int_arg(const char *key, int value)
+{
+    grpc_arg a;
+    a.type = GRPC_ARG_INTEGER;
+    a.key = (char *)key;
+    a.value.integer = value;
+    return a;
+}
+
 eb_status eb_server_start(eb_server *s)
 {
-    grpc_arg args[3];
+    grpc_arg args[] = {
+        int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)s->max_request_bytes),
+        int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, -1),
+        /* A second server on the same port would otherwise bind silently
+         * and steal connections. */
+        int_arg(GRPC_ARG_ALLOW_REUSEPORT, 0),
+        /* Long-lived streams cross NATs and load balancers that drop idle
+         * connections: ping every 30 s and give up on a peer that does not
+         * answer in 10 s, so a dead consumer's stream ends. */
+        int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, 30000),
+        int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000),
+        /* Accept clients' own keepalive pings (every 10 s or more), even on
+         * connections with no call, instead of answering them with GOAWAY. */
+        int_arg(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1),
+        int_arg(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000),
+    };
     grpc_channel_args chargs;
     grpc_server_credentials *creds;
 
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = (int)s->max_request_bytes;
-    /* A second server on the same port would otherwise bind silently and
-     * steal connections. */
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = GRPC_ARG_ALLOW_REUSEPORT;
-    args[1].value.integer = 0;
-    args[2].type = GRPC_ARG_INTEGER;
-    args[2].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-    args[2].value.integer = -1;
-    chargs.num_args = 3;
+    chargs.num_args = sizeof args / sizeof args[0];
     chargs.args = args;
 
     s->server = grpc_server_create(&chargs, NULL);
