@@ -47,6 +47,7 @@ struct stream {
     bool stalled;          /* filled up since the last read; re-read on room */
     bool writing;          /* a write is outstanding */
     bool closed;           /* over: client gone or server ended it */
+    bool released;         /* on_close came: no callback will follow */
     /* Takes part in the current read of its bus. A stream that had no room
      * when the read began, or ran out of room during it, must not accept
      * later events of that read: it would skip the ones it missed. It is
@@ -142,9 +143,16 @@ static void unlink_locked(eb_dispatch *d, struct stream *s)
     }
 }
 
-/* Ends s: unlinks it, gives back the handler's call reference with a final
- * status, and frees it now or, with a write outstanding, when the write
- * completes. REQUIRES: d->mu. */
+/* Frees s once nothing can call back into it: it has ended, its last
+ * write completed, and the call's on_close came. REQUIRES: d->mu. */
+static void maybe_free_locked(struct stream *s)
+{
+    if (s->closed && s->released && !s->writing)
+        stream_free(s);
+}
+
+/* Ends s: unlinks it and gives back the handler's call reference with a
+ * final status. REQUIRES: d->mu. */
 static void end_locked(eb_dispatch *d, struct stream *s, eb_status st, const char *msg)
 {
     eb_call *call = s->call;
@@ -155,8 +163,7 @@ static void end_locked(eb_dispatch *d, struct stream *s, eb_status st, const cha
     unlink_locked(d, s);
     s->call = NULL;
     eb_call_finish(call, st, msg);
-    if (!s->writing)
-        stream_free(s);
+    maybe_free_locked(s);
 }
 
 /* Starts the next write when none is outstanding. REQUIRES: d->mu. */
@@ -186,7 +193,7 @@ static void stream_ops_write_done(void *arg, bool ok)
     pthread_mutex_lock(&d->mu);
     s->writing = false;
     if (s->closed) {
-        stream_free(s);
+        maybe_free_locked(s);
         pthread_mutex_unlock(&d->mu);
         return;
     }
@@ -214,7 +221,11 @@ static void stream_ops_close(void *arg)
     eb_dispatch *d = s->d;
 
     pthread_mutex_lock(&d->mu);
-    end_locked(d, s, EB_ECANCELLED, "client went away");
+    s->released = true;
+    if (!s->closed)
+        end_locked(d, s, EB_ECANCELLED, "client went away"); /* frees s when it can */
+    else
+        maybe_free_locked(s);
     pthread_mutex_unlock(&d->mu);
 }
 
@@ -253,8 +264,10 @@ eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t bus_id, int64_t
     b->dirty = true;
     d->nstreams++;
     /* Under d->mu so that a close arriving at once finds the stream. */
-    if (!eb_call_stream_start(call, &stream_ops, s))
+    if (!eb_call_stream_start(call, &stream_ops, s)) {
+        s->released = true; /* on_close already ran, before ops were set */
         end_locked(d, s, EB_ECANCELLED, "client went away");
+    }
     pthread_mutex_unlock(&d->mu);
     signal_wake(d);
     return EB_OK;

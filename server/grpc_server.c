@@ -151,7 +151,9 @@ static void on_close(struct eb_tag *tag, bool ok)
     (void)ok;
     pthread_mutex_lock(&c->mu);
     c->closed = true;
-    notify = !c->finished && c->ops && c->ops->on_close;
+    /* Always, even after the server finished: it tells the owner that no
+     * callback will follow, so that it may free what ops_arg points to. */
+    notify = c->ops && c->ops->on_close;
     pthread_mutex_unlock(&c->mu);
     if (notify)
         c->ops->on_close(c->ops_arg);

@@ -36,8 +36,9 @@ struct eb_server_opts {
 struct eb_stream_ops {
     /* A write started with eb_call_write() completed (ok: it was sent). */
     void (*on_write_done)(void *arg, bool ok);
-    /* The client went away (cancelled, deadline, disconnected) before the
-     * server finished the stream. Called at most once. */
+    /* The call is over: the client went away (cancelled, deadline,
+     * disconnected), or the server's final status went out. Called exactly
+     * once; a write completion may still follow it, nothing else. */
     void (*on_close)(void *arg);
 };
 
