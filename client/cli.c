@@ -31,6 +31,14 @@ static const struct cli_opt bus_create_opts[] = {{"--tenant", CLI_VALUE},
                                                  {"--dedup-window-seconds", CLI_VALUE},
                                                  {NULL, CLI_FLAG}};
 static const struct cli_opt bus_list_opts[] = {{"--tenant", CLI_VALUE}, {NULL, CLI_FLAG}};
+static const struct cli_opt tenant_update_opts[] = {{"--display-name", CLI_VALUE},
+                                                    {"--disabled", CLI_FLAG},
+                                                    {"--enabled", CLI_FLAG},
+                                                    {NULL, CLI_FLAG}};
+static const struct cli_opt bus_update_opts[] = {{"--tenant", CLI_VALUE},
+                                                 {"--retention-hours", CLI_VALUE},
+                                                 {"--dedup-window-seconds", CLI_VALUE},
+                                                 {NULL, CLI_FLAG}};
 static const struct cli_opt rule_create_opts[] = {{"--bus", CLI_VALUE},
                                                   {"--pattern", CLI_VALUE},
                                                   {"--subscription", CLI_MULTI},
@@ -71,11 +79,38 @@ static const struct cli_command commands[] = {
     {"tenant", "create", cli_cmd_tenant_create, tenant_create_opts, 1, 1, "create a tenant",
      "usage: cebus tenant create NAME [--display-name S]\n\n"
      "Creates a tenant (platform admin key) and prints it as JSON.\n"},
+    {"tenant", "get", cli_cmd_tenant_get, no_opts, 0, 1, "show a tenant",
+     "usage: cebus tenant get [NAME]\n\n"
+     "Prints the tenant as JSON; without NAME, the key's own tenant. A tenant\n"
+     "admin may read its own tenant only.\n"},
+    {"tenant", "list", cli_cmd_tenant_list, no_opts, 0, 0, "list tenants",
+     "usage: cebus tenant list\n\n"
+     "Prints every tenant (all pages), one JSON object per line. Platform admin\n"
+     "key only.\n"},
+    {"tenant", "update", cli_cmd_tenant_update, tenant_update_opts, 1, 1, "update a tenant",
+     "usage: cebus tenant update NAME [--display-name S] [--disabled | --enabled]\n\n"
+     "Changes the given fields and prints the tenant as JSON. Only a platform\n"
+     "admin may disable or enable a tenant; a disabled tenant's keys stop working\n"
+     "and its open streams end within about a second. The \"platform\" tenant\n"
+     "cannot be disabled.\n"},
+    {"tenant", "delete", cli_cmd_tenant_delete, no_opts, 1, 1, "delete a tenant",
+     "usage: cebus tenant delete NAME\n\n"
+     "Deletes the tenant with its keys, buses, rules and events (platform admin\n"
+     "key). This cannot be undone. The \"platform\" tenant cannot be deleted.\n"},
     {"key", "create", cli_cmd_key_create, key_create_opts, 0, 0, "create an API key",
      "usage: cebus key create [--tenant T] --role ROLE [--description S]\n\n"
      "ROLE is platform-admin, tenant-admin, publisher or subscriber.\n"
      "Prints the secret alone on the first line of stdout and the key's\n"
      "description as JSON on stderr, so that KEY=$(cebus key create ...) works.\n"},
+    {"key", "list", cli_cmd_key_list, bus_list_opts, 0, 0, "list API keys",
+     "usage: cebus key list [--tenant T]\n\n"
+     "Prints every key of the tenant (default: the key's own), one JSON object\n"
+     "per line. Secrets are never shown: \"id\" is the key's non-secret prefix.\n"},
+    {"key", "revoke", cli_cmd_key_revoke, no_opts, 1, 1, "revoke an API key",
+     "usage: cebus key revoke ID\n\n"
+     "Revokes the key whose id (prefix) is ID, as `cebus key list` shows it. It\n"
+     "stops working on every server within about a second, open streams\n"
+     "included. The last platform admin key cannot be revoked.\n"},
     {"bus", "create", cli_cmd_bus_create, bus_create_opts, 1, 1, "create a bus",
      "usage: cebus bus create NAME [--tenant T] [--retention-hours N]\n"
      "                        [--dedup-window-seconds N]\n\n"
@@ -83,6 +118,18 @@ static const struct cli_command commands[] = {
     {"bus", "list", cli_cmd_bus_list, bus_list_opts, 0, 0, "list buses",
      "usage: cebus bus list [--tenant T]\n\n"
      "Prints every bus (all pages), one JSON object per line.\n"},
+    {"bus", "get", cli_cmd_bus_get, bus_list_opts, 1, 1, "show a bus",
+     "usage: cebus bus get NAME [--tenant T]\n\n"
+     "Prints the bus as JSON. NAME may also be written TENANT/NAME.\n"},
+    {"bus", "update", cli_cmd_bus_update, bus_update_opts, 1, 1, "update a bus",
+     "usage: cebus bus update NAME [--tenant T] [--retention-hours N]\n"
+     "                        [--dedup-window-seconds N]\n\n"
+     "Changes the given settings and prints the bus as JSON. 0 means the\n"
+     "server's default, as with `cebus bus create`.\n"},
+    {"bus", "delete", cli_cmd_bus_delete, bus_list_opts, 1, 1, "delete a bus",
+     "usage: cebus bus delete NAME [--tenant T]\n\n"
+     "Deletes the bus with its rules, subscriptions and events. Open streams on\n"
+     "it end with NOT_FOUND. This cannot be undone.\n"},
     {"rule", "create", cli_cmd_rule_create, rule_create_opts, 1, 1, "create a rule",
      "usage: cebus rule create --bus B NAME --pattern JSON|@FILE [--subscription S]...\n"
      "                         [--description S] [--disabled]\n\n"

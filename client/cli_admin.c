@@ -292,3 +292,167 @@ int cli_cmd_rule_delete(cebus_client *c, const struct cli_args *a)
         return cli_rpc_error(&err);
     return CLI_EXIT_OK;
 }
+
+/* Makes one unary Admin call and prints the response as JSON, or nothing
+ * when print is false (empty responses). */
+static int call_print(cebus_client *c, const char *method, const ProtobufCMessage *req,
+                      const ProtobufCMessageDescriptor *resp_desc, bool print)
+{
+    ProtobufCMessage *resp = NULL;
+    cebus_error err;
+
+    if (cebus_call_unary(c, method, req, resp_desc, 0, &resp, &err) != 0)
+        return cli_rpc_error(&err);
+    if (print)
+        cli_print_message(stdout, resp);
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return CLI_EXIT_OK;
+}
+
+int cli_cmd_tenant_get(cebus_client *c, const struct cli_args *a)
+{
+    Cebus__V1__GetTenantRequest req = CEBUS__V1__GET_TENANT_REQUEST__INIT;
+
+    req.name = a->npos > 0 ? (char *)a->pos[0] : "";
+    return call_print(c, "/cebus.v1.Admin/GetTenant", &req.base, &cebus__v1__tenant__descriptor,
+                      true);
+}
+
+int cli_cmd_tenant_list(cebus_client *c, const struct cli_args *a)
+{
+    Cebus__V1__ListTenantsRequest req = CEBUS__V1__LIST_TENANTS_REQUEST__INIT;
+
+    (void)a;
+    return list_all(c, "/cebus.v1.Admin/ListTenants", &req.base,
+                    &cebus__v1__list_tenants_response__descriptor, "tenants");
+}
+
+int cli_cmd_tenant_update(cebus_client *c, const struct cli_args *a)
+{
+    Cebus__V1__UpdateTenantRequest req = CEBUS__V1__UPDATE_TENANT_REQUEST__INIT;
+    Cebus__V1__Tenant tenant = CEBUS__V1__TENANT__INIT;
+    char *mask[2];
+    size_t n = 0;
+
+    if (cli_get(a, "--disabled") && cli_get(a, "--enabled"))
+        return cli_usage_error(a, "give --disabled or --enabled, not both");
+    tenant.name = (char *)a->pos[0];
+    if (cli_get(a, "--display-name")) {
+        tenant.display_name = (char *)cli_get(a, "--display-name");
+        mask[n++] = "display_name";
+    }
+    if (cli_get(a, "--disabled") || cli_get(a, "--enabled")) {
+        tenant.disabled = cli_get(a, "--disabled") != NULL;
+        mask[n++] = "disabled";
+    }
+    if (n == 0)
+        return cli_usage_error(a,
+                               "nothing to update: give --display-name, --disabled or --enabled");
+    req.tenant = &tenant;
+    req.update_mask = mask;
+    req.n_update_mask = n;
+    return call_print(c, "/cebus.v1.Admin/UpdateTenant", &req.base,
+                      &cebus__v1__tenant__descriptor, true);
+}
+
+int cli_cmd_tenant_delete(cebus_client *c, const struct cli_args *a)
+{
+    Cebus__V1__DeleteTenantRequest req = CEBUS__V1__DELETE_TENANT_REQUEST__INIT;
+
+    req.name = (char *)a->pos[0];
+    return call_print(c, "/cebus.v1.Admin/DeleteTenant", &req.base,
+                      &cebus__v1__delete_tenant_response__descriptor, false);
+}
+
+int cli_cmd_key_list(cebus_client *c, const struct cli_args *a)
+{
+    Cebus__V1__ListApiKeysRequest req = CEBUS__V1__LIST_API_KEYS_REQUEST__INIT;
+
+    if (cli_get(a, "--tenant"))
+        req.tenant = (char *)cli_get(a, "--tenant");
+    return list_all(c, "/cebus.v1.Admin/ListApiKeys", &req.base,
+                    &cebus__v1__list_api_keys_response__descriptor, "keys");
+}
+
+int cli_cmd_key_revoke(cebus_client *c, const struct cli_args *a)
+{
+    Cebus__V1__RevokeApiKeyRequest req = CEBUS__V1__REVOKE_API_KEY_REQUEST__INIT;
+
+    req.id = (char *)a->pos[0];
+    return call_print(c, "/cebus.v1.Admin/RevokeApiKey", &req.base,
+                      &cebus__v1__revoke_api_key_response__descriptor, false);
+}
+
+/* The bus reference of NAME [--tenant T]: "T/NAME", or NAME as given
+ * ("name" or "tenant/name"). */
+static const char *bus_ref(const struct cli_args *a, char *buf, size_t size)
+{
+    const char *tenant = cli_get(a, "--tenant");
+
+    if (!tenant || !*tenant)
+        return a->pos[0];
+    snprintf(buf, size, "%s/%s", tenant, a->pos[0]);
+    return buf;
+}
+
+int cli_cmd_bus_get(cebus_client *c, const struct cli_args *a)
+{
+    Cebus__V1__GetBusRequest req = CEBUS__V1__GET_BUS_REQUEST__INIT;
+    char ref[512];
+
+    req.bus = (char *)bus_ref(a, ref, sizeof ref);
+    return call_print(c, "/cebus.v1.Admin/GetBus", &req.base, &cebus__v1__bus__descriptor, true);
+}
+
+int cli_cmd_bus_update(cebus_client *c, const struct cli_args *a)
+{
+    Cebus__V1__UpdateBusRequest req = CEBUS__V1__UPDATE_BUS_REQUEST__INIT;
+    Cebus__V1__Bus bus = CEBUS__V1__BUS__INIT;
+    const char *retention = cli_get(a, "--retention-hours");
+    const char *dedup = cli_get(a, "--dedup-window-seconds");
+    const char *slash = strchr(a->pos[0], '/');
+    char tenant[512];
+    char *mask[2];
+    size_t n = 0;
+    uint64_t v;
+
+    /* The request names the bus by its fields, not by a reference. */
+    if (slash) {
+        snprintf(tenant, sizeof tenant, "%.*s", (int)(slash - a->pos[0]), a->pos[0]);
+        bus.tenant = tenant;
+        bus.name = (char *)slash + 1;
+    } else {
+        bus.tenant = cli_get(a, "--tenant") ? (char *)cli_get(a, "--tenant") : "";
+        bus.name = (char *)a->pos[0];
+    }
+    if (retention) {
+        if (cli_parse_uint(retention, UINT32_MAX, &v) != 0)
+            return cli_usage_error(a, "--retention-hours must be a number");
+        bus.retention_hours = (uint32_t)v;
+        mask[n++] = "retention_hours";
+    }
+    if (dedup) {
+        if (cli_parse_uint(dedup, UINT32_MAX, &v) != 0)
+            return cli_usage_error(a, "--dedup-window-seconds must be a number");
+        bus.dedup_window_seconds = (uint32_t)v;
+        mask[n++] = "dedup_window_seconds";
+    }
+    if (n == 0)
+        return cli_usage_error(
+            a, "nothing to update: give --retention-hours or --dedup-window-seconds");
+    req.bus = &bus;
+    req.update_mask = mask;
+    req.n_update_mask = n;
+    return call_print(c, "/cebus.v1.Admin/UpdateBus", &req.base, &cebus__v1__bus__descriptor,
+                      true);
+}
+
+int cli_cmd_bus_delete(cebus_client *c, const struct cli_args *a)
+{
+    Cebus__V1__DeleteBusRequest req = CEBUS__V1__DELETE_BUS_REQUEST__INIT;
+    char ref[512];
+
+    req.bus = (char *)bus_ref(a, ref, sizeof ref);
+    return call_print(c, "/cebus.v1.Admin/DeleteBus", &req.base,
+                      &cebus__v1__delete_bus_response__descriptor, false);
+}

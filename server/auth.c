@@ -113,6 +113,7 @@ eb_status eb_auth_authenticate(eb_auth *a, eb_db *db, const char *authorization,
     eb_strlcpy(p->tenant, ck.rec.tenant, sizeof p->tenant);
     p->role = (enum eb_role)ck.rec.role;
     eb_strlcpy(p->key_prefix, ck.rec.prefix, sizeof p->key_prefix);
+    p->key_id = ck.rec.id;
     return EB_OK;
 }
 

@@ -33,6 +33,7 @@ struct eb_principal {
     char tenant[EB_NAME_MAX + 1];
     enum eb_role role;
     char key_prefix[EB_KEY_PREFIX_LEN + 1];
+    int64_t key_id; /* api_keys.id: streams re-check it while open */
 };
 
 typedef struct eb_auth eb_auth;

@@ -21,6 +21,10 @@
 #define READ_PAGE 256
 /* Reconnect delay when the database is down. */
 #define RETRY_MS 500
+/* How often open streams' keys and buses are checked against the database:
+ * a revoked key, a disabled or deleted tenant, or a deleted bus ends its
+ * streams within about this long, on every replica. */
+#define CHECK_MS 1000
 /* Bytes queued per stream, whatever its window: with 256 KiB events a
  * window of 1,000 could otherwise pin 256 MiB for one slow consumer. A
  * stream always gets at least one message. */
@@ -39,6 +43,7 @@ struct stream {
     struct bus *bus;
     struct stream *next;   /* in bus->streams */
     eb_call *call;
+    int64_t key_id;        /* the API key that opened it */
     eb_pattern *pattern;
     int64_t cursor;        /* last sequence examined */
     struct outmsg *q;      /* ring of qcap */
@@ -229,8 +234,8 @@ static void stream_ops_close(void *arg)
     pthread_mutex_unlock(&d->mu);
 }
 
-eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t bus_id, int64_t after_seq,
-                          eb_pattern *pattern, int max_in_flight)
+eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t bus_id,
+                          int64_t after_seq, eb_pattern *pattern, int max_in_flight)
 {
     struct stream *s;
     struct bus *b;
@@ -255,6 +260,7 @@ eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t bus_id, int64_t
     s->d = d;
     s->bus = b;
     s->call = call;
+    s->key_id = key_id;
     s->pattern = pattern;
     s->cursor = after_seq;
     s->qcap = (size_t)(max_in_flight > 0 ? max_in_flight : 1);
@@ -413,11 +419,87 @@ static eb_status serve_bus(eb_dispatch *d, eb_db *db, int64_t bus_id)
     }
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Ends the streams whose key can no longer authenticate (UNAUTHENTICATED)
+ * and those whose bus is gone (NOT_FOUND). One query for all streams,
+ * made once per CHECK_MS and never per event, so that revocation reaches
+ * open streams without costing the delivery path anything. Returns
+ * EB_EUNAVAIL when the database is unreachable. Called without d->mu. */
+static eb_status check_streams(eb_dispatch *d, eb_db *db)
+{
+    int64_t *keys = NULL, *buses = NULL, *bad = NULL, *gone = NULL;
+    size_t nkeys = 0, nbuses = 0, nbad = 0, ngone = 0, nuniq = 0;
+    struct stream **doomed = NULL;
+    size_t ndoomed = 0, nbus_ended = 0;
+    eb_status st;
+
+    pthread_mutex_lock(&d->mu);
+    if (d->nstreams > 0) {
+        keys = eb_calloc((size_t)d->nstreams, sizeof *keys);
+        for (struct bus *b = d->buses; b; b = b->next) {
+            buses = eb_realloc(buses, (nbuses + 1) * sizeof *buses);
+            buses[nbuses++] = b->id;
+            for (struct stream *s = b->streams; s && nkeys < (size_t)d->nstreams; s = s->next)
+                keys[nkeys++] = s->key_id;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (nbuses == 0) {
+        free(keys);
+        return EB_OK;
+    }
+    qsort(keys, nkeys, sizeof *keys, cmp_i64);
+    for (size_t i = 0; i < nkeys; i++)
+        if (nuniq == 0 || keys[nuniq - 1] != keys[i])
+            keys[nuniq++] = keys[i];
+    st = eb_store_streams_check(db, keys, nuniq, buses, nbuses, &bad, &nbad, &gone, &ngone);
+    free(keys);
+    free(buses);
+    if (st)
+        return st == EB_EUNAVAIL ? EB_EUNAVAIL : EB_OK;
+    qsort(bad, nbad, sizeof *bad, cmp_i64);
+
+    pthread_mutex_lock(&d->mu);
+    if (nbad > 0) {
+        /* Collected first: ending a stream unlinks it, and may free its bus. */
+        doomed = eb_calloc((size_t)d->nstreams + 1, sizeof *doomed);
+        for (struct bus *b = d->buses; b; b = b->next)
+            for (struct stream *s = b->streams; s; s = s->next)
+                if (bsearch(&s->key_id, bad, nbad, sizeof *bad, cmp_i64))
+                    doomed[ndoomed++] = s;
+        for (size_t i = 0; i < ndoomed; i++)
+            end_locked(d, doomed[i], EB_EUNAUTH, "authorization: invalid API key");
+    }
+    /* After the keys: a deleted tenant's streams lost their key and their
+     * bus at once, and for them the key is what matters. */
+    for (size_t i = 0; i < ngone; i++) {
+        struct bus *b;
+        /* The last stream's end frees the bus. */
+        while ((b = find_bus_locked(d, gone[i])) != NULL) {
+            end_locked(d, b->streams, EB_ENOTFOUND, "bus: the bus was deleted");
+            nbus_ended++;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (ndoomed || nbus_ended)
+        eb_log_info("msg=\"streams ended by the periodic check\" key_invalid=%zu bus_gone=%zu",
+                    ndoomed, nbus_ended);
+    free(doomed);
+    free(bad);
+    free(gone);
+    return EB_OK;
+}
+
 static void *dispatch_main(void *arg)
 {
     eb_dispatch *d = arg;
     eb_db *db = NULL;
-    int64_t last_catchup = eb_now_mono_us();
+    int64_t last_catchup = eb_now_mono_us(), last_check = last_catchup;
 
     for (;;) {
         struct pollfd fds[2];
@@ -448,6 +530,11 @@ static void *dispatch_main(void *arg)
             pthread_mutex_unlock(&d->mu);
             if (due)
                 timeout = 0;
+        }
+        {
+            int64_t until_check = CHECK_MS - (eb_now_mono_us() - last_check) / 1000;
+            if (until_check < timeout)
+                timeout = until_check > 0 ? (int)until_check : 0;
         }
         fds[0].fd = d->wakefd;
         fds[0].events = POLLIN;
@@ -493,6 +580,13 @@ static void *dispatch_main(void *arg)
             }
         }
         free(ids);
+        if (db && eb_now_mono_us() - last_check >= (int64_t)CHECK_MS * 1000) {
+            last_check = eb_now_mono_us();
+            if (check_streams(d, db) == EB_EUNAVAIL) {
+                eb_db_close(db);
+                db = NULL;
+            }
+        }
     }
     eb_db_close(db);
     return NULL;

@@ -6,6 +6,11 @@
  * NOTIFY (other replicas), and from a catch-up timer that covers lost
  * notifications. A stream whose queue is full stops being fed; its events
  * wait in the log, so memory per stream is bounded by its queue.
+ *
+ * Once a second, in one query, the thread also asks the database which open
+ * streams' keys no longer authenticate and which of their buses are gone,
+ * and ends those streams (UNAUTHENTICATED, NOT_FOUND): revocation reaches
+ * open streams on every replica without a cost per event.
  */
 #ifndef EB_DISPATCH_H
 #define EB_DISPATCH_H
@@ -29,11 +34,14 @@ struct eb_dispatch_opts {
 eb_dispatch *eb_dispatch_new(const struct eb_dispatch_opts *opts);
 
 /* Adds a stream on bus_id that delivers matching events with sequence >
- * after_seq. Takes the handler's call reference and ownership of pattern on
- * success; on failure (EB_EEXHAUSTED: too many streams; EB_EUNAVAIL:
- * stopping) takes neither. */
-eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t bus_id, int64_t after_seq,
-                          eb_pattern *pattern, int max_in_flight);
+ * after_seq. key_id is the API key that opened it: about once a second the
+ * delivery thread ends streams whose key no longer authenticates (revoked,
+ * expired, tenant disabled or deleted) with UNAUTHENTICATED, and those whose
+ * bus was deleted with NOT_FOUND. Takes the handler's call reference and
+ * ownership of pattern on success; on failure (EB_EEXHAUSTED: too many
+ * streams; EB_EUNAVAIL: stopping) takes neither. */
+eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t bus_id,
+                          int64_t after_seq, eb_pattern *pattern, int max_in_flight);
 
 /* Tells the delivery thread that bus_id has new events. Any thread. */
 void eb_dispatch_wake(eb_dispatch *d, int64_t bus_id);

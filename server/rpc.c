@@ -31,6 +31,15 @@ static const struct method methods[] = {
     {"/cebus.v1.Admin/CreateApiKey", false, false, eb_rpc_create_api_key},
     {"/cebus.v1.Admin/CreateBus", false, false, eb_rpc_create_bus},
     {"/cebus.v1.Admin/ListBuses", false, false, eb_rpc_list_buses},
+    {"/cebus.v1.Admin/GetTenant", false, false, eb_rpc_get_tenant},
+    {"/cebus.v1.Admin/ListTenants", false, false, eb_rpc_list_tenants},
+    {"/cebus.v1.Admin/UpdateTenant", false, false, eb_rpc_update_tenant},
+    {"/cebus.v1.Admin/DeleteTenant", false, false, eb_rpc_delete_tenant},
+    {"/cebus.v1.Admin/ListApiKeys", false, false, eb_rpc_list_api_keys},
+    {"/cebus.v1.Admin/RevokeApiKey", false, false, eb_rpc_revoke_api_key},
+    {"/cebus.v1.Admin/GetBus", false, false, eb_rpc_get_bus},
+    {"/cebus.v1.Admin/UpdateBus", false, false, eb_rpc_update_bus},
+    {"/cebus.v1.Admin/DeleteBus", false, false, eb_rpc_delete_bus},
     {"/grpc.health.v1.Health/Check", false, true, rpc_health_check},
 };
 

@@ -77,6 +77,15 @@ void eb_rpc_create_tenant(struct eb_rpc *rpc);
 void eb_rpc_create_api_key(struct eb_rpc *rpc);
 void eb_rpc_create_bus(struct eb_rpc *rpc);
 void eb_rpc_list_buses(struct eb_rpc *rpc);
+void eb_rpc_get_tenant(struct eb_rpc *rpc);
+void eb_rpc_list_tenants(struct eb_rpc *rpc);
+void eb_rpc_update_tenant(struct eb_rpc *rpc);
+void eb_rpc_delete_tenant(struct eb_rpc *rpc);
+void eb_rpc_list_api_keys(struct eb_rpc *rpc);
+void eb_rpc_revoke_api_key(struct eb_rpc *rpc);
+void eb_rpc_get_bus(struct eb_rpc *rpc);
+void eb_rpc_update_bus(struct eb_rpc *rpc);
+void eb_rpc_delete_bus(struct eb_rpc *rpc);
 
 /* Protobuf timestamp helpers. */
 struct Google__Protobuf__Timestamp;

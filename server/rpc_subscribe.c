@@ -132,7 +132,8 @@ void eb_rpc_subscribe(struct eb_rpc *rpc)
         eb_rpc_fail(rpc, st, "%s", rpc->err);
         goto out;
     }
-    st = eb_dispatch_add(rpc->app->dispatch, rpc->call, bus.id, after, pat, in_flight);
+    st = eb_dispatch_add(rpc->app->dispatch, rpc->call, rpc->who.key_id, bus.id, after, pat,
+                         in_flight);
     if (st) {
         eb_rpc_fail(rpc, st, "%s",
                     st == EB_EEXHAUSTED ? "streams: this server has reached its stream limit; "

@@ -76,6 +76,42 @@ eb_status eb_store_key_lookup(eb_db *db, const uint8_t hash[32], struct eb_key_r
 /* Counts the platform admin keys that are not revoked. */
 eb_status eb_store_admin_key_count(eb_db *db, int64_t *count);
 
+/* Up to limit tenants with names after `after` (may be ""), by name. *out
+ * is a new array (free()). */
+eb_status eb_store_tenant_list(eb_db *db, const char *after, int limit,
+                               struct eb_tenant_rec **out, size_t *n);
+/* Sets a tenant's display name (NULL: unchanged) and disabled flag (< 0:
+ * unchanged, 0 or 1) and returns the updated row. */
+eb_status eb_store_tenant_update(eb_db *db, int64_t tenant_id, const char *display_name,
+                                 int disabled, struct eb_tenant_rec *out);
+/* Deletes a tenant with its keys, buses, rules, targets, events and dedup
+ * entries, in one transaction. */
+eb_status eb_store_tenant_delete(eb_db *db, int64_t tenant_id);
+
+/* A key as lists show it: never its hash. */
+struct eb_key_info {
+    char prefix[32];
+    int64_t tenant_id;
+    char tenant[EB_NAME_MAX + 1];
+    int role;              /* cebus.v1.Role */
+    char description[257];
+    int64_t created_us;
+    int64_t expires_us;    /* 0: never */
+    bool revoked;
+};
+
+/* Up to limit keys of a tenant with prefixes after `after` (may be ""),
+ * by prefix. *out is a new array (free()). */
+eb_status eb_store_key_list(eb_db *db, int64_t tenant_id, const char *after, int limit,
+                            struct eb_key_info **out, size_t *n);
+/* Revokes the key with this prefix; tenant_id != 0 limits the search to
+ * that tenant (another tenant's key is EB_ENOTFOUND). Revoking a revoked
+ * key succeeds and changes nothing. EB_EPERM when the key is a platform
+ * admin key and admin_keys is false; EB_EPRECOND when it is the last usable
+ * platform admin key. Sets *out to the key as it now is. */
+eb_status eb_store_key_revoke(eb_db *db, int64_t tenant_id, const char *prefix, bool admin_keys,
+                              struct eb_key_info *out);
+
 /* --- Buses ------------------------------------------------------------- */
 
 struct eb_bus_rec {
@@ -97,6 +133,21 @@ eb_status eb_store_bus_get(eb_db *db, const char *tenant, const char *name,
  * ""), by name. *out is a new array (free()). */
 eb_status eb_store_bus_list(eb_db *db, int64_t tenant_id, const char *after, int limit,
                             struct eb_bus_rec **out, size_t *n);
+/* Sets a bus's retention and dedup window (each < 0: unchanged) and
+ * returns the updated row. */
+eb_status eb_store_bus_update(eb_db *db, int64_t bus_id, int retention_hours,
+                              int dedup_window_seconds, struct eb_bus_rec *out);
+/* Deletes a bus with its rules, targets, events and dedup entries, in one
+ * transaction. */
+eb_status eb_store_bus_delete(eb_db *db, int64_t bus_id);
+
+/* For the open streams' keys and buses: which keys can no longer
+ * authenticate (revoked, expired, tenant disabled or deleted) and which
+ * buses no longer exist, in one query. *bad_keys and *gone_buses are new
+ * arrays (free()); ids may repeat in the input. */
+eb_status eb_store_streams_check(eb_db *db, const int64_t *key_ids, size_t nkeys,
+                                 const int64_t *bus_ids, size_t nbuses, int64_t **bad_keys,
+                                 size_t *nbad_keys, int64_t **gone_buses, size_t *ngone);
 
 /* --- Rules ------------------------------------------------------------- */
 
