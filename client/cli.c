@@ -1,6 +1,6 @@
 /* `cebus`: the command-line client. This file holds the command table,
  * the argument parser and main(); the handlers live in cli_admin.c,
- * cli_put.c and cli_subscribe.c.
+ * cli_put.c, cli_subscribe.c and cli_pattern.c.
  */
 #include "cli.h"
 
@@ -68,6 +68,13 @@ static const struct cli_opt subscribe_opts[] = {{"--bus", CLI_VALUE},
                                                 {"--idle-timeout-ms", CLI_VALUE},
                                                 {"--sequence", CLI_FLAG},
                                                 {NULL, CLI_FLAG}};
+static const struct cli_opt pattern_test_opts[] = {{"--pattern", CLI_VALUE},
+                                                   {"--event", CLI_VALUE},
+                                                   {"--bus", CLI_VALUE},
+                                                   {"--last", CLI_VALUE},
+                                                   {"--since", CLI_VALUE},
+                                                   {"--samples", CLI_VALUE},
+                                                   {NULL, CLI_FLAG}};
 
 /* ---- The command table ------------------------------------------------- */
 
@@ -164,6 +171,21 @@ static const struct cli_command commands[] = {
      "(durable subscriptions) are acknowledged once printed. Exits 0 after --count events, after\n"
      "--idle-timeout-ms without events, on SIGINT or SIGTERM, or when the server\n"
      "ends the stream cleanly; exits 1 when the stream ends with an error.\n"},
+    {"pattern", "test", cli_cmd_pattern_test, pattern_test_opts, 0, 0,
+     "test a pattern on an event or a bus's history",
+     "usage: cebus pattern test --pattern JSON|@FILE --event JSON|@FILE|-\n"
+     "       cebus pattern test --pattern JSON|@FILE --bus B [--last N]\n"
+     "                          [--since RFC3339-TIME] [--samples N]\n\n"
+     "The first form tests one CloudEvents JSON event (\"-\" reads it from stdin)\n"
+     "and prints \"match\" or \"no match: REASON\", naming the field that failed.\n\n"
+     "The second form dry-runs the pattern on the newest events of bus B: the\n"
+     "last N (default 1000, or 10000 with --since; at most 10000), only those from\n"
+     "the first received at or after --since when given. It prints \"matched M of\n"
+     "N events\", then up to --samples (default 10, at most 100) matching events,\n"
+     "newest first, as {\"sequence\":N,\"event\":{...}} lines. It needs an admin\n"
+     "or subscriber key.\n\n"
+     "Exits 0 when the event (or any event examined) matches, 1 when none does\n"
+     "or on an error (printed on stderr), 2 when the command line is wrong.\n"},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -118,5 +118,6 @@ int cli_cmd_rule_list(cebus_client *c, const struct cli_args *a);
 int cli_cmd_rule_delete(cebus_client *c, const struct cli_args *a);
 int cli_cmd_put(cebus_client *c, const struct cli_args *a);
 int cli_cmd_subscribe(cebus_client *c, const struct cli_args *a);
+int cli_cmd_pattern_test(cebus_client *c, const struct cli_args *a); /* cli_pattern.c */
 
 #endif

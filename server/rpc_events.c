@@ -1,15 +1,13 @@
-/* PutEvents and TestEventPattern. */
+/* PutEvents. TestEventPattern is in rpc_pattern.c. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cebus/v1/eventbus.pb-c.h"
-#include "cejson.h"
 #include "cloudevents.pb-c.h"
 #include "google/protobuf/timestamp.pb-c.h"
 #include "log.h"
-#include "pattern.h"
 #include "rpc.h"
 #include "util.h"
 
@@ -340,36 +338,4 @@ void eb_rpc_put_events(struct eb_rpc *rpc)
         put_free(p);
         eb_rpc_fail(rpc, EB_EUNAVAIL, "server shutting down; retry elsewhere");
     }
-}
-
-void eb_rpc_test_event_pattern(struct eb_rpc *rpc)
-{
-    Cebus__V1__TestEventPatternRequest *req;
-    Cebus__V1__TestEventPatternResponse resp = CEBUS__V1__TEST_EVENT_PATTERN_RESPONSE__INIT;
-    eb_pattern *pat = NULL;
-    json_t *view = NULL;
-    char reason[512] = "";
-    char err[512];
-
-    req = cebus__v1__test_event_pattern_request__unpack(NULL, rpc->req_len, rpc->req);
-    if (!req) {
-        eb_rpc_fail(rpc, EB_EINVAL, "request: not a valid TestEventPatternRequest message");
-        return;
-    }
-    if (!req->event) {
-        eb_rpc_fail(rpc, EB_EINVAL, "event: required");
-        goto out;
-    }
-    if (eb_pattern_compile(req->pattern, strlen(req->pattern), &pat, err, sizeof err)) {
-        eb_rpc_fail_pattern(rpc, err);
-        goto out;
-    }
-    view = ce_to_json(req->event);
-    resp.matched = eb_pattern_explain(pat, view, reason, sizeof reason);
-    resp.reason = resp.matched ? "" : reason;
-    eb_rpc_reply(rpc, &resp.base);
-out:
-    json_decref(view);
-    eb_pattern_free(pat);
-    cebus__v1__test_event_pattern_request__free_unpacked(req, NULL);
 }

@@ -248,4 +248,13 @@ eb_status eb_store_listen(eb_db *db);
 eb_status eb_store_drain_notifications(eb_db *db, void (*fn)(void *arg, int64_t bus_id),
                                        void *arg);
 
+/* Reads, newest first, up to limit events of a bus with
+ * after_seq < seq < before_seq, in one statement. Stops early, after at
+ * least one event, once the bodies read reach max_bytes, so that a page of
+ * large events stays small. *out is a new array; free each body, then the
+ * array. */
+eb_status eb_store_events_read_back(eb_db *db, int64_t bus_id, int64_t after_seq,
+                                    int64_t before_seq, int limit, size_t max_bytes,
+                                    struct eb_event_rec **out, size_t *n);
+
 #endif

@@ -406,3 +406,50 @@ eb_status eb_store_events_before_time(eb_db *db, int64_t bus_id, int64_t time_us
     PQclear(res);
     return st;
 }
+
+eb_status eb_store_events_read_back(eb_db *db, int64_t bus_id, int64_t after_seq,
+                                    int64_t before_seq, int limit, size_t max_bytes,
+                                    struct eb_event_rec **out, size_t *n)
+{
+    char bid[24], after[24], before[24], lim[16], maxb[24];
+    const char *params[5] = {bid, after, before, lim, maxb};
+    struct eb_event_rec *recs;
+    PGresult *res;
+    eb_status st;
+    int rows;
+
+    snprintf(bid, sizeof bid, "%lld", (long long)bus_id);
+    snprintf(after, sizeof after, "%lld", (long long)after_seq);
+    snprintf(before, sizeof before, "%lld", (long long)before_seq);
+    snprintf(lim, sizeof lim, "%d", limit);
+    snprintf(maxb, sizeof maxb, "%zu", max_bytes);
+    /* The running total counts the bytes before each row, so the row that
+     * crosses max_bytes is still read and a page is never empty while
+     * events remain. octet_length() of a TOASTed body reads its header
+     * only. */
+    st = eb_db_exec(db, "events_read_back",
+                    "SELECT seq, (extract(epoch FROM received_at) * 1000000)::bigint, body"
+                    " FROM (SELECT seq, received_at, body,"
+                    " sum(octet_length(body)) OVER (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING)"
+                    " - octet_length(body) AS bytes_before"
+                    " FROM events WHERE bus_id = $1 AND seq > $2 AND seq < $3"
+                    " ORDER BY seq DESC LIMIT $4) page"
+                    " WHERE bytes_before < $5 ORDER BY seq DESC",
+                    5, params, NULL, NULL, 1, &res);
+    if (st)
+        return st;
+    rows = PQntuples(res);
+    recs = eb_calloc((size_t)rows, sizeof *recs);
+    for (int i = 0; i < rows; i++) {
+        size_t blen = (size_t)PQgetlength(res, i, 2);
+        recs[i].seq = be64(PQgetvalue(res, i, 0));
+        recs[i].received_us = be64(PQgetvalue(res, i, 1));
+        recs[i].body = eb_malloc(blen);
+        memcpy(recs[i].body, PQgetvalue(res, i, 2), blen);
+        recs[i].body_len = blen;
+    }
+    PQclear(res);
+    *out = recs;
+    *n = (size_t)rows;
+    return EB_OK;
+}

@@ -1,7 +1,8 @@
 /* Unit tests for server/store*.c against a real PostgreSQL: migrations,
  * tenants, keys, buses, rules with targets, the event log (multi-bus
- * appends, reads, head, before_time, notifications), the ordering property
- * under concurrent appenders, and connections that fail or break.
+ * appends, reads forward and newest first, head, before_time,
+ * notifications), the ordering property under concurrent appenders, and
+ * connections that fail or break.
  *
  * The process creates its own database on the cluster named by
  * CEBUS_TEST_DATABASE_URL and drops it at the end, so that runs never see
@@ -867,6 +868,86 @@ static void test_events_before_time(void **state)
                      EB_ENOTFOUND);
 }
 
+/* Reads back, newest first, within (after, before), at most limit events,
+ * stopping after the event that reaches max_bytes. */
+static void read_back(eb_db *db, int64_t bus_id, int64_t after, int64_t before, int limit,
+                      size_t max_bytes, struct eb_event_rec **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    assert_int_equal(
+        eb_store_events_read_back(db, bus_id, after, before, limit, max_bytes, out, n), EB_OK);
+}
+
+static void test_events_read_back(void **state)
+{
+    struct fixture *f = *state;
+    int64_t tid = new_tenant(f, "back-tenant");
+    struct eb_bus_rec bus = new_bus(f, tid, "back"), other = new_bus(f, tid, "other");
+    int64_t t0 = eb_now_wall_us();
+    char bodies[6][101];
+    struct eb_append_row rows[8];
+    struct eb_event_rec *ev;
+    size_t n;
+
+    /* Six 100-byte events on bus (sequences 1..6), two on other between. */
+    for (int i = 0; i < 6; i++) {
+        static const char *const ids[6] = {"r0", "r1", "r2", "r3", "r4", "r5"};
+        memset(bodies[i], 'a' + i, 100);
+        bodies[i][100] = '\0';
+        rows[i] = row_of(bus.id, t0 + i, ids[i], bodies[i]);
+    }
+    rows[6] = row_of(other.id, t0, "o0", "other-0");
+    rows[7] = row_of(other.id, t0, "o1", "other-1");
+    assert_int_equal(eb_store_events_append(f->db, rows, 8), EB_OK);
+
+    read_back(f->db, bus.id, 0, 7, 100, 1 << 20, &ev, &n);
+    assert_int_equal(n, 6);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(ev[i].seq, 6 - (int64_t)i);
+        assert_int_equal(ev[i].received_us, t0 + 5 - (int64_t)i);
+        assert_int_equal(ev[i].body_len, 100);
+        assert_memory_equal(ev[i].body, bodies[5 - i], 100);
+    }
+    free_events(ev, n);
+
+    /* The limit keeps the newest. */
+    read_back(f->db, bus.id, 0, 7, 2, 1 << 20, &ev, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(ev[0].seq, 6);
+    assert_int_equal(ev[1].seq, 5);
+    free_events(ev, n);
+    /* Both bounds are exclusive. */
+    read_back(f->db, bus.id, 2, 5, 100, 1 << 20, &ev, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(ev[0].seq, 4);
+    assert_int_equal(ev[1].seq, 3);
+    free_events(ev, n);
+    read_back(f->db, bus.id, 3, 4, 100, 1 << 20, &ev, &n);
+    assert_int_equal(n, 0);
+    free_events(ev, n);
+
+    /* The byte budget: the event that reaches it is the last one read, and
+     * a page holds at least one event. */
+    read_back(f->db, bus.id, 0, 7, 100, 250, &ev, &n);
+    assert_int_equal(n, 3);
+    assert_int_equal(ev[2].seq, 4);
+    free_events(ev, n);
+    read_back(f->db, bus.id, 0, 7, 100, 200, &ev, &n);
+    assert_int_equal(n, 2);
+    free_events(ev, n);
+    read_back(f->db, bus.id, 0, 7, 100, 1, &ev, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(ev[0].seq, 6);
+    free_events(ev, n);
+
+    /* Another bus's events never show. */
+    read_back(f->db, other.id, 0, 100, 100, 1 << 20, &ev, &n);
+    assert_int_equal(n, 2);
+    assert_memory_equal(ev[0].body, "other-1", ev[0].body_len);
+    free_events(ev, n);
+}
+
 struct note_count {
     int64_t bus_id;
     int hits, others;
@@ -1370,6 +1451,7 @@ int main(void)
         cmocka_unit_test(test_events_binary_bodies),
         cmocka_unit_test(test_events_large_batch),
         cmocka_unit_test(test_events_before_time),
+        cmocka_unit_test(test_events_read_back),
         cmocka_unit_test(test_notifications),
         cmocka_unit_test(test_events_dedup),
         cmocka_unit_test(test_events_dedup_awkward_keys),
