@@ -167,12 +167,12 @@ static void test_max_entries_reset(void **state)
 
     (void)state;
     for (v = 0; v < 3; v++) {
-        char key[8];
+        char key[16];
         snprintf(key, sizeof key, "k%d", v);
         eb_cache_put(c, key, strlen(key), &v);
     }
     for (v = 0; v < 3; v++) {
-        char key[8];
+        char key[16];
         snprintf(key, sizeof key, "k%d", v);
         assert_true(eb_cache_get(c, key, strlen(key), &got));
         assert_int_equal(got, v);
