@@ -65,6 +65,15 @@ struct bus {
     bool dirty;
     struct stream *streams;
     struct bus *next;
+    /* One matcher over the streams' patterns: stream slots[i] has id i. It
+     * is rebuilt on the next event after a stream joins or leaves
+     * (matcher_stale), so slots never holds an unlinked stream when used. */
+    eb_matcher *matcher;
+    eb_matcher_scratch *scratch;
+    struct stream **slots;
+    unsigned char *hit; /* per slot: matches the event being offered */
+    size_t nslots;
+    bool matcher_stale;
 };
 
 struct eb_dispatch {
@@ -121,6 +130,15 @@ static void stream_free(struct stream *s)
     free(s);
 }
 
+static void bus_free(struct bus *b)
+{
+    eb_matcher_scratch_free(b->scratch);
+    eb_matcher_free(b->matcher);
+    free(b->slots);
+    free(b->hit);
+    free(b);
+}
+
 /* Unlinks s from its bus, dropping the bus when it was the last stream.
  * REQUIRES: d->mu. */
 static void unlink_locked(eb_dispatch *d, struct stream *s)
@@ -137,6 +155,7 @@ static void unlink_locked(eb_dispatch *d, struct stream *s)
         }
     s->bus = NULL;
     d->nstreams--;
+    b->matcher_stale = true;
     if (!b->streams) {
         struct bus **bp;
         for (bp = &d->buses; *bp; bp = &(*bp)->next)
@@ -144,7 +163,7 @@ static void unlink_locked(eb_dispatch *d, struct stream *s)
                 *bp = b->next;
                 break;
             }
-        free(b);
+        bus_free(b);
     }
 }
 
@@ -268,6 +287,7 @@ eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t
     s->next = b->streams;
     b->streams = s;
     b->dirty = true;
+    b->matcher_stale = true;
     d->nstreams++;
     /* Under d->mu so that a close arriving at once finds the stream. */
     if (!eb_call_stream_start(call, &stream_ops, s)) {
@@ -321,14 +341,50 @@ static grpc_slice encode_delivery(int64_t seq, const uint8_t *body, size_t len)
     return grpc_slice_new(buf, n + len, free);
 }
 
-/* Offers one event to every stream of b that has not seen it and has room.
+/* Rebuilds b's matcher over its current streams, when one joined or left
+ * since the last build: O(streams), once per change, on the next event.
  * REQUIRES: d->mu. */
+static void matcher_refresh_locked(struct bus *b)
+{
+    size_t n = 0;
+
+    if (b->matcher && !b->matcher_stale)
+        return;
+    eb_matcher_scratch_free(b->scratch);
+    eb_matcher_free(b->matcher);
+    for (struct stream *s = b->streams; s; s = s->next)
+        n++;
+    free(b->slots);
+    free(b->hit);
+    b->slots = eb_calloc(n ? n : 1, sizeof *b->slots);
+    b->hit = eb_calloc(n ? n : 1, 1);
+    b->nslots = n;
+    b->matcher = eb_matcher_new();
+    n = 0;
+    for (struct stream *s = b->streams; s; s = s->next) {
+        b->slots[n] = s;
+        eb_matcher_add(b->matcher, s->pattern, (uint32_t)n);
+        n++;
+    }
+    eb_matcher_build(b->matcher);
+    b->scratch = eb_matcher_scratch_new(b->matcher);
+    b->matcher_stale = false;
+}
+
+/* Offers one event to every stream of b that has not seen it and has room.
+ * The bus's matcher says once which streams' patterns match (asked lazily,
+ * on the first stream that takes the event). REQUIRES: d->mu. */
 static void offer_locked(struct bus *b, const struct eb_event_rec *ev, const json_t *view)
 {
     grpc_slice msg;
-    bool encoded = false;
+    bool encoded = false, matched = false;
+    const uint32_t *ids = NULL;
+    size_t nids = 0;
 
-    for (struct stream *s = b->streams; s; s = s->next) {
+    matcher_refresh_locked(b);
+    for (size_t i = 0; i < b->nslots; i++) {
+        struct stream *s = b->slots[i];
+
         if (!s->reading || s->cursor >= ev->seq)
             continue;
         if (!has_room(s)) {
@@ -337,7 +393,15 @@ static void offer_locked(struct bus *b, const struct eb_event_rec *ev, const jso
             continue;
         }
         s->cursor = ev->seq;
-        if (!view || !eb_pattern_match(s->pattern, view))
+        if (!view)
+            continue;
+        if (!matched) {
+            nids = eb_matcher_match(b->matcher, view, b->scratch, &ids);
+            for (size_t k = 0; k < nids; k++)
+                b->hit[ids[k]] = 1;
+            matched = true;
+        }
+        if (!b->hit[i])
             continue;
         /* Encoded once, on the first match; every stream shares it. */
         if (!encoded) {
@@ -348,6 +412,8 @@ static void offer_locked(struct bus *b, const struct eb_event_rec *ev, const jso
         s->qlen++;
         s->qbytes += GRPC_SLICE_LENGTH(msg);
     }
+    for (size_t k = 0; k < nids; k++)
+        b->hit[ids[k]] = 0;
     if (encoded)
         grpc_slice_unref(msg);
 }

@@ -6,6 +6,7 @@
  * comments below explain how the code implements them.
  */
 #include "pattern.h"
+#include "pattern_anchor.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -1227,4 +1228,232 @@ bool eb_pattern_explain(const eb_pattern *p, const json_t *event, char *reason,
     if (ok)
         reason[0] = '\0';
     return ok;
+}
+
+/* ---- Anchors, for the multi-pattern matcher ---------------------------- */
+
+/* A static estimate of how many events hit an anchor set; lower is more
+ * selective. ANCHOR_NONE means "no anchor set". Exact strings are the most
+ * selective; short affixes, booleans and numeric ranges the least. */
+#define ANCHOR_NONE 1000000u
+
+static unsigned affix_cost(size_t len)
+{
+    return len >= 4 ? 3 : len >= 2 ? 5 : 8;
+}
+
+static unsigned cond_cost(const struct cond *c)
+{
+    switch (c->kind) {
+    case COND_STRING:
+        return 1;
+    case COND_NUMBER:
+    case COND_EQUALS_CI:
+        return 2;
+    case COND_BOOL:
+    case COND_NULL:
+        return 10;
+    case COND_PREFIX:
+    case COND_PREFIX_CI:
+    case COND_SUFFIX:
+    case COND_SUFFIX_CI:
+        return c->u.str.len == 0 ? ANCHOR_NONE : affix_cost(c->u.str.len) + 1;
+    case COND_WILDCARD: {
+        const struct text *first = &c->u.wc.segs[0], *last = &c->u.wc.segs[c->u.wc.nsegs - 1];
+        size_t best = first->len > last->len ? first->len : last->len;
+
+        if (c->u.wc.nsegs == 1)
+            return 1;
+        return best == 0 ? ANCHOR_NONE : affix_cost(best) + 2;
+    }
+    case COND_NUMERIC:
+        return c->u.range.lop != LOWER_NONE && c->u.range.uop != UPPER_NONE ? 8 : 12;
+    case COND_CIDR:
+    case COND_EXISTS:
+    case COND_ANYTHING_BUT:
+        break;
+    }
+    return ANCHOR_NONE;
+}
+
+static unsigned cost_add(unsigned a, unsigned b)
+{
+    return a >= ANCHOR_NONE || b >= ANCHOR_NONE || a + b >= ANCHOR_NONE ? ANCHOR_NONE : a + b;
+}
+
+static unsigned node_cost(const struct node *n, size_t *best);
+
+/* The cost of field f's own anchor set. */
+static unsigned field_cost(const struct field *f)
+{
+    unsigned sum = 0;
+    size_t unused;
+
+    switch (f->kind) {
+    case FIELD_LEAF:
+        for (size_t i = 0; i < f->nconds; i++)
+            sum = cost_add(sum, cond_cost(&f->conds[i]));
+        return sum;
+    case FIELD_OBJECT:
+        return node_cost(&f->nodes[0], &unused);
+    case FIELD_OR:
+        for (size_t i = 0; i < f->nnodes; i++)
+            sum = cost_add(sum, node_cost(&f->nodes[i], &unused));
+        return sum;
+    }
+    return ANCHOR_NONE;
+}
+
+/* Every field of a node is required, so any one field's anchor set covers
+ * the node: take the cheapest, its index in *best. */
+static unsigned node_cost(const struct node *n, size_t *best)
+{
+    unsigned min = ANCHOR_NONE;
+
+    for (size_t i = 0; i < n->nfields; i++) {
+        unsigned c = field_cost(&n->fields[i]);
+        if (c < min) {
+            min = c;
+            *best = i;
+        }
+    }
+    return min;
+}
+
+struct anchor_walk {
+    eb_anchor_fn *fn;
+    void *arg;
+    unsigned group, ngroups;
+    struct eb_anchor_seg path[EB_PATTERN_MAX_DEPTH + 1];
+    size_t depth;
+};
+
+static void emit_cond(struct anchor_walk *w, const struct cond *c)
+{
+    struct eb_anchor a = { .path = w->path, .depth = w->depth, .group = w->group };
+
+    switch (c->kind) {
+    case COND_STRING:
+    case COND_PREFIX:
+    case COND_SUFFIX:
+    case COND_EQUALS_CI:
+    case COND_PREFIX_CI:
+    case COND_SUFFIX_CI:
+        a.kind = c->kind == COND_STRING      ? EB_ANCHOR_STRING
+                 : c->kind == COND_PREFIX    ? EB_ANCHOR_PREFIX
+                 : c->kind == COND_SUFFIX    ? EB_ANCHOR_SUFFIX
+                 : c->kind == COND_EQUALS_CI ? EB_ANCHOR_CI
+                 : c->kind == COND_PREFIX_CI ? EB_ANCHOR_PREFIX_CI
+                                             : EB_ANCHOR_SUFFIX_CI;
+        a.s = c->u.str.s;
+        a.len = c->u.str.len;
+        break;
+    case COND_NUMBER:
+        a.kind = EB_ANCHOR_NUMBER;
+        a.num = c->u.num;
+        break;
+    case COND_BOOL:
+        a.kind = c->u.flag ? EB_ANCHOR_TRUE : EB_ANCHOR_FALSE;
+        break;
+    case COND_NULL:
+        a.kind = EB_ANCHOR_NULL;
+        break;
+    case COND_WILDCARD: {
+        /* A wildcard without '*' is an exact string; otherwise its longer
+         * literal end is a prefix or suffix every match has. */
+        const struct text *first = &c->u.wc.segs[0], *last = &c->u.wc.segs[c->u.wc.nsegs - 1];
+
+        if (c->u.wc.nsegs == 1) {
+            a.kind = EB_ANCHOR_STRING;
+            a.s = first->s;
+            a.len = first->len;
+        } else if (first->len >= last->len) {
+            a.kind = EB_ANCHOR_PREFIX;
+            a.s = first->s;
+            a.len = first->len;
+        } else {
+            a.kind = EB_ANCHOR_SUFFIX;
+            a.s = last->s;
+            a.len = last->len;
+        }
+        break;
+    }
+    case COND_NUMERIC:
+        a.kind = EB_ANCHOR_RANGE;
+        a.lo = c->u.range.lop == LOWER_NONE ? -INFINITY : c->u.range.lo;
+        a.hi = c->u.range.uop == UPPER_NONE ? INFINITY : c->u.range.hi;
+        break;
+    case COND_CIDR:
+    case COND_EXISTS:
+    case COND_ANYTHING_BUT:
+        assert(!"not an anchor");
+        return;
+    }
+    w->fn(&a, w->arg);
+}
+
+static void emit_node(struct anchor_walk *w, const struct node *n);
+
+static void emit_field(struct anchor_walk *w, const struct field *f)
+{
+    switch (f->kind) {
+    case FIELD_LEAF:
+    case FIELD_OBJECT:
+        assert(w->depth < EB_PATTERN_MAX_DEPTH + 1);
+        w->path[w->depth++] = (struct eb_anchor_seg){ f->name.s, f->name.len };
+        if (f->kind == FIELD_LEAF)
+            for (size_t i = 0; i < f->nconds; i++)
+                emit_cond(w, &f->conds[i]);
+        else
+            emit_node(w, &f->nodes[0]);
+        w->depth--;
+        break;
+    case FIELD_OR:
+        for (size_t i = 0; i < f->nnodes; i++)
+            emit_node(w, &f->nodes[i]);
+        break;
+    }
+}
+
+static void emit_node(struct anchor_walk *w, const struct node *n)
+{
+    size_t best = 0;
+    unsigned c = node_cost(n, &best);
+
+    assert(c < ANCHOR_NONE);
+    (void)c;
+    emit_field(w, &n->fields[best]);
+}
+
+/* Every field of an object level is required, so each indexable one is an
+ * anchor group of its own; nested objects' fields likewise (a match has
+ * each of them in some element, which is all a group promises). */
+static void emit_groups(struct anchor_walk *w, const struct node *n)
+{
+    for (size_t i = 0; i < n->nfields && w->ngroups < EB_ANCHOR_MAX_GROUPS; i++) {
+        const struct field *f = &n->fields[i];
+
+        if (f->kind == FIELD_OBJECT) {
+            assert(w->depth < EB_PATTERN_MAX_DEPTH + 1);
+            w->path[w->depth++] = (struct eb_anchor_seg){ f->name.s, f->name.len };
+            emit_groups(w, &f->nodes[0]);
+            w->depth--;
+        } else if (field_cost(f) < ANCHOR_NONE) {
+            w->group = w->ngroups++;
+            emit_field(w, f);
+        }
+    }
+}
+
+unsigned eb_pattern_anchors(const eb_pattern *p, eb_anchor_fn *fn, void *arg)
+{
+    struct anchor_walk w = { .fn = fn, .arg = arg };
+    size_t best = 0;
+
+    assert(p != NULL && fn != NULL);
+    if (node_cost(&p->root, &best) >= ANCHOR_NONE)
+        return 0;
+    emit_groups(&w, &p->root);
+    assert(w.ngroups > 0);
+    return w.ngroups;
 }

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -42,5 +43,60 @@ bool eb_pattern_explain(const eb_pattern *p, const json_t *event, char *reason,
 
 /* Frees p. NULL is allowed. */
 void eb_pattern_free(eb_pattern *p);
+
+/* ---- Many patterns at once ------------------------------------------------
+ *
+ * An eb_matcher answers "which of these N patterns match this event" without
+ * evaluating all N: each pattern is indexed by its anchors, field paths and
+ * conditions every match needs (exact values, equals-ignore-case, prefix,
+ * suffix, the literal ends of a wildcard, numeric ranges), and only patterns
+ * whose required anchors the event all hits, plus those without any anchor
+ * (anything-but, exists, cidr only; "{}"), are evaluated with
+ * eb_pattern_match(). The result
+ * is by definition exactly the set of ids whose pattern eb_pattern_match()
+ * accepts. See docs/decisions/0007-matcher-index.md.
+ *
+ * Life cycle: eb_matcher_new(), eb_matcher_add() for each pattern,
+ * eb_matcher_build() once, then eb_matcher_match() any number of times.
+ * THREAD SAFETY: adding and building need exclusive access; a built matcher
+ * is immutable and may be matched from several threads at once, each with
+ * its own eb_matcher_scratch. */
+typedef struct eb_matcher eb_matcher;
+
+/* Per-thread working memory for eb_matcher_match(): candidate stamps and the
+ * result ids, sized for one built matcher, so matching allocates nothing. */
+typedef struct eb_matcher_scratch eb_matcher_scratch;
+
+/* Returns a new, empty matcher; free with eb_matcher_free(). */
+eb_matcher *eb_matcher_new(void);
+
+/* Adds p under id. p is borrowed and must outlive m. Ids are the caller's;
+ * an id added twice is reported once per addition that matches.
+ * REQUIRES: m not built yet. */
+void eb_matcher_add(eb_matcher *m, const eb_pattern *p, uint32_t id);
+
+/* Freezes m and builds its index. REQUIRES: not built yet. */
+void eb_matcher_build(eb_matcher *m);
+
+/* Returns the number of patterns added to m. */
+size_t eb_matcher_size(const eb_matcher *m);
+
+/* Returns scratch memory for matching with m (built); free with
+ * eb_matcher_scratch_free(). It may be used only with m. */
+eb_matcher_scratch *eb_matcher_scratch_new(const eb_matcher *m);
+
+/* Frees sc. NULL is allowed. */
+void eb_matcher_scratch_free(eb_matcher_scratch *sc);
+
+/* Matches event (a CloudEvents JSON view; borrowed) against every pattern
+ * of m. Returns how many matched and points *ids at their ids, in no
+ * particular order; the array lives in sc and is valid until sc's next use.
+ * Allocates nothing. REQUIRES: m built; sc made for m and used by one
+ * thread at a time. */
+size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scratch *sc,
+                        const uint32_t **ids);
+
+/* Frees m (not the patterns it borrowed). NULL is allowed. */
+void eb_matcher_free(eb_matcher *m);
 
 #endif

@@ -153,6 +153,65 @@ static void test_pattern_delivers_matching_events_only(void **state)
     cebus_client_free(sub);
 }
 
+/* Several streams on one bus share the bus's matcher: each gets exactly
+ * the events its own pattern matches, also after a stream joins and after
+ * one leaves (each rebuilds the matcher). Non-matching events sit between
+ * matching ones, so a wrong delivery shows up before the expected one. */
+static void test_streams_share_one_matcher(void **state)
+{
+    struct h_env *env = *state;
+    struct h_tenant t;
+    cebus_client *pub, *sub;
+    cebus_stream *sa, *sb, *sall, *sc;
+    uint64_t a1, b1, c1, a2, b2, c2, a3, c3;
+
+    h_tenant_create_ok(env->admin, "ps-matcher", "orders", &t);
+    pub = cebus_client_new(env->srv[0].addr, t.publisher_key);
+    sub = cebus_client_new(env->srv[0].addr, t.subscriber_key);
+    sa = h_subscribe_ok(sub, "orders", "{\"type\":[\"t.a\"]}",
+                        CEBUS__V1__START_POSITION__START_POSITION_EARLIEST, 0);
+    sb = h_subscribe_ok(sub, "orders", "{\"type\":[{\"prefix\":\"t.b\"}]}",
+                        CEBUS__V1__START_POSITION__START_POSITION_EARLIEST, 0);
+    sall = h_subscribe_ok(sub, "orders", ALL, CEBUS__V1__START_POSITION__START_POSITION_EARLIEST,
+                          0);
+    a1 = h_put_one_ok(pub, "orders", "a1", "t.a", NULL);
+    b1 = h_put_one_ok(pub, "orders", "b1", "t.bx", NULL);
+    c1 = h_put_one_ok(pub, "orders", "c1", "t.c", NULL);
+    expect_event(sa, a1, "a1");
+    expect_event(sb, b1, "b1");
+    expect_event(sall, a1, "a1");
+    expect_event(sall, b1, "b1");
+    expect_event(sall, c1, "c1");
+
+    /* A stream joins a bus whose matcher is built. */
+    sc = h_subscribe_ok(sub, "orders", "{\"type\":[{\"equals-ignore-case\":\"T.C\"}]}",
+                        CEBUS__V1__START_POSITION__START_POSITION_EARLIEST, 0);
+    a2 = h_put_one_ok(pub, "orders", "a2", "t.a", NULL);
+    b2 = h_put_one_ok(pub, "orders", "b2", "t.b", NULL);
+    c2 = h_put_one_ok(pub, "orders", "c2", "t.c", NULL);
+    expect_event(sc, c1, "c1");
+    expect_event(sc, c2, "c2");
+    expect_event(sa, a2, "a2");
+    expect_event(sb, b2, "b2");
+    expect_event(sall, a2, "a2");
+    expect_event(sall, b2, "b2");
+    expect_event(sall, c2, "c2");
+
+    /* A stream leaves. */
+    cebus_stream_close(sa);
+    a3 = h_put_one_ok(pub, "orders", "a3", "t.a", NULL);
+    c3 = h_put_one_ok(pub, "orders", "c3", "t.c", NULL);
+    expect_event(sc, c3, "c3");
+    expect_event(sall, a3, "a3");
+    expect_event(sall, c3, "c3");
+
+    cebus_stream_close(sb);
+    cebus_stream_close(sc);
+    cebus_stream_close(sall);
+    cebus_client_free(pub);
+    cebus_client_free(sub);
+}
+
 /* START_POSITION_EARLIEST replays the whole log; SEQUENCE starts at the
  * given sequence, inclusive. */
 static void test_start_earliest_and_sequence(void **state)
@@ -500,6 +559,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_put_then_subscribe_delivers_in_order_with_sequences),
         cmocka_unit_test(test_pattern_delivers_matching_events_only),
+        cmocka_unit_test(test_streams_share_one_matcher),
         cmocka_unit_test(test_start_earliest_and_sequence),
         cmocka_unit_test(test_start_latest_skips_the_backlog),
         cmocka_unit_test(test_start_time),

@@ -1,0 +1,761 @@
+/* The multi-pattern matcher: an index over the anchors of many compiled
+ * patterns (pattern_anchor.h), so that an event is evaluated in full only
+ * against the patterns it could match. Design and costs:
+ * docs/decisions/0007-matcher-index.md.
+ *
+ * Pure, like pattern.c: no I/O, no globals.
+ */
+#include "pattern.h"
+#include "pattern_anchor.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Arrays nested in arrays are flattened to this depth, as in pattern.c. */
+#define ARRAY_FLATTEN_DEPTH 16
+
+/* Affix kinds, in the order of struct pnode's lens[]. */
+enum { AFFIX_PREFIX, AFFIX_PREFIX_CI, AFFIX_SUFFIX, AFFIX_SUFFIX_CI, AFFIXES };
+
+/* Out of memory aborts: see STYLE.md. */
+static void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n != 0 ? n : 1);
+    if (p == NULL) {
+        fputs("cebusd: out of memory\n", stderr);
+        abort();
+    }
+    return p;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n != 0 ? n : 1, size != 0 ? size : 1);
+
+    if (p == NULL) {
+        fputs("cebusd: out of memory\n", stderr);
+        abort();
+    }
+    return p;
+}
+
+/* Grows *arr (of *cap elements of size bytes) to hold at least need. */
+static void grow(void **arr, size_t *cap, size_t need, size_t size)
+{
+    size_t n = *cap ? *cap : 8;
+
+    if (need <= *cap)
+        return;
+    while (n < need)
+        n *= 2;
+    *arr = xrealloc(*arr, n * size);
+    *cap = n;
+}
+
+/* A posting names an entry and the anchor group of it that is hit:
+ * entry << GROUP_BITS | group. */
+#define GROUP_BITS 5
+#define MAX_ENTRIES (UINT32_MAX >> GROUP_BITS)
+
+struct entry {
+    const eb_pattern *p;
+    uint32_t id;
+    uint32_t need; /* a bit per anchor group: all must be hit */
+};
+
+struct range {
+    double lo, hi;
+    uint32_t posting;
+};
+
+/* One node of the trie of indexed field paths. Only paths some anchor uses
+ * exist, so an event is looked at only where a pattern looks. */
+struct pnode {
+    const char *name; /* borrowed from a pattern; unused at the root */
+    size_t len;
+    uint32_t *children; /* indices into eb_matcher.nodes */
+    size_t nchildren, capchildren;
+    unsigned kinds;            /* bit per enum eb_anchor_kind anchored here */
+    size_t *lens[AFFIXES];     /* distinct affix lengths, ascending */
+    size_t nlens[AFFIXES], caplens[AFFIXES];
+    struct range *ranges;      /* sorted by lo */
+    size_t nranges, capranges;
+    double *maxhi;             /* segment tree over ranges: max hi per span */
+};
+
+/* An anchor as recorded by eb_matcher_add(), indexed by eb_matcher_build(). */
+struct rec {
+    uint32_t node, posting;
+    enum eb_anchor_kind kind;
+    const char *s;
+    size_t len;
+    double num;
+};
+
+/* A key of the hash index: (path, kind, value) -> postings[off..off+n). */
+struct key {
+    uint64_t hash;
+    const char *s;
+    size_t len;
+    double num;
+    uint32_t node;
+    uint32_t off, n;
+    unsigned char kind;
+    unsigned char used;
+};
+
+struct eb_matcher {
+    bool built;
+    struct entry *entries;
+    size_t nentries, capentries;
+    struct pnode *nodes; /* nodes[0] is the root */
+    size_t nnodes, capnodes;
+    struct rec *recs;
+    size_t nrecs, caprecs;
+    uint32_t *residual; /* entries without anchors: always evaluated */
+    size_t nresidual, capresidual;
+    struct key *keys; /* open addressing, capacity a power of two */
+    size_t keymask;
+    uint32_t *postings;
+};
+
+struct eb_matcher_scratch {
+    const eb_matcher *m;
+    uint32_t gen;
+    uint32_t *stamp; /* per entry: gen when mask holds this event's hits */
+    uint32_t *mask;  /* per entry: anchor groups hit by this event */
+    uint32_t *cand;
+    uint32_t *out;
+};
+
+/* ---- Hashing ------------------------------------------------------------- */
+
+static unsigned char fold(unsigned char ch)
+{
+    return ch >= 'A' && ch <= 'Z' ? (unsigned char)(ch - 'A' + 'a') : ch;
+}
+
+static bool kind_ci(enum eb_anchor_kind k)
+{
+    return k == EB_ANCHOR_CI || k == EB_ANCHOR_PREFIX_CI || k == EB_ANCHOR_SUFFIX_CI;
+}
+
+static bool kind_suffix(enum eb_anchor_kind k)
+{
+    return k == EB_ANCHOR_SUFFIX || k == EB_ANCHOR_SUFFIX_CI;
+}
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+static uint64_t fnv_step(uint64_t h, unsigned char ch)
+{
+    return (h ^ ch) * FNV_PRIME;
+}
+
+/* Mixes the running byte hash with the path and the kind. */
+static uint64_t hash_final(uint64_t h, uint32_t node, enum eb_anchor_kind kind)
+{
+    h ^= ((uint64_t)node << 8 | (uint64_t)kind) * 0x9e3779b97f4a7c15ULL;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return h;
+}
+
+/* Hashes s[0..len) as the kind reads it: folded for the -ignore-case
+ * kinds, backwards for suffixes (so that a suffix can be hashed while
+ * walking an event string from its end). */
+static uint64_t hash_text(const char *s, size_t len, enum eb_anchor_kind kind)
+{
+    uint64_t h = FNV_OFFSET;
+    bool ci = kind_ci(kind);
+
+    if (kind_suffix(kind)) {
+        for (size_t i = len; i-- > 0;)
+            h = fnv_step(h, ci ? fold((unsigned char)s[i]) : (unsigned char)s[i]);
+    } else {
+        for (size_t i = 0; i < len; i++)
+            h = fnv_step(h, ci ? fold((unsigned char)s[i]) : (unsigned char)s[i]);
+    }
+    return h;
+}
+
+static uint64_t hash_number(double d)
+{
+    uint64_t bits;
+
+    /* Compared by value: -0 and 0 are one key. */
+    if (d == 0)
+        d = 0;
+    memcpy(&bits, &d, sizeof bits);
+    return FNV_OFFSET ^ bits;
+}
+
+static bool kind_text(enum eb_anchor_kind k)
+{
+    return k == EB_ANCHOR_STRING || k == EB_ANCHOR_CI || k == EB_ANCHOR_PREFIX ||
+           k == EB_ANCHOR_PREFIX_CI || k == EB_ANCHOR_SUFFIX || k == EB_ANCHOR_SUFFIX_CI;
+}
+
+static bool text_equal(const char *a, const char *b, size_t len, bool ci)
+{
+    if (!ci)
+        return memcmp(a, b, len) == 0;
+    for (size_t i = 0; i < len; i++)
+        if (fold((unsigned char)a[i]) != fold((unsigned char)b[i]))
+            return false;
+    return true;
+}
+
+/* Finds the key (node, kind, s/len or num) with hash h; NULL when absent. */
+static const struct key *key_find(const eb_matcher *m, uint64_t h, uint32_t node,
+                                  enum eb_anchor_kind kind, const char *s, size_t len,
+                                  double num)
+{
+    for (size_t i = h & m->keymask;; i = (i + 1) & m->keymask) {
+        const struct key *k = &m->keys[i];
+
+        if (!k->used)
+            return NULL;
+        if (k->hash != h || k->node != node || k->kind != kind)
+            continue;
+        if (kind_text(kind)) {
+            if (k->len == len && text_equal(k->s, s, len, kind_ci(kind)))
+                return k;
+        } else if (kind != EB_ANCHOR_NUMBER || k->num == num) {
+            return k;
+        }
+    }
+}
+
+/* ---- Building -------------------------------------------------------------- */
+
+eb_matcher *eb_matcher_new(void)
+{
+    eb_matcher *m = xcalloc(1, sizeof *m);
+
+    grow((void **)&m->nodes, &m->capnodes, 1, sizeof *m->nodes);
+    memset(&m->nodes[0], 0, sizeof m->nodes[0]);
+    m->nnodes = 1;
+    return m;
+}
+
+/* Returns the child of node parent named s[0..len), adding it if needed. */
+static uint32_t child_of(eb_matcher *m, uint32_t parent, const char *s, size_t len)
+{
+    struct pnode *p = &m->nodes[parent];
+    uint32_t idx;
+
+    for (size_t i = 0; i < p->nchildren; i++) {
+        const struct pnode *c = &m->nodes[p->children[i]];
+        if (c->len == len && memcmp(c->name, s, len) == 0)
+            return p->children[i];
+    }
+    idx = (uint32_t)m->nnodes;
+    grow((void **)&m->nodes, &m->capnodes, m->nnodes + 1, sizeof *m->nodes);
+    memset(&m->nodes[idx], 0, sizeof m->nodes[idx]);
+    m->nodes[idx].name = s;
+    m->nodes[idx].len = len;
+    m->nnodes++;
+    p = &m->nodes[parent]; /* nodes may have moved */
+    grow((void **)&p->children, &p->capchildren, p->nchildren + 1, sizeof *p->children);
+    p->children[p->nchildren++] = idx;
+    return idx;
+}
+
+struct add_ctx {
+    eb_matcher *m;
+    uint32_t entry;
+};
+
+static void add_anchor(const struct eb_anchor *a, void *arg)
+{
+    struct add_ctx *ctx = arg;
+    eb_matcher *m = ctx->m;
+    uint32_t node = 0;
+    struct rec *r;
+
+    for (size_t i = 0; i < a->depth; i++)
+        node = child_of(m, node, a->path[i].s, a->path[i].len);
+    grow((void **)&m->recs, &m->caprecs, m->nrecs + 1, sizeof *m->recs);
+    r = &m->recs[m->nrecs++];
+    *r = (struct rec){ .node = node,
+                       .posting = ctx->entry << GROUP_BITS | a->group,
+                       .kind = a->kind,
+                       .s = a->s,
+                       .len = a->len,
+                       .num = a->num };
+    if (a->kind == EB_ANCHOR_RANGE) {
+        struct pnode *p = &m->nodes[node];
+        grow((void **)&p->ranges, &p->capranges, p->nranges + 1, sizeof *p->ranges);
+        p->ranges[p->nranges++] =
+            (struct range){ a->lo, a->hi, ctx->entry << GROUP_BITS | a->group };
+    }
+    m->nodes[node].kinds |= 1u << a->kind;
+}
+
+void eb_matcher_add(eb_matcher *m, const eb_pattern *p, uint32_t id)
+{
+    struct add_ctx ctx = { m, (uint32_t)m->nentries };
+    unsigned groups;
+
+    assert(m != NULL && p != NULL && !m->built);
+    if (m->nentries >= MAX_ENTRIES) {
+        fputs("cebusd: too many patterns in one matcher\n", stderr);
+        abort();
+    }
+    grow((void **)&m->entries, &m->capentries, m->nentries + 1, sizeof *m->entries);
+    m->entries[m->nentries++] = (struct entry){ p, id, 0 };
+    groups = eb_pattern_anchors(p, add_anchor, &ctx);
+    assert(groups <= EB_ANCHOR_MAX_GROUPS && EB_ANCHOR_MAX_GROUPS <= 1u << GROUP_BITS);
+    m->entries[ctx.entry].need = groups >= 32 ? UINT32_MAX : (1u << groups) - 1;
+    if (groups == 0) {
+        grow((void **)&m->residual, &m->capresidual, m->nresidual + 1, sizeof *m->residual);
+        m->residual[m->nresidual++] = ctx.entry;
+    }
+}
+
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+    const struct range *x = a, *y = b;
+
+    if (x->lo != y->lo)
+        return x->lo < y->lo ? -1 : 1;
+    return x->posting < y->posting ? -1 : x->posting > y->posting;
+}
+
+static int affix_of(enum eb_anchor_kind k)
+{
+    switch (k) {
+    case EB_ANCHOR_PREFIX:
+        return AFFIX_PREFIX;
+    case EB_ANCHOR_PREFIX_CI:
+        return AFFIX_PREFIX_CI;
+    case EB_ANCHOR_SUFFIX:
+        return AFFIX_SUFFIX;
+    case EB_ANCHOR_SUFFIX_CI:
+        return AFFIX_SUFFIX_CI;
+    default:
+        return -1;
+    }
+}
+
+/* Fills maxhi[t] for the span [l, r) of ranges. */
+static double build_tree(struct pnode *p, size_t t, size_t l, size_t r)
+{
+    double a, b;
+
+    if (r - l == 1)
+        return p->maxhi[t] = p->ranges[l].hi;
+    a = build_tree(p, 2 * t, l, (l + r) / 2);
+    b = build_tree(p, 2 * t + 1, (l + r) / 2, r);
+    return p->maxhi[t] = a > b ? a : b;
+}
+
+/* A group whose keys are shared by this many patterns or more is not
+ * indexed when its pattern has a more selective group: visiting its
+ * postings on every event would cost more than it filters (say 1,250
+ * patterns that all require "datacontenttype": "application/json"). */
+#define COMMON_POSTINGS 1024
+#define DROPPED (UINT32_MAX - 1)
+
+/* Drops the common groups of each entry (see COMMON_POSTINGS), keeping at
+ * least its most selective one: marks their records DROPPED in slot_of and
+ * clears their bits in the entry's need. Groups holding a numeric range are
+ * kept: their selectivity is not known here. Records of one entry are
+ * adjacent, in the order eb_matcher_add() saw them. */
+static void drop_common_groups(eb_matcher *m, uint32_t *slot_of)
+{
+    for (size_t i = 0; i < m->nrecs;) {
+        uint32_t e = m->recs[i].posting >> GROUP_BITS;
+        uint64_t cost[EB_ANCHOR_MAX_GROUPS] = { 0 };
+        uint32_t keep = 0, best = 0;
+        size_t j;
+
+        for (j = i; j < m->nrecs && m->recs[j].posting >> GROUP_BITS == e; j++) {
+            uint32_t g = m->recs[j].posting & ((1u << GROUP_BITS) - 1);
+
+            if (slot_of[j] == UINT32_MAX)
+                cost[g] = UINT64_MAX / 2; /* a range: keep */
+            else if (cost[g] < UINT64_MAX / 2)
+                cost[g] += m->keys[slot_of[j]].n;
+        }
+        for (uint32_t g = 0; g < EB_ANCHOR_MAX_GROUPS; g++) {
+            if (!(m->entries[e].need & 1u << g))
+                continue;
+            if (cost[g] < COMMON_POSTINGS || cost[g] >= UINT64_MAX / 2)
+                keep |= 1u << g;
+            if (cost[g] < cost[best] || !(m->entries[e].need & 1u << best))
+                best = g;
+        }
+        if (keep == 0)
+            keep = 1u << best;
+        m->entries[e].need = keep;
+        for (size_t k = i; k < j; k++)
+            if (!(keep & 1u << (m->recs[k].posting & ((1u << GROUP_BITS) - 1))))
+                slot_of[k] = DROPPED;
+        i = j;
+    }
+}
+
+void eb_matcher_build(eb_matcher *m)
+{
+    size_t cap = 16, nkeys = 0;
+    uint32_t *slot_of;
+    uint32_t total = 0;
+
+    assert(m != NULL && !m->built);
+    m->built = true;
+    while (cap < m->nrecs * 2)
+        cap *= 2;
+    m->keys = xcalloc(cap, sizeof *m->keys);
+    m->keymask = cap - 1;
+    slot_of = xcalloc(m->nrecs, sizeof *slot_of);
+
+    /* Keys first, counting postings; then offsets; then the postings. */
+    for (size_t i = 0; i < m->nrecs; i++) {
+        const struct rec *r = &m->recs[i];
+        uint64_t h;
+        size_t k;
+        int affix;
+
+        if (r->kind == EB_ANCHOR_RANGE) {
+            slot_of[i] = UINT32_MAX;
+            continue;
+        }
+        affix = affix_of(r->kind);
+        if (affix >= 0) {
+            struct pnode *p = &m->nodes[r->node];
+            grow((void **)&p->lens[affix], &p->caplens[affix], p->nlens[affix] + 1,
+                 sizeof(size_t));
+            p->lens[affix][p->nlens[affix]++] = r->len;
+        }
+        h = kind_text(r->kind) ? hash_text(r->s, r->len, r->kind)
+            : r->kind == EB_ANCHOR_NUMBER ? hash_number(r->num)
+                                          : FNV_OFFSET;
+        h = hash_final(h, r->node, r->kind);
+        const struct key *found = key_find(m, h, r->node, r->kind, r->s, r->len, r->num);
+        if (found != NULL) {
+            k = (size_t)(found - m->keys);
+        } else {
+            for (k = h & m->keymask; m->keys[k].used; k = (k + 1) & m->keymask)
+                ;
+            m->keys[k] = (struct key){ .hash = h, .s = r->s, .len = r->len,
+                                       .num = r->num == 0 ? 0 : r->num, .node = r->node,
+                                       .kind = (unsigned char)r->kind, .used = 1 };
+            nkeys++;
+        }
+        m->keys[k].n++;
+        slot_of[i] = (uint32_t)k;
+    }
+    assert(nkeys <= cap / 2 + 1);
+    drop_common_groups(m, slot_of);
+    for (size_t k = 0; k < cap; k++) {
+        m->keys[k].off = total;
+        total += m->keys[k].n;
+        m->keys[k].n = 0;
+    }
+    m->postings = xcalloc(total, sizeof *m->postings);
+    for (size_t i = 0; i < m->nrecs; i++) {
+        struct key *k;
+
+        if (slot_of[i] == UINT32_MAX || slot_of[i] == DROPPED)
+            continue;
+        k = &m->keys[slot_of[i]];
+        m->postings[k->off + k->n++] = m->recs[i].posting;
+    }
+    free(slot_of);
+    free(m->recs);
+    m->recs = NULL;
+    m->nrecs = m->caprecs = 0;
+
+    for (size_t i = 0; i < m->nnodes; i++) {
+        struct pnode *p = &m->nodes[i];
+
+        for (int a = 0; a < AFFIXES; a++) {
+            size_t n = 0;
+
+            if (p->nlens[a] == 0)
+                continue;
+            qsort(p->lens[a], p->nlens[a], sizeof(size_t), cmp_size);
+            for (size_t j = 0; j < p->nlens[a]; j++)
+                if (n == 0 || p->lens[a][n - 1] != p->lens[a][j])
+                    p->lens[a][n++] = p->lens[a][j];
+            p->nlens[a] = n;
+        }
+        if (p->nranges > 0) {
+            qsort(p->ranges, p->nranges, sizeof *p->ranges, cmp_range);
+            p->maxhi = xcalloc(4 * p->nranges, sizeof *p->maxhi);
+            build_tree(p, 1, 0, p->nranges);
+        }
+    }
+}
+
+size_t eb_matcher_size(const eb_matcher *m)
+{
+    return m->nentries;
+}
+
+void eb_matcher_free(eb_matcher *m)
+{
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->nnodes; i++) {
+        struct pnode *p = &m->nodes[i];
+
+        free(p->children);
+        for (int a = 0; a < AFFIXES; a++)
+            free(p->lens[a]);
+        free(p->ranges);
+        free(p->maxhi);
+    }
+    free(m->nodes);
+    free(m->entries);
+    free(m->recs);
+    free(m->residual);
+    free(m->keys);
+    free(m->postings);
+    free(m);
+}
+
+eb_matcher_scratch *eb_matcher_scratch_new(const eb_matcher *m)
+{
+    eb_matcher_scratch *sc = xcalloc(1, sizeof *sc);
+
+    assert(m != NULL && m->built);
+    sc->m = m;
+    sc->stamp = xcalloc(m->nentries, sizeof *sc->stamp);
+    sc->mask = xcalloc(m->nentries, sizeof *sc->mask);
+    sc->cand = xcalloc(m->nentries, sizeof *sc->cand);
+    sc->out = xcalloc(m->nentries, sizeof *sc->out);
+    return sc;
+}
+
+void eb_matcher_scratch_free(eb_matcher_scratch *sc)
+{
+    if (sc == NULL)
+        return;
+    free(sc->stamp);
+    free(sc->mask);
+    free(sc->cand);
+    free(sc->out);
+    free(sc);
+}
+
+/* ---- Matching -------------------------------------------------------------- */
+
+struct match_ctx {
+    const eb_matcher *m;
+    eb_matcher_scratch *sc;
+    size_t ncand;
+};
+
+/* Records that the event hits one anchor group of an entry; the entry
+ * becomes a candidate when its last group is hit, once per event. */
+static void take_posting(struct match_ctx *c, uint32_t posting)
+{
+    eb_matcher_scratch *sc = c->sc;
+    uint32_t e = posting >> GROUP_BITS, need = c->m->entries[e].need, old;
+
+    if (sc->stamp[e] != sc->gen) {
+        sc->stamp[e] = sc->gen;
+        sc->mask[e] = 0;
+    }
+    old = sc->mask[e];
+    sc->mask[e] = old | 1u << (posting & ((1u << GROUP_BITS) - 1));
+    if (sc->mask[e] == need && old != need)
+        sc->cand[c->ncand++] = e;
+}
+
+static void take(struct match_ctx *c, const struct key *k)
+{
+    if (k == NULL)
+        return;
+    for (uint32_t i = 0; i < k->n; i++)
+        take_posting(c, c->m->postings[k->off + i]);
+}
+
+static void lookup(struct match_ctx *c, uint32_t node, enum eb_anchor_kind kind, uint64_t h,
+                   const char *s, size_t len, double num)
+{
+    take(c, key_find(c->m, hash_final(h, node, kind), node, kind, s, len, num));
+}
+
+/* Every affix length of the node's affix kind that fits in the string is
+ * looked up, hashing the string once from its start (prefixes) or its end
+ * (suffixes): the cost grows with the number of distinct lengths, never
+ * with the number of patterns. */
+static void lookup_affixes(struct match_ctx *c, uint32_t node, enum eb_anchor_kind kind,
+                           const char *s, size_t len)
+{
+    const struct pnode *p = &c->m->nodes[node];
+    int a = affix_of(kind);
+    const size_t *lens = p->lens[a];
+    size_t n = p->nlens[a], j = 0, done = 0;
+    bool ci = kind_ci(kind), suffix = kind_suffix(kind);
+    uint64_t h = FNV_OFFSET;
+
+    for (; j < n && lens[j] <= len; j++) {
+        for (; done < lens[j]; done++) {
+            unsigned char ch = (unsigned char)s[suffix ? len - 1 - done : done];
+            h = fnv_step(h, ci ? fold(ch) : ch);
+        }
+        lookup(c, node, kind, h, suffix ? s + len - lens[j] : s, lens[j], 0);
+    }
+}
+
+/* Reports every range of p holding d among ranges[l, r) below tree node t,
+ * visiting only spans whose highest upper bound reaches d. */
+static void stab(struct match_ctx *c, const struct pnode *p, size_t t, size_t l, size_t r,
+                 size_t upto, double d)
+{
+    if (l >= upto || p->maxhi[t] < d)
+        return;
+    if (r - l == 1) {
+        take_posting(c, p->ranges[l].posting);
+        return;
+    }
+    stab(c, p, 2 * t, l, (l + r) / 2, upto, d);
+    stab(c, p, 2 * t + 1, (l + r) / 2, r, upto, d);
+}
+
+static void lookup_number(struct match_ctx *c, uint32_t node, double d)
+{
+    const struct pnode *p = &c->m->nodes[node];
+
+    if (p->kinds & (1u << EB_ANCHOR_NUMBER))
+        lookup(c, node, EB_ANCHOR_NUMBER, hash_number(d), NULL, 0, d == 0 ? 0 : d);
+    if (p->nranges > 0) {
+        size_t lo = 0, hi = p->nranges;
+
+        /* upto: the number of ranges whose lower bound is <= d. */
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (p->ranges[mid].lo <= d)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        stab(c, p, 1, 0, p->nranges, lo, d);
+    }
+}
+
+static void lookup_scalar(struct match_ctx *c, uint32_t node, const json_t *v)
+{
+    unsigned kinds = c->m->nodes[node].kinds;
+
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t len = json_string_length(v);
+
+        if (kinds & (1u << EB_ANCHOR_STRING))
+            lookup(c, node, EB_ANCHOR_STRING, hash_text(s, len, EB_ANCHOR_STRING), s, len, 0);
+        if (kinds & (1u << EB_ANCHOR_CI))
+            lookup(c, node, EB_ANCHOR_CI, hash_text(s, len, EB_ANCHOR_CI), s, len, 0);
+        for (enum eb_anchor_kind k = EB_ANCHOR_PREFIX; k <= EB_ANCHOR_SUFFIX_CI; k++)
+            if (kinds & (1u << k))
+                lookup_affixes(c, node, k, s, len);
+    } else if (json_is_number(v)) {
+        lookup_number(c, node, json_number_value(v));
+    } else if (json_is_true(v)) {
+        if (kinds & (1u << EB_ANCHOR_TRUE))
+            lookup(c, node, EB_ANCHOR_TRUE, FNV_OFFSET, NULL, 0, 0);
+    } else if (json_is_false(v)) {
+        if (kinds & (1u << EB_ANCHOR_FALSE))
+            lookup(c, node, EB_ANCHOR_FALSE, FNV_OFFSET, NULL, 0, 0);
+    } else if (json_is_null(v)) {
+        if (kinds & (1u << EB_ANCHOR_NULL))
+            lookup(c, node, EB_ANCHOR_NULL, FNV_OFFSET, NULL, 0, 0);
+    }
+}
+
+/* The leaf values of v: v itself or, for arrays, their elements flattened,
+ * as eb_pattern_match() sees them. */
+static void visit_leaves(struct match_ctx *c, uint32_t node, const json_t *v, int depth)
+{
+    if (json_is_array(v)) {
+        size_t i;
+        const json_t *e;
+
+        if (depth >= ARRAY_FLATTEN_DEPTH)
+            return;
+        json_array_foreach(v, i, e)
+            visit_leaves(c, node, e, depth + 1);
+    } else if (!json_is_object(v)) {
+        lookup_scalar(c, node, v);
+    }
+}
+
+static void visit(struct match_ctx *c, uint32_t node, const json_t *v);
+
+/* Walks into v below node: an object's members that some path names, or
+ * each object element of an array (as nested patterns match them). */
+static void descend(struct match_ctx *c, uint32_t node, const json_t *v)
+{
+    const struct pnode *p = &c->m->nodes[node];
+
+    if (json_is_object(v)) {
+        for (size_t i = 0; i < p->nchildren; i++) {
+            const struct pnode *ch = &c->m->nodes[p->children[i]];
+            const json_t *cv = json_object_getn(v, ch->name, ch->len);
+
+            if (cv != NULL)
+                visit(c, p->children[i], cv);
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        const json_t *e;
+
+        json_array_foreach(v, i, e)
+            if (json_is_object(e))
+                descend(c, node, e);
+    }
+}
+
+static void visit(struct match_ctx *c, uint32_t node, const json_t *v)
+{
+    const struct pnode *p = &c->m->nodes[node];
+
+    if (p->kinds != 0)
+        visit_leaves(c, node, v, 0);
+    if (p->nchildren > 0)
+        descend(c, node, v);
+}
+
+size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scratch *sc,
+                        const uint32_t **ids)
+{
+    struct match_ctx c = { m, sc, 0 };
+    size_t nout = 0;
+
+    assert(m != NULL && m->built && sc != NULL && sc->m == m && ids != NULL);
+    if (++sc->gen == 0) {
+        /* The stamps wrapped: forget them all, once in 2^32 events. */
+        memset(sc->stamp, 0, m->nentries * sizeof *sc->stamp);
+        sc->gen = 1;
+    }
+    if (json_is_object(event))
+        descend(&c, 0, event);
+    for (size_t i = 0; i < m->nresidual; i++)
+        sc->cand[c.ncand++] = m->residual[i];
+    for (size_t i = 0; i < c.ncand; i++) {
+        const struct entry *e = &m->entries[sc->cand[i]];
+
+        if (eb_pattern_match(e->p, event))
+            sc->out[nout++] = e->id;
+    }
+    *ids = sc->out;
+    return nout;
+}

@@ -1,0 +1,927 @@
+/* Unit tests for server/matcher.c: a built eb_matcher must return exactly
+ * the ids whose pattern eb_pattern_match() accepts. Checked over the whole
+ * match table of test_pattern.c (every pattern against every event), over
+ * randomized pattern sets and events from a seeded generator, and on edge
+ * cases: empty matcher, duplicates, $or, numbers by value, 10,000 patterns.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "pattern.h"
+
+/* Patterns and events of the match table in test_pattern.c (its distinct
+ * patterns and events), for cross-checking every pattern against every
+ * event. Single quotes as in test_pattern.c. */
+static const char *const table_patterns[] = {
+    "{'source':['a']}",
+    "{'source':['a','b']}",
+    "{'source':['A']}",
+    "{'source':['5']}",
+    "{'source':['true']}",
+    "{'source':['null']}",
+    "{'source':['']}",
+    "{'n':[5]}",
+    "{'n':[5.0]}",
+    "{'n':[0]}",
+    "{'n':[1e3]}",
+    "{'n':[0.1]}",
+    "{'n':[-3]}",
+    "{'n':[1]}",
+    "{'b':[true]}",
+    "{'b':[false]}",
+    "{'b':[true,false]}",
+    "{'x':[null]}",
+    "{'x':[null,'a']}",
+    "{'source':['a'],'type':['t']}",
+    "{'data':{'x':[1]}}",
+    "{'data':{'a':{'b':{'c':['d']}}}}",
+    "{}",
+    "{'a.b':['x']}",
+    "{'x':['a']}",
+    "{'data':{'x':[1],'y':[2]}}",
+    "{'x':['a','b']}",
+    "{'type':[{'prefix':'com.'}]}",
+    "{'type':[{'prefix':''}]}",
+    "{'type':[{'prefix':'5'}]}",
+    "{'type':[{'prefix':{'equals-ignore-case':'COM.'}}]}",
+    "{'s':[{'suffix':'.png'}]}",
+    "{'s':[{'suffix':{'equals-ignore-case':'.PNG'}}]}",
+    "{'s':[{'equals-ignore-case':'Alice'}]}",
+    "{'s':[{'equals-ignore-case':''}]}",
+    "{'s':[{'equals-ignore-case':'\xc3\x89'}]}",
+    "{'s':[{'equals-ignore-case':'\xc3\xa9'}]}",
+    "{'s':[{'equals-ignore-case':'a'}]}",
+    "{'s':[{'equals-ignore-case':'1'}]}",
+    "{'s':[{'anything-but':'a'}]}",
+    "{'s':[{'anything-but':['a','b']}]}",
+    "{'n':[{'anything-but':5}]}",
+    "{'n':[{'anything-but':[1,2,3]}]}",
+    "{'n':[{'anything-but':['a',1]}]}",
+    "{'s':[{'anything-but':{'prefix':'init'}}]}",
+    "{'s':[{'anything-but':{'prefix':['a','b']}}]}",
+    "{'s':[{'anything-but':{'suffix':'.tmp'}}]}",
+    "{'s':[{'anything-but':{'equals-ignore-case':'Foo'}}]}",
+    "{'s':[{'anything-but':{'equals-ignore-case':['a','B']}}]}",
+    "{'s':[{'anything-but':{'wildcard':'a*'}}]}",
+    "{'s':[{'anything-but':''}]}",
+    "{'s':[{'anything-but':null}]}",
+    "{'n':[{'numeric':['>',0]}]}",
+    "{'n':[{'numeric':['>=',0]}]}",
+    "{'n':[{'numeric':['<',10]}]}",
+    "{'n':[{'numeric':['<=',10]}]}",
+    "{'n':[{'numeric':['=',5]}]}",
+    "{'n':[{'numeric':['>',0,'<=',100]}]}",
+    "{'n':[{'numeric':['<=',100,'>',0]}]}",
+    "{'n':[{'numeric':['>=',-1.5,'<',-1]}]}",
+    "{'n':[{'numeric':['>',1000]}]}",
+    "{'n':[{'numeric':['>',1e9]}]}",
+    "{'n':[{'numeric':['>=',5,'<=',5]}]}",
+    "{'n':[{'numeric':['<',0]},{'numeric':['>',100]}]}",
+    "{'x':[{'exists':true}]}",
+    "{'x':[{'exists':false}]}",
+    "{'data':{'x':[{'exists':false}]}}",
+    "{'data':{'x':[{'exists':true}]}}",
+    "{'x':[{'exists':false},'a']}",
+    "{'s':[{'wildcard':'a*b'}]}",
+    "{'s':[{'wildcard':'*'}]}",
+    "{'s':[{'wildcard':'abc'}]}",
+    "{'s':[{'wildcard':''}]}",
+    "{'s':[{'wildcard':'*.png'}]}",
+    "{'s':[{'wildcard':'img/*'}]}",
+    "{'s':[{'wildcard':'a*b*c'}]}",
+    "{'s':[{'wildcard':'a*aa'}]}",
+    "{'s':[{'wildcard':'*ab*ab*'}]}",
+    "{'s':[{'wildcard':'*/*/*'}]}",
+    "{'s':[{'wildcard':'A*'}]}",
+    "{'s':[{'wildcard':'a\\\\*b'}]}",
+    "{'s':[{'wildcard':'a\\\\\\\\*'}]}",
+    "{'s':[{'wildcard':'\\\\**'}]}",
+    "{'s':[{'wildcard':'x*'}]}",
+    "{'ip':[{'cidr':'10.0.0.0/24'}]}",
+    "{'ip':[{'cidr':'10.0.0.5/8'}]}",
+    "{'ip':[{'cidr':'0.0.0.0/0'}]}",
+    "{'ip':[{'cidr':'192.168.1.128/25'}]}",
+    "{'ip':[{'cidr':'10.0.0.1/32'}]}",
+    "{'ip':[{'cidr':'2001:db8::/32'}]}",
+    "{'ip':[{'cidr':'2001:db8::/33'}]}",
+    "{'ip':[{'cidr':'::1/128'}]}",
+    "{'ip':[{'cidr':'::/0'}]}",
+    "{'ip':[{'cidr':'10.0.0.0/8'}]}",
+    "{'$or':[{'source':['a']},{'type':['t']}]}",
+    "{'data':{'$or':[{'x':[1]},{'y':[2]}]}}",
+    "{'$or':[{'$or':[{'a':['1']},{'b':['2']}]},{'c':['3']}]}",
+    "{'$or':[{'a':[{'exists':false}]},{'a':['x']}]}",
+    "{'$or':[{'n':[{'numeric':['<',0]}]},{'n':[{'numeric':['>',100]}]}]}",
+    "{'$or':[{'a':['1'],'b':['2']},{'c':['3']}]}",
+    "{'s':['a',{'prefix':'b'}]}",
+    "{'s':[{'suffix':'z'},{'cidr':'10.0.0.0/8'},5]}",
+};
+
+static const char *const table_events[] = {
+    "{'source':'a'}",
+    "{'source':'b'}",
+    "{}",
+    "{'source':'ab'}",
+    "{'source':['x','a']}",
+    "{'source':['x','y']}",
+    "{'source':[]}",
+    "{'source':{'a':1}}",
+    "{'source':5}",
+    "{'source':true}",
+    "{'source':null}",
+    "{'source':''}",
+    "{'n':5}",
+    "{'n':5.0}",
+    "{'n':'5'}",
+    "{'n':6}",
+    "{'n':-0.0}",
+    "{'n':1000}",
+    "{'n':0.1}",
+    "{'n':[1,5]}",
+    "{'n':-3}",
+    "{'n':3}",
+    "{'n':true}",
+    "{'n':false}",
+    "{'n':null}",
+    "{'b':true}",
+    "{'b':false}",
+    "{'b':'true'}",
+    "{'b':1}",
+    "{'x':null}",
+    "{'x':''}",
+    "{'x':0}",
+    "{'x':false}",
+    "{'x':[null]}",
+    "{'x':'a'}",
+    "{'source':'a','type':'t'}",
+    "{'source':'a','type':'u'}",
+    "{'data':{'x':1}}",
+    "{'data':{'x':2}}",
+    "{'data':'str'}",
+    "{'data':{'x':1,'y':2}}",
+    "{'data':{'a':{'b':{'c':'d'}}}}",
+    "{'data':{'a':{'b':{'c':'e'}}}}",
+    "{'data':{'a':{'c':'d'}}}",
+    "{'anything':1}",
+    "{'a':{'b':'x'}}",
+    "{'a.b':'x'}",
+    "null",
+    "[1]",
+    "{'data':[{'x':2},{'x':1}]}",
+    "{'data':[{'x':1,'y':3},{'x':3,'y':2}]}",
+    "{'data':[{'x':1,'y':3},{'x':1,'y':2}]}",
+    "{'data':[1,2]}",
+    "{'data':[]}",
+    "{'x':[['b'],['a']]}",
+    "{'x':[{'a':'a'}]}",
+    "{'x':['c','b']}",
+    "{'type':'com.x'}",
+    "{'type':'org.x'}",
+    "{'type':'com.'}",
+    "{'type':'com'}",
+    "{'type':'COM.x'}",
+    "{'type':'x'}",
+    "{'type':''}",
+    "{'type':5}",
+    "{'type':55}",
+    "{'type':['org.a','com.b']}",
+    "{'type':'CoM.y'}",
+    "{'type':'co'}",
+    "{'s':'a.png'}",
+    "{'s':'a.PNG'}",
+    "{'s':'png'}",
+    "{'s':'.png'}",
+    "{'s':'a.png.gz'}",
+    "{'s':'a.jpg'}",
+    "{'s':'NG'}",
+    "{'s':'aLiCe'}",
+    "{'s':'alicex'}",
+    "{'s':'alic'}",
+    "{'s':''}",
+    "{'s':'\xc3\xa9'}",
+    "{'s':['b','A']}",
+    "{'s':1}",
+    "{'s':'b'}",
+    "{'s':'a'}",
+    "{'s':5}",
+    "{'s':null}",
+    "{'s':'A'}",
+    "{'s':'c'}",
+    "{'n':2}",
+    "{'n':4}",
+    "{'n':1}",
+    "{'s':'initializing'}",
+    "{'s':'running'}",
+    "{'s':42}",
+    "{'s':'bx'}",
+    "{'s':'cx'}",
+    "{'s':'a.tmp'}",
+    "{'s':'a.txt'}",
+    "{'s':'FOO'}",
+    "{'s':'bar'}",
+    "{'s':'abc'}",
+    "{'s':'bc'}",
+    "{'s':['a','b']}",
+    "{'s':['a']}",
+    "{'s':{'x':1}}",
+    "{'s':[]}",
+    "{'s':'x'}",
+    "{'n':0}",
+    "{'n':-1}",
+    "{'n':'1'}",
+    "{'n':9.99}",
+    "{'n':10}",
+    "{'n':5.1}",
+    "{'n':100}",
+    "{'n':50.5}",
+    "{'n':100.01}",
+    "{'n':-1.5}",
+    "{'n':[5,2000]}",
+    "{'n':[5,20]}",
+    "{'n':9007199254740993}",
+    "{'n':150}",
+    "{'n':50}",
+    "{'x':1}",
+    "{'x':{'a':1}}",
+    "{'x':[]}",
+    "{'x':[1]}",
+    "{'x':[{'a':1}]}",
+    "{'data':{'y':1}}",
+    "{'data':{'x':0}}",
+    "{'data':'x'}",
+    "{'data':{'x':'y'}}",
+    "{'x':'b'}",
+    "{'s':'ab'}",
+    "{'s':'axxb'}",
+    "{'s':'axxbc'}",
+    "{'s':'ba'}",
+    "{'s':'anything'}",
+    "{'s':'abcd'}",
+    "{'s':'x.png'}",
+    "{'s':'x.png.bak'}",
+    "{'s':'img/'}",
+    "{'s':'acb'}",
+    "{'s':'aa'}",
+    "{'s':'aaa'}",
+    "{'s':'xabyab'}",
+    "{'s':'xaby'}",
+    "{'s':'aab'}",
+    "{'s':'abab'}",
+    "{'s':'a/b/c'}",
+    "{'s':'a/b'}",
+    "{'s':'a*b'}",
+    "{'s':'axb'}",
+    "{'s':'a\\\\xyz'}",
+    "{'s':'axyz'}",
+    "{'s':'*x'}",
+    "{'s':['y','xz']}",
+    "{'ip':'10.0.0.7'}",
+    "{'ip':'10.0.1.7'}",
+    "{'ip':'10.0.0.255'}",
+    "{'ip':'not an ip'}",
+    "{'ip':'::1'}",
+    "{'ip':167772167}",
+    "{'ip':'10.0.0.7 '}",
+    "{'ip':''}",
+    "{'ip':['1.1.1.1','10.0.0.9']}",
+    "{'ip':'10.200.1.1'}",
+    "{'ip':'8.8.8.8'}",
+    "{'ip':'192.168.1.127'}",
+    "{'ip':'192.168.1.200'}",
+    "{'ip':'10.0.0.1'}",
+    "{'ip':'10.0.0.2'}",
+    "{'ip':'2001:db8::1'}",
+    "{'ip':'2001:DB8:ffff::1'}",
+    "{'ip':'2001:db9::1'}",
+    "{'ip':'2001:db8:8000::1'}",
+    "{'ip':'2001:db8:7fff::1'}",
+    "{'ip':'::2'}",
+    "{'ip':'fe80::1'}",
+    "{'ip':'::ffff:10.0.0.1'}",
+    "{'type':'t'}",
+    "{'source':'b','type':'u'}",
+    "{'data':{'y':2}}",
+    "{'b':'2'}",
+    "{'d':'4'}",
+    "{'a':'y'}",
+    "{'a':'1'}",
+    "{'a':'1','b':'2'}",
+    "{'s':'bz'}",
+    "{'s':'cz'}",
+    "{'s':'10.1.1.1'}",
+    "{'s':'11.1.1.1'}",
+};
+
+/* Returns a malloc'd copy of s with every ' replaced by ". */
+static char *json_of(const char *s)
+{
+    char *out = strdup(s);
+
+    assert_non_null(out);
+    for (char *p = out; *p != '\0'; p++)
+        if (*p == '\'')
+            *p = '"';
+    return out;
+}
+
+static json_t *event_of(const char *s)
+{
+    char *text = json_of(s);
+    json_t *ev = json_loads(text, JSON_DECODE_ANY, NULL);
+
+    assert_non_null(ev);
+    free(text);
+    return ev;
+}
+
+static eb_pattern *pattern_of(const char *s)
+{
+    char *text = json_of(s);
+    eb_pattern *p = NULL;
+    char err[256];
+
+    if (eb_pattern_compile(text, strlen(text), &p, err, sizeof err) != EB_OK)
+        print_error("bad test pattern %s: %s\n", s, err);
+    assert_non_null(p);
+    free(text);
+    return p;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* A set of patterns under test, with the matcher over them: pattern i has
+ * id ids[i] (i unless a test says otherwise). */
+struct set {
+    eb_pattern **pats;
+    uint32_t *ids;
+    size_t n;
+    eb_matcher *m;
+    eb_matcher_scratch *sc;
+    uint32_t *want, *got; /* n each */
+};
+
+static void set_build(struct set *s)
+{
+    s->m = eb_matcher_new();
+    for (size_t i = 0; i < s->n; i++)
+        eb_matcher_add(s->m, s->pats[i], s->ids[i]);
+    eb_matcher_build(s->m);
+    assert_int_equal(eb_matcher_size(s->m), s->n);
+    s->sc = eb_matcher_scratch_new(s->m);
+    s->want = calloc(s->n + 1, sizeof *s->want);
+    s->got = calloc(s->n + 1, sizeof *s->got);
+    assert_true(s->want != NULL && s->got != NULL);
+}
+
+static void set_free(struct set *s)
+{
+    eb_matcher_scratch_free(s->sc);
+    eb_matcher_free(s->m);
+    for (size_t i = 0; i < s->n; i++)
+        eb_pattern_free(s->pats[i]);
+    free(s->pats);
+    free(s->ids);
+    free(s->want);
+    free(s->got);
+    memset(s, 0, sizeof *s);
+}
+
+/* Makes a set from pattern texts; pattern i gets id i. */
+static void set_of_texts(struct set *s, const char *const *texts, size_t n)
+{
+    s->n = n;
+    s->pats = calloc(n + 1, sizeof *s->pats);
+    s->ids = calloc(n + 1, sizeof *s->ids);
+    assert_true(s->pats != NULL && s->ids != NULL);
+    for (size_t i = 0; i < n; i++) {
+        s->pats[i] = pattern_of(texts[i]);
+        s->ids[i] = (uint32_t)i;
+    }
+    set_build(s);
+}
+
+/* Compares the matcher with one eb_pattern_match() per pattern on ev.
+ * Returns the number of matches; fails the test on any difference. */
+static size_t check(struct set *s, const json_t *ev, const char *what)
+{
+    const uint32_t *ids = NULL;
+    size_t nwant = 0, ngot;
+
+    for (size_t i = 0; i < s->n; i++)
+        if (eb_pattern_match(s->pats[i], ev))
+            s->want[nwant++] = s->ids[i];
+    ngot = eb_matcher_match(s->m, ev, s->sc, &ids);
+    assert_true(ngot <= s->n);
+    memcpy(s->got, ids, ngot * sizeof *ids);
+    qsort(s->want, nwant, sizeof *s->want, cmp_u32);
+    qsort(s->got, ngot, sizeof *s->got, cmp_u32);
+    if (ngot != nwant || memcmp(s->want, s->got, ngot * sizeof *ids) != 0) {
+        char *dump = json_dumps(ev, JSON_ENCODE_ANY | JSON_COMPACT);
+        print_error("%s: event %s: matcher found %zu, patterns one by one %zu\n", what, dump,
+                    ngot, nwant);
+        for (size_t i = 0; i < nwant || i < ngot; i++)
+            print_error("  want %ld got %ld\n", i < nwant ? (long)s->want[i] : -1L,
+                        i < ngot ? (long)s->got[i] : -1L);
+        free(dump);
+        fail();
+    }
+    return nwant;
+}
+
+/* Every pattern of test_pattern.c's table against every event of it. */
+static void test_table_cross(void **state)
+{
+    struct set s = { 0 };
+    size_t npat = sizeof table_patterns / sizeof table_patterns[0];
+    size_t nev = sizeof table_events / sizeof table_events[0];
+    size_t hits = 0;
+
+    (void)state;
+    set_of_texts(&s, table_patterns, npat);
+    for (size_t e = 0; e < nev; e++) {
+        json_t *ev = event_of(table_events[e]);
+        hits += check(&s, ev, table_events[e]);
+        json_decref(ev);
+    }
+    print_message("%zu patterns x %zu events, %zu matches\n", npat, nev, hits);
+    set_free(&s);
+}
+
+/* ---- Random patterns and events ------------------------------------------ */
+
+static uint32_t next_rand(uint64_t *st)
+{
+    *st = *st * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)(*st >> 33);
+}
+
+#define RND(st, n) (next_rand(st) % (uint32_t)(n))
+
+/* A small vocabulary, so that random patterns and events meet often. */
+static const char *const words[] = { "a", "ab", "abc", "Abc", "ABC", "b", "ba", "order", "Order",
+                                     "order.created", "order.paid", "x/y", "", "10.0.0.1",
+                                     "10.1.2.3", "::1" };
+static const char *const fields[] = { "type", "source", "n", "b" };
+static const char *const nested[] = { "k", "m", "n" };
+#define NWORDS (sizeof words / sizeof words[0])
+
+struct buf {
+    char s[2048];
+    size_t len;
+};
+
+__attribute__((format(printf, 2, 3))) static void put(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(b->s + b->len, sizeof b->s - b->len, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0 && (size_t)n < sizeof b->s - b->len);
+    b->len += (size_t)n;
+}
+
+static const char *word(uint64_t *st)
+{
+    return words[RND(st, NWORDS)];
+}
+
+static void put_number(struct buf *b, uint64_t *st)
+{
+    static const char *const nums[] = { "5", "5.0", "-0.0", "0", "7", "7.5", "1e3", "-3", "100" };
+    put(b, "%s", nums[RND(st, sizeof nums / sizeof nums[0])]);
+}
+
+/* One match value or operator. */
+static void put_cond(struct buf *b, uint64_t *st)
+{
+    static const char *const ops[] = { "=", "<", "<=", ">", ">=" };
+
+    switch (RND(st, 16)) {
+    case 0:
+    case 1:
+        put(b, "'%s'", word(st));
+        break;
+    case 2:
+        put_number(b, st);
+        break;
+    case 3:
+        put(b, "%s", RND(st, 3) == 0 ? "null" : RND(st, 2) ? "true" : "false");
+        break;
+    case 4:
+        put(b, "{'prefix':'%s'}", word(st));
+        break;
+    case 5:
+        put(b, "{'suffix':'%s'}", word(st));
+        break;
+    case 6:
+        put(b, "{'equals-ignore-case':'%s'}", word(st));
+        break;
+    case 7:
+        put(b, "{'%s':{'equals-ignore-case':'%s'}}", RND(st, 2) ? "prefix" : "suffix", word(st));
+        break;
+    case 8: {
+        static const char *const wc[] = { "a*", "*c", "a*c", "*", "order*", "*d", "o*r*d",
+                                          "abc", "x/*" };
+        put(b, "{'wildcard':'%s'}", wc[RND(st, sizeof wc / sizeof wc[0])]);
+        break;
+    }
+    case 9: {
+        int lo = (int)RND(st, 12) - 4;
+        put(b, "{'numeric':['%s',%d,'%s',%d]}", RND(st, 2) ? ">" : ">=", lo,
+            RND(st, 2) ? "<" : "<=", lo + (int)RND(st, 8) + 1);
+        break;
+    }
+    case 10:
+        put(b, "{'numeric':['%s',", ops[RND(st, 5)]);
+        put_number(b, st);
+        put(b, "]}");
+        break;
+    case 11:
+        put(b, "{'anything-but':'%s'}", word(st));
+        break;
+    case 12:
+        put(b, "{'anything-but':{'prefix':'%s'}}", RND(st, 2) ? "a" : "order");
+        break;
+    case 13:
+        put(b, "{'exists':%s}", RND(st, 2) ? "true" : "false");
+        break;
+    case 14:
+        put(b, "{'cidr':'%s'}", RND(st, 2) ? "10.0.0.0/8" : "::1/128");
+        break;
+    default:
+        put(b, "'%s'", word(st));
+        break;
+    }
+}
+
+static void put_leaf(struct buf *b, uint64_t *st)
+{
+    uint32_t n = 1 + RND(st, 3) / 2;
+
+    put(b, "[");
+    for (uint32_t i = 0; i < n; i++) {
+        put(b, "%s", i ? "," : "");
+        put_cond(b, st);
+    }
+    put(b, "]");
+}
+
+/* An object level of a pattern: 1 to 3 distinct fields, maybe nested, maybe
+ * an $or of two such levels. */
+static void put_node(struct buf *b, uint64_t *st, int depth)
+{
+    uint32_t mask = 0, n = 1 + RND(st, 3);
+
+    put(b, "{");
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t f = RND(st, 6);
+
+        if (mask & (1u << f))
+            continue;
+        put(b, "%s", mask ? "," : "");
+        mask |= 1u << f;
+        if (f < 4) {
+            put(b, "'%s':", depth ? nested[f % 3] : fields[f]);
+            put_leaf(b, st);
+        } else if (f == 4 && depth < 2) {
+            put(b, "'data':");
+            put_node(b, st, depth + 1);
+        } else if (depth < 2) {
+            put(b, "'$or':[");
+            put_node(b, st, depth + 1);
+            put(b, ",");
+            put_node(b, st, depth + 1);
+            put(b, "]");
+        } else {
+            put(b, "'k':");
+            put_leaf(b, st);
+        }
+    }
+    put(b, "}");
+}
+
+static void put_value(struct buf *b, uint64_t *st, int depth)
+{
+    switch (RND(st, 8)) {
+    case 0:
+    case 1:
+    case 2:
+        put(b, "'%s'", word(st));
+        break;
+    case 3:
+        put_number(b, st);
+        break;
+    case 4:
+        put(b, "%s", RND(st, 3) == 0 ? "null" : RND(st, 2) ? "true" : "false");
+        break;
+    case 5:
+        if (depth < 2) {
+            uint32_t n = RND(st, 4);
+            put(b, "[");
+            for (uint32_t i = 0; i < n; i++) {
+                put(b, "%s", i ? "," : "");
+                put_value(b, st, depth + 1);
+            }
+            put(b, "]");
+            break;
+        }
+        /* fall through */
+    default:
+        put(b, "'%s'", word(st));
+        break;
+    }
+}
+
+/* An event object: some of the fields, data nested, data sometimes an array
+ * of objects. */
+static void put_event_node(struct buf *b, uint64_t *st, int depth)
+{
+    const char *const *names = depth ? nested : fields;
+    size_t nnames = depth ? 3 : 4;
+    bool first = true;
+
+    put(b, "{");
+    for (size_t i = 0; i < nnames; i++) {
+        if (RND(st, 3) == 0)
+            continue;
+        put(b, "%s'%s':", first ? "" : ",", names[i]);
+        put_value(b, st, 0);
+        first = false;
+    }
+    if (depth < 2 && RND(st, 3) != 0) {
+        put(b, "%s'data':", first ? "" : ",");
+        if (RND(st, 4) == 0) {
+            put(b, "[");
+            put_event_node(b, st, depth + 1);
+            put(b, ",7,");
+            put_event_node(b, st, depth + 1);
+            put(b, "]");
+        } else {
+            put_event_node(b, st, depth + 1);
+        }
+    }
+    put(b, "}");
+}
+
+/* Random pattern sets of 1 to 200 patterns, each checked against 100
+ * random events: thousands of event/pattern-set combinations. */
+static void test_random(void **state)
+{
+    uint64_t st = 0x5eed1234abcdULL;
+    size_t combos = 0, hits = 0;
+
+    (void)state;
+    for (int round = 0; round < 60; round++) {
+        struct set s = { 0 };
+        size_t n = 1 + RND(&st, 200);
+
+        s.n = n;
+        s.pats = calloc(n, sizeof *s.pats);
+        s.ids = calloc(n, sizeof *s.ids);
+        assert_true(s.pats != NULL && s.ids != NULL);
+        for (size_t i = 0; i < n; i++) {
+            struct buf b = { .len = 0 };
+            char *text, err[256];
+
+            put_node(&b, &st, 0);
+            text = json_of(b.s);
+            /* Random patterns may be invalid (e.g. an empty numeric range);
+             * such ones are replaced by a plain one. */
+            if (eb_pattern_compile(text, strlen(text), &s.pats[i], err, sizeof err) != EB_OK)
+                s.pats[i] = pattern_of("{'type':['a']}");
+            free(text);
+            s.ids[i] = (uint32_t)(1000 + i * 3); /* ids are the caller's */
+        }
+        set_build(&s);
+        for (int e = 0; e < 100; e++) {
+            struct buf b = { .len = 0 };
+            json_t *ev;
+
+            put_event_node(&b, &st, 0);
+            ev = event_of(b.s);
+            hits += check(&s, ev, b.s);
+            json_decref(ev);
+            combos++;
+        }
+        set_free(&s);
+    }
+    print_message("%zu random event/pattern-set combinations, %zu matches\n", combos, hits);
+}
+
+/* ---- Edge cases ------------------------------------------------------------- */
+
+static void check_texts(const char *const *pats, size_t npat, const char *const *evs,
+                        size_t nev)
+{
+    struct set s = { 0 };
+
+    set_of_texts(&s, pats, npat);
+    for (size_t e = 0; e < nev; e++) {
+        json_t *ev = event_of(evs[e]);
+        check(&s, ev, evs[e]);
+        json_decref(ev);
+    }
+    set_free(&s);
+}
+
+static void test_empty(void **state)
+{
+    eb_matcher *m = eb_matcher_new();
+    eb_matcher_scratch *sc;
+    const uint32_t *ids = NULL;
+    json_t *ev = event_of("{'type':'a'}");
+
+    (void)state;
+    eb_matcher_build(m);
+    sc = eb_matcher_scratch_new(m);
+    assert_int_equal(eb_matcher_match(m, ev, sc, &ids), 0);
+    assert_int_equal(eb_matcher_size(m), 0);
+    eb_matcher_scratch_free(sc);
+    eb_matcher_free(m);
+    eb_matcher_free(NULL);
+    eb_matcher_scratch_free(NULL);
+    json_decref(ev);
+}
+
+/* The same pattern twice, and one pattern object under two ids. */
+static void test_duplicates(void **state)
+{
+    eb_pattern *p = pattern_of("{'type':['a']}"), *q = pattern_of("{'type':['a']}");
+    eb_matcher *m = eb_matcher_new();
+    eb_matcher_scratch *sc;
+    const uint32_t *ids = NULL;
+    uint32_t got[4];
+    json_t *ev = event_of("{'type':['a','a']}");
+    size_t n;
+
+    (void)state;
+    eb_matcher_add(m, p, 7);
+    eb_matcher_add(m, p, 9);
+    eb_matcher_add(m, q, 8);
+    eb_matcher_build(m);
+    sc = eb_matcher_scratch_new(m);
+    n = eb_matcher_match(m, ev, sc, &ids);
+    assert_int_equal(n, 3);
+    memcpy(got, ids, n * sizeof *ids);
+    qsort(got, n, sizeof *got, cmp_u32);
+    assert_int_equal(got[0], 7);
+    assert_int_equal(got[1], 8);
+    assert_int_equal(got[2], 9);
+    /* Twice in a row: the dedupe stamps must not leak between events. */
+    assert_int_equal(eb_matcher_match(m, ev, sc, &ids), 3);
+    eb_matcher_scratch_free(sc);
+    eb_matcher_free(m);
+    eb_pattern_free(p);
+    eb_pattern_free(q);
+    json_decref(ev);
+}
+
+static void test_numbers_by_value(void **state)
+{
+    static const char *const pats[] = {
+        "{'n':[5]}", "{'n':[5.0]}", "{'n':[0]}", "{'n':[-0.0]}", "{'n':[1e3]}",
+        "{'n':[{'numeric':['=',5]}]}", "{'n':[{'numeric':['>',5]}]}",
+        "{'n':[{'numeric':['>=',5,'<',5.5]}]}", "{'n':[{'numeric':['<',0]}]}",
+        "{'n':['5']}",
+    };
+    static const char *const evs[] = {
+        "{'n':5}", "{'n':5.0}", "{'n':0}", "{'n':-0.0}", "{'n':1000}", "{'n':5.25}",
+        "{'n':'5'}", "{'n':[1,5.0]}", "{'n':-1e300}", "{'n':1e300}", "{'n':9007199254740993}",
+    };
+
+    (void)state;
+    check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
+}
+
+static void test_arrays_and_nesting(void **state)
+{
+    static const char *const pats[] = {
+        "{'data':{'items':{'sku':['A']}}}",
+        "{'data':{'items':{'sku':['A'],'qty':[2]}}}",
+        "{'data':{'a':{'b':{'c':[{'prefix':'x'}]}}}}",
+        "{'data':{'items':{'sku':[{'exists':false}]}}}",
+        "{'data':{'tags':['t']}}",
+        "{'data':{'tags':[{'suffix':'z'}]}}",
+    };
+    static const char *const evs[] = {
+        "{'data':{'items':[{'sku':'A','qty':1},{'sku':'B','qty':2}]}}",
+        "{'data':{'items':[{'sku':'A','qty':2}]}}",
+        "{'data':{'items':[[{'sku':'A'}]]}}",
+        "{'data':{'items':{'sku':['B','A']}}}",
+        "{'data':{'items':[]}}",
+        "{'data':{'a':{'b':{'c':'xy'}}}}",
+        "{'data':{'a':[{'b':[{'c':['q','xz']}]}]}}",
+        "{'data':{'tags':[['t'],['yz']]}}",
+        "{'data':{'tags':{'t':1}}}",
+        "{'data':[1,2]}",
+        "[1]",
+        "'str'",
+    };
+
+    (void)state;
+    check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
+}
+
+static void test_or(void **state)
+{
+    static const char *const pats[] = {
+        "{'$or':[{'type':['t']},{'source':['s']}]}",
+        "{'$or':[{'type':['t']},{'source':[{'exists':false}]}]}",
+        "{'type':['u'],'$or':[{'n':[{'numeric':['>',3]}]},{'source':[{'prefix':'s'}]}]}",
+        "{'data':{'$or':[{'k':['1']},{'m':[{'equals-ignore-case':'AB'}]}]}}",
+        "{}",
+        "{'type':[{'anything-but':'t'}]}",
+    };
+    static const char *const evs[] = {
+        "{'type':'t'}", "{'source':'s'}", "{}", "{'type':'u','n':4}", "{'type':'u','n':3}",
+        "{'type':'u','source':'sx'}", "{'data':{'k':'1'}}", "{'data':{'m':'aB'}}",
+        "{'data':[{'k':'2'},{'m':'ab'}]}", "{'type':'x','source':'q'}",
+    };
+
+    (void)state;
+    check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
+}
+
+/* 10,000 patterns of mixed operators on a few paths; every event is still
+ * checked against all of them one by one. */
+static void test_ten_thousand(void **state)
+{
+    struct set s = { 0 };
+    size_t n = 10000, hits = 0;
+    uint64_t st = 42;
+
+    (void)state;
+    s.n = n;
+    s.pats = calloc(n, sizeof *s.pats);
+    s.ids = calloc(n, sizeof *s.ids);
+    assert_true(s.pats != NULL && s.ids != NULL);
+    for (size_t i = 0; i < n; i++) {
+        char text[256];
+
+        switch (i % 5) {
+        case 0:
+            snprintf(text, sizeof text, "{'type':['t%zu']}", i % 997);
+            break;
+        case 1:
+            snprintf(text, sizeof text, "{'source':[{'prefix':'s%zu'}]}", i % 300);
+            break;
+        case 2:
+            snprintf(text, sizeof text, "{'data':{'n':[{'numeric':['>=',%zu,'<',%zu]}]}}",
+                     i % 1000, i % 1000 + 10);
+            break;
+        case 3:
+            snprintf(text, sizeof text,
+                     "{'subject':[{'equals-ignore-case':'SUB%zu'}],'type':[{'suffix':'%zu'}]}",
+                     i % 50, i % 7);
+            break;
+        default:
+            snprintf(text, sizeof text, "{'data':{'k':[{'anything-but':'k%zu'}]}}", i % 20);
+            break;
+        }
+        s.pats[i] = pattern_of(text);
+        s.ids[i] = (uint32_t)i;
+    }
+    set_build(&s);
+    for (int e = 0; e < 200; e++) {
+        char text[256];
+        json_t *ev;
+
+        snprintf(text, sizeof text,
+                 "{'type':'t%u','source':'s%u/x','subject':'sub%u','data':{'n':%u.5,'k':'k%u'}}",
+                 RND(&st, 1100), RND(&st, 400), RND(&st, 60), RND(&st, 1100), RND(&st, 25));
+        ev = event_of(text);
+        hits += check(&s, ev, text);
+        json_decref(ev);
+    }
+    print_message("10000 patterns x 200 events, %zu matches\n", hits);
+    set_free(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_table_cross),
+        cmocka_unit_test(test_random),
+        cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_duplicates),
+        cmocka_unit_test(test_numbers_by_value),
+        cmocka_unit_test(test_arrays_and_nesting),
+        cmocka_unit_test(test_or),
+        cmocka_unit_test(test_ten_thousand),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
