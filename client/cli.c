@@ -68,6 +68,11 @@ static const struct cli_opt subscribe_opts[] = {{"--bus", CLI_VALUE},
                                                 {"--idle-timeout-ms", CLI_VALUE},
                                                 {"--sequence", CLI_FLAG},
                                                 {NULL, CLI_FLAG}};
+static const struct cli_opt grant_opts[] = {{"--bus", CLI_VALUE},
+                                            {"--tenant", CLI_VALUE},
+                                            {"--permission", CLI_VALUE},
+                                            {NULL, CLI_FLAG}};
+static const struct cli_opt source_opts[] = {{"--tenant", CLI_VALUE}, {NULL, CLI_FLAG}};
 static const struct cli_opt pattern_test_opts[] = {{"--pattern", CLI_VALUE},
                                                    {"--event", CLI_VALUE},
                                                    {"--bus", CLI_VALUE},
@@ -171,6 +176,36 @@ static const struct cli_command commands[] = {
      "(durable subscriptions) are acknowledged once printed. Exits 0 after --count events, after\n"
      "--idle-timeout-ms without events, on SIGINT or SIGTERM, or when the server\n"
      "ends the stream cleanly; exits 1 when the stream ends with an error.\n"},
+    {"grant", "create", cli_cmd_grant_create, grant_opts, 0, 0,
+     "let another tenant publish, subscribe or manage rules on a bus",
+     "usage: cebus grant create --bus B --tenant T --permission P\n\n"
+     "Grants tenant T permission P (publish, subscribe or manage-rules) on bus B\n"
+     "(\"name\" or \"tenant/name\") and prints the grant as JSON. T then reaches the\n"
+     "bus as \"OWNER/B\" with its own keys: publish for `cebus put`, subscribe for\n"
+     "`cebus subscribe`, `cebus pattern test --bus` and reading rules, manage-rules\n"
+     "for creating and deleting rules. Needs the bus owner's tenant admin key or a\n"
+     "platform admin key.\n"},
+    {"grant", "list", cli_cmd_grant_list, grant_opts, 0, 0, "list the grants on a bus",
+     "usage: cebus grant list --bus B\n\n"
+     "Prints every grant on bus B, one JSON object per line.\n"},
+    {"grant", "revoke", cli_cmd_grant_revoke, grant_opts, 0, 0, "revoke a grant",
+     "usage: cebus grant revoke --bus B --tenant T --permission P\n\n"
+     "Revokes the grant. Calls stop using it within about a second; T's open\n"
+     "streams on the bus end with PERMISSION_DENIED within about a second.\n"},
+    {"source", "add", cli_cmd_source_add, source_opts, 1, 1, "register an event source prefix",
+     "usage: cebus source add [--tenant T] PREFIX\n\n"
+     "Registers PREFIX (1 to 1024 bytes) as a source the tenant (default: the\n"
+     "key's own) may publish under: once a tenant has one, PutEvents rejects its\n"
+     "events whose source does not start with one of its prefixes.\n"},
+    {"source", "list", cli_cmd_source_list, source_opts, 0, 0,
+     "list a tenant's event source prefixes",
+     "usage: cebus source list [--tenant T]\n\n"
+     "Prints every registered prefix of the tenant, one JSON object per line.\n"},
+    {"source", "remove", cli_cmd_source_remove, source_opts, 1, 1,
+     "remove an event source prefix",
+     "usage: cebus source remove [--tenant T] PREFIX\n\n"
+     "Removes a registered prefix; publishing under it stops within about a\n"
+     "second.\n"},
     {"pattern", "test", cli_cmd_pattern_test, pattern_test_opts, 0, 0,
      "test a pattern on an event or a bus's history",
      "usage: cebus pattern test --pattern JSON|@FILE --event JSON|@FILE|-\n"

@@ -119,5 +119,11 @@ int cli_cmd_rule_delete(cebus_client *c, const struct cli_args *a);
 int cli_cmd_put(cebus_client *c, const struct cli_args *a);
 int cli_cmd_subscribe(cebus_client *c, const struct cli_args *a);
 int cli_cmd_pattern_test(cebus_client *c, const struct cli_args *a); /* cli_pattern.c */
+int cli_cmd_grant_create(cebus_client *c, const struct cli_args *a); /* cli_grants.c */
+int cli_cmd_grant_list(cebus_client *c, const struct cli_args *a);
+int cli_cmd_grant_revoke(cebus_client *c, const struct cli_args *a);
+int cli_cmd_source_add(cebus_client *c, const struct cli_args *a);
+int cli_cmd_source_list(cebus_client *c, const struct cli_args *a);
+int cli_cmd_source_remove(cebus_client *c, const struct cli_args *a);
 
 #endif

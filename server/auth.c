@@ -1,6 +1,7 @@
 #include "auth.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -10,9 +11,35 @@
 #include "log.h"
 #include "util.h"
 
+/* Buckets of the source-prefix cache; past SOURCES_MAX_TENANTS cached
+ * tenants it is emptied and refilled, like eb_cache. */
+#define SOURCE_BUCKETS 256
+#define SOURCES_MAX_TENANTS 10000
+
+/* One tenant's registered source prefixes as read at fetched_us. Shared by
+ * the cache and its callers; freed when the last reference goes. */
+struct eb_sources {
+    int refs;  /* under eb_auth.smu */
+    int64_t tenant_id;
+    int64_t fetched_us;
+    size_t n;
+    struct eb_source_rec *prefixes;
+    struct eb_sources *next; /* in its bucket */
+};
+
 struct eb_auth {
-    eb_cache *keys;  /* SHA-256 -> struct cached_key */
-    eb_cache *buses; /* "tenant/name" -> struct eb_bus_rec */
+    eb_cache *keys;   /* SHA-256 -> struct cached_key */
+    eb_cache *buses;  /* "tenant/name" -> struct eb_bus_rec */
+    eb_cache *grants; /* struct grant_key -> unsigned permission mask */
+    int64_t ttl_us;
+    pthread_mutex_t smu;
+    struct eb_sources *sources[SOURCE_BUCKETS];
+    size_t nsources;
+};
+
+struct grant_key {
+    int64_t bus_id;
+    int64_t grantee_id;
 };
 
 struct cached_key {
@@ -25,7 +52,33 @@ eb_auth *eb_auth_new(int64_t ttl_us)
     eb_auth *a = eb_calloc(1, sizeof *a);
     a->keys = eb_cache_new(sizeof(struct cached_key), ttl_us, 100000);
     a->buses = eb_cache_new(sizeof(struct eb_bus_rec), ttl_us, 100000);
+    a->grants = eb_cache_new(sizeof(unsigned), ttl_us, 100000);
+    a->ttl_us = ttl_us;
+    pthread_mutex_init(&a->smu, NULL);
     return a;
+}
+
+static void sources_unref_locked(struct eb_sources *s)
+{
+    if (s && --s->refs == 0) {
+        free(s->prefixes);
+        free(s);
+    }
+}
+
+/* Drops the cache's reference to every cached list. */
+static void sources_clear_locked(eb_auth *a)
+{
+    for (size_t i = 0; i < SOURCE_BUCKETS; i++) {
+        struct eb_sources *s = a->sources[i], *next;
+        for (; s; s = next) {
+            next = s->next;
+            s->next = NULL;
+            sources_unref_locked(s);
+        }
+        a->sources[i] = NULL;
+    }
+    a->nsources = 0;
 }
 
 void eb_auth_free(eb_auth *a)
@@ -34,6 +87,9 @@ void eb_auth_free(eb_auth *a)
         return;
     eb_cache_free(a->keys);
     eb_cache_free(a->buses);
+    eb_cache_free(a->grants);
+    sources_clear_locked(a);
+    pthread_mutex_destroy(&a->smu);
     free(a);
 }
 
@@ -131,12 +187,35 @@ bool eb_name_valid(const char *name)
     return true;
 }
 
-eb_status eb_auth_resolve_bus(eb_auth *a, eb_db *db, const struct eb_principal *p,
-                              const char *ref, struct eb_bus_rec *bus, char *err,
-                              size_t errlen)
+/* Whether p's tenant holds one of perms on bus (cached). */
+static eb_status granted(eb_auth *a, eb_db *db, const struct eb_principal *p,
+                         const struct eb_bus_rec *bus, unsigned perms, bool *ok)
+{
+    struct grant_key gk;
+    unsigned mask = 0;
+    eb_status st;
+
+    memset(&gk, 0, sizeof gk);
+    gk.bus_id = bus->id;
+    gk.grantee_id = p->tenant_id;
+    if (!eb_cache_get(a->grants, &gk, sizeof gk, &mask)) {
+        st = eb_store_grant_mask(db, bus->id, p->tenant_id, &mask);
+        if (st)
+            return st;
+        eb_cache_put(a->grants, &gk, sizeof gk, &mask);
+    }
+    *ok = (mask & perms) != 0;
+    return EB_OK;
+}
+
+eb_status eb_auth_resolve_bus_granted(eb_auth *a, eb_db *db, const struct eb_principal *p,
+                                      const char *ref, unsigned perms, struct eb_bus_rec *bus,
+                                      bool *via_grant, char *err, size_t errlen)
 {
     char tenant[EB_NAME_MAX + 1], name[EB_NAME_MAX + 1], key[2 * EB_NAME_MAX + 2];
     const char *slash = strchr(ref, '/');
+    struct eb_bus_rec b;
+    bool foreign, ok = false;
     eb_status st;
 
     if (!ref[0]) {
@@ -165,27 +244,117 @@ eb_status eb_auth_resolve_bus(eb_auth *a, eb_db *db, const struct eb_principal *
                  "bus: names are 1 to 64 of [A-Za-z0-9._-], starting with a letter or digit");
         return EB_EINVAL;
     }
-    /* Grants come with their own issue; until then a tenant reaches only
-     * its own buses, and the platform admin every bus. The message is the
-     * same whether the bus exists or not. */
-    if (strcmp(tenant, p->tenant) != 0 && p->role != EB_ROLE_PLATFORM_ADMIN) {
+    /* A tenant reaches its own buses, the platform admin every bus, and
+     * anyone else another tenant's bus only through a grant. A bus without
+     * the grant and a bus that does not exist get the same message, so
+     * existence is not leaked. */
+    foreign = strcmp(tenant, p->tenant) != 0 && p->role != EB_ROLE_PLATFORM_ADMIN;
+    if (foreign && perms == 0) {
         snprintf(err, errlen, "bus: no bus \"%s\"", ref);
         return EB_ENOTFOUND;
     }
     snprintf(key, sizeof key, "%s/%s", tenant, name);
-    if (eb_cache_get(a->buses, key, strlen(key), bus))
-        return EB_OK;
-    st = eb_store_bus_get(db, tenant, name, bus);
-    if (st == EB_ENOTFOUND) {
-        snprintf(err, errlen, "bus: no bus \"%s\"", ref);
-        return st;
+    if (!eb_cache_get(a->buses, key, strlen(key), &b)) {
+        st = eb_store_bus_get(db, tenant, name, &b);
+        if (st == EB_ENOTFOUND) {
+            snprintf(err, errlen, "bus: no bus \"%s\"", ref);
+            return st;
+        }
+        if (st) {
+            snprintf(err, errlen, "bus: cannot be looked up now; retry");
+            return st;
+        }
+        eb_cache_put(a->buses, key, strlen(key), &b);
     }
-    if (st) {
-        snprintf(err, errlen, "bus: cannot be looked up now; retry");
-        return st;
+    if (foreign) {
+        st = granted(a, db, p, &b, perms, &ok);
+        if (st) {
+            snprintf(err, errlen, "bus: cannot be looked up now; retry");
+            return st == EB_EUNAVAIL ? EB_EUNAVAIL : EB_EINTERNAL;
+        }
+        if (!ok) {
+            snprintf(err, errlen, "bus: no bus \"%s\"", ref);
+            return EB_ENOTFOUND;
+        }
     }
-    eb_cache_put(a->buses, key, strlen(key), bus);
+    *bus = b;
+    if (via_grant)
+        *via_grant = foreign;
     return EB_OK;
+}
+
+eb_status eb_auth_resolve_bus(eb_auth *a, eb_db *db, const struct eb_principal *p,
+                              const char *ref, struct eb_bus_rec *bus, char *err,
+                              size_t errlen)
+{
+    return eb_auth_resolve_bus_granted(a, db, p, ref, 0, bus, NULL, err, errlen);
+}
+
+eb_status eb_auth_sources_get(eb_auth *a, eb_db *db, int64_t tenant_id, eb_sources **out)
+{
+    size_t h = (size_t)((uint64_t)tenant_id % SOURCE_BUCKETS);
+    int64_t now = eb_now_mono_us();
+    struct eb_sources *s, **pp;
+    eb_status st;
+
+    pthread_mutex_lock(&a->smu);
+    for (s = a->sources[h]; s; s = s->next)
+        if (s->tenant_id == tenant_id && now - s->fetched_us < a->ttl_us) {
+            s->refs++;
+            pthread_mutex_unlock(&a->smu);
+            *out = s;
+            return EB_OK;
+        }
+    pthread_mutex_unlock(&a->smu);
+
+    /* Fetched without the lock: two callers may both fetch; the later one's
+     * list replaces the earlier in the cache, and both are correct. */
+    s = eb_calloc(1, sizeof *s);
+    s->tenant_id = tenant_id;
+    s->fetched_us = now;
+    st = eb_store_source_list(db, tenant_id, EB_SOURCES_MAX, &s->prefixes, &s->n);
+    if (st) {
+        free(s);
+        return st;
+    }
+    s->refs = 2; /* the cache's and the caller's */
+    pthread_mutex_lock(&a->smu);
+    if (a->nsources >= SOURCES_MAX_TENANTS)
+        sources_clear_locked(a);
+    for (pp = &a->sources[h]; *pp; pp = &(*pp)->next)
+        if ((*pp)->tenant_id == tenant_id) {
+            struct eb_sources *old = *pp;
+            *pp = old->next;
+            old->next = NULL;
+            sources_unref_locked(old);
+            a->nsources--;
+            break;
+        }
+    s->next = a->sources[h];
+    a->sources[h] = s;
+    a->nsources++;
+    pthread_mutex_unlock(&a->smu);
+    *out = s;
+    return EB_OK;
+}
+
+void eb_auth_sources_release(eb_auth *a, eb_sources *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&a->smu);
+    sources_unref_locked(s);
+    pthread_mutex_unlock(&a->smu);
+}
+
+bool eb_sources_allow(const eb_sources *s, bool require, const char *source)
+{
+    if (s->n == 0)
+        return !require;
+    for (size_t i = 0; i < s->n; i++)
+        if (strncmp(source, s->prefixes[i].prefix, strlen(s->prefixes[i].prefix)) == 0)
+            return true;
+    return false;
 }
 
 eb_status eb_auth_require(const struct eb_principal *p, unsigned mask, const char *what,

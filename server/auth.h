@@ -70,6 +70,40 @@ eb_status eb_auth_resolve_bus(eb_auth *a, eb_db *db, const struct eb_principal *
                               const char *ref, struct eb_bus_rec *bus, char *err,
                               size_t errlen);
 
+/* Resolves a bus reference like eb_auth_resolve_bus(), and also reaches
+ * another tenant's bus when p's tenant holds one of the permissions in
+ * perms (EB_PERMS() bits of enum eb_permission) on it; perms 0 is
+ * eb_auth_resolve_bus(). A bus without such a grant and a bus that does not
+ * exist are both EB_ENOTFOUND with the same message. When via_grant is not
+ * NULL, sets it to whether access comes from a grant (not from owning the
+ * bus or being platform admin). Grants are cached like buses (the auth TTL):
+ * a revoked grant stops working within it. */
+eb_status eb_auth_resolve_bus_granted(eb_auth *a, eb_db *db, const struct eb_principal *p,
+                                      const char *ref, unsigned perms, struct eb_bus_rec *bus,
+                                      bool *via_grant, char *err, size_t errlen);
+
+#define EB_PERMS(perm) (1u << (perm))
+
+/* At most this many source prefixes per tenant (README.md, limits). */
+#define EB_SOURCES_MAX 100
+
+/* A snapshot of one tenant's registered source prefixes. */
+typedef struct eb_sources eb_sources;
+
+/* Sets *out to tenant_id's source prefixes, cached for the auth TTL.
+ * Release with eb_auth_sources_release(). Returns EB_EUNAVAIL or
+ * EB_EINTERNAL when the database cannot be asked.
+ * THREAD SAFETY: any thread; db is the caller's connection. */
+eb_status eb_auth_sources_get(eb_auth *a, eb_db *db, int64_t tenant_id, eb_sources **out);
+
+/* Releases a snapshot from eb_auth_sources_get(). NULL is allowed. */
+void eb_auth_sources_release(eb_auth *a, eb_sources *s);
+
+/* Returns whether source starts with one of the prefixes of s. A tenant
+ * without prefixes may publish any source unless require is set
+ * (docs/decisions/0008-event-sources.md). */
+bool eb_sources_allow(const eb_sources *s, bool require, const char *source);
+
 /* Returns EB_OK when p's role is one of the roles in mask (bit 1 << role),
  * else EB_EPERM with a message in err. */
 eb_status eb_auth_require(const struct eb_principal *p, unsigned mask, const char *what,

@@ -14,7 +14,7 @@
 #define CEBUS_MIGRATIONS_DIR "migrations"
 #endif
 
-enum kind { STR, NUM };
+enum kind { STR, NUM, BOOL };
 
 /* One row per setting: the flag, its environment variable, its default and
  * its bounds. --help is printed from this table, so it cannot drift. */
@@ -62,6 +62,9 @@ static const struct setting settings[] = {
      "how often streams re-read the log when no notification arrives"},
     {"shutdown-grace-ms", "CEBUS_SHUTDOWN_GRACE_MS", NUM, OFF(shutdown_grace_ms), "5000", 0,
      600000, "how long in-flight calls may finish on SIGTERM"},
+    {"require-sources", "CEBUS_REQUIRE_SOURCES", BOOL, OFF(require_sources), "false", 0, 0,
+     "true: a tenant may publish only under its registered source prefixes, also when it has "
+     "none; false: a tenant without registered prefixes may publish any source"},
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -97,6 +100,17 @@ static eb_status assign(struct eb_config *cfg, const struct setting *s, const ch
         }
         free(*dst);
         *dst = eb_strdup(value);
+    } else if (s->kind == BOOL) {
+        bool *dst = (bool *)(void *)p;
+        if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0) {
+            *dst = true;
+        } else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0) {
+            *dst = false;
+        } else {
+            fprintf(err, "cebusd: %s %s: expected true or false, got \"%.64s\"\n", origin,
+                    s->flag, value);
+            return EB_EINVAL;
+        }
     } else {
         char *end;
         long v;

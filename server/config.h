@@ -3,6 +3,7 @@
 #ifndef EB_CONFIG_H
 #define EB_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -25,6 +26,7 @@ struct eb_config {
     long max_in_flight;      /* CEBUS_MAX_IN_FLIGHT: queued deliveries per stream */
     long catchup_ms;         /* CEBUS_CATCHUP_MS: log poll when no notification */
     long shutdown_grace_ms;  /* CEBUS_SHUTDOWN_GRACE_MS */
+    bool require_sources;    /* CEBUS_REQUIRE_SOURCES: source prefixes are mandatory */
     const char *command;     /* "serve" or "migrate" */
 };
 

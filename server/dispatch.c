@@ -44,6 +44,7 @@ struct stream {
     struct stream *next;   /* in bus->streams */
     eb_call *call;
     int64_t key_id;        /* the API key that opened it */
+    int64_t grantee_id;    /* opened through a grant: the grantee tenant; else 0 */
     eb_pattern *pattern;
     int64_t cursor;        /* last sequence examined */
     struct outmsg *q;      /* ring of qcap */
@@ -253,7 +254,8 @@ static void stream_ops_close(void *arg)
     pthread_mutex_unlock(&d->mu);
 }
 
-eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t bus_id,
+eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t grantee_id,
+                          int64_t bus_id,
                           int64_t after_seq, eb_pattern *pattern, int max_in_flight)
 {
     struct stream *s;
@@ -280,6 +282,7 @@ eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t
     s->bus = b;
     s->call = call;
     s->key_id = key_id;
+    s->grantee_id = grantee_id;
     s->pattern = pattern;
     s->cursor = after_seq;
     s->qcap = (size_t)(max_in_flight > 0 ? max_in_flight : 1);
@@ -491,8 +494,11 @@ static int cmp_i64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static eb_status check_grant_streams(eb_dispatch *d, eb_db *db);
+
 /* Ends the streams whose key can no longer authenticate (UNAUTHENTICATED)
- * and those whose bus is gone (NOT_FOUND). One query for all streams,
+ * and those whose bus is gone (NOT_FOUND), then those opened through a
+ * grant that was revoked (check_grant_streams). One query for all streams,
  * made once per CHECK_MS and never per event, so that revocation reaches
  * open streams without costing the delivery path anything. Returns
  * EB_EUNAVAIL when the database is unreachable. Called without d->mu. */
@@ -558,7 +564,62 @@ static eb_status check_streams(eb_dispatch *d, eb_db *db)
     free(doomed);
     free(bad);
     free(gone);
-    return EB_OK;
+    return check_grant_streams(d, db);
+}
+
+/* Ends with PERMISSION_DENIED the streams opened on another tenant's bus
+ * through a SUBSCRIBE grant that is gone. A second query, made only while
+ * such streams are open. Called without d->mu. */
+static eb_status check_grant_streams(eb_dispatch *d, eb_db *db)
+{
+    int64_t *grantees = NULL, *buses = NULL;
+    bool *present = NULL;
+    struct stream **doomed = NULL;
+    size_t n = 0, ndoomed = 0;
+    eb_status st;
+
+    pthread_mutex_lock(&d->mu);
+    for (struct bus *b = d->buses; b; b = b->next)
+        for (struct stream *s = b->streams; s; s = s->next)
+            if (s->grantee_id) {
+                grantees = eb_realloc(grantees, (n + 1) * sizeof *grantees);
+                buses = eb_realloc(buses, (n + 1) * sizeof *buses);
+                grantees[n] = s->grantee_id;
+                buses[n++] = b->id;
+            }
+    pthread_mutex_unlock(&d->mu);
+    if (n == 0)
+        return EB_OK;
+    present = eb_calloc(n, sizeof *present);
+    st = eb_store_grants_check(db, grantees, buses, n, EB_PERMISSION_SUBSCRIBE, present);
+    if (st == EB_OK) {
+        pthread_mutex_lock(&d->mu);
+        /* Collected first: ending a stream unlinks it. Streams opened
+         * meanwhile are not in the answer and wait for the next check. */
+        doomed = eb_calloc((size_t)d->nstreams + 1, sizeof *doomed);
+        for (struct bus *b = d->buses; b; b = b->next)
+            for (struct stream *s = b->streams; s; s = s->next) {
+                if (!s->grantee_id || s->closed)
+                    continue;
+                for (size_t i = 0; i < n; i++)
+                    if (!present[i] && grantees[i] == s->grantee_id && buses[i] == b->id) {
+                        doomed[ndoomed++] = s;
+                        break;
+                    }
+            }
+        for (size_t i = 0; i < ndoomed; i++)
+            end_locked(d, doomed[i], EB_EPERM, "bus: the grant this stream was opened through "
+                                               "was revoked");
+        pthread_mutex_unlock(&d->mu);
+        if (ndoomed)
+            eb_log_info("msg=\"streams ended by the periodic check\" grant_revoked=%zu",
+                        ndoomed);
+    }
+    free(doomed);
+    free(present);
+    free(grantees);
+    free(buses);
+    return st == EB_EUNAVAIL ? EB_EUNAVAIL : EB_OK;
 }
 
 static void *dispatch_main(void *arg)

@@ -37,10 +37,14 @@ eb_dispatch *eb_dispatch_new(const struct eb_dispatch_opts *opts);
  * after_seq. key_id is the API key that opened it: about once a second the
  * delivery thread ends streams whose key no longer authenticates (revoked,
  * expired, tenant disabled or deleted) with UNAUTHENTICATED, and those whose
- * bus was deleted with NOT_FOUND. Takes the handler's call reference and
+ * bus was deleted with NOT_FOUND. grantee_id is the caller's tenant when
+ * the bus is another tenant's, reached through a SUBSCRIBE grant (else 0):
+ * the same check ends the stream with PERMISSION_DENIED once that grant is
+ * revoked. Takes the handler's call reference and
  * ownership of pattern on success; on failure (EB_EEXHAUSTED: too many
  * streams; EB_EUNAVAIL: stopping) takes neither. */
-eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t bus_id,
+eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t grantee_id,
+                          int64_t bus_id,
                           int64_t after_seq, eb_pattern *pattern, int max_in_flight);
 
 /* Tells the delivery thread that bus_id has new events. Any thread. */

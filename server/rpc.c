@@ -40,6 +40,12 @@ static const struct method methods[] = {
     {"/cebus.v1.Admin/GetBus", false, false, eb_rpc_get_bus},
     {"/cebus.v1.Admin/UpdateBus", false, false, eb_rpc_update_bus},
     {"/cebus.v1.Admin/DeleteBus", false, false, eb_rpc_delete_bus},
+    {"/cebus.v1.Admin/CreateGrant", false, false, eb_rpc_create_grant},
+    {"/cebus.v1.Admin/ListGrants", false, false, eb_rpc_list_grants},
+    {"/cebus.v1.Admin/RevokeGrant", false, false, eb_rpc_revoke_grant},
+    {"/cebus.v1.Admin/CreateEventSource", false, false, eb_rpc_create_event_source},
+    {"/cebus.v1.Admin/ListEventSources", false, false, eb_rpc_list_event_sources},
+    {"/cebus.v1.Admin/DeleteEventSource", false, false, eb_rpc_delete_event_source},
     {"/grpc.health.v1.Health/Check", false, true, rpc_health_check},
 };
 

@@ -86,6 +86,17 @@ void eb_rpc_revoke_api_key(struct eb_rpc *rpc);
 void eb_rpc_get_bus(struct eb_rpc *rpc);
 void eb_rpc_update_bus(struct eb_rpc *rpc);
 void eb_rpc_delete_bus(struct eb_rpc *rpc);
+void eb_rpc_create_grant(struct eb_rpc *rpc);
+void eb_rpc_list_grants(struct eb_rpc *rpc);
+void eb_rpc_revoke_grant(struct eb_rpc *rpc);
+void eb_rpc_create_event_source(struct eb_rpc *rpc);
+void eb_rpc_list_event_sources(struct eb_rpc *rpc);
+void eb_rpc_delete_event_source(struct eb_rpc *rpc);
+
+/* Resolves the tenant an Admin request names ("" = the caller's); another
+ * tenant is reachable by the platform admin only and is NOT_FOUND for
+ * anyone else. Fails the call (freeing rpc) and returns false on error. */
+bool eb_rpc_target_tenant(struct eb_rpc *rpc, const char *name, struct eb_tenant_rec *t);
 
 /* Protobuf timestamp helpers. */
 struct Google__Protobuf__Timestamp;

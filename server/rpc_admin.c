@@ -827,3 +827,8 @@ void eb_rpc_delete_bus(struct eb_rpc *rpc)
 out:
     cebus__v1__delete_bus_request__free_unpacked(req, NULL);
 }
+
+bool eb_rpc_target_tenant(struct eb_rpc *rpc, const char *name, struct eb_tenant_rec *t)
+{
+    return target_tenant(rpc, name, t);
+}

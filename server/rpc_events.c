@@ -254,6 +254,7 @@ void eb_rpc_put_events(struct eb_rpc *rpc)
     const struct eb_config *cfg = rpc->app->cfg;
     struct put *p;
     struct eb_bus_rec bus;
+    eb_sources *sources = NULL;
     int64_t now = eb_now_wall_us();
     eb_status st;
 
@@ -271,8 +272,9 @@ void eb_rpc_put_events(struct eb_rpc *rpc)
         eb_rpc_fail(rpc, EB_EINVAL, "request: not a valid PutEventsRequest message");
         return;
     }
-    st = eb_auth_resolve_bus(rpc->app->auth, rpc->db, &rpc->who, p->req->bus, &bus, rpc->err,
-                             sizeof rpc->err);
+    st = eb_auth_resolve_bus_granted(rpc->app->auth, rpc->db, &rpc->who, p->req->bus,
+                                     EB_PERMS(EB_PERMISSION_PUBLISH), &bus, NULL, rpc->err,
+                                     sizeof rpc->err);
     if (st) {
         put_free(p);
         eb_rpc_fail(rpc, st, "%s", rpc->err);
@@ -288,6 +290,15 @@ void eb_rpc_put_events(struct eb_rpc *rpc)
         put_free(p);
         eb_rpc_fail(rpc, EB_EINVAL, "events: at most %ld entries per request, got %zu",
                     cfg->max_batch, got);
+        return;
+    }
+    /* The publishing tenant's prefixes, also on a bus it was granted:
+     * sources are about who speaks, not where. */
+    st = eb_auth_sources_get(rpc->app->auth, rpc->db, rpc->who.tenant_id, &sources);
+    if (st) {
+        put_free(p);
+        eb_rpc_fail(rpc, st == EB_EUNAVAIL ? EB_EUNAVAIL : EB_EINTERNAL, "%s",
+                    st == EB_EUNAVAIL ? "database unavailable; retry" : "internal error");
         return;
     }
 
@@ -308,6 +319,13 @@ void eb_rpc_put_events(struct eb_rpc *rpc)
         p->entry_ptrs[i] = &p->entries[i];
         if (!validate(p, i, ev))
             continue;
+        if (!eb_sources_allow(sources, cfg->require_sources, ev->source)) {
+            entry_error(p, i, EB_EPERM,
+                        "events[%zu].source: not under a source prefix registered for tenant "
+                        "\"%s\"",
+                        i, rpc->who.tenant);
+            continue;
+        }
         body = stamp_and_pack(ev, rpc->who.tenant, now, &len);
         if (len > (size_t)cfg->max_event_bytes) {
             free(body);
@@ -325,6 +343,7 @@ void eb_rpc_put_events(struct eb_rpc *rpc)
         row->body_len = len;
         p->row_entry[p->areq.nrows++] = i;
     }
+    eb_auth_sources_release(rpc->app->auth, sources);
     if (p->areq.nrows == 0) {
         reply_put(p);
         put_free(p);

@@ -176,8 +176,9 @@ static void test_on_bus(struct eb_rpc *rpc, const Request *req)
     if (st == EB_OK)
         st = dry_run_args(rpc, req, &d, &since_us);
     if (st == EB_OK)
-        st = eb_auth_resolve_bus(rpc->app->auth, rpc->db, &rpc->who, req->bus, &bus, rpc->err,
-                                 sizeof rpc->err);
+        st = eb_auth_resolve_bus_granted(rpc->app->auth, rpc->db, &rpc->who, req->bus,
+                                         EB_PERMS(EB_PERMISSION_SUBSCRIBE), &bus, NULL,
+                                         rpc->err, sizeof rpc->err);
     if (st) {
         eb_rpc_fail(rpc, st, "%s", rpc->err);
         goto out;

@@ -82,14 +82,19 @@ static void rule_msg_clear(struct rule_msg *m)
     free(m->buses);
 }
 
-/* Resolves the bus of a rule request; fails the call on error. */
-static bool rule_bus(struct eb_rpc *rpc, unsigned roles, const char *what, const char *ref,
-                     struct eb_bus_rec *bus)
+/* Reading another tenant's rules takes either grant: a subscriber needs
+ * them to find subscriptions, a rule manager to see what it manages. */
+#define READ_PERMS (EB_PERMS(EB_PERMISSION_SUBSCRIBE) | EB_PERMS(EB_PERMISSION_MANAGE_RULES))
+
+/* Resolves the bus of a rule request, reaching another tenant's bus
+ * through a grant of one of perms; fails the call on error. */
+static bool rule_bus(struct eb_rpc *rpc, unsigned roles, unsigned perms, const char *what,
+                     const char *ref, struct eb_bus_rec *bus)
 {
     eb_status st = eb_auth_require(&rpc->who, roles, what, rpc->err, sizeof rpc->err);
     if (!st)
-        st = eb_auth_resolve_bus(rpc->app->auth, rpc->db, &rpc->who, ref, bus, rpc->err,
-                                 sizeof rpc->err);
+        st = eb_auth_resolve_bus_granted(rpc->app->auth, rpc->db, &rpc->who, ref, perms, bus,
+                                         NULL, rpc->err, sizeof rpc->err);
     if (st) {
         eb_rpc_fail(rpc, st, "%s", rpc->err);
         return false;
@@ -113,7 +118,8 @@ void eb_rpc_create_rule(struct eb_rpc *rpc)
         eb_rpc_fail(rpc, EB_EINVAL, "request: not a valid CreateRuleRequest message");
         return;
     }
-    if (!rule_bus(rpc, EB_ADMINS, "create rules", req->bus, &bus))
+    if (!rule_bus(rpc, EB_ADMINS, EB_PERMS(EB_PERMISSION_MANAGE_RULES), "create rules", req->bus,
+                  &bus))
         goto out;
     if (!eb_name_valid(req->name)) {
         eb_rpc_fail(rpc, EB_EINVAL,
@@ -223,7 +229,8 @@ void eb_rpc_get_rule(struct eb_rpc *rpc)
         eb_rpc_fail(rpc, EB_EINVAL, "request: not a valid GetRuleRequest message");
         return;
     }
-    if (!rule_bus(rpc, EB_ADMINS | EB_ROLES(EB_ROLE_SUBSCRIBER), "read rules", req->bus, &bus))
+    if (!rule_bus(rpc, EB_ADMINS | EB_ROLES(EB_ROLE_SUBSCRIBER), READ_PERMS, "read rules",
+                  req->bus, &bus))
         goto out;
     if (!eb_name_valid(req->name)) {
         eb_rpc_fail(rpc, EB_EINVAL, "name: not a valid rule name");
@@ -263,7 +270,8 @@ void eb_rpc_list_rules(struct eb_rpc *rpc)
         eb_rpc_fail(rpc, EB_EINVAL, "request: not a valid ListRulesRequest message");
         return;
     }
-    if (!rule_bus(rpc, EB_ADMINS | EB_ROLES(EB_ROLE_SUBSCRIBER), "read rules", req->bus, &bus))
+    if (!rule_bus(rpc, EB_ADMINS | EB_ROLES(EB_ROLE_SUBSCRIBER), READ_PERMS, "read rules",
+                  req->bus, &bus))
         goto out;
     if (!eb_rpc_page_start(rpc, "ListRules", req->page_token, req->page_size, after, sizeof after,
                            &limit))
@@ -311,7 +319,8 @@ void eb_rpc_delete_rule(struct eb_rpc *rpc)
         eb_rpc_fail(rpc, EB_EINVAL, "request: not a valid DeleteRuleRequest message");
         return;
     }
-    if (!rule_bus(rpc, EB_ADMINS, "delete rules", req->bus, &bus))
+    if (!rule_bus(rpc, EB_ADMINS, EB_PERMS(EB_PERMISSION_MANAGE_RULES), "delete rules", req->bus,
+                  &bus))
         goto out;
     if (!eb_name_valid(req->name)) {
         eb_rpc_fail(rpc, EB_EINVAL, "name: not a valid rule name");

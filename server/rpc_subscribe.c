@@ -68,6 +68,7 @@ void eb_rpc_subscribe(struct eb_rpc *rpc)
     const char *pattern_text;
     eb_pattern *pat = NULL;
     int64_t after = 0;
+    bool via_grant = false;
     int in_flight;
     char err[512];
     eb_status st;
@@ -83,8 +84,9 @@ void eb_rpc_subscribe(struct eb_rpc *rpc)
         eb_rpc_fail(rpc, EB_EINVAL, "request: not a valid SubscribeRequest message");
         return;
     }
-    st = eb_auth_resolve_bus(rpc->app->auth, rpc->db, &rpc->who, req->bus, &bus, rpc->err,
-                             sizeof rpc->err);
+    st = eb_auth_resolve_bus_granted(rpc->app->auth, rpc->db, &rpc->who, req->bus,
+                                     EB_PERMS(EB_PERMISSION_SUBSCRIBE), &bus, &via_grant,
+                                     rpc->err, sizeof rpc->err);
     if (st) {
         eb_rpc_fail(rpc, st, "%s", rpc->err);
         goto out;
@@ -132,8 +134,8 @@ void eb_rpc_subscribe(struct eb_rpc *rpc)
         eb_rpc_fail(rpc, st, "%s", rpc->err);
         goto out;
     }
-    st = eb_dispatch_add(rpc->app->dispatch, rpc->call, rpc->who.key_id, bus.id, after, pat,
-                         in_flight);
+    st = eb_dispatch_add(rpc->app->dispatch, rpc->call, rpc->who.key_id,
+                         via_grant ? rpc->who.tenant_id : 0, bus.id, after, pat, in_flight);
     if (st) {
         eb_rpc_fail(rpc, st, "%s",
                     st == EB_EEXHAUSTED ? "streams: this server has reached its stream limit; "

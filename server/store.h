@@ -257,4 +257,57 @@ eb_status eb_store_events_read_back(eb_db *db, int64_t bus_id, int64_t after_seq
                                     int64_t before_seq, int limit, size_t max_bytes,
                                     struct eb_event_rec **out, size_t *n);
 
+/* --- Grants and event sources ------------------------------------------ */
+
+/* Permissions a grant gives: the values of cebus.v1.Permission. */
+enum eb_permission {
+    EB_PERMISSION_PUBLISH = 1,
+    EB_PERMISSION_SUBSCRIBE = 2,
+    EB_PERMISSION_MANAGE_RULES = 3,
+};
+
+struct eb_grant_rec {
+    int64_t bus_id;
+    int64_t grantee_id;
+    char grantee[EB_NAME_MAX + 1];
+    int permission; /* enum eb_permission */
+    int64_t created_us;
+};
+
+/* Grants permission on a bus to tenant grantee_id and sets *created_us.
+ * EB_EEXIST when that grant exists; EB_ENOTFOUND when the bus or the
+ * grantee is gone. */
+eb_status eb_store_grant_insert(eb_db *db, int64_t bus_id, int64_t grantee_id, int permission,
+                                int64_t *created_us);
+/* Revokes a grant; EB_ENOTFOUND when there was none. */
+eb_status eb_store_grant_delete(eb_db *db, int64_t bus_id, int64_t grantee_id, int permission);
+/* Up to limit grants on a bus, by grantee name and permission. *out is a
+ * new array (free()). */
+eb_status eb_store_grant_list(eb_db *db, int64_t bus_id, int limit, struct eb_grant_rec **out,
+                              size_t *n);
+/* Sets *mask to the permissions grantee_id holds on the bus, as bits
+ * 1 << permission (0: none). */
+eb_status eb_store_grant_mask(eb_db *db, int64_t bus_id, int64_t grantee_id, unsigned *mask);
+/* For the open streams opened through a grant: sets present[i] to whether
+ * grantee_ids[i] still holds permission on bus_ids[i], in one query. */
+eb_status eb_store_grants_check(eb_db *db, const int64_t *grantee_ids, const int64_t *bus_ids,
+                                size_t n, int permission, bool *present);
+
+#define EB_SOURCE_PREFIX_MAX 1024
+
+struct eb_source_rec {
+    char prefix[EB_SOURCE_PREFIX_MAX + 1];
+};
+
+/* Registers a source prefix for a tenant that has fewer than max. EB_EEXIST
+ * when registered already; EB_EEXHAUSTED when the tenant has max;
+ * EB_ENOTFOUND when the tenant is gone. */
+eb_status eb_store_source_insert(eb_db *db, int64_t tenant_id, const char *prefix, int max);
+/* Removes a source prefix; EB_ENOTFOUND when it was not registered. */
+eb_status eb_store_source_delete(eb_db *db, int64_t tenant_id, const char *prefix);
+/* Up to limit source prefixes of a tenant, in byte order. *out is a new
+ * array (free()). */
+eb_status eb_store_source_list(eb_db *db, int64_t tenant_id, int limit,
+                               struct eb_source_rec **out, size_t *n);
+
 #endif

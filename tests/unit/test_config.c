@@ -24,7 +24,7 @@ static const char *const setting_envs[] = {
     "CEBUS_EMBEDDED_PG_PORT", "CEBUS_WORKERS",         "CEBUS_DB_POOL",
     "CEBUS_MAX_EVENT_BYTES",  "CEBUS_MAX_REQUEST_BYTES", "CEBUS_MAX_BATCH",
     "CEBUS_MAX_STREAMS",      "CEBUS_MAX_IN_FLIGHT",   "CEBUS_CATCHUP_MS",
-    "CEBUS_SHUTDOWN_GRACE_MS",
+    "CEBUS_SHUTDOWN_GRACE_MS", "CEBUS_REQUIRE_SOURCES",
 };
 #define NENVS (sizeof setting_envs / sizeof setting_envs[0])
 
@@ -331,6 +331,34 @@ static void test_env_invalid_names_variable(void **state)
     run_free(&r);
 }
 
+/* CEBUS_REQUIRE_SOURCES / --require-sources: false by default; true,
+ * false, 1, 0 accepted; anything else names the setting. */
+static void test_require_sources(void **state)
+{
+    struct run r;
+
+    (void)state;
+    LOAD(&r, "serve");
+    assert_int_equal(r.st, EB_OK);
+    assert_false(r.cfg.require_sources);
+    run_free(&r);
+    setenv("CEBUS_REQUIRE_SOURCES", "true", 1);
+    LOAD(&r, "serve");
+    assert_int_equal(r.st, EB_OK);
+    assert_true(r.cfg.require_sources);
+    run_free(&r);
+    LOAD(&r, "--require-sources=0");
+    assert_int_equal(r.st, EB_OK);
+    assert_false(r.cfg.require_sources);
+    run_free(&r);
+    setenv("CEBUS_REQUIRE_SOURCES", "yes", 1);
+    LOAD(&r, "serve");
+    expect_invalid(&r, "CEBUS_REQUIRE_SOURCES", "true or false");
+    run_free(&r);
+    clear_env(NULL);
+    INVALID("require-sources", NULL, "--require-sources=TRUE");
+}
+
 static void test_empty_strings(void **state)
 {
     (void)state;
@@ -497,6 +525,7 @@ int main(void)
         cmocka_unit_test_setup(test_version, clear_env),
         cmocka_unit_test_setup(test_migrate_command, clear_env),
         cmocka_unit_test_setup(test_free_is_idempotent, clear_env),
+        cmocka_unit_test_setup(test_require_sources, clear_env),
     };
 
     return cmocka_run_group_tests(tests, NULL, clear_env);

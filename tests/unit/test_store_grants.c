@@ -1,0 +1,358 @@
+/* Unit tests for server/store_grants.c against a real PostgreSQL: grant
+ * insert, duplicate, list, permission mask, revoke, the open streams'
+ * grant check, cascades on bus and tenant deletion, and event source
+ * prefixes (insert, duplicate, cap, list order, delete); and the two
+ * server/auth.c consumers of these rows: bus resolution through grants and
+ * the cached source-prefix check.
+ *
+ * The process creates its own database on the cluster named by
+ * CEBUS_TEST_DATABASE_URL and drops it at the end. Migrations come from
+ * CEBUS_TEST_SOURCE_DIR/migrations.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+struct fixture {
+    PGconn *admin; /* the cluster's "postgres" database */
+    PGconn *raw;   /* the test database, for direct SQL */
+    eb_db *db;     /* the test database, through the store */
+    char dbname[64];
+    char url[1024];
+};
+
+/* --- Helpers ------------------------------------------------------------- */
+
+static void sql_ok(PGconn *c, const char *sql)
+{
+    PGresult *res = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(res);
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        print_error("SQL failed: %s: %s\n", sql, PQerrorMessage(c));
+    assert_true(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+    PQclear(res);
+}
+
+static int setup_db(void **state)
+{
+    const char *base = getenv("CEBUS_TEST_DATABASE_URL");
+    const char *src = getenv("CEBUS_TEST_SOURCE_DIR");
+    char sql[256], migrations[1024];
+    struct fixture *f;
+    int applied = -1;
+
+    if (!base || !src) {
+        fprintf(stderr, "test_store_grants: CEBUS_TEST_DATABASE_URL and CEBUS_TEST_SOURCE_DIR"
+                        " must be set (run through ctest)\n");
+        return -1;
+    }
+    eb_log_set_level(EB_LOG_WARN);
+    f = eb_calloc(1, sizeof *f);
+    snprintf(f->dbname, sizeof f->dbname, "cebus_unit_store_grants_%ld_%lld", (long)getpid(),
+             (long long)(eb_now_wall_us() % 1000000000));
+    snprintf(f->url, sizeof f->url, "%s dbname=%s", base, f->dbname);
+    snprintf(migrations, sizeof migrations, "%s/migrations", src);
+    f->admin = PQconnectdb(base);
+    if (PQstatus(f->admin) != CONNECTION_OK) {
+        fprintf(stderr, "test_store_grants: cannot connect: %s\n", PQerrorMessage(f->admin));
+        return -1;
+    }
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", f->dbname);
+    sql_ok(f->admin, sql);
+    f->raw = PQconnectdb(f->url);
+    if (PQstatus(f->raw) != CONNECTION_OK)
+        return -1;
+    if (eb_db_connect(f->url, &f->db) != EB_OK ||
+        eb_store_migrate(f->db, migrations, &applied) != EB_OK || applied < 1)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown_db(void **state)
+{
+    struct fixture *f = *state;
+    char sql[256];
+
+    if (!f)
+        return 0;
+    eb_db_close(f->db);
+    PQfinish(f->raw);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->dbname);
+    sql_ok(f->admin, sql);
+    PQfinish(f->admin);
+    free(f);
+    return 0;
+}
+
+static int64_t new_tenant(struct fixture *f, const char *name)
+{
+    struct eb_tenant_rec t;
+
+    assert_int_equal(eb_store_tenant_insert(f->db, name, "", &t), EB_OK);
+    return t.id;
+}
+
+static struct eb_bus_rec new_bus(struct fixture *f, int64_t tenant_id, const char *name)
+{
+    struct eb_bus_rec b;
+
+    assert_int_equal(eb_store_bus_insert(f->db, tenant_id, name, 168, 300, &b), EB_OK);
+    return b;
+}
+
+static void test_grants(void **state)
+{
+    struct fixture *f = *state;
+    int64_t owner = new_tenant(f, "g-owner"), alpha = new_tenant(f, "g-alpha");
+    int64_t beta = new_tenant(f, "g-beta"), created = 0;
+    struct eb_bus_rec bus = new_bus(f, owner, "orders"), other = new_bus(f, owner, "other");
+    struct eb_grant_rec *list = NULL;
+    unsigned mask = 99;
+    size_t n = 0;
+
+    assert_int_equal(eb_store_grant_mask(f->db, bus.id, alpha, &mask), EB_OK);
+    assert_int_equal(mask, 0);
+    assert_int_equal(eb_store_grant_insert(f->db, bus.id, alpha, EB_PERMISSION_SUBSCRIBE,
+                                           &created),
+                     EB_OK);
+    assert_true(created > 0);
+    assert_int_equal(eb_store_grant_insert(f->db, bus.id, alpha, EB_PERMISSION_SUBSCRIBE,
+                                           &created),
+                     EB_EEXIST);
+    assert_int_equal(eb_store_grant_insert(f->db, bus.id, alpha, EB_PERMISSION_PUBLISH, &created),
+                     EB_OK);
+    assert_int_equal(eb_store_grant_insert(f->db, bus.id, beta, EB_PERMISSION_MANAGE_RULES,
+                                           &created),
+                     EB_OK);
+    /* A grantee or bus that does not exist. */
+    assert_int_equal(eb_store_grant_insert(f->db, bus.id, 999999, EB_PERMISSION_PUBLISH,
+                                           &created),
+                     EB_ENOTFOUND);
+    assert_int_equal(eb_store_grant_insert(f->db, 999999, alpha, EB_PERMISSION_PUBLISH,
+                                           &created),
+                     EB_ENOTFOUND);
+
+    assert_int_equal(eb_store_grant_mask(f->db, bus.id, alpha, &mask), EB_OK);
+    assert_int_equal(mask, (1u << EB_PERMISSION_PUBLISH) | (1u << EB_PERMISSION_SUBSCRIBE));
+    assert_int_equal(eb_store_grant_mask(f->db, other.id, alpha, &mask), EB_OK);
+    assert_int_equal(mask, 0);
+
+    assert_int_equal(eb_store_grant_list(f->db, bus.id, 100, &list, &n), EB_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[0].grantee, "g-alpha");
+    assert_int_equal(list[0].permission, EB_PERMISSION_PUBLISH);
+    assert_int_equal(list[1].permission, EB_PERMISSION_SUBSCRIBE);
+    assert_string_equal(list[2].grantee, "g-beta");
+    assert_int_equal(list[2].grantee_id, beta);
+    free(list);
+    assert_int_equal(eb_store_grant_list(f->db, bus.id, 1, &list, &n), EB_OK);
+    assert_int_equal(n, 1);
+    free(list);
+
+    assert_int_equal(eb_store_grant_delete(f->db, bus.id, alpha, EB_PERMISSION_PUBLISH), EB_OK);
+    assert_int_equal(eb_store_grant_delete(f->db, bus.id, alpha, EB_PERMISSION_PUBLISH),
+                     EB_ENOTFOUND);
+    assert_int_equal(eb_store_grant_mask(f->db, bus.id, alpha, &mask), EB_OK);
+    assert_int_equal(mask, 1u << EB_PERMISSION_SUBSCRIBE);
+
+    /* Deleting the grantee, then the bus, takes their grants along. */
+    assert_int_equal(eb_store_tenant_delete(f->db, beta), EB_OK);
+    assert_int_equal(eb_store_grant_list(f->db, bus.id, 100, &list, &n), EB_OK);
+    assert_int_equal(n, 1);
+    free(list);
+    assert_int_equal(eb_store_bus_delete(f->db, bus.id), EB_OK);
+    assert_int_equal(eb_store_grant_list(f->db, bus.id, 100, &list, &n), EB_OK);
+    assert_int_equal(n, 0);
+    free(list);
+}
+
+static void test_grants_check(void **state)
+{
+    struct fixture *f = *state;
+    int64_t owner = new_tenant(f, "c-owner"), alpha = new_tenant(f, "c-alpha");
+    int64_t beta = new_tenant(f, "c-beta"), created;
+    struct eb_bus_rec b1 = new_bus(f, owner, "one"), b2 = new_bus(f, owner, "two");
+    int64_t grantees[4] = {alpha, beta, alpha, alpha}, buses[4] = {b1.id, b1.id, b2.id, b1.id};
+    bool present[4] = {false, true, true, false};
+
+    assert_int_equal(eb_store_grant_insert(f->db, b1.id, alpha, EB_PERMISSION_SUBSCRIBE,
+                                           &created),
+                     EB_OK);
+    /* PUBLISH does not count for streams. */
+    assert_int_equal(eb_store_grant_insert(f->db, b2.id, alpha, EB_PERMISSION_PUBLISH, &created),
+                     EB_OK);
+    assert_int_equal(eb_store_grants_check(f->db, grantees, buses, 4, EB_PERMISSION_SUBSCRIBE,
+                                           present),
+                     EB_OK);
+    assert_true(present[0]);
+    assert_false(present[1]);
+    assert_false(present[2]);
+    assert_true(present[3]);
+    assert_int_equal(eb_store_grants_check(f->db, grantees, buses, 0, EB_PERMISSION_SUBSCRIBE,
+                                           present),
+                     EB_OK);
+}
+
+static void test_sources(void **state)
+{
+    struct fixture *f = *state;
+    int64_t t = new_tenant(f, "s-tenant"), u = new_tenant(f, "s-other");
+    struct eb_source_rec *list = NULL;
+    size_t n = 0;
+
+    assert_int_equal(eb_store_source_insert(f->db, t, "/b/", 3), EB_OK);
+    assert_int_equal(eb_store_source_insert(f->db, t, "/a/", 3), EB_OK);
+    assert_int_equal(eb_store_source_insert(f->db, t, "/a/", 3), EB_EEXIST);
+    /* The same prefix for another tenant is another row. */
+    assert_int_equal(eb_store_source_insert(f->db, u, "/a/", 3), EB_OK);
+    assert_int_equal(eb_store_source_insert(f->db, t, "/c/", 3), EB_OK);
+    assert_int_equal(eb_store_source_insert(f->db, t, "/d/", 3), EB_EEXHAUSTED);
+    assert_int_equal(eb_store_source_insert(f->db, 999999, "/x/", 3), EB_ENOTFOUND);
+
+    assert_int_equal(eb_store_source_list(f->db, t, 100, &list, &n), EB_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[0].prefix, "/a/");
+    assert_string_equal(list[2].prefix, "/c/");
+    free(list);
+
+    assert_int_equal(eb_store_source_delete(f->db, t, "/a/"), EB_OK);
+    assert_int_equal(eb_store_source_delete(f->db, t, "/a/"), EB_ENOTFOUND);
+    assert_int_equal(eb_store_source_list(f->db, u, 100, &list, &n), EB_OK);
+    assert_int_equal(n, 1);
+    free(list);
+    assert_int_equal(eb_store_tenant_delete(f->db, u), EB_OK);
+    assert_int_equal(eb_store_source_list(f->db, u, 100, &list, &n), EB_OK);
+    assert_int_equal(n, 0);
+    free(list);
+}
+
+
+/* eb_auth_resolve_bus_granted: own buses, the platform admin, grants by
+ * permission, and one NOT_FOUND message for "no grant" and "no bus". */
+static void test_resolve_through_grants(void **state)
+{
+    struct fixture *f = *state;
+    int64_t owner = new_tenant(f, "r-owner"), alpha = new_tenant(f, "r-alpha"), created;
+    struct eb_bus_rec bus = new_bus(f, owner, "orders"), got;
+    struct eb_principal p;
+    eb_auth *a = eb_auth_new(1); /* 1 us: every call reads the database */
+    char e1[256], e2[256];
+    bool via = true;
+
+    memset(&p, 0, sizeof p);
+    p.tenant_id = alpha;
+    snprintf(p.tenant, sizeof p.tenant, "r-alpha");
+    p.role = EB_ROLE_TENANT_ADMIN;
+    assert_int_equal(eb_auth_resolve_bus_granted(a, f->db, &p, "r-owner/orders",
+                                                 EB_PERMS(EB_PERMISSION_PUBLISH), &got, &via, e1,
+                                                 sizeof e1),
+                     EB_ENOTFOUND);
+    assert_int_equal(eb_auth_resolve_bus_granted(a, f->db, &p, "r-owner/ghost",
+                                                 EB_PERMS(EB_PERMISSION_PUBLISH), &got, &via, e2,
+                                                 sizeof e2),
+                     EB_ENOTFOUND);
+    /* The same words; only the reference as given differs. */
+    assert_string_equal(e1, "bus: no bus \"r-owner/orders\"");
+    assert_string_equal(e2, "bus: no bus \"r-owner/ghost\"");
+
+    assert_int_equal(eb_store_grant_insert(f->db, bus.id, alpha, EB_PERMISSION_SUBSCRIBE,
+                                           &created),
+                     EB_OK);
+    assert_int_equal(eb_auth_resolve_bus_granted(a, f->db, &p, "r-owner/orders",
+                                                 EB_PERMS(EB_PERMISSION_PUBLISH), &got, &via, e1,
+                                                 sizeof e1),
+                     EB_ENOTFOUND);
+    assert_int_equal(eb_auth_resolve_bus_granted(a, f->db, &p, "r-owner/orders",
+                                                 EB_PERMS(EB_PERMISSION_SUBSCRIBE), &got, &via,
+                                                 e1, sizeof e1),
+                     EB_OK);
+    assert_int_equal(got.id, bus.id);
+    assert_true(via);
+    /* Without perms, grants do not count (the Admin RPCs on the bus). */
+    assert_int_equal(eb_auth_resolve_bus(a, f->db, &p, "r-owner/orders", &got, e1, sizeof e1),
+                     EB_ENOTFOUND);
+
+    /* The owner and the platform admin need no grant. */
+    p.tenant_id = owner;
+    snprintf(p.tenant, sizeof p.tenant, "r-owner");
+    assert_int_equal(eb_auth_resolve_bus_granted(a, f->db, &p, "orders", 0, &got, &via, e1,
+                                                 sizeof e1),
+                     EB_OK);
+    assert_false(via);
+    p.tenant_id = 1;
+    snprintf(p.tenant, sizeof p.tenant, "platform");
+    p.role = EB_ROLE_PLATFORM_ADMIN;
+    via = true;
+    assert_int_equal(eb_auth_resolve_bus_granted(a, f->db, &p, "r-owner/orders", 0, &got, &via,
+                                                 e1, sizeof e1),
+                     EB_OK);
+    assert_false(via);
+    eb_auth_free(a);
+}
+
+/* The source check: no prefixes (optional or required), matching by
+ * prefix, and the cache serving a list until its TTL passes. */
+static void test_sources_check(void **state)
+{
+    struct fixture *f = *state;
+    int64_t t = new_tenant(f, "sc-tenant");
+    eb_auth *a = eb_auth_new(200000); /* 200 ms */
+    eb_sources *s = NULL;
+
+    assert_int_equal(eb_auth_sources_get(a, f->db, t, &s), EB_OK);
+    assert_true(eb_sources_allow(s, false, "/anything"));
+    assert_false(eb_sources_allow(s, true, "/anything"));
+    eb_auth_sources_release(a, s);
+
+    assert_int_equal(eb_store_source_insert(f->db, t, "/sc/", 10), EB_OK);
+    /* Still the cached, empty list. */
+    assert_int_equal(eb_auth_sources_get(a, f->db, t, &s), EB_OK);
+    assert_true(eb_sources_allow(s, false, "/other"));
+    eb_auth_sources_release(a, s);
+    usleep(250000);
+    assert_int_equal(eb_auth_sources_get(a, f->db, t, &s), EB_OK);
+    assert_true(eb_sources_allow(s, false, "/sc/app"));
+    assert_true(eb_sources_allow(s, true, "/sc/"));
+    assert_false(eb_sources_allow(s, false, "/other"));
+    assert_false(eb_sources_allow(s, false, "/sc"));
+    assert_false(eb_sources_allow(s, false, ""));
+    /* A snapshot outlives its replacement in the cache. */
+    usleep(250000);
+    {
+        eb_sources *s2 = NULL;
+        assert_int_equal(eb_auth_sources_get(a, f->db, t, &s2), EB_OK);
+        eb_auth_sources_release(a, s2);
+    }
+    assert_true(eb_sources_allow(s, false, "/sc/app"));
+    eb_auth_sources_release(a, s);
+    eb_auth_sources_release(a, NULL);
+    eb_auth_free(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_grants),
+        cmocka_unit_test(test_grants_check),
+        cmocka_unit_test(test_sources),
+        cmocka_unit_test(test_resolve_through_grants),
+        cmocka_unit_test(test_sources_check),
+    };
+
+    return cmocka_run_group_tests(tests, setup_db, teardown_db);
+}
