@@ -93,6 +93,16 @@ void eb_auth_free(eb_auth *a)
     free(a);
 }
 
+void eb_auth_invalidate(eb_auth *a)
+{
+    eb_cache_clear(a->keys);
+    eb_cache_clear(a->buses);
+    eb_cache_clear(a->grants);
+    pthread_mutex_lock(&a->smu);
+    sources_clear_locked(a);
+    pthread_mutex_unlock(&a->smu);
+}
+
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 void eb_auth_hash(const char *key, uint8_t hash[32])

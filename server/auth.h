@@ -42,6 +42,12 @@ typedef struct eb_auth eb_auth;
 eb_auth *eb_auth_new(int64_t ttl_us);
 void eb_auth_free(eb_auth *a);
 
+/* Forgets every cached key, bus, grant and source list, so that a change
+ * made through this server (revocation, disabling, deletion) applies to
+ * its next call at once; other servers see it when their caches expire.
+ * THREAD SAFETY: any thread. */
+void eb_auth_invalidate(eb_auth *a);
+
 /* Generates a new key: key (EB_KEY_LEN + 1 bytes), prefix
  * (EB_KEY_PREFIX_LEN + 1 bytes) and the SHA-256 hash to store. */
 void eb_auth_generate(char *key, char *prefix, uint8_t hash[32]);

@@ -103,6 +103,13 @@ void eb_cache_put(eb_cache *c, const void *key, size_t keylen, const void *value
     pthread_mutex_unlock(&c->mu);
 }
 
+void eb_cache_clear(eb_cache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    clear_locked(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
 void eb_cache_free(eb_cache *c)
 {
     if (!c)

@@ -22,6 +22,9 @@ bool eb_cache_get(eb_cache *c, const void *key, size_t keylen, void *value);
 /* Stores a copy of value under key. */
 void eb_cache_put(eb_cache *c, const void *key, size_t keylen, const void *value);
 
+/* Empties c. */
+void eb_cache_clear(eb_cache *c);
+
 /* Frees c. NULL is allowed. */
 void eb_cache_free(eb_cache *c);
 

@@ -480,6 +480,7 @@ void eb_rpc_update_tenant(struct eb_rpc *rpc)
         eb_rpc_fail_store(rpc, st, "tenant");
         goto out;
     }
+    eb_auth_invalidate(rpc->app->auth);
     eb_log_info("msg=\"tenant updated\" tenant=%s disabled=%d by=%s", t.name, (int)t.disabled,
                 rpc->who.key_prefix);
     tenant_msg(&resp, &created, &t);
@@ -527,6 +528,7 @@ void eb_rpc_delete_tenant(struct eb_rpc *rpc)
         eb_rpc_fail_store(rpc, st, "tenant");
         goto out;
     }
+    eb_auth_invalidate(rpc->app->auth);
     eb_log_info("msg=\"tenant deleted\" tenant=%s by=%s", t.name, rpc->who.key_prefix);
     eb_rpc_reply(rpc, &resp.base);
 out:
@@ -650,6 +652,7 @@ void eb_rpc_revoke_api_key(struct eb_rpc *rpc)
         eb_rpc_fail_store(rpc, st, "key");
         goto out;
     }
+    eb_auth_invalidate(rpc->app->auth);
     eb_log_info("msg=\"api key revoked\" tenant=%s key=%s by=%s", k.tenant, k.prefix,
                 rpc->who.key_prefix);
     eb_rpc_reply(rpc, &resp.base);
@@ -782,6 +785,7 @@ void eb_rpc_update_bus(struct eb_rpc *rpc)
         eb_rpc_fail_store(rpc, st, "bus");
         goto out;
     }
+    eb_auth_invalidate(rpc->app->auth);
     eb_log_info("msg=\"bus updated\" tenant=%s bus=%s retention_hours=%d dedup_window_seconds=%d"
                 " by=%s",
                 b.tenant, b.name, b.retention_hours, b.dedup_window_seconds, rpc->who.key_prefix);
@@ -821,6 +825,7 @@ void eb_rpc_delete_bus(struct eb_rpc *rpc)
     }
     /* Open streams on it end with NOT_FOUND at the delivery thread's next
      * check, on this replica and the others. */
+    eb_auth_invalidate(rpc->app->auth);
     eb_log_info("msg=\"bus deleted\" tenant=%s bus=%s by=%s", b.tenant, b.name,
                 rpc->who.key_prefix);
     eb_rpc_reply(rpc, &resp.base);

@@ -116,6 +116,7 @@ void eb_rpc_create_grant(struct eb_rpc *rpc)
         eb_rpc_fail_store(rpc, st, "grant");
         goto out;
     }
+    eb_auth_invalidate(rpc->app->auth);
     eb_log_info("msg=\"grant created\" tenant=%s bus=%s grantee=%s permission=%s by=%s",
                 bus.tenant, bus.name, t.name, permission_names[req->permission],
                 rpc->who.key_prefix);
@@ -198,6 +199,7 @@ void eb_rpc_revoke_grant(struct eb_rpc *rpc)
     }
     /* Calls stop using it within the auth cache's TTL; open streams end at
      * the delivery thread's next check, on every replica. */
+    eb_auth_invalidate(rpc->app->auth);
     eb_log_info("msg=\"grant revoked\" tenant=%s bus=%s grantee=%s permission=%s by=%s",
                 bus.tenant, bus.name, t.name, permission_names[req->permission],
                 rpc->who.key_prefix);
@@ -265,6 +267,7 @@ void eb_rpc_create_event_source(struct eb_rpc *rpc)
         eb_rpc_fail_store(rpc, st, "tenant");
         goto out;
     }
+    eb_auth_invalidate(rpc->app->auth);
     eb_log_info("msg=\"event source added\" tenant=%s by=%s", t.name, rpc->who.key_prefix);
     resp.tenant = t.name;
     resp.prefix = req->prefix;
@@ -337,6 +340,7 @@ void eb_rpc_delete_event_source(struct eb_rpc *rpc)
         eb_rpc_fail_store(rpc, st, "tenant");
         goto out;
     }
+    eb_auth_invalidate(rpc->app->auth);
     eb_log_info("msg=\"event source removed\" tenant=%s by=%s", t.name, rpc->who.key_prefix);
     eb_rpc_reply(rpc, &resp.base);
 out:
