@@ -155,6 +155,50 @@ eb_status eb_db_simple(eb_db *db, const char *what, const char *sql)
     return st;
 }
 
+eb_status eb_db_tx_fail(eb_db *db, eb_status st)
+{
+    if (st != EB_EUNAVAIL)
+        eb_db_simple(db, "rollback", "ROLLBACK");
+    return st;
+}
+
+void eb_db_fmt_i64(char *buf, size_t size, int64_t v)
+{
+    snprintf(buf, size, "%lld", (long long)v);
+}
+
+char *eb_db_id_array(const int64_t *ids, size_t n)
+{
+    size_t cap = 3 + n * 21, len = 0;
+    char *s = eb_malloc(cap);
+
+    s[len++] = '{';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(s + len, cap - len, "%s%lld", i ? "," : "", (long long)ids[i]);
+    snprintf(s + len, cap - len, "}");
+    return s;
+}
+
+void eb_db_tenant_from_row(PGresult *res, int row, struct eb_tenant_rec *t)
+{
+    t->id = eb_db_int(res, row, 0);
+    eb_strlcpy(t->name, PQgetvalue(res, row, 1), sizeof t->name);
+    eb_strlcpy(t->display_name, PQgetvalue(res, row, 2), sizeof t->display_name);
+    t->disabled = PQgetvalue(res, row, 3)[0] == 't';
+    t->created_us = eb_db_int(res, row, 4);
+}
+
+void eb_db_bus_from_row(PGresult *res, int row, struct eb_bus_rec *b)
+{
+    b->id = eb_db_int(res, row, 0);
+    b->tenant_id = eb_db_int(res, row, 1);
+    eb_strlcpy(b->tenant, PQgetvalue(res, row, 2), sizeof b->tenant);
+    eb_strlcpy(b->name, PQgetvalue(res, row, 3), sizeof b->name);
+    b->retention_hours = (int)eb_db_int(res, row, 4);
+    b->dedup_window_seconds = (int)eb_db_int(res, row, 5);
+    b->created_us = eb_db_int(res, row, 6);
+}
+
 int64_t eb_db_int(PGresult *res, int row, int col)
 {
     return PQgetisnull(res, row, col) ? 0 : strtoll(PQgetvalue(res, row, col), NULL, 10);

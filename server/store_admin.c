@@ -10,39 +10,6 @@
 #include "store_internal.h"
 #include "util.h"
 
-#define EPOCH_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
-#define TENANT_COLS "id, name, display_name, disabled, " EPOCH_US("created_at")
-#define BUS_COLS                                                                         \
-    "b.id, b.tenant_id, t.name, b.name, b.retention_hours, b.dedup_window_seconds, " \
-    EPOCH_US("b.created_at")
-
-static void fmt_i64(char *buf, size_t size, int64_t v)
-{
-    snprintf(buf, size, "%lld", (long long)v);
-}
-
-/* A PostgreSQL array literal "{1,2,3}" of ids; free() it. */
-static char *id_array(const int64_t *ids, size_t n)
-{
-    size_t cap = 3 + n * 21, len = 0;
-    char *s = eb_malloc(cap);
-
-    s[len++] = '{';
-    for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(s + len, cap - len, "%s%lld", i ? "," : "", (long long)ids[i]);
-    snprintf(s + len, cap - len, "}");
-    return s;
-}
-
-/* Ends a failed transaction: rolls back unless the connection itself is
- * gone (then there is nothing to roll back). Returns st. */
-static eb_status tx_fail(eb_db *db, eb_status st)
-{
-    if (st != EB_EUNAVAIL)
-        eb_db_simple(db, "admin_rollback", "ROLLBACK");
-    return st;
-}
-
 /* Deletes the events and dedup entries of buses ids[] (an array literal).
  * Neither table has a foreign key to buses (they are written per event),
  * so bus and tenant deletion remove their rows here, inside the caller's
@@ -63,15 +30,6 @@ static eb_status delete_bus_rows(eb_db *db, const char *ids)
 
 /* --- Tenants ------------------------------------------------------------ */
 
-static void tenant_from_row(PGresult *res, int row, struct eb_tenant_rec *t)
-{
-    t->id = eb_db_int(res, row, 0);
-    eb_strlcpy(t->name, PQgetvalue(res, row, 1), sizeof t->name);
-    eb_strlcpy(t->display_name, PQgetvalue(res, row, 2), sizeof t->display_name);
-    t->disabled = PQgetvalue(res, row, 3)[0] == 't';
-    t->created_us = eb_db_int(res, row, 4);
-}
-
 eb_status eb_store_tenant_list(eb_db *db, const char *after, int limit,
                                struct eb_tenant_rec **out, size_t *n)
 {
@@ -90,7 +48,7 @@ eb_status eb_store_tenant_list(eb_db *db, const char *after, int limit,
     rows = PQntuples(res);
     *out = eb_calloc((size_t)rows, sizeof **out);
     for (int i = 0; i < rows; i++)
-        tenant_from_row(res, i, &(*out)[i]);
+        eb_db_tenant_from_row(res, i, &(*out)[i]);
     *n = (size_t)rows;
     PQclear(res);
     return EB_OK;
@@ -104,7 +62,7 @@ eb_status eb_store_tenant_update(eb_db *db, int64_t tenant_id, const char *displ
     PGresult *res;
     eb_status st;
 
-    fmt_i64(tid, sizeof tid, tenant_id);
+    eb_db_fmt_i64(tid, sizeof tid, tenant_id);
     st = eb_db_exec(db, "tenant_update",
                     "UPDATE tenants SET display_name = COALESCE($2, display_name),"
                     " disabled = COALESCE($3::boolean, disabled) WHERE id = $1"
@@ -115,7 +73,7 @@ eb_status eb_store_tenant_update(eb_db *db, int64_t tenant_id, const char *displ
     if (PQntuples(res) == 0)
         st = EB_ENOTFOUND;
     else
-        tenant_from_row(res, 0, out);
+        eb_db_tenant_from_row(res, 0, out);
     PQclear(res);
     return st;
 }
@@ -130,7 +88,7 @@ eb_status eb_store_tenant_delete(eb_db *db, int64_t tenant_id)
     int rows;
     eb_status st;
 
-    fmt_i64(tid, sizeof tid, tenant_id);
+    eb_db_fmt_i64(tid, sizeof tid, tenant_id);
     st = eb_db_simple(db, "tenant_delete_begin", "BEGIN");
     if (st)
         return st;
@@ -141,35 +99,35 @@ eb_status eb_store_tenant_delete(eb_db *db, int64_t tenant_id)
     st = eb_db_exec(db, "tenant_delete_lock", "SELECT id FROM tenants WHERE id = $1 FOR UPDATE", 1,
                     params, NULL, NULL, 0, &res);
     if (st)
-        return tx_fail(db, st);
+        return eb_db_tx_fail(db, st);
     rows = PQntuples(res);
     PQclear(res);
     if (rows == 0)
-        return tx_fail(db, EB_ENOTFOUND);
+        return eb_db_tx_fail(db, EB_ENOTFOUND);
     st = eb_db_exec(db, "tenant_delete_buses",
                     "SELECT id FROM buses WHERE tenant_id = $1 ORDER BY id FOR UPDATE", 1, params,
                     NULL, NULL, 0, &res);
     if (st)
-        return tx_fail(db, st);
+        return eb_db_tx_fail(db, st);
     rows = PQntuples(res);
     bus_ids = eb_calloc((size_t)rows + 1, sizeof *bus_ids);
     for (int i = 0; i < rows; i++)
         bus_ids[i] = eb_db_int(res, i, 0);
     PQclear(res);
-    ids = id_array(bus_ids, (size_t)rows);
+    ids = eb_db_id_array(bus_ids, (size_t)rows);
     free(bus_ids);
     st = delete_bus_rows(db, ids);
     free(ids);
     if (st)
-        return tx_fail(db, st);
+        return eb_db_tx_fail(db, st);
     /* Keys, buses, rules and targets go by ON DELETE CASCADE. */
     st = eb_db_exec(db, "tenant_delete", "DELETE FROM tenants WHERE id = $1", 1, params, NULL,
                     NULL, 0, NULL);
     if (st)
-        return tx_fail(db, st);
+        return eb_db_tx_fail(db, st);
     st = eb_db_simple(db, "tenant_delete_commit", "COMMIT");
     if (st)
-        return tx_fail(db, st);
+        return eb_db_tx_fail(db, st);
     return EB_OK;
 }
 
@@ -201,7 +159,7 @@ eb_status eb_store_key_list(eb_db *db, int64_t tenant_id, const char *after, int
     eb_status st;
     int rows;
 
-    fmt_i64(tid, sizeof tid, tenant_id);
+    eb_db_fmt_i64(tid, sizeof tid, tenant_id);
     snprintf(lim, sizeof lim, "%d", limit);
     st = eb_db_exec(db, "key_list",
                     "SELECT " KEY_COLS " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
@@ -227,7 +185,7 @@ eb_status eb_store_key_revoke(eb_db *db, int64_t tenant_id, const char *prefix, 
     PGresult *res;
     eb_status st;
 
-    fmt_i64(tid, sizeof tid, tenant_id);
+    eb_db_fmt_i64(tid, sizeof tid, tenant_id);
     st = eb_db_simple(db, "key_revoke_begin", "BEGIN");
     if (st)
         return st;
@@ -237,15 +195,15 @@ eb_status eb_store_key_revoke(eb_db *db, int64_t tenant_id, const char *prefix, 
                     " FOR UPDATE OF k",
                     2, params, NULL, NULL, 0, &res);
     if (st)
-        return tx_fail(db, st);
+        return eb_db_tx_fail(db, st);
     if (PQntuples(res) == 0) {
         PQclear(res);
-        return tx_fail(db, EB_ENOTFOUND);
+        return eb_db_tx_fail(db, EB_ENOTFOUND);
     }
     key_from_row(res, 0, &k);
     PQclear(res);
     if (k.role == 1 && !admin_keys)
-        return tx_fail(db, EB_EPERM);
+        return eb_db_tx_fail(db, EB_EPERM);
     if (k.revoked) {
         /* Revoking twice changes nothing and is not an error. */
         eb_db_simple(db, "key_revoke_rollback", "ROLLBACK");
@@ -263,37 +221,26 @@ eb_status eb_store_key_revoke(eb_db *db, int64_t tenant_id, const char *prefix, 
                         " FOR UPDATE) a",
                         0, NULL, NULL, NULL, 0, &res);
         if (st)
-            return tx_fail(db, st);
+            return eb_db_tx_fail(db, st);
         usable = eb_db_int(res, 0, 0);
         PQclear(res);
         if (usable <= 1)
-            return tx_fail(db, EB_EPRECOND);
+            return eb_db_tx_fail(db, EB_EPRECOND);
     }
     st = eb_db_exec(db, "key_revoke",
                     "UPDATE api_keys SET revoked_at = now() WHERE prefix = $1", 1, params, NULL,
                     NULL, 0, NULL);
     if (st)
-        return tx_fail(db, st);
+        return eb_db_tx_fail(db, st);
     st = eb_db_simple(db, "key_revoke_commit", "COMMIT");
     if (st)
-        return tx_fail(db, st);
+        return eb_db_tx_fail(db, st);
     k.revoked = true;
     *out = k;
     return EB_OK;
 }
 
 /* --- Buses -------------------------------------------------------------- */
-
-static void bus_from_row(PGresult *res, int row, struct eb_bus_rec *b)
-{
-    b->id = eb_db_int(res, row, 0);
-    b->tenant_id = eb_db_int(res, row, 1);
-    eb_strlcpy(b->tenant, PQgetvalue(res, row, 2), sizeof b->tenant);
-    eb_strlcpy(b->name, PQgetvalue(res, row, 3), sizeof b->name);
-    b->retention_hours = (int)eb_db_int(res, row, 4);
-    b->dedup_window_seconds = (int)eb_db_int(res, row, 5);
-    b->created_us = eb_db_int(res, row, 6);
-}
 
 eb_status eb_store_bus_update(eb_db *db, int64_t bus_id, int retention_hours,
                               int dedup_window_seconds, struct eb_bus_rec *out)
@@ -304,7 +251,7 @@ eb_status eb_store_bus_update(eb_db *db, int64_t bus_id, int retention_hours,
     PGresult *res;
     eb_status st;
 
-    fmt_i64(bid, sizeof bid, bus_id);
+    eb_db_fmt_i64(bid, sizeof bid, bus_id);
     snprintf(ret, sizeof ret, "%d", retention_hours);
     snprintf(dedup, sizeof dedup, "%d", dedup_window_seconds);
     st = eb_db_exec(db, "bus_update",
@@ -318,7 +265,7 @@ eb_status eb_store_bus_update(eb_db *db, int64_t bus_id, int retention_hours,
     if (PQntuples(res) == 0)
         st = EB_ENOTFOUND;
     else
-        bus_from_row(res, 0, out);
+        eb_db_bus_from_row(res, 0, out);
     PQclear(res);
     return st;
 }
@@ -331,7 +278,7 @@ eb_status eb_store_bus_delete(eb_db *db, int64_t bus_id)
     eb_status st;
     int rows;
 
-    fmt_i64(bid, sizeof bid, bus_id);
+    eb_db_fmt_i64(bid, sizeof bid, bus_id);
     snprintf(ids, sizeof ids, "{%lld}", (long long)bus_id);
     st = eb_db_simple(db, "bus_delete_begin", "BEGIN");
     if (st)
@@ -341,22 +288,22 @@ eb_status eb_store_bus_delete(eb_db *db, int64_t bus_id)
     st = eb_db_exec(db, "bus_delete_lock", "SELECT id FROM buses WHERE id = $1 FOR UPDATE", 1,
                     params, NULL, NULL, 0, &res);
     if (st)
-        return tx_fail(db, st);
+        return eb_db_tx_fail(db, st);
     rows = PQntuples(res);
     PQclear(res);
     if (rows == 0)
-        return tx_fail(db, EB_ENOTFOUND);
+        return eb_db_tx_fail(db, EB_ENOTFOUND);
     st = delete_bus_rows(db, ids);
     if (st)
-        return tx_fail(db, st);
+        return eb_db_tx_fail(db, st);
     /* Rules and targets go by ON DELETE CASCADE. */
     st = eb_db_exec(db, "bus_delete", "DELETE FROM buses WHERE id = $1", 1, params, NULL, NULL, 0,
                     NULL);
     if (st)
-        return tx_fail(db, st);
+        return eb_db_tx_fail(db, st);
     st = eb_db_simple(db, "bus_delete_commit", "COMMIT");
     if (st)
-        return tx_fail(db, st);
+        return eb_db_tx_fail(db, st);
     return EB_OK;
 }
 
@@ -366,7 +313,7 @@ eb_status eb_store_streams_check(eb_db *db, const int64_t *key_ids, size_t nkeys
                                  const int64_t *bus_ids, size_t nbuses, int64_t **bad_keys,
                                  size_t *nbad_keys, int64_t **gone_buses, size_t *ngone)
 {
-    char *keys = id_array(key_ids, nkeys), *buses = id_array(bus_ids, nbuses);
+    char *keys = eb_db_id_array(key_ids, nkeys), *buses = eb_db_id_array(bus_ids, nbuses);
     const char *params[2] = {keys, buses};
     int64_t *bk = NULL, *gb = NULL;
     size_t nbk = 0, ngb = 0;

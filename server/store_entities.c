@@ -8,13 +8,6 @@
 #include "store_internal.h"
 #include "util.h"
 
-#define EPOCH_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
-
-static void fmt_i64(char *buf, size_t size, int64_t v)
-{
-    snprintf(buf, size, "%lld", (long long)v);
-}
-
 /* Runs a keyset-paged listing: sql takes $1 = owner id, $2 = the last
  * name of the previous page ("" for the first), $3 = limit. */
 static eb_status page_query(eb_db *db, const char *what, const char *sql, int64_t owner,
@@ -23,23 +16,12 @@ static eb_status page_query(eb_db *db, const char *what, const char *sql, int64_
     char oid[24], lim[16];
     const char *params[3] = {oid, after, lim};
 
-    fmt_i64(oid, sizeof oid, owner);
+    eb_db_fmt_i64(oid, sizeof oid, owner);
     snprintf(lim, sizeof lim, "%d", limit);
     return eb_db_exec(db, what, sql, 3, params, NULL, NULL, 0, res);
 }
 
 /* --- Tenants ------------------------------------------------------------ */
-
-static void tenant_from_row(PGresult *res, int row, struct eb_tenant_rec *t)
-{
-    t->id = eb_db_int(res, row, 0);
-    eb_strlcpy(t->name, PQgetvalue(res, row, 1), sizeof t->name);
-    eb_strlcpy(t->display_name, PQgetvalue(res, row, 2), sizeof t->display_name);
-    t->disabled = PQgetvalue(res, row, 3)[0] == 't';
-    t->created_us = eb_db_int(res, row, 4);
-}
-
-#define TENANT_COLS "id, name, display_name, disabled, " EPOCH_US("created_at")
 
 eb_status eb_store_tenant_insert(eb_db *db, const char *name, const char *display_name,
                                  struct eb_tenant_rec *out)
@@ -53,7 +35,7 @@ eb_status eb_store_tenant_insert(eb_db *db, const char *name, const char *displa
                     2, params, NULL, NULL, 0, &res);
     if (st)
         return st;
-    tenant_from_row(res, 0, out);
+    eb_db_tenant_from_row(res, 0, out);
     PQclear(res);
     return EB_OK;
 }
@@ -71,7 +53,7 @@ eb_status eb_store_tenant_get(eb_db *db, const char *name, struct eb_tenant_rec 
     if (PQntuples(res) == 0)
         st = EB_ENOTFOUND;
     else
-        tenant_from_row(res, 0, out);
+        eb_db_tenant_from_row(res, 0, out);
     PQclear(res);
     return st;
 }
@@ -90,9 +72,9 @@ eb_status eb_store_key_insert(eb_db *db, int64_t tenant_id, const char *prefix,
     PGresult *res;
     eb_status st;
 
-    fmt_i64(tid, sizeof tid, tenant_id);
+    eb_db_fmt_i64(tid, sizeof tid, tenant_id);
     snprintf(rolebuf, sizeof rolebuf, "%d", role);
-    fmt_i64(exp, sizeof exp, expires_us);
+    eb_db_fmt_i64(exp, sizeof exp, expires_us);
     st = eb_db_exec(db, "key_insert",
                     "INSERT INTO api_keys (tenant_id, prefix, hash, role, description, expires_at)"
                     " VALUES ($1, $2, $3, $4, $5, to_timestamp($6::bigint / 1000000.0))"
@@ -154,21 +136,6 @@ eb_status eb_store_admin_key_count(eb_db *db, int64_t *count)
 
 /* --- Buses -------------------------------------------------------------- */
 
-#define BUS_COLS                                                                         \
-    "b.id, b.tenant_id, t.name, b.name, b.retention_hours, b.dedup_window_seconds, " \
-    EPOCH_US("b.created_at")
-
-static void bus_from_row(PGresult *res, int row, struct eb_bus_rec *b)
-{
-    b->id = eb_db_int(res, row, 0);
-    b->tenant_id = eb_db_int(res, row, 1);
-    eb_strlcpy(b->tenant, PQgetvalue(res, row, 2), sizeof b->tenant);
-    eb_strlcpy(b->name, PQgetvalue(res, row, 3), sizeof b->name);
-    b->retention_hours = (int)eb_db_int(res, row, 4);
-    b->dedup_window_seconds = (int)eb_db_int(res, row, 5);
-    b->created_us = eb_db_int(res, row, 6);
-}
-
 eb_status eb_store_bus_insert(eb_db *db, int64_t tenant_id, const char *name,
                               int retention_hours, int dedup_window_seconds,
                               struct eb_bus_rec *out)
@@ -178,7 +145,7 @@ eb_status eb_store_bus_insert(eb_db *db, int64_t tenant_id, const char *name,
     PGresult *res;
     eb_status st;
 
-    fmt_i64(tid, sizeof tid, tenant_id);
+    eb_db_fmt_i64(tid, sizeof tid, tenant_id);
     snprintf(ret, sizeof ret, "%d", retention_hours);
     snprintf(dedup, sizeof dedup, "%d", dedup_window_seconds);
     st = eb_db_exec(db, "bus_insert",
@@ -188,7 +155,7 @@ eb_status eb_store_bus_insert(eb_db *db, int64_t tenant_id, const char *name,
                     4, params, NULL, NULL, 0, &res);
     if (st)
         return st;
-    bus_from_row(res, 0, out);
+    eb_db_bus_from_row(res, 0, out);
     PQclear(res);
     return EB_OK;
 }
@@ -209,7 +176,7 @@ eb_status eb_store_bus_get(eb_db *db, const char *tenant, const char *name,
     if (PQntuples(res) == 0)
         st = EB_ENOTFOUND;
     else
-        bus_from_row(res, 0, out);
+        eb_db_bus_from_row(res, 0, out);
     PQclear(res);
     return st;
 }
@@ -230,7 +197,7 @@ eb_status eb_store_bus_list(eb_db *db, int64_t tenant_id, const char *after, int
     rows = PQntuples(res);
     *out = eb_calloc((size_t)rows, sizeof **out);
     for (int i = 0; i < rows; i++)
-        bus_from_row(res, i, &(*out)[i]);
+        eb_db_bus_from_row(res, i, &(*out)[i]);
     *n = (size_t)rows;
     PQclear(res);
     return EB_OK;
@@ -269,20 +236,19 @@ static void rule_from_row(PGresult *res, int row, struct eb_rule_rec *r)
 /* Loads the targets of the rules in rules[0..n), by rule id. */
 static eb_status load_targets(eb_db *db, struct eb_rule_rec *rules, size_t n)
 {
+    int64_t *rule_ids;
     char *ids;
-    size_t cap = 2 + n * 21, len = 0;
     const char *params[1];
     PGresult *res;
     eb_status st;
 
     if (n == 0)
         return EB_OK;
-    ids = eb_malloc(cap);
-    ids[len++] = '{';
+    rule_ids = eb_malloc(n * sizeof *rule_ids);
     for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(ids + len, cap - len, "%s%lld", i ? "," : "",
-                                (long long)rules[i].id);
-    snprintf(ids + len, cap - len, "}");
+        rule_ids[i] = rules[i].id;
+    ids = eb_db_id_array(rule_ids, n);
+    free(rule_ids);
     params[0] = ids;
     st = eb_db_exec(db, "targets_load",
                     "SELECT rule_id, kind, COALESCE(subscription, url, target_bus, '')"
@@ -318,7 +284,7 @@ eb_status eb_store_rule_insert(eb_db *db, int64_t bus_id, struct eb_rule_rec *r,
     eb_status st;
 
     *conflict = "name";
-    fmt_i64(bid, sizeof bid, bus_id);
+    eb_db_fmt_i64(bid, sizeof bid, bus_id);
     st = eb_db_simple(db, "rule_begin", "BEGIN");
     if (st)
         return st;
@@ -332,7 +298,7 @@ eb_status eb_store_rule_insert(eb_db *db, int64_t bus_id, struct eb_rule_rec *r,
     r->created_us = eb_db_int(res, 0, 5);
     r->updated_us = eb_db_int(res, 0, 6);
     PQclear(res);
-    fmt_i64(rid, sizeof rid, r->id);
+    eb_db_fmt_i64(rid, sizeof rid, r->id);
     for (size_t i = 0; i < r->ntargets; i++) {
         char pos[24], kind[24];
         const struct eb_target_rec *t = &r->targets[i];
@@ -356,9 +322,7 @@ eb_status eb_store_rule_insert(eb_db *db, int64_t bus_id, struct eb_rule_rec *r,
         goto fail;
     return EB_OK;
 fail:
-    if (st != EB_EUNAVAIL)
-        eb_db_simple(db, "rule_rollback", "ROLLBACK");
-    return st;
+    return eb_db_tx_fail(db, st);
 }
 
 /* Loads the one rule that sql ($1 = bus id, $2 = key) selects, with its
@@ -371,7 +335,7 @@ static eb_status rule_one(eb_db *db, const char *what, const char *sql, int64_t 
     PGresult *res;
     eb_status st;
 
-    fmt_i64(bid, sizeof bid, bus_id);
+    eb_db_fmt_i64(bid, sizeof bid, bus_id);
     st = eb_db_exec(db, what, sql, 2, params, NULL, NULL, 0, &res);
     if (st)
         return st;
@@ -433,7 +397,7 @@ eb_status eb_store_rule_delete(eb_db *db, int64_t bus_id, const char *name)
     PGresult *res;
     eb_status st;
 
-    fmt_i64(bid, sizeof bid, bus_id);
+    eb_db_fmt_i64(bid, sizeof bid, bus_id);
     st = eb_db_exec(db, "rule_delete", "DELETE FROM rules WHERE bus_id = $1 AND name = $2", 2,
                     params, NULL, NULL, 0, &res);
     if (st)
@@ -459,7 +423,7 @@ eb_status eb_store_rule_count(eb_db *db, int64_t bus_id, int64_t *count)
     PGresult *res;
     eb_status st;
 
-    fmt_i64(bid, sizeof bid, bus_id);
+    eb_db_fmt_i64(bid, sizeof bid, bus_id);
     st = eb_db_exec(db, "rule_count", "SELECT count(*) FROM rules WHERE bus_id = $1", 1, params,
                     NULL, NULL, 0, &res);
     if (st)

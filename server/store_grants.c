@@ -8,26 +8,6 @@
 #include "store_internal.h"
 #include "util.h"
 
-#define EPOCH_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
-
-static void fmt_i64(char *buf, size_t size, int64_t v)
-{
-    snprintf(buf, size, "%lld", (long long)v);
-}
-
-/* A PostgreSQL array literal "{1,2,3}" of ids; free() it. */
-static char *id_array(const int64_t *ids, size_t n)
-{
-    size_t cap = 3 + n * 21, len = 0;
-    char *s = eb_malloc(cap);
-
-    s[len++] = '{';
-    for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(s + len, cap - len, "%s%lld", i ? "," : "", (long long)ids[i]);
-    snprintf(s + len, cap - len, "}");
-    return s;
-}
-
 /* --- Grants ------------------------------------------------------------- */
 
 eb_status eb_store_grant_insert(eb_db *db, int64_t bus_id, int64_t grantee_id, int permission,
@@ -38,8 +18,8 @@ eb_status eb_store_grant_insert(eb_db *db, int64_t bus_id, int64_t grantee_id, i
     PGresult *res;
     eb_status st;
 
-    fmt_i64(bid, sizeof bid, bus_id);
-    fmt_i64(gid, sizeof gid, grantee_id);
+    eb_db_fmt_i64(bid, sizeof bid, bus_id);
+    eb_db_fmt_i64(gid, sizeof gid, grantee_id);
     snprintf(perm, sizeof perm, "%d", permission);
     st = eb_db_exec(db, "grant_insert",
                     "INSERT INTO grants (bus_id, grantee_id, permission) VALUES ($1, $2, $3)"
@@ -59,8 +39,8 @@ eb_status eb_store_grant_delete(eb_db *db, int64_t bus_id, int64_t grantee_id, i
     PGresult *res;
     eb_status st;
 
-    fmt_i64(bid, sizeof bid, bus_id);
-    fmt_i64(gid, sizeof gid, grantee_id);
+    eb_db_fmt_i64(bid, sizeof bid, bus_id);
+    eb_db_fmt_i64(gid, sizeof gid, grantee_id);
     snprintf(perm, sizeof perm, "%d", permission);
     st = eb_db_exec(db, "grant_delete",
                     "DELETE FROM grants WHERE bus_id = $1 AND grantee_id = $2 AND permission = $3"
@@ -82,7 +62,7 @@ eb_status eb_store_grant_list(eb_db *db, int64_t bus_id, int limit, struct eb_gr
     eb_status st;
     int rows;
 
-    fmt_i64(bid, sizeof bid, bus_id);
+    eb_db_fmt_i64(bid, sizeof bid, bus_id);
     snprintf(lim, sizeof lim, "%d", limit);
     st = eb_db_exec(db, "grant_list",
                     "SELECT g.bus_id, g.grantee_id, t.name, g.permission, " EPOCH_US("g.created_at")
@@ -114,8 +94,8 @@ eb_status eb_store_grant_mask(eb_db *db, int64_t bus_id, int64_t grantee_id, uns
     unsigned m = 0;
     eb_status st;
 
-    fmt_i64(bid, sizeof bid, bus_id);
-    fmt_i64(gid, sizeof gid, grantee_id);
+    eb_db_fmt_i64(bid, sizeof bid, bus_id);
+    eb_db_fmt_i64(gid, sizeof gid, grantee_id);
     st = eb_db_exec(db, "grant_mask",
                     "SELECT permission FROM grants WHERE bus_id = $1 AND grantee_id = $2", 2,
                     params, NULL, NULL, 0, &res);
@@ -134,7 +114,7 @@ eb_status eb_store_grant_mask(eb_db *db, int64_t bus_id, int64_t grantee_id, uns
 eb_status eb_store_grants_check(eb_db *db, const int64_t *grantee_ids, const int64_t *bus_ids,
                                 size_t n, int permission, bool *present)
 {
-    char *gids = id_array(grantee_ids, n), *bids = id_array(bus_ids, n), perm[8];
+    char *gids = eb_db_id_array(grantee_ids, n), *bids = eb_db_id_array(bus_ids, n), perm[8];
     const char *params[3] = {gids, bids, perm};
     PGresult *res;
     eb_status st;
@@ -169,7 +149,7 @@ eb_status eb_store_source_insert(eb_db *db, int64_t tenant_id, const char *prefi
     PGresult *res;
     eb_status st;
 
-    fmt_i64(tid, sizeof tid, tenant_id);
+    eb_db_fmt_i64(tid, sizeof tid, tenant_id);
     snprintf(lim, sizeof lim, "%d", max);
     /* The count and the insert in one statement; two concurrent inserts
      * may both pass the count, which only lets the cap be exceeded by the
@@ -193,7 +173,7 @@ eb_status eb_store_source_delete(eb_db *db, int64_t tenant_id, const char *prefi
     PGresult *res;
     eb_status st;
 
-    fmt_i64(tid, sizeof tid, tenant_id);
+    eb_db_fmt_i64(tid, sizeof tid, tenant_id);
     st = eb_db_exec(db, "source_delete",
                     "DELETE FROM event_sources WHERE tenant_id = $1 AND prefix = $2 RETURNING 1", 2,
                     params, NULL, NULL, 0, &res);
@@ -213,7 +193,7 @@ eb_status eb_store_source_list(eb_db *db, int64_t tenant_id, int limit,
     eb_status st;
     int rows;
 
-    fmt_i64(tid, sizeof tid, tenant_id);
+    eb_db_fmt_i64(tid, sizeof tid, tenant_id);
     snprintf(lim, sizeof lim, "%d", limit);
     st = eb_db_exec(db, "source_list",
                     "SELECT prefix FROM event_sources WHERE tenant_id = $1 ORDER BY prefix"
