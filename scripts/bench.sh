@@ -88,7 +88,7 @@ echo "bench.sh: $("$pg_bin/postgres" --version), port $pg_port, data in $pgdir"
 
 admin_key="cb_admin_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 CEBUS_DATABASE_URL="$db_url" CEBUS_ADMIN_KEY="$admin_key" CEBUS_LOG_LEVEL=warn \
-  "$build/cebusd" --listen 127.0.0.1:0 >"$work/cebusd.out" 2>"$work/cebusd.log" &
+  "$build/cebusd" --listen 127.0.0.1:0 --metrics-listen off >"$work/cebusd.out" 2>"$work/cebusd.log" &
 cebusd_pid=$!
 addr=
 for _ in $(seq 1 300); do

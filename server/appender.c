@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 /* Expired dedup entries are removed this often, this many per statement. */
@@ -49,8 +50,13 @@ static void commit_group(eb_appender *ap, eb_db *db, struct eb_append_req *group
     }
 
     st = db ? eb_db_ensure(db) : EB_EUNAVAIL;
-    if (st == EB_OK && total > 0)
+    if (st == EB_OK && total > 0) {
+        int64_t t0 = eb_now_mono_us();
         st = eb_store_events_append(db, rows, total);
+        eb_metrics_observe_us(EB_H_APPEND_COMMIT, eb_now_mono_us() - t0);
+    }
+    if (total > 0)
+        eb_metrics_add(st == EB_OK ? EB_M_APPEND_COMMITS : EB_M_APPEND_FAILURES, 1);
 
     buses = eb_malloc((total ? total : 1) * sizeof *buses);
     k = 0;
@@ -62,9 +68,12 @@ static void commit_group(eb_appender *ap, eb_db *db, struct eb_append_req *group
             r->rows[i].status = st == EB_OK ? rows[k].status : st;
             if (st == EB_OK && rows[k].status == EB_OK && !rows[k].duplicate)
                 buses[nbuses++] = rows[k].bus_id;
+            else if (st == EB_OK && rows[k].duplicate)
+                eb_metrics_add(EB_M_EVENTS_DUPLICATE, 1);
         }
         r->done(r, st);
     }
+    eb_metrics_add(EB_M_EVENTS_APPENDED, nbuses);
     if (st == EB_OK && ap->on_commit && nbuses) {
         qsort(buses, nbuses, sizeof *buses, cmp_i64);
         for (size_t i = 0; i < nbuses; i++)

@@ -33,6 +33,8 @@ struct setting {
 static const struct setting settings[] = {
     {"listen", "CEBUS_LISTEN", STR, OFF(listen), "127.0.0.1:50051", 0, 0,
      "gRPC listen address, host:port"},
+    {"metrics-listen", "CEBUS_METRICS_LISTEN", STR, OFF(metrics_listen), "127.0.0.1:9464", 0, 0,
+     "Prometheus metrics address, host:port (GET /metrics); \"off\" disables it"},
     {"database-url", "CEBUS_DATABASE_URL", STR, OFF(database_url), NULL, 0, 0,
      "PostgreSQL connection string; unset: embedded PostgreSQL under the data directory"},
     {"admin-key", "CEBUS_ADMIN_KEY", STR, OFF(admin_key), NULL, 0, 0,

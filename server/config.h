@@ -11,6 +11,7 @@
 
 struct eb_config {
     char *listen;            /* CEBUS_LISTEN, --listen */
+    char *metrics_listen;    /* CEBUS_METRICS_LISTEN; "off": no metrics endpoint */
     char *database_url;      /* CEBUS_DATABASE_URL; NULL: embedded PostgreSQL */
     char *admin_key;         /* CEBUS_ADMIN_KEY; NULL: generated on first start */
     char *data_dir;          /* CEBUS_DATA_DIR: embedded PostgreSQL lives here */

@@ -14,6 +14,7 @@
 #include "cejson.h"
 #include "cloudevents.pb-c.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 #include "util.h"
 
@@ -156,6 +157,7 @@ static void unlink_locked(eb_dispatch *d, struct stream *s)
         }
     s->bus = NULL;
     d->nstreams--;
+    eb_metrics_gauge_add(EB_G_STREAMS_OPEN, -1);
     b->matcher_stale = true;
     if (!b->streams) {
         struct bus **bp;
@@ -292,6 +294,8 @@ eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t
     b->dirty = true;
     b->matcher_stale = true;
     d->nstreams++;
+    eb_metrics_add(EB_M_STREAMS_OPENED, 1);
+    eb_metrics_gauge_add(EB_G_STREAMS_OPEN, 1);
     /* Under d->mu so that a close arriving at once finds the stream. */
     if (!eb_call_stream_start(call, &stream_ops, s)) {
         s->released = true; /* on_close already ran, before ops were set */
@@ -458,6 +462,8 @@ static eb_status serve_bus(eb_dispatch *d, eb_db *db, int64_t bus_id)
             pthread_mutex_unlock(&d->mu);
             return st == EB_EUNAVAIL ? EB_EUNAVAIL : EB_OK;
         }
+        eb_metrics_add(EB_M_LOG_READS, 1);
+        eb_metrics_add(EB_M_LOG_EVENTS_READ, n);
 
         /* Decode and build the JSON view outside the lock; match inside. */
         for (size_t i = 0; i < n; i++) {

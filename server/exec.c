@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 struct job {
@@ -56,6 +57,7 @@ static void *exec_main(void *arg)
             x->tail = NULL;
         x->queued--;
         pthread_mutex_unlock(&x->mu);
+        eb_metrics_gauge_add(EB_G_EXEC_QUEUED, -1);
 
         j->fn(connection(x, &db), j->arg);
         free(j);
@@ -104,6 +106,7 @@ eb_status eb_exec_submit(eb_exec *x, eb_job_fn fn, void *arg)
     x->queued++;
     pthread_cond_signal(&x->cv);
     pthread_mutex_unlock(&x->mu);
+    eb_metrics_gauge_add(EB_G_EXEC_QUEUED, 1);
     return EB_OK;
 }
 

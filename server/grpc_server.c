@@ -13,6 +13,7 @@
 #include <grpc/support/time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 /* Outstanding request_call slots per method and per completion queue. More
@@ -34,6 +35,7 @@ struct method_entry {
     eb_handler_fn handler;
     void *ctx;
     void *registered; /* grpc_server_register_method() handle */
+    int metrics_id;   /* eb_metrics_rpc_register() */
 };
 
 struct worker {
@@ -91,6 +93,7 @@ struct eb_call {
     gpr_timespec deadline;
     uint8_t *req;
     size_t req_len;
+    int64_t start_us; /* arrival, monotonic */
 
     bool finished;      /* status sent (or given up) by the server side */
     bool closed;        /* RECV_CLOSE_ON_SERVER completed */
@@ -242,14 +245,20 @@ static void send_status(eb_call *c, grpc_status_code code, const char *details,
     size_t n = 0;
     grpc_slice detail_slice;
     grpc_call_error err;
-    bool send;
+    bool send, first;
 
     pthread_mutex_lock(&c->mu);
+    first = !c->finished;
     send = !c->finished && !c->closed;
     c->finished = true;
     if (send)
         c->refs++; /* the status batch's reference */
     pthread_mutex_unlock(&c->mu);
+    /* A stream's length is its client's choice, not a latency: count it
+     * only. */
+    if (first)
+        eb_metrics_rpc_done(c->method->metrics_id, (int)code,
+                            c->method->streaming ? -1 : eb_now_mono_us() - c->start_us);
 
     if (send) {
         memset(ops, 0, sizeof ops);
@@ -355,6 +364,8 @@ bool eb_call_write_slice(eb_call *c, grpc_slice slice, bool buffer_hint)
     op.data.send_message.send_message = c->write_buf;
     c->write_tag.fn = on_write_done;
     err = grpc_call_start_batch(c->call, &op, 1, &c->write_tag, NULL);
+    if (err == GRPC_CALL_OK)
+        eb_metrics_add(EB_M_STREAM_MESSAGES, 1);
     if (err != GRPC_CALL_OK) {
         /* No completion will come: undo here rather than calling back into
          * the owner, which may hold its own lock around this call. */
@@ -420,6 +431,7 @@ static void start_call(struct slot *sl)
     c->refs = 2; /* the handler's and the close batch's */
     c->srv = srv;
     c->method = sl->method;
+    c->start_us = eb_now_mono_us();
     c->call = sl->call;
     c->md = sl->md;
     c->deadline = sl->deadline;
@@ -603,6 +615,7 @@ void eb_server_add_method(eb_server *s, const char *path, bool server_streaming,
     m->streaming = server_streaming;
     m->handler = handler;
     m->ctx = ctx;
+    m->metrics_id = eb_metrics_rpc_register(path);
 }
 
 static grpc_arg int_arg(const char *key, int value)

@@ -14,6 +14,7 @@
 #include "exec.h"
 #include "grpc_server.h"
 #include "log.h"
+#include "metrics.h"
 #include "rpc.h"
 #include "store.h"
 #include "util.h"
@@ -91,6 +92,7 @@ int main(int argc, char **argv)
     struct eb_server_opts sopts;
     struct eb_dispatch_opts dopts;
     eb_server *srv = NULL;
+    eb_metrics_server *metrics = NULL;
     eb_db *db = NULL;
     bool embedded = false;
     char embedded_url[4096];
@@ -139,6 +141,20 @@ int main(int argc, char **argv)
     }
     eb_db_close(db);
     db = NULL;
+
+    if (strcmp(cfg.metrics_listen, "off") != 0) {
+        int mport = 0;
+        const char *colon = strrchr(cfg.metrics_listen, ':');
+        if (eb_metrics_server_start(cfg.metrics_listen, &metrics, &mport) != EB_OK)
+            goto out;
+        eb_log_info("msg=\"metrics endpoint listening\" metrics_listen=%.*s:%d",
+                    (int)(colon - cfg.metrics_listen), cfg.metrics_listen, mport);
+        /* Before the "listening" line, which tells supervisors the server
+         * is up. */
+        printf("cebusd: metrics on %.*s:%d\n", (int)(colon - cfg.metrics_listen),
+               cfg.metrics_listen, mport);
+        fflush(stdout);
+    }
 
     grpc_init();
     app.cfg = &cfg;
@@ -195,6 +211,7 @@ int main(int argc, char **argv)
     eb_log_info("msg=\"stopped\"");
     rc = 0;
 out:
+    eb_metrics_server_free(metrics);
     eb_db_close(db);
     if (embedded)
         eb_embedded_pg_stop(cfg.data_dir);

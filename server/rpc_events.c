@@ -8,6 +8,7 @@
 #include "cloudevents.pb-c.h"
 #include "google/protobuf/timestamp.pb-c.h"
 #include "log.h"
+#include "metrics.h"
 #include "rpc.h"
 #include "util.h"
 
@@ -66,6 +67,7 @@ static void entry_error(struct put *p, size_t i, eb_status st, const char *fmt, 
     p->messages[i] = eb_strdup(buf);
     p->entries[i].code = (int32_t)eb_status_to_grpc(st);
     p->entries[i].message = p->messages[i];
+    eb_metrics_add(EB_M_EVENTS_REJECTED, 1);
 }
 
 static bool is_reserved(const char *name)

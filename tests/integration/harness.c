@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,6 +243,7 @@ static int open_log(struct h_server *s)
 static int wait_listening(struct h_server *s)
 {
     static const char marker[] = "cebusd: listening on ";
+    static const char metrics_marker[] = "cebusd: metrics on ";
     char buf[4096];
     size_t n = 0;
     int64_t deadline = h_now_ms() + H_START_TIMEOUT_MS;
@@ -272,6 +274,13 @@ static int wait_listening(struct h_server *s)
         buf[n] = '\0';
         line = strstr(buf, marker);
         if (line && (nl = strchr(line, '\n')) != NULL) {
+            /* The metrics line comes first; remember it for tests that
+             * scrape. */
+            char *m = strstr(buf, metrics_marker), *mnl;
+            if (m && (mnl = strchr(m, '\n')) != NULL)
+                snprintf(s->metrics_addr, sizeof s->metrics_addr, "%.*s",
+                         (int)(mnl - m - (ptrdiff_t)strlen(metrics_marker)),
+                         m + strlen(metrics_marker));
             *nl = '\0';
             snprintf(s->addr, sizeof s->addr, "%s", line + strlen(marker));
             return 0;
@@ -305,6 +314,7 @@ int h_server_start(struct h_server *s, const char *conninfo, const char *const *
     overrides[nover++] = dburl;
     overrides[nover++] = "CEBUS_ADMIN_KEY=" H_ADMIN_KEY;
     overrides[nover++] = "CEBUS_LISTEN";
+    overrides[nover++] = "CEBUS_METRICS_LISTEN=127.0.0.1:0";
     for (size_t i = 0; extra_env && extra_env[i] && nover < 31; i++)
         overrides[nover++] = extra_env[i];
     overrides[nover] = NULL;

@@ -70,6 +70,7 @@ struct h_server {
     pid_t pid;           /* 0 when not running */
     int stdout_fd;       /* read end of its stdout, kept open while it runs */
     char addr[64];       /* "127.0.0.1:PORT" */
+    char metrics_addr[64]; /* "127.0.0.1:PORT" of GET /metrics; "" if none */
     char log_path[1024]; /* its stderr */
 };
 

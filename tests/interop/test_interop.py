@@ -112,7 +112,8 @@ def start_cebusd(work):
                CEBUS_ADMIN_KEY=admin_key, CEBUS_LOG_LEVEL="info")
     stderr_path = os.path.join(work, "cebusd.log")
     stderr = open(stderr_path, "wb")
-    proc = subprocess.Popen([CEBUSD, "--listen", "127.0.0.1:0"], env=env,
+    proc = subprocess.Popen([CEBUSD, "--listen", "127.0.0.1:0", "--metrics-listen",
+                             "127.0.0.1:0"], env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
     stderr.close()
     S.update(proc=proc, admin_key=admin_key, cebusd_log=stderr_path)

@@ -24,7 +24,7 @@ static const char *const setting_envs[] = {
     "CEBUS_EMBEDDED_PG_PORT", "CEBUS_WORKERS",         "CEBUS_DB_POOL",
     "CEBUS_MAX_EVENT_BYTES",  "CEBUS_MAX_REQUEST_BYTES", "CEBUS_MAX_BATCH",
     "CEBUS_MAX_STREAMS",      "CEBUS_MAX_IN_FLIGHT",   "CEBUS_CATCHUP_MS",
-    "CEBUS_SHUTDOWN_GRACE_MS", "CEBUS_REQUIRE_SOURCES",
+    "CEBUS_SHUTDOWN_GRACE_MS", "CEBUS_REQUIRE_SOURCES", "CEBUS_METRICS_LISTEN",
 };
 #define NENVS (sizeof setting_envs / sizeof setting_envs[0])
 
@@ -116,6 +116,7 @@ static void test_defaults(void **state)
     assert_string_equal(r.out, "");
     assert_string_equal(r.cfg.command, "serve");
     assert_string_equal(r.cfg.listen, "127.0.0.1:50051");
+    assert_string_equal(r.cfg.metrics_listen, "127.0.0.1:9464");
     assert_null(r.cfg.database_url);
     assert_null(r.cfg.admin_key);
     assert_string_equal(r.cfg.data_dir, "var");
@@ -438,7 +439,7 @@ static void test_help_lists_every_flag(void **state)
         "--migrations-dir",   "--log-level",         "--embedded-pg-port", "--workers",
         "--db-pool",          "--max-event-bytes",   "--max-request-bytes", "--max-batch",
         "--max-streams",      "--max-in-flight",     "--catchup-ms", "--shutdown-grace-ms",
-        "--version",
+        "--metrics-listen",   "--version",
     };
     struct run r;
 
