@@ -648,10 +648,14 @@ static int data_from_json(ce_event *ev, const json_t *obj, char *err, size_t err
     }
     if (!data)
         return 0;
-    /* A JSON string is the text itself, except when the event says its
-     * data is JSON: then the data is that JSON value, a string, and its
-     * text is the quoted form. This keeps ce_to_json(ce_from_json(x)) == x. */
-    if (json_is_string(data) && !(json_is_string(ct) && ce_content_type_is_json(json_string_value(ct)))) {
+    /* A JSON string is the text itself when the event says its data is
+     * not JSON. Otherwise, an absent datacontenttype included (the JSON
+     * format implies application/json), the data is that JSON value, a
+     * string, and its text is the quoted form: so "5" stays the string "5"
+     * to patterns rather than becoming the number 5. This keeps
+     * ce_to_json(ce_from_json(x)) == x. */
+    if (json_is_string(data) && ct &&
+        !(json_is_string(ct) && ce_content_type_is_json(json_string_value(ct)))) {
         if (strlen(json_string_value(data)) != json_string_length(data)) {
             set_err(err, errlen, "member \"data\" contains a NUL character");
             return -1;

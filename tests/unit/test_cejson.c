@@ -171,9 +171,21 @@ static void test_from_json_types(void **state)
                    "\"data\":\"plain\"}");
     v = find_attr(ev, "time");
     assert_int_equal(v->attr_case, ATTR(CE_STRING));
+    /* Without a datacontenttype the data is JSON (the JSON format implies
+     * application/json): the string keeps its quotes, so that patterns and
+     * consumers see a string, never the value it spells. */
+    assert_int_equal(ev->data_case, DATA(TEXT_DATA));
+    assert_string_equal(ev->text_data, "\"plain\"");
+    v = find_attr(ev, "datacontenttype");
+    assert_non_null(v);
+    assert_string_equal(v->ce_string, "application/json");
+    io__cloudevents__v1__cloud_event__free_unpacked(ev, NULL);
+
+    /* With a non-JSON content type the string is the text itself. */
+    ev = from_text("{\"id\":\"1\",\"source\":\"/s\",\"type\":\"t\","
+                   "\"datacontenttype\":\"text/plain\",\"data\":\"plain\"}");
     assert_int_equal(ev->data_case, DATA(TEXT_DATA));
     assert_string_equal(ev->text_data, "plain");
-    assert_null(find_attr(ev, "datacontenttype"));
     io__cloudevents__v1__cloud_event__free_unpacked(ev, NULL);
 }
 
