@@ -782,8 +782,10 @@ eb_status eb_pattern_compile(const char *text, size_t len, eb_pattern **out, cha
     }
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
+        /* jansson names its own decoding flag here; say what is wrong. */
         st = fail(&c, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
-                  jerr.text);
+                  strstr(jerr.text, "JSON_ALLOW_NUL") ? "strings must not contain \\u0000"
+                                                      : jerr.text);
         goto out;
     }
     if (!json_is_object(root)) {
