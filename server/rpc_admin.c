@@ -18,6 +18,11 @@
 #define DEFAULT_DEDUP_SECONDS 300
 #define MAX_DEDUP_SECONDS 86400
 
+/* Any grant lets its holder GetBus the granted bus. */
+#define GRANTEE_READ_PERMS                                                                     \
+    (EB_PERMS(EB_PERMISSION_PUBLISH) | EB_PERMS(EB_PERMISSION_SUBSCRIBE) |                     \
+     EB_PERMS(EB_PERMISSION_MANAGE_RULES))
+
 static const char *name_rule = "1 to 64 of [A-Za-z0-9._-], starting with a letter or digit";
 
 /* Resolves the tenant a request names ("" = the caller's). Another tenant
@@ -664,14 +669,16 @@ out:
 
 /* Loads the bus a request names ("name" or "tenant/name") fresh from the
  * database: the resolver's cache may hold a bus changed or deleted within
- * its TTL. Another tenant's bus and a missing one are the same NOT_FOUND.
- * Fails the call and returns false on error. */
-static bool load_bus(struct eb_rpc *rpc, const char *ref, struct eb_bus_rec *b)
+ * its TTL. Another tenant's bus and a missing one are the same NOT_FOUND,
+ * unless the caller's tenant holds one of perms on it (then *via_grant, when
+ * not NULL, is set). Fails the call and returns false on error. */
+static bool load_bus(struct eb_rpc *rpc, const char *ref, unsigned perms, struct eb_bus_rec *b,
+                     bool *via_grant)
 {
     eb_status st;
 
-    st = eb_auth_resolve_bus(rpc->app->auth, rpc->db, &rpc->who, ref, b, rpc->err,
-                             sizeof rpc->err);
+    st = eb_auth_resolve_bus_granted(rpc->app->auth, rpc->db, &rpc->who, ref, perms, b,
+                                     via_grant, rpc->err, sizeof rpc->err);
     if (st) {
         eb_rpc_fail(rpc, st, "%s", rpc->err);
         return false;
@@ -694,6 +701,7 @@ void eb_rpc_get_bus(struct eb_rpc *rpc)
     Cebus__V1__Bus resp;
     Google__Protobuf__Timestamp created;
     struct eb_bus_rec b;
+    bool via_grant = false;
 
     /* Like ListBuses: any role may read its own tenant's buses. */
     req = cebus__v1__get_bus_request__unpack(NULL, rpc->req_len, rpc->req);
@@ -701,9 +709,16 @@ void eb_rpc_get_bus(struct eb_rpc *rpc)
         eb_rpc_fail(rpc, EB_EINVAL, "request: not a valid GetBusRequest message");
         return;
     }
-    if (!load_bus(rpc, req->bus, &b))
+    /* A grantee, whatever its grant, may read the bus it was granted: the
+     * grant already told it the bus exists, and it needs the retention
+     * (how far back it can replay) and the dedup window (how long a retried
+     * publish is recognized). It sees nothing else of the owner: no
+     * create_time (docs/security.md). */
+    if (!load_bus(rpc, req->bus, GRANTEE_READ_PERMS, &b, &via_grant))
         goto out;
     bus_msg(&resp, &created, &b);
+    if (via_grant)
+        resp.create_time = NULL;
     eb_rpc_reply(rpc, &resp.base);
 out:
     cebus__v1__get_bus_request__free_unpacked(req, NULL);
@@ -739,7 +754,7 @@ void eb_rpc_update_bus(struct eb_rpc *rpc)
     }
     snprintf(ref, sizeof ref, "%s%s%s", req->bus->tenant, req->bus->tenant[0] ? "/" : "",
              req->bus->name);
-    if (!load_bus(rpc, ref, &b))
+    if (!load_bus(rpc, ref, 0, &b, NULL))
         goto out;
     if (req->n_update_mask == 0) {
         eb_rpc_fail(rpc, EB_EINVAL,
@@ -812,7 +827,7 @@ void eb_rpc_delete_bus(struct eb_rpc *rpc)
         eb_rpc_fail(rpc, EB_EINVAL, "request: not a valid DeleteBusRequest message");
         return;
     }
-    if (!load_bus(rpc, req->bus, &b))
+    if (!load_bus(rpc, req->bus, 0, &b, NULL))
         goto out;
     st = eb_store_bus_delete(rpc->db, b.id);
     if (st == EB_ENOTFOUND) {
