@@ -94,6 +94,12 @@ json_t *cli_message_to_json(const ProtobufCMessage *m);
 /* Prints the JSON form of m on one line of f. */
 void cli_print_message(FILE *f, const ProtobufCMessage *m);
 
+/* Calls a paged List method (req has "page_token", the response the
+ * repeated field named items and "next_page_token") page after page,
+ * printing every item as one JSON line. Returns the exit code. */
+int cli_list_all(cebus_client *c, const char *method, ProtobufCMessage *req,
+                 const ProtobufCMessageDescriptor *resp_desc, const char *items);
+
 /* Prints j compactly on one line of f. Takes the reference. */
 void cli_print_json(FILE *f, json_t *j);
 

@@ -25,8 +25,8 @@ static void *field_ptr(ProtobufCMessage *m, const char *name, size_t **count)
  * repeated `items` field and "next_page_token") until the server says
  * there are no more pages, printing every item as one JSON line. A server
  * that repeats a token would otherwise make this loop forever. */
-static int list_all(cebus_client *c, const char *method, ProtobufCMessage *req,
-                    const ProtobufCMessageDescriptor *resp_desc, const char *items)
+int cli_list_all(cebus_client *c, const char *method, ProtobufCMessage *req,
+                 const ProtobufCMessageDescriptor *resp_desc, const char *items)
 {
     char **page_token = field_ptr(req, "page_token", NULL);
     ProtobufCMessage *resp = NULL;
@@ -182,8 +182,8 @@ int cli_cmd_bus_list(cebus_client *c, const struct cli_args *a)
 
     if (cli_get(a, "--tenant"))
         req.tenant = (char *)cli_get(a, "--tenant");
-    return list_all(c, "/cebus.v1.Admin/ListBuses", &req.base,
-                    &cebus__v1__list_buses_response__descriptor, "buses");
+    return cli_list_all(c, "/cebus.v1.Admin/ListBuses", &req.base,
+                        &cebus__v1__list_buses_response__descriptor, "buses");
 }
 
 static const char *require_bus(const struct cli_args *a)
@@ -275,8 +275,8 @@ int cli_cmd_rule_list(cebus_client *c, const struct cli_args *a)
     if (!require_bus(a))
         return cli_usage_error(a, "--bus is required");
     req.bus = (char *)require_bus(a);
-    return list_all(c, "/cebus.v1.EventBus/ListRules", &req.base,
-                    &cebus__v1__list_rules_response__descriptor, "rules");
+    return cli_list_all(c, "/cebus.v1.EventBus/ListRules", &req.base,
+                        &cebus__v1__list_rules_response__descriptor, "rules");
 }
 
 int cli_cmd_rule_delete(cebus_client *c, const struct cli_args *a)
@@ -323,8 +323,8 @@ int cli_cmd_tenant_list(cebus_client *c, const struct cli_args *a)
     Cebus__V1__ListTenantsRequest req = CEBUS__V1__LIST_TENANTS_REQUEST__INIT;
 
     (void)a;
-    return list_all(c, "/cebus.v1.Admin/ListTenants", &req.base,
-                    &cebus__v1__list_tenants_response__descriptor, "tenants");
+    return cli_list_all(c, "/cebus.v1.Admin/ListTenants", &req.base,
+                        &cebus__v1__list_tenants_response__descriptor, "tenants");
 }
 
 int cli_cmd_tenant_update(cebus_client *c, const struct cli_args *a)
@@ -370,8 +370,8 @@ int cli_cmd_key_list(cebus_client *c, const struct cli_args *a)
 
     if (cli_get(a, "--tenant"))
         req.tenant = (char *)cli_get(a, "--tenant");
-    return list_all(c, "/cebus.v1.Admin/ListApiKeys", &req.base,
-                    &cebus__v1__list_api_keys_response__descriptor, "keys");
+    return cli_list_all(c, "/cebus.v1.Admin/ListApiKeys", &req.base,
+                        &cebus__v1__list_api_keys_response__descriptor, "keys");
 }
 
 int cli_cmd_key_revoke(cebus_client *c, const struct cli_args *a)

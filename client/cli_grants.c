@@ -89,8 +89,8 @@ int cli_cmd_grant_list(cebus_client *c, const struct cli_args *a)
     if (!bus || !*bus)
         return cli_usage_error(a, "--bus is required");
     req.bus = (char *)bus;
-    return call(c, "/cebus.v1.Admin/ListGrants", &req.base,
-                &cebus__v1__list_grants_response__descriptor, true, "grants");
+    return cli_list_all(c, "/cebus.v1.Admin/ListGrants", &req.base,
+                        &cebus__v1__list_grants_response__descriptor, "grants");
 }
 
 int cli_cmd_grant_revoke(cebus_client *c, const struct cli_args *a)

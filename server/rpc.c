@@ -184,13 +184,15 @@ void eb_rpc_timestamp(struct Google__Protobuf__Timestamp *ts, int64_t us)
     ts->nanos = (int32_t)(us % 1000000) * 1000;
 }
 
-/* Tokens are the hex of the last name: opaque enough, and a garbled token
- * is detected rather than silently restarting the listing. */
-static bool page_token_decode(const char *token, char *after, size_t size)
+/* Tokens are the hex of the last key: opaque enough, and a garbled token
+ * is detected rather than silently restarting the listing. A key is a name,
+ * or for parts 2 two names joined by '/' (as in a bus reference). */
+static bool page_token_decode(const char *token, int parts, char *after, size_t size)
 {
     size_t n = strlen(token);
+    char *slash;
 
-    if (n % 2 || n / 2 >= size || n / 2 > EB_NAME_MAX)
+    if (n % 2 || n / 2 >= size || n / 2 > (size_t)parts * (EB_NAME_MAX + 1))
         return false;
     for (size_t i = 0; i < n / 2; i++) {
         unsigned v;
@@ -199,13 +201,23 @@ static bool page_token_decode(const char *token, char *after, size_t size)
         after[i] = (char)v;
     }
     after[n / 2] = '\0';
-    return n == 0 || eb_name_valid(after);
+    if (n == 0)
+        return true;
+    slash = strchr(after, '/');
+    if ((parts == 2) != (slash != NULL))
+        return false;
+    if (!slash)
+        return eb_name_valid(after);
+    *slash = '\0';
+    bool ok = eb_name_valid(after) && eb_name_valid(slash + 1);
+    *slash = '/';
+    return ok;
 }
 
-bool eb_rpc_page_start(struct eb_rpc *rpc, const char *method, const char *token,
+static bool page_start(struct eb_rpc *rpc, const char *method, const char *token, int parts,
                        uint32_t page_size, char *after, size_t aftersize, int *limit)
 {
-    if (!page_token_decode(token, after, aftersize)) {
+    if (!page_token_decode(token, parts, after, aftersize)) {
         eb_rpc_fail(rpc, EB_EINVAL, "page_token: not a token from a previous %s", method);
         return false;
     }
@@ -215,10 +227,30 @@ bool eb_rpc_page_start(struct eb_rpc *rpc, const char *method, const char *token
     return true;
 }
 
-void eb_rpc_page_token_encode(const char *after, char *token, size_t size)
+bool eb_rpc_page_start(struct eb_rpc *rpc, const char *method, const char *token,
+                       uint32_t page_size, char *after, size_t aftersize, int *limit)
+{
+    return page_start(rpc, method, token, 1, page_size, after, aftersize, limit);
+}
+
+bool eb_rpc_page_start_pair(struct eb_rpc *rpc, const char *method, const char *token,
+                            uint32_t page_size, char *after, size_t aftersize, int *limit)
+{
+    return page_start(rpc, method, token, 2, page_size, after, aftersize, limit);
+}
+
+size_t eb_rpc_page_end(const void *recs, size_t recsize, size_t keyoff, size_t fetched,
+                       int limit, char *token, size_t tokensize)
 {
     size_t n = 0;
-    for (const char *p = after; *p && n + 3 <= size; p++)
-        n += (size_t)snprintf(token + n, size - n, "%02x", (unsigned char)*p);
+    const char *key;
+
+    token[0] = '\0';
+    if (fetched <= (size_t)limit)
+        return fetched;
+    key = (const char *)recs + (size_t)(limit - 1) * recsize + keyoff;
+    for (const char *p = key; *p && n + 3 <= tokensize; p++)
+        n += (size_t)snprintf(token + n, tokensize - n, "%02x", (unsigned char)*p);
     token[n] = '\0';
+    return (size_t)limit;
 }

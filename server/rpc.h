@@ -107,14 +107,24 @@ void eb_rpc_timestamp(struct Google__Protobuf__Timestamp *ts, int64_t us);
 #define EB_PAGE_DEFAULT 100
 #define EB_PAGE_MAX 1000
 
-/* Starts a page of a List RPC: decodes token (the last name of the
- * previous page, opaque to clients) into after and sets *limit from
- * page_size. On a garbled token fails the call (naming method), frees rpc
- * and returns false. */
+/* Starts a page of a List RPC: decodes token (the key of the last row of
+ * the previous page, opaque to clients) into after and sets *limit from
+ * page_size; the caller fetches limit + 1 rows after it. Keys are names;
+ * for eb_rpc_page_start_pair() two names joined by '/'. On a garbled token
+ * fails the call (naming method), frees rpc and returns false. */
 bool eb_rpc_page_start(struct eb_rpc *rpc, const char *method, const char *token,
                        uint32_t page_size, char *after, size_t aftersize, int *limit);
+bool eb_rpc_page_start_pair(struct eb_rpc *rpc, const char *method, const char *token,
+                            uint32_t page_size, char *after, size_t aftersize, int *limit);
 
-/* The token for a page that ended with the name `after`. */
-void eb_rpc_page_token_encode(const char *after, char *token, size_t size);
+/* Ends a page of a List RPC whose rows were fetched with limit + 1: returns
+ * how many of the fetched rows to answer (at most limit) and writes the
+ * next page's token to token: "" when nothing remains, else made from the
+ * key of the last row answered. recs is the array of fetched records, each
+ * recsize bytes with its key the NUL-terminated string at byte keyoff
+ * (offsetof(struct eb_bus_rec, name)). token must hold 2 * key length + 1
+ * bytes. */
+size_t eb_rpc_page_end(const void *recs, size_t recsize, size_t keyoff, size_t fetched,
+                       int limit, char *token, size_t tokensize);
 
 #endif

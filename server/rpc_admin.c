@@ -1,5 +1,6 @@
 /* The Admin service: tenants (create, get, list, update, delete), API keys
  * (create, list, revoke) and buses (create, get, list, update, delete). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,10 +282,8 @@ void eb_rpc_list_buses(struct eb_rpc *rpc)
         eb_rpc_fail_store(rpc, st, "buses");
         goto out;
     }
-    if (n > (size_t)limit) {
-        n = (size_t)limit;
-        eb_rpc_page_token_encode(buses[n - 1].name, token, sizeof token);
-    }
+    n = eb_rpc_page_end(buses, sizeof *buses, offsetof(struct eb_bus_rec, name), n,
+                        limit, token, sizeof token);
     msgs = eb_calloc(n, sizeof *msgs);
     times = eb_calloc(n, sizeof *times);
     resp.buses = eb_calloc(n, sizeof *resp.buses);
@@ -394,10 +393,8 @@ void eb_rpc_list_tenants(struct eb_rpc *rpc)
         eb_rpc_fail_store(rpc, st, "tenants");
         goto out;
     }
-    if (n > (size_t)limit) {
-        n = (size_t)limit;
-        eb_rpc_page_token_encode(tenants[n - 1].name, token, sizeof token);
-    }
+    n = eb_rpc_page_end(tenants, sizeof *tenants, offsetof(struct eb_tenant_rec, name), n,
+                        limit, token, sizeof token);
     msgs = eb_calloc(n, sizeof *msgs);
     times = eb_calloc(n, sizeof *times);
     resp.tenants = eb_calloc(n, sizeof *resp.tenants);
@@ -575,10 +572,8 @@ void eb_rpc_list_api_keys(struct eb_rpc *rpc)
         eb_rpc_fail_store(rpc, st, "keys");
         goto out;
     }
-    if (n > (size_t)limit) {
-        n = (size_t)limit;
-        eb_rpc_page_token_encode(keys[n - 1].prefix, token, sizeof token);
-    }
+    n = eb_rpc_page_end(keys, sizeof *keys, offsetof(struct eb_key_info, prefix), n,
+                        limit, token, sizeof token);
     msgs = eb_calloc(n, sizeof *msgs);
     /* Two timestamps per key: created, and expiry when it has one. */
     times = eb_calloc(2 * n, sizeof *times);

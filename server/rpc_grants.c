@@ -1,6 +1,7 @@
 /* The Admin service's grants (another tenant's PUBLISH, SUBSCRIBE or
  * MANAGE_RULES on a bus) and event sources (the source prefixes a tenant
  * may publish under). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,9 +11,6 @@
 #include "log.h"
 #include "rpc.h"
 #include "util.h"
-
-/* ListGrants has no paging: it answers at most this many (README.md). */
-#define MAX_LIST_GRANTS 10000
 
 static const char *permission_names[] = {"", "publish", "subscribe", "manage-rules"};
 
@@ -135,7 +133,10 @@ void eb_rpc_list_grants(struct eb_rpc *rpc)
     Cebus__V1__Grant *msgs = NULL;
     Google__Protobuf__Timestamp *times = NULL;
     struct eb_bus_rec bus;
-    char busref[2 * EB_NAME_MAX + 2];
+    /* Pages end at a (grantee, permission) key, "grantee/permission". */
+    char busref[2 * EB_NAME_MAX + 2], after[EB_NAME_MAX + 3], token[2 * (EB_NAME_MAX + 2) + 1];
+    char *slash;
+    int limit, after_perm = 0;
     size_t n = 0;
     eb_status st;
 
@@ -146,11 +147,26 @@ void eb_rpc_list_grants(struct eb_rpc *rpc)
     }
     if (!grant_bus(rpc, "list grants", req->bus, &bus))
         goto out;
-    st = eb_store_grant_list(rpc->db, bus.id, MAX_LIST_GRANTS, &grants, &n);
+    if (!eb_rpc_page_start_pair(rpc, "ListGrants", req->page_token, req->page_size, after,
+                                sizeof after, &limit))
+        goto out;
+    slash = strchr(after, '/');
+    if (slash) {
+        *slash = '\0';
+        after_perm = slash[1] - '0';
+        if (slash[2] || after_perm < CEBUS__V1__PERMISSION__PERMISSION_PUBLISH ||
+            after_perm > CEBUS__V1__PERMISSION__PERMISSION_MANAGE_RULES) {
+            eb_rpc_fail(rpc, EB_EINVAL, "page_token: not a token from a previous ListGrants");
+            goto out;
+        }
+    }
+    st = eb_store_grant_list(rpc->db, bus.id, after, after_perm, limit + 1, &grants, &n);
     if (st) {
         eb_rpc_fail_store(rpc, st, "grants");
         goto out;
     }
+    n = eb_rpc_page_end(grants, sizeof *grants, offsetof(struct eb_grant_rec, page_key), n,
+                        limit, token, sizeof token);
     snprintf(busref, sizeof busref, "%s/%s", bus.tenant, bus.name);
     msgs = eb_calloc(n + 1, sizeof *msgs);
     times = eb_calloc(n + 1, sizeof *times);
@@ -161,6 +177,7 @@ void eb_rpc_list_grants(struct eb_rpc *rpc)
         resp.grants[i] = &msgs[i];
     }
     resp.n_grants = n;
+    resp.next_page_token = token;
     eb_rpc_reply(rpc, &resp.base);
 out:
     free(grants);

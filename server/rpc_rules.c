@@ -1,4 +1,5 @@
 /* Rule management: CreateRule, GetRule, ListRules, DeleteRule. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,10 +283,8 @@ void eb_rpc_list_rules(struct eb_rpc *rpc)
         eb_rpc_fail_store(rpc, st, "rules");
         goto out;
     }
-    if (n > (size_t)limit) {
-        n = (size_t)limit;
-        eb_rpc_page_token_encode(recs[n - 1].name, token, sizeof token);
-    }
+    n = eb_rpc_page_end(recs, sizeof *recs, offsetof(struct eb_rule_rec, name), n,
+                        limit, token, sizeof token);
     msgs = eb_calloc(n, sizeof *msgs);
     resp.rules = eb_calloc(n, sizeof *resp.rules);
     for (size_t i = 0; i < n; i++) {

@@ -272,6 +272,7 @@ struct eb_grant_rec {
     char grantee[EB_NAME_MAX + 1];
     int permission; /* enum eb_permission */
     int64_t created_us;
+    char page_key[EB_NAME_MAX + 3]; /* "grantee/permission": where a page may end */
 };
 
 /* Grants permission on a bus to tenant grantee_id and sets *created_us.
@@ -281,9 +282,11 @@ eb_status eb_store_grant_insert(eb_db *db, int64_t bus_id, int64_t grantee_id, i
                                 int64_t *created_us);
 /* Revokes a grant; EB_ENOTFOUND when there was none. */
 eb_status eb_store_grant_delete(eb_db *db, int64_t bus_id, int64_t grantee_id, int permission);
-/* Up to limit grants on a bus, by grantee name and permission. *out is a
- * new array (free()). */
-eb_status eb_store_grant_list(eb_db *db, int64_t bus_id, int limit, struct eb_grant_rec **out,
+/* Up to limit grants on a bus, by grantee name and permission, starting
+ * after (after_grantee, after_permission); after_grantee "" starts at the
+ * first. *out is a new array (free()). */
+eb_status eb_store_grant_list(eb_db *db, int64_t bus_id, const char *after_grantee,
+                              int after_permission, int limit, struct eb_grant_rec **out,
                               size_t *n);
 /* Sets *mask to the permissions grantee_id holds on the bus, as bits
  * 1 << permission (0: none). */

@@ -53,22 +53,25 @@ eb_status eb_store_grant_delete(eb_db *db, int64_t bus_id, int64_t grantee_id, i
     return st;
 }
 
-eb_status eb_store_grant_list(eb_db *db, int64_t bus_id, int limit, struct eb_grant_rec **out,
+eb_status eb_store_grant_list(eb_db *db, int64_t bus_id, const char *after_grantee,
+                              int after_permission, int limit, struct eb_grant_rec **out,
                               size_t *n)
 {
-    char bid[24], lim[16];
-    const char *params[2] = {bid, lim};
+    char bid[24], perm[8], lim[16];
+    const char *params[4] = {bid, after_grantee, perm, lim};
     PGresult *res;
     eb_status st;
     int rows;
 
     eb_db_fmt_i64(bid, sizeof bid, bus_id);
+    snprintf(perm, sizeof perm, "%d", after_permission);
     snprintf(lim, sizeof lim, "%d", limit);
     st = eb_db_exec(db, "grant_list",
                     "SELECT g.bus_id, g.grantee_id, t.name, g.permission, " EPOCH_US("g.created_at")
                     " FROM grants g JOIN tenants t ON t.id = g.grantee_id WHERE g.bus_id = $1"
-                    " ORDER BY t.name, g.permission LIMIT $2",
-                    2, params, NULL, NULL, 0, &res);
+                    " AND ($2 = '' OR (t.name, g.permission) > ($2, $3::int))"
+                    " ORDER BY t.name, g.permission LIMIT $4",
+                    4, params, NULL, NULL, 0, &res);
     if (st)
         return st;
     rows = PQntuples(res);
@@ -80,6 +83,7 @@ eb_status eb_store_grant_list(eb_db *db, int64_t bus_id, int limit, struct eb_gr
         eb_strlcpy(g->grantee, PQgetvalue(res, i, 2), sizeof g->grantee);
         g->permission = (int)eb_db_int(res, i, 3);
         g->created_us = eb_db_int(res, i, 4);
+        snprintf(g->page_key, sizeof g->page_key, "%s/%d", g->grantee, g->permission);
     }
     *n = (size_t)rows;
     PQclear(res);

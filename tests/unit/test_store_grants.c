@@ -152,7 +152,7 @@ static void test_grants(void **state)
     assert_int_equal(eb_store_grant_mask(f->db, other.id, alpha, &mask), EB_OK);
     assert_int_equal(mask, 0);
 
-    assert_int_equal(eb_store_grant_list(f->db, bus.id, 100, &list, &n), EB_OK);
+    assert_int_equal(eb_store_grant_list(f->db, bus.id, "", 0, 100, &list, &n), EB_OK);
     assert_int_equal(n, 3);
     assert_string_equal(list[0].grantee, "g-alpha");
     assert_int_equal(list[0].permission, EB_PERMISSION_PUBLISH);
@@ -160,8 +160,23 @@ static void test_grants(void **state)
     assert_string_equal(list[2].grantee, "g-beta");
     assert_int_equal(list[2].grantee_id, beta);
     free(list);
-    assert_int_equal(eb_store_grant_list(f->db, bus.id, 1, &list, &n), EB_OK);
+    assert_int_equal(eb_store_grant_list(f->db, bus.id, "", 0, 1, &list, &n), EB_OK);
     assert_int_equal(n, 1);
+    assert_string_equal(list[0].page_key, "g-alpha/1");
+    free(list);
+    /* Pages continue after (grantee, permission), within one grantee too. */
+    assert_int_equal(eb_store_grant_list(f->db, bus.id, "g-alpha", EB_PERMISSION_PUBLISH, 100,
+                                         &list, &n),
+                     EB_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].grantee, "g-alpha");
+    assert_int_equal(list[0].permission, EB_PERMISSION_SUBSCRIBE);
+    assert_string_equal(list[1].page_key, "g-beta/3");
+    free(list);
+    assert_int_equal(eb_store_grant_list(f->db, bus.id, "g-beta", EB_PERMISSION_MANAGE_RULES, 100,
+                                         &list, &n),
+                     EB_OK);
+    assert_int_equal(n, 0);
     free(list);
 
     assert_int_equal(eb_store_grant_delete(f->db, bus.id, alpha, EB_PERMISSION_PUBLISH), EB_OK);
@@ -172,11 +187,11 @@ static void test_grants(void **state)
 
     /* Deleting the grantee, then the bus, takes their grants along. */
     assert_int_equal(eb_store_tenant_delete(f->db, beta), EB_OK);
-    assert_int_equal(eb_store_grant_list(f->db, bus.id, 100, &list, &n), EB_OK);
+    assert_int_equal(eb_store_grant_list(f->db, bus.id, "", 0, 100, &list, &n), EB_OK);
     assert_int_equal(n, 1);
     free(list);
     assert_int_equal(eb_store_bus_delete(f->db, bus.id), EB_OK);
-    assert_int_equal(eb_store_grant_list(f->db, bus.id, 100, &list, &n), EB_OK);
+    assert_int_equal(eb_store_grant_list(f->db, bus.id, "", 0, 100, &list, &n), EB_OK);
     assert_int_equal(n, 0);
     free(list);
 }
