@@ -112,6 +112,42 @@ void cebus_client_set_timeout(cebus_client *c, int timeout_ms);
  * other typed calls. */
 int cebus_ack(cebus_client *c, const Cebus__V1__AckRequest *req, cebus_error *err);
 
+/* The rest of cebus.v1.Admin, and TestEventPattern: typed calls with the
+ * contract of cebus_call_unary() and the client's timeout. On success *resp
+ * is a new message (free with its *__free_unpacked()); calls whose answer
+ * is empty take no resp. */
+int cebus_get_tenant(cebus_client *c, const Cebus__V1__GetTenantRequest *req,
+                     Cebus__V1__Tenant **resp, cebus_error *err);
+int cebus_list_tenants(cebus_client *c, const Cebus__V1__ListTenantsRequest *req,
+                       Cebus__V1__ListTenantsResponse **resp, cebus_error *err);
+int cebus_update_tenant(cebus_client *c, const Cebus__V1__UpdateTenantRequest *req,
+                        Cebus__V1__Tenant **resp, cebus_error *err);
+int cebus_delete_tenant(cebus_client *c, const Cebus__V1__DeleteTenantRequest *req,
+                        cebus_error *err);
+int cebus_list_api_keys(cebus_client *c, const Cebus__V1__ListApiKeysRequest *req,
+                        Cebus__V1__ListApiKeysResponse **resp, cebus_error *err);
+int cebus_revoke_api_key(cebus_client *c, const Cebus__V1__RevokeApiKeyRequest *req,
+                         cebus_error *err);
+int cebus_get_bus(cebus_client *c, const Cebus__V1__GetBusRequest *req, Cebus__V1__Bus **resp,
+                  cebus_error *err);
+int cebus_update_bus(cebus_client *c, const Cebus__V1__UpdateBusRequest *req,
+                     Cebus__V1__Bus **resp, cebus_error *err);
+int cebus_delete_bus(cebus_client *c, const Cebus__V1__DeleteBusRequest *req, cebus_error *err);
+int cebus_create_grant(cebus_client *c, const Cebus__V1__CreateGrantRequest *req,
+                       Cebus__V1__Grant **resp, cebus_error *err);
+int cebus_list_grants(cebus_client *c, const Cebus__V1__ListGrantsRequest *req,
+                      Cebus__V1__ListGrantsResponse **resp, cebus_error *err);
+int cebus_revoke_grant(cebus_client *c, const Cebus__V1__RevokeGrantRequest *req,
+                       cebus_error *err);
+int cebus_create_event_source(cebus_client *c, const Cebus__V1__CreateEventSourceRequest *req,
+                              Cebus__V1__EventSource **resp, cebus_error *err);
+int cebus_list_event_sources(cebus_client *c, const Cebus__V1__ListEventSourcesRequest *req,
+                             Cebus__V1__ListEventSourcesResponse **resp, cebus_error *err);
+int cebus_delete_event_source(cebus_client *c, const Cebus__V1__DeleteEventSourceRequest *req,
+                              cebus_error *err);
+int cebus_test_event_pattern(cebus_client *c, const Cebus__V1__TestEventPatternRequest *req,
+                             Cebus__V1__TestEventPatternResponse **resp, cebus_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -453,6 +453,141 @@ int cebus_list_buses(cebus_client *c, const Cebus__V1__ListBusesRequest *req,
                             &cebus__v1__list_buses_response__descriptor, resp, err);
 }
 
+int cebus_get_tenant(cebus_client *c, const Cebus__V1__GetTenantRequest *req,
+                     Cebus__V1__Tenant **resp, cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/GetTenant", req, &cebus__v1__tenant__descriptor,
+                            resp, err);
+}
+
+int cebus_list_tenants(cebus_client *c, const Cebus__V1__ListTenantsRequest *req,
+                       Cebus__V1__ListTenantsResponse **resp, cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/ListTenants", req,
+                            &cebus__v1__list_tenants_response__descriptor, resp, err);
+}
+
+int cebus_update_tenant(cebus_client *c, const Cebus__V1__UpdateTenantRequest *req,
+                        Cebus__V1__Tenant **resp, cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/UpdateTenant", req, &cebus__v1__tenant__descriptor,
+                            resp, err);
+}
+
+int cebus_list_api_keys(cebus_client *c, const Cebus__V1__ListApiKeysRequest *req,
+                        Cebus__V1__ListApiKeysResponse **resp, cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/ListApiKeys", req,
+                            &cebus__v1__list_api_keys_response__descriptor, resp, err);
+}
+
+int cebus_get_bus(cebus_client *c, const Cebus__V1__GetBusRequest *req, Cebus__V1__Bus **resp,
+                  cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/GetBus", req, &cebus__v1__bus__descriptor, resp,
+                            err);
+}
+
+int cebus_update_bus(cebus_client *c, const Cebus__V1__UpdateBusRequest *req, Cebus__V1__Bus **resp,
+                     cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/UpdateBus", req, &cebus__v1__bus__descriptor, resp,
+                            err);
+}
+
+int cebus_create_grant(cebus_client *c, const Cebus__V1__CreateGrantRequest *req,
+                       Cebus__V1__Grant **resp, cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/CreateGrant", req, &cebus__v1__grant__descriptor,
+                            resp, err);
+}
+
+int cebus_list_grants(cebus_client *c, const Cebus__V1__ListGrantsRequest *req,
+                      Cebus__V1__ListGrantsResponse **resp, cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/ListGrants", req,
+                            &cebus__v1__list_grants_response__descriptor, resp, err);
+}
+
+int cebus_create_event_source(cebus_client *c, const Cebus__V1__CreateEventSourceRequest *req,
+                              Cebus__V1__EventSource **resp, cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/CreateEventSource", req,
+                            &cebus__v1__event_source__descriptor, resp, err);
+}
+
+int cebus_list_event_sources(cebus_client *c, const Cebus__V1__ListEventSourcesRequest *req,
+                             Cebus__V1__ListEventSourcesResponse **resp, cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/ListEventSources", req,
+                            &cebus__v1__list_event_sources_response__descriptor, resp, err);
+}
+
+int cebus_delete_tenant(cebus_client *c, const Cebus__V1__DeleteTenantRequest *req,
+                        cebus_error *err)
+{
+    Cebus__V1__DeleteTenantResponse *resp = NULL;
+    int rc = CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/DeleteTenant", req,
+                              &cebus__v1__delete_tenant_response__descriptor, &resp, err);
+
+    if (rc == GRPC_STATUS_OK)
+        cebus__v1__delete_tenant_response__free_unpacked(resp, NULL);
+    return rc;
+}
+
+int cebus_revoke_api_key(cebus_client *c, const Cebus__V1__RevokeApiKeyRequest *req,
+                         cebus_error *err)
+{
+    Cebus__V1__RevokeApiKeyResponse *resp = NULL;
+    int rc = CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/RevokeApiKey", req,
+                              &cebus__v1__revoke_api_key_response__descriptor, &resp, err);
+
+    if (rc == GRPC_STATUS_OK)
+        cebus__v1__revoke_api_key_response__free_unpacked(resp, NULL);
+    return rc;
+}
+
+int cebus_delete_bus(cebus_client *c, const Cebus__V1__DeleteBusRequest *req, cebus_error *err)
+{
+    Cebus__V1__DeleteBusResponse *resp = NULL;
+    int rc = CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/DeleteBus", req,
+                              &cebus__v1__delete_bus_response__descriptor, &resp, err);
+
+    if (rc == GRPC_STATUS_OK)
+        cebus__v1__delete_bus_response__free_unpacked(resp, NULL);
+    return rc;
+}
+
+int cebus_revoke_grant(cebus_client *c, const Cebus__V1__RevokeGrantRequest *req, cebus_error *err)
+{
+    Cebus__V1__RevokeGrantResponse *resp = NULL;
+    int rc = CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/RevokeGrant", req,
+                              &cebus__v1__revoke_grant_response__descriptor, &resp, err);
+
+    if (rc == GRPC_STATUS_OK)
+        cebus__v1__revoke_grant_response__free_unpacked(resp, NULL);
+    return rc;
+}
+
+int cebus_delete_event_source(cebus_client *c, const Cebus__V1__DeleteEventSourceRequest *req,
+                              cebus_error *err)
+{
+    Cebus__V1__DeleteEventSourceResponse *resp = NULL;
+    int rc = CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/DeleteEventSource", req,
+                              &cebus__v1__delete_event_source_response__descriptor, &resp, err);
+
+    if (rc == GRPC_STATUS_OK)
+        cebus__v1__delete_event_source_response__free_unpacked(resp, NULL);
+    return rc;
+}
+
+int cebus_test_event_pattern(cebus_client *c, const Cebus__V1__TestEventPatternRequest *req,
+                             Cebus__V1__TestEventPatternResponse **resp, cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.EventBus/TestEventPattern", req,
+                            &cebus__v1__test_event_pattern_response__descriptor, resp, err);
+}
+
 int cebus_health_check(cebus_client *c, int timeout_ms, int *serving, cebus_error *err)
 {
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
