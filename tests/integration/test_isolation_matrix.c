@@ -536,10 +536,21 @@ static const struct row rows[] = {
 
 #define NROWS (sizeof rows / sizeof rows[0])
 
-/* Every method of the two services, so that a method added to the API
- * without a row here fails the count below. */
-#define NMETHODS_EVENTBUS 10
-#define NMETHODS_ADMIN 24
+/* Fails the test unless every method of service has a row (named after
+ * it), so that an RPC added to the API cannot escape the matrix. */
+static void assert_rows_cover(const ProtobufCServiceDescriptor *service)
+{
+    for (unsigned i = 0; i < service->n_methods; i++) {
+        const char *m = service->methods[i].name;
+        size_t len = strlen(m);
+        bool found = false;
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0] && !found; r++)
+            found = strncmp(rows[r].name, m, len) == 0 &&
+                    (rows[r].name[len] == '(' || rows[r].name[len] == '\0');
+        if (!found)
+            fail_msg("%s/%s has no row in the isolation matrix", service->name, m);
+    }
+}
 
 /* ---- Searching answers ----------------------------------------------------------- */
 
@@ -806,7 +817,8 @@ static void test_matrix_without_grant(void **state)
     const char *keys[NROLES] = {B.admin_key, B.publisher_key, B.subscriber_key};
     int cells = 0;
 
-    assert_int_equal(NROWS, NMETHODS_EVENTBUS + NMETHODS_ADMIN + 1 /* Subscribe twice */);
+    assert_rows_cover(&cebus__v1__event_bus__descriptor);
+    assert_rows_cover(&cebus__v1__admin__descriptor);
     for (size_t r = 0; r < NROWS; r++)
         for (int role = 0; role < NROLES; role++) {
             cebus_client *c = cebus_client_new(env->srv[0].addr, keys[role]);
