@@ -16,14 +16,26 @@
 #define SOURCE_BUCKETS 256
 #define SOURCES_MAX_TENANTS 10000
 
+/* Every tenant's prefixes in byte order, as read at fetched_us: who owns
+ * which sources. Shared like struct eb_sources. */
+struct owners {
+    int refs; /* under eb_auth.smu */
+    int64_t fetched_us;
+    size_t n;
+    struct eb_source_owner *v;
+};
+
 /* One tenant's registered source prefixes as read at fetched_us. Shared by
- * the cache and its callers; freed when the last reference goes. */
+ * the cache and its callers; freed when the last reference goes. A tenant
+ * without prefixes also holds the owners of all prefixes, since it may
+ * publish any source but theirs. */
 struct eb_sources {
     int refs;  /* under eb_auth.smu */
     int64_t tenant_id;
     int64_t fetched_us;
     size_t n;
     struct eb_source_rec *prefixes;
+    struct owners *owners; /* when n == 0 */
     struct eb_sources *next; /* in its bucket */
 };
 
@@ -35,6 +47,7 @@ struct eb_auth {
     pthread_mutex_t smu;
     struct eb_sources *sources[SOURCE_BUCKETS];
     size_t nsources;
+    struct owners *owners; /* the cached owner list, or NULL */
 };
 
 struct grant_key {
@@ -58,9 +71,18 @@ eb_auth *eb_auth_new(int64_t ttl_us)
     return a;
 }
 
+static void owners_unref_locked(struct owners *o)
+{
+    if (o && --o->refs == 0) {
+        eb_source_owners_free(o->v, o->n);
+        free(o);
+    }
+}
+
 static void sources_unref_locked(struct eb_sources *s)
 {
     if (s && --s->refs == 0) {
+        owners_unref_locked(s->owners);
         free(s->prefixes);
         free(s);
     }
@@ -79,6 +101,8 @@ static void sources_clear_locked(eb_auth *a)
         a->sources[i] = NULL;
     }
     a->nsources = 0;
+    owners_unref_locked(a->owners);
+    a->owners = NULL;
 }
 
 void eb_auth_free(eb_auth *a)
@@ -300,6 +324,44 @@ eb_status eb_auth_resolve_bus(eb_auth *a, eb_db *db, const struct eb_principal *
     return eb_auth_resolve_bus_granted(a, db, p, ref, 0, bus, NULL, err, errlen);
 }
 
+/* Sets *out to a new reference to the owner list, fetched when the cached
+ * one is older than the TTL. */
+static eb_status owners_get(eb_auth *a, eb_db *db, int64_t now, struct owners **out)
+{
+    struct owners *o;
+    int64_t total = 0;
+    eb_status st;
+
+    pthread_mutex_lock(&a->smu);
+    o = a->owners;
+    if (o && now - o->fetched_us < a->ttl_us) {
+        o->refs++;
+        pthread_mutex_unlock(&a->smu);
+        *out = o;
+        return EB_OK;
+    }
+    pthread_mutex_unlock(&a->smu);
+
+    o = eb_calloc(1, sizeof *o);
+    o->fetched_us = now;
+    st = eb_store_source_owners(db, EB_SOURCES_TOTAL_MAX, &o->v, &o->n, &total);
+    if (st) {
+        free(o);
+        return st;
+    }
+    if (total > EB_SOURCES_TOTAL_MAX)
+        eb_log_warn("msg=\"more source prefixes than the server checks ownership of\" "
+                    "registered=%lld checked=%d",
+                    (long long)total, EB_SOURCES_TOTAL_MAX);
+    o->refs = 2; /* the cache's and the caller's */
+    pthread_mutex_lock(&a->smu);
+    owners_unref_locked(a->owners);
+    a->owners = o;
+    pthread_mutex_unlock(&a->smu);
+    *out = o;
+    return EB_OK;
+}
+
 eb_status eb_auth_sources_get(eb_auth *a, eb_db *db, int64_t tenant_id, eb_sources **out)
 {
     size_t h = (size_t)((uint64_t)tenant_id % SOURCE_BUCKETS);
@@ -323,7 +385,10 @@ eb_status eb_auth_sources_get(eb_auth *a, eb_db *db, int64_t tenant_id, eb_sourc
     s->tenant_id = tenant_id;
     s->fetched_us = now;
     st = eb_store_source_list(db, tenant_id, EB_SOURCES_MAX, &s->prefixes, &s->n);
+    if (st == EB_OK && s->n == 0)
+        st = owners_get(a, db, now, &s->owners);
     if (st) {
+        free(s->prefixes);
         free(s);
         return st;
     }
@@ -357,10 +422,58 @@ void eb_auth_sources_release(eb_auth *a, eb_sources *s)
     pthread_mutex_unlock(&a->smu);
 }
 
+/* Compares the NUL-terminated p with key[0..len) in byte order. */
+static int cmp_key(const char *p, const char *key, size_t len)
+{
+    size_t plen = strlen(p);
+    int c = memcmp(p, key, plen < len ? plen : len);
+
+    if (c)
+        return c;
+    return plen < len ? -1 : plen > len;
+}
+
+/* Returns whether a tenant other than tenant_id owns a prefix of source.
+ * The greatest prefix p <= key is found by binary search; if p is not a
+ * prefix of key, no registered string longer than their common prefix L
+ * can be one either (it would lie between p and key), so the search goes on
+ * with key cut to L. */
+static bool owned_by_another(const struct owners *o, int64_t tenant_id, const char *source)
+{
+    size_t len = strlen(source);
+
+    while (len > 0 && o->n > 0) {
+        size_t lo = 0, hi = o->n, l = 0;
+        const char *p;
+
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (cmp_key(o->v[mid].prefix, source, len) <= 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo == 0)
+            return false;
+        p = o->v[lo - 1].prefix;
+        while (p[l] && l < len && p[l] == source[l])
+            l++;
+        if (p[l] == '\0')
+            return o->v[lo - 1].tenant_id != tenant_id;
+        len = l;
+    }
+    return false;
+}
+
+size_t eb_sources_count(const eb_sources *s)
+{
+    return s->n;
+}
+
 bool eb_sources_allow(const eb_sources *s, bool require, const char *source)
 {
     if (s->n == 0)
-        return !require;
+        return !require && !(s->owners && owned_by_another(s->owners, s->tenant_id, source));
     for (size_t i = 0; i < s->n; i++)
         if (strncmp(source, s->prefixes[i].prefix, strlen(s->prefixes[i].prefix)) == 0)
             return true;

@@ -90,8 +90,10 @@ eb_status eb_auth_resolve_bus_granted(eb_auth *a, eb_db *db, const struct eb_pri
 
 #define EB_PERMS(perm) (1u << (perm))
 
-/* At most this many source prefixes per tenant (README.md, limits). */
+/* At most this many source prefixes per tenant, and in all (README.md,
+ * limits). */
 #define EB_SOURCES_MAX 100
+#define EB_SOURCES_TOTAL_MAX 100000
 
 /* A snapshot of one tenant's registered source prefixes. */
 typedef struct eb_sources eb_sources;
@@ -106,9 +108,13 @@ eb_status eb_auth_sources_get(eb_auth *a, eb_db *db, int64_t tenant_id, eb_sourc
 void eb_auth_sources_release(eb_auth *a, eb_sources *s);
 
 /* Returns whether source starts with one of the prefixes of s. A tenant
- * without prefixes may publish any source unless require is set
+ * without prefixes may publish any source that no other tenant owns (no
+ * other tenant's prefix starts it), unless require is set
  * (docs/decisions/0008-event-sources.md). */
 bool eb_sources_allow(const eb_sources *s, bool require, const char *source);
+
+/* Returns how many prefixes the tenant of s has registered. */
+size_t eb_sources_count(const eb_sources *s);
 
 /* Returns EB_OK when p's role is one of the roles in mask (bit 1 << role),
  * else EB_EPERM with a message in err. */

@@ -322,10 +322,15 @@ void eb_rpc_put_events(struct eb_rpc *rpc)
         if (!validate(p, i, ev))
             continue;
         if (!eb_sources_allow(sources, cfg->require_sources, ev->source)) {
-            entry_error(p, i, EB_EPERM,
-                        "events[%zu].source: not under a source prefix registered for tenant "
-                        "\"%s\"",
-                        i, rpc->who.tenant);
+            if (eb_sources_count(sources) == 0 && !cfg->require_sources)
+                entry_error(p, i, EB_EPERM,
+                            "events[%zu].source: under a source prefix another tenant owns",
+                            i);
+            else
+                entry_error(p, i, EB_EPERM,
+                            "events[%zu].source: not under a source prefix registered for "
+                            "tenant \"%s\"",
+                            i, rpc->who.tenant);
             continue;
         }
         body = stamp_and_pack(ev, rpc->who.tenant, now, &len);

@@ -270,9 +270,30 @@ void eb_rpc_create_event_source(struct eb_rpc *rpc)
         goto out;
     if (!prefix_valid(rpc, req->prefix))
         goto out;
-    st = eb_store_source_insert(rpc->db, t.id, req->prefix, EB_SOURCES_MAX);
+    /* The deployment-wide cap bounds the owner list each server keeps;
+     * concurrent registrations may pass it by their number. */
+    {
+        int64_t total = 0;
+        st = eb_store_source_count(rpc->db, &total);
+        if (st == EB_OK && total >= EB_SOURCES_TOTAL_MAX) {
+            eb_rpc_fail(rpc, EB_EEXHAUSTED,
+                        "prefix: the server holds %d source prefixes in all, the most allowed",
+                        EB_SOURCES_TOTAL_MAX);
+            goto out;
+        }
+    }
+    if (st == EB_OK)
+        st = eb_store_source_insert(rpc->db, t.id, req->prefix, EB_SOURCES_MAX);
     if (st == EB_EEXIST) {
         eb_rpc_fail(rpc, st, "prefix: already registered for tenant \"%s\"", t.name);
+        goto out;
+    }
+    if (st == EB_EPERM) {
+        /* Exclusive ownership cannot hide that some tenant holds an
+         * overlapping prefix; it never says which. */
+        eb_rpc_fail(rpc, st,
+                    "prefix: overlaps a source prefix registered to another tenant; a prefix "
+                    "belongs to one tenant");
         goto out;
     }
     if (st == EB_EEXHAUSTED) {

@@ -302,10 +302,29 @@ struct eb_source_rec {
     char prefix[EB_SOURCE_PREFIX_MAX + 1];
 };
 
-/* Registers a source prefix for a tenant that has fewer than max. EB_EEXIST
- * when registered already; EB_EEXHAUSTED when the tenant has max;
- * EB_ENOTFOUND when the tenant is gone. */
+/* Registers a source prefix for a tenant that has fewer than max. A prefix
+ * belongs to one tenant: EB_EPERM when it starts with, or is the start of,
+ * another tenant's prefix. EB_EEXIST when registered already; EB_EEXHAUSTED
+ * when the tenant has max; EB_ENOTFOUND when the tenant is gone. */
 eb_status eb_store_source_insert(eb_db *db, int64_t tenant_id, const char *prefix, int max);
+/* Who holds a source prefix: one row of eb_store_source_owners(). */
+struct eb_source_owner {
+    int64_t tenant_id;
+    char *prefix; /* owned by the array's holder; see eb_source_owners_free() */
+};
+
+/* Up to limit registered prefixes of every tenant, in byte order (strcmp).
+ * *out is a new array, free with eb_source_owners_free(). Also sets *total
+ * to the number registered in all (which may exceed limit). */
+eb_status eb_store_source_owners(eb_db *db, int limit, struct eb_source_owner **out, size_t *n,
+                                 int64_t *total);
+
+/* Sets *total to the number of source prefixes registered in all. */
+eb_status eb_store_source_count(eb_db *db, int64_t *total);
+
+/* Frees an array from eb_store_source_owners(). NULL is allowed. */
+void eb_source_owners_free(struct eb_source_owner *v, size_t n);
+
 /* Removes a source prefix; EB_ENOTFOUND when it was not registered. */
 eb_status eb_store_source_delete(eb_db *db, int64_t tenant_id, const char *prefix);
 /* Up to limit source prefixes of a tenant, in byte order. *out is a new

@@ -146,28 +146,52 @@ eb_status eb_store_grants_check(eb_db *db, const int64_t *grantee_ids, const int
 
 /* --- Event sources ------------------------------------------------------ */
 
+/* Every registration takes this transaction-scoped advisory lock, so that
+ * the overlap check and the insert of two tenants cannot interleave. */
+#define SOURCE_LOCK_KEY "727274001"
+
 eb_status eb_store_source_insert(eb_db *db, int64_t tenant_id, const char *prefix, int max)
 {
-    char tid[24], lim[16];
-    const char *params[3] = {tid, prefix, lim};
-    PGresult *res;
+    char tid[24];
+    const char *params[2] = {tid, prefix};
+    PGresult *res = NULL;
+    int64_t count;
+    bool taken;
     eb_status st;
 
     eb_db_fmt_i64(tid, sizeof tid, tenant_id);
-    snprintf(lim, sizeof lim, "%d", max);
-    /* The count and the insert in one statement; two concurrent inserts
-     * may both pass the count, which only lets the cap be exceeded by the
-     * number of racing writers. */
-    st = eb_db_exec(db, "source_insert",
-                    "INSERT INTO event_sources (tenant_id, prefix) SELECT $1, $2"
-                    " WHERE (SELECT count(*) FROM event_sources WHERE tenant_id = $1) < $3"
-                    " RETURNING 1",
-                    3, params, NULL, NULL, 0, &res);
+    st = eb_db_simple(db, "source_insert_begin", "BEGIN");
     if (st)
         return st;
-    st = PQntuples(res) == 0 ? EB_EEXHAUSTED : EB_OK;
+    st = eb_db_simple(db, "source_insert_lock",
+                      "SELECT pg_advisory_xact_lock(" SOURCE_LOCK_KEY ")");
+    if (st)
+        return eb_db_tx_fail(db, st);
+    /* Read after the lock: this statement's snapshot sees every
+     * registration that committed before it. */
+    st = eb_db_exec(db, "source_insert_check",
+                    "SELECT (SELECT count(*) FROM event_sources WHERE tenant_id = $1),"
+                    " EXISTS (SELECT 1 FROM event_sources WHERE tenant_id <> $1"
+                    "         AND (starts_with($2, prefix) OR starts_with(prefix, $2)))",
+                    2, params, NULL, NULL, 0, &res);
+    if (st)
+        return eb_db_tx_fail(db, st);
+    count = eb_db_int(res, 0, 0);
+    taken = PQgetvalue(res, 0, 1)[0] == 't';
     PQclear(res);
-    return st;
+    if (taken)
+        return eb_db_tx_fail(db, EB_EPERM);
+    if (count >= max)
+        return eb_db_tx_fail(db, EB_EEXHAUSTED);
+    st = eb_db_exec(db, "source_insert",
+                    "INSERT INTO event_sources (tenant_id, prefix) VALUES ($1, $2)", 2, params,
+                    NULL, NULL, 0, NULL);
+    if (st)
+        return eb_db_tx_fail(db, st);
+    st = eb_db_simple(db, "source_insert_commit", "COMMIT");
+    if (st)
+        return eb_db_tx_fail(db, st);
+    return EB_OK;
 }
 
 eb_status eb_store_source_delete(eb_db *db, int64_t tenant_id, const char *prefix)
@@ -186,6 +210,59 @@ eb_status eb_store_source_delete(eb_db *db, int64_t tenant_id, const char *prefi
     st = PQntuples(res) == 0 ? EB_ENOTFOUND : EB_OK;
     PQclear(res);
     return st;
+}
+
+eb_status eb_store_source_owners(eb_db *db, int limit, struct eb_source_owner **out, size_t *n,
+                                 int64_t *total)
+{
+    char lim[16];
+    const char *params[1] = {lim};
+    PGresult *res;
+    eb_status st;
+    int rows;
+
+    snprintf(lim, sizeof lim, "%d", limit);
+    /* COLLATE "C": byte order, the order strcmp() and the search in auth.c
+     * assume. */
+    st = eb_db_exec(db, "source_owners",
+                    "SELECT tenant_id, prefix, count(*) OVER () FROM event_sources"
+                    " ORDER BY prefix COLLATE \"C\" LIMIT $1",
+                    1, params, NULL, NULL, 0, &res);
+    if (st)
+        return st;
+    rows = PQntuples(res);
+    *out = eb_calloc((size_t)rows + 1, sizeof **out);
+    for (int i = 0; i < rows; i++) {
+        (*out)[i].tenant_id = eb_db_int(res, i, 0);
+        (*out)[i].prefix = eb_strdup(PQgetvalue(res, i, 1));
+    }
+    *total = rows ? eb_db_int(res, 0, 2) : 0;
+    *n = (size_t)rows;
+    PQclear(res);
+    return EB_OK;
+}
+
+eb_status eb_store_source_count(eb_db *db, int64_t *total)
+{
+    PGresult *res;
+    eb_status st;
+
+    st = eb_db_exec(db, "source_count", "SELECT count(*) FROM event_sources", 0, NULL, NULL,
+                    NULL, 0, &res);
+    if (st)
+        return st;
+    *total = eb_db_int(res, 0, 0);
+    PQclear(res);
+    return EB_OK;
+}
+
+void eb_source_owners_free(struct eb_source_owner *v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(v[i].prefix);
+    free(v);
 }
 
 eb_status eb_store_source_list(eb_db *db, int64_t tenant_id, int limit,

@@ -493,6 +493,81 @@ static void test_event_source_rpcs(void **state)
     cebus_client_free(b_adm);
 }
 
+static Cebus__V1__PutEventsResponse *put3(cebus_client *c, const char *bus, const char *s0,
+                                          const char *s1, const char *s2);
+
+/* A source prefix belongs to one tenant: an ISV cannot register the
+ * platform's prefix (nor a longer or shorter one overlapping it) to publish
+ * as the platform, and the refusal does not say who holds it. */
+static void test_source_prefix_belongs_to_one_tenant(void **state)
+{
+    struct h_env *env = *state;
+    struct h_tenant P, I;
+    cebus_client *p_adm, *i_adm;
+    cebus_error err;
+
+    h_tenant_create_ok(env->admin, "vendor-official", "events", &P);
+    h_tenant_create_ok(env->admin, "isv-sneaky", "events", &I);
+    p_adm = cebus_client_new(env->srv[0].addr, P.admin_key);
+    i_adm = cebus_client_new(env->srv[0].addr, I.admin_key);
+
+    h_assert_status("vendor registers", source_call(p_adm, true, "", "/official/", &err), &err,
+                    0, NULL);
+    h_assert_status("isv takes the same", source_call(i_adm, true, "", "/official/", &err), &err,
+                    GRPC_STATUS_PERMISSION_DENIED, "another tenant");
+    assert_null(strstr(err.message, "vendor-official"));
+    h_assert_status("isv takes a longer one",
+                    source_call(i_adm, true, "", "/official/crm/", &err), &err,
+                    GRPC_STATUS_PERMISSION_DENIED, "prefix: overlaps");
+    h_assert_status("isv takes a shorter one", source_call(i_adm, true, "", "/off", &err), &err,
+                    GRPC_STATUS_PERMISSION_DENIED, NULL);
+    /* Not even through the platform admin: one owner per prefix. */
+    h_assert_status("platform admin for the isv",
+                    source_call(env->admin, true, "isv-sneaky", "/official/x", &err), &err,
+                    GRPC_STATUS_PERMISSION_DENIED, NULL);
+    h_assert_status("isv takes its own", source_call(i_adm, true, "", "/isv-sneaky/", &err),
+                    &err, 0, NULL);
+    h_assert_status("vendor narrows its own",
+                    source_call(p_adm, true, "", "/official/billing/", &err), &err, 0, NULL);
+
+    /* A tenant without prefixes may publish any source but an owned one. */
+    {
+        struct h_tenant F;
+        cebus_client *f_pub;
+        Cebus__V1__PutEventsResponse *resp;
+        int64_t start = h_now_ms();
+
+        h_tenant_create_ok(env->admin, "freelancer", "events", &F);
+        f_pub = cebus_client_new(env->srv[0].addr, F.publisher_key);
+        for (;;) {
+            resp = put3(f_pub, "events", "/official/crm", "/freelance/app", "/officialx");
+            if (resp->failed_count == 1)
+                break;
+            cebus__v1__put_events_response__free_unpacked(resp, NULL);
+            if (h_now_ms() - start > SETTLE_LIMIT_MS)
+                fail_msg("the owned prefix is not enforced after %d ms", SETTLE_LIMIT_MS);
+            usleep(100 * 1000);
+        }
+        assert_int_equal(resp->results[0]->code, GRPC_STATUS_PERMISSION_DENIED);
+        assert_non_null(strstr(resp->results[0]->message, "events[0].source: under a source "
+                                                          "prefix another tenant owns"));
+        assert_null(strstr(resp->results[0]->message, "vendor-official"));
+        assert_int_equal(resp->results[1]->code, 0);
+        assert_int_equal(resp->results[2]->code, 0);
+        cebus__v1__put_events_response__free_unpacked(resp, NULL);
+        cebus_client_free(f_pub);
+    }
+    /* Once released, a prefix can change hands. */
+    h_assert_status("vendor removes", source_call(p_adm, false, "", "/official/", &err), &err, 0,
+                    NULL);
+    h_assert_status("vendor removes", source_call(p_adm, false, "", "/official/billing/", &err),
+                    &err, 0, NULL);
+    h_assert_status("isv after release", source_call(i_adm, true, "", "/official/", &err), &err,
+                    0, NULL);
+    cebus_client_free(p_adm);
+    cebus_client_free(i_adm);
+}
+
 /* Puts three events with the given sources on bus; returns the response. */
 static Cebus__V1__PutEventsResponse *put3(cebus_client *c, const char *bus, const char *s0,
                                           const char *s1, const char *s2)
@@ -694,6 +769,7 @@ int main(void)
         cmocka_unit_test(test_grant_matrix),
         cmocka_unit_test(test_revoking_a_grant_ends_streams),
         cmocka_unit_test(test_event_source_rpcs),
+        cmocka_unit_test(test_source_prefix_belongs_to_one_tenant),
         cmocka_unit_test(test_source_spoofing_rejected_per_entry),
         cmocka_unit_test(test_require_sources),
         cmocka_unit_test(test_cli_grants_and_sources),

@@ -233,16 +233,22 @@ static void test_sources(void **state)
     assert_int_equal(eb_store_source_insert(f->db, t, "/b/", 3), EB_OK);
     assert_int_equal(eb_store_source_insert(f->db, t, "/a/", 3), EB_OK);
     assert_int_equal(eb_store_source_insert(f->db, t, "/a/", 3), EB_EEXIST);
-    /* The same prefix for another tenant is another row. */
-    assert_int_equal(eb_store_source_insert(f->db, u, "/a/", 3), EB_OK);
-    assert_int_equal(eb_store_source_insert(f->db, t, "/c/", 3), EB_OK);
+    /* A prefix belongs to one tenant: another tenant may not take it, a
+     * longer one inside it, or a shorter one that covers it. */
+    assert_int_equal(eb_store_source_insert(f->db, u, "/a/", 3), EB_EPERM);
+    assert_int_equal(eb_store_source_insert(f->db, u, "/a/x", 3), EB_EPERM);
+    assert_int_equal(eb_store_source_insert(f->db, u, "/", 3), EB_EPERM);
+    assert_int_equal(eb_store_source_insert(f->db, u, "/ab", 3), EB_OK);
+    /* Its owner may narrow its own prefixes. */
+    assert_int_equal(eb_store_source_insert(f->db, t, "/a/c/", 3), EB_OK);
     assert_int_equal(eb_store_source_insert(f->db, t, "/d/", 3), EB_EEXHAUSTED);
     assert_int_equal(eb_store_source_insert(f->db, 999999, "/x/", 3), EB_ENOTFOUND);
 
     assert_int_equal(eb_store_source_list(f->db, t, 100, &list, &n), EB_OK);
     assert_int_equal(n, 3);
     assert_string_equal(list[0].prefix, "/a/");
-    assert_string_equal(list[2].prefix, "/c/");
+    assert_string_equal(list[1].prefix, "/a/c/");
+    assert_string_equal(list[2].prefix, "/b/");
     free(list);
 
     assert_int_equal(eb_store_source_delete(f->db, t, "/a/"), EB_OK);
@@ -359,6 +365,95 @@ static void test_sources_check(void **state)
     eb_auth_free(a);
 }
 
+/* Returns whether a tenant other than tenant owns a prefix of source, by
+ * scanning the whole owner list: the reference for the search in auth.c. */
+static bool brute_owned(int64_t tenant, const char *source, const struct eb_source_owner *v,
+                        size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i].tenant_id != tenant && strncmp(source, v[i].prefix, strlen(v[i].prefix)) == 0)
+            return true;
+    return false;
+}
+
+/* A tenant without prefixes may publish any source but those under another
+ * tenant's prefix; checked on chosen edges and against a brute-force scan
+ * over random prefixes and sources. */
+static void test_sources_ownership(void **state)
+{
+    struct fixture *f = *state;
+    int64_t owner = new_tenant(f, "so-owner"), other = new_tenant(f, "so-other"),
+            free_t = new_tenant(f, "so-free"), tenants[3];
+    eb_auth *a = eb_auth_new(0); /* no caching: every get reads */
+    eb_sources *s = NULL;
+    struct eb_source_owner *v = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    uint64_t rng = 42;
+    char src[16];
+    int checked = 0;
+
+    assert_int_equal(eb_store_source_insert(f->db, owner, "/x/a/", 10), EB_OK);
+    assert_int_equal(eb_store_source_insert(f->db, owner, "/x/a/b/", 10), EB_OK);
+    assert_int_equal(eb_store_source_insert(f->db, owner, "/x/b", 10), EB_OK);
+    assert_int_equal(eb_store_source_insert(f->db, other, "/m", 10), EB_OK);
+    assert_int_equal(eb_store_source_insert(f->db, other, "/mz", 10), EB_OK);
+
+    assert_int_equal(eb_auth_sources_get(a, f->db, free_t, &s), EB_OK);
+    assert_true(eb_sources_allow(s, false, "/x/"));
+    assert_true(eb_sources_allow(s, false, "/x/c"));
+    assert_true(eb_sources_allow(s, false, "/x/a"));
+    assert_true(eb_sources_allow(s, false, "/l"));
+    assert_true(eb_sources_allow(s, false, "/"));
+    assert_false(eb_sources_allow(s, false, "/x/a/"));
+    assert_false(eb_sources_allow(s, false, "/x/a/1"));
+    assert_false(eb_sources_allow(s, false, "/x/a/b/c"));
+    assert_false(eb_sources_allow(s, false, "/x/bcd"));
+    assert_false(eb_sources_allow(s, false, "/ma"));
+    assert_false(eb_sources_allow(s, false, "/mzz"));
+    assert_false(eb_sources_allow(s, true, "/l"));
+    eb_auth_sources_release(a, s);
+    /* The owner itself is held to its own prefixes as before. */
+    assert_int_equal(eb_auth_sources_get(a, f->db, owner, &s), EB_OK);
+    assert_true(eb_sources_allow(s, false, "/x/a/1"));
+    assert_false(eb_sources_allow(s, false, "/l"));
+    eb_auth_sources_release(a, s);
+
+    /* Random prefixes over a small alphabet, so that they share starts. */
+    tenants[0] = owner;
+    tenants[1] = other;
+    tenants[2] = new_tenant(f, "so-third");
+    for (int i = 0; i < 200; i++) {
+        int len = 1 + (int)((rng = rng * 6364136223846793005ULL + 1) >> 61);
+        src[0] = '/';
+        src[1] = 'r';
+        for (int k = 0; k < len; k++)
+            src[2 + k] = "abc"[((rng = rng * 6364136223846793005ULL + 1) >> 40) % 3];
+        src[2 + len] = '\0';
+        /* Overlaps with another tenant are refused; that is fine here. */
+        (void)eb_store_source_insert(f->db, tenants[i % 3], src, 100);
+    }
+    assert_int_equal(eb_store_source_owners(f->db, 100000, &v, &n, &total), EB_OK);
+    assert_int_equal((int64_t)n, total);
+    assert_int_equal(eb_auth_sources_get(a, f->db, free_t, &s), EB_OK);
+    for (int i = 0; i < 5000; i++) {
+        int len = (int)((rng = rng * 6364136223846793005ULL + 1) >> 60) % 10;
+        src[0] = '/';
+        src[1] = 'r';
+        for (int k = 0; k < len; k++)
+            src[2 + k] = "abc"[((rng = rng * 6364136223846793005ULL + 1) >> 40) % 3];
+        src[2 + len] = '\0';
+        if (eb_sources_allow(s, false, src) == brute_owned(free_t, src, v, n))
+            fail_msg("source %s: the search and the scan disagree", src);
+        checked += !brute_owned(free_t, src, v, n);
+    }
+    /* Both outcomes were exercised. */
+    assert_true(checked > 100 && checked < 4900);
+    eb_auth_sources_release(a, s);
+    eb_source_owners_free(v, n);
+    eb_auth_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +462,7 @@ int main(void)
         cmocka_unit_test(test_sources),
         cmocka_unit_test(test_resolve_through_grants),
         cmocka_unit_test(test_sources_check),
+        cmocka_unit_test(test_sources_ownership),
     };
 
     return cmocka_run_group_tests(tests, setup_db, teardown_db);
