@@ -26,6 +26,14 @@
 /* How long cached keys and buses live: revocations apply within it. */
 #define AUTH_CACHE_TTL_US 1000000
 
+/* The appender's commit callback: wakes the dispatcher for the bus. An
+ * adapter rather than a cast, since calling through a pointer of another
+ * function type is undefined. */
+static void on_commit(void *dispatch, int64_t bus_id)
+{
+    eb_dispatch_wake(dispatch, bus_id);
+}
+
 static enum eb_log_level level_of(const char *s)
 {
     if (strcmp(s, "debug") == 0)
@@ -165,7 +173,7 @@ int main(int argc, char **argv)
     dopts.max_streams = (int)cfg.max_streams;
     app.dispatch = eb_dispatch_new(&dopts);
     app.appender = eb_appender_new(url, APPEND_MAX_ROWS,
-                                   (eb_commit_fn)eb_dispatch_wake, app.dispatch);
+                                   on_commit, app.dispatch);
 
     sopts.listen = cfg.listen;
     sopts.workers = (int)cfg.workers;
