@@ -28,6 +28,10 @@ struct eb_config {
     long catchup_ms;         /* CEBUS_CATCHUP_MS: log poll when no notification */
     long shutdown_grace_ms;  /* CEBUS_SHUTDOWN_GRACE_MS */
     bool require_sources;    /* CEBUS_REQUIRE_SOURCES: source prefixes are mandatory */
+    char *tls_cert_file;     /* CEBUS_TLS_CERT_FILE; NULL: plaintext */
+    char *tls_key_file;      /* CEBUS_TLS_KEY_FILE; set exactly when tls_cert_file is */
+    char *tls_client_ca_file; /* CEBUS_TLS_CLIENT_CA_FILE; set: client certificates required */
+    bool allow_plaintext;    /* CEBUS_ALLOW_PLAINTEXT: plaintext on a non-loopback address */
     const char *command;     /* "serve" or "migrate" */
 };
 
@@ -36,6 +40,11 @@ struct eb_config {
  * which setting is wrong and why; EB_ECANCELLED when --help or --version
  * was printed to out. Free with eb_config_free(). */
 eb_status eb_config_load(struct eb_config *cfg, int argc, char **argv, FILE *out, FILE *err);
+
+/* Returns true when the host of listen ("host:port", "[v6]:port") is a
+ * loopback address (127.0.0.0/8, ::1, localhost) or listen is a Unix
+ * socket ("unix:..."): addresses where plaintext never leaves the machine. */
+bool eb_config_listen_is_local(const char *listen);
 
 /* Frees the strings of cfg. */
 void eb_config_free(struct eb_config *cfg);
