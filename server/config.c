@@ -1,12 +1,11 @@
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
+#include "addr.h"
 #include "util.h"
 
 #ifndef CEBUS_VERSION
@@ -226,7 +225,7 @@ eb_status eb_config_load(struct eb_config *cfg, int argc, char **argv, FILE *out
     }
     /* Only serving listens; migrate runs anywhere. */
     if (strcmp(cfg->command, "serve") == 0 && !cfg->tls_cert_file && !cfg->allow_plaintext &&
-        !eb_config_listen_is_local(cfg->listen)) {
+        !cebus_addr_is_local(cfg->listen)) {
         fprintf(err,
                 "cebusd: listen: \"%.128s\" is not a loopback address; set tls-cert-file and "
                 "tls-key-file to serve TLS, or allow-plaintext=true to serve plaintext on it\n",
@@ -237,40 +236,6 @@ eb_status eb_config_load(struct eb_config *cfg, int argc, char **argv, FILE *out
 fail:
     eb_config_free(cfg);
     return EB_EINVAL;
-}
-
-bool eb_config_listen_is_local(const char *listen)
-{
-    char host[256];
-    const char *end;
-    size_t len;
-    struct in_addr v4;
-    struct in6_addr v6;
-
-    if (strncmp(listen, "unix:", 5) == 0 || strncmp(listen, "unix-abstract:", 14) == 0)
-        return true;
-    if (listen[0] == '[') {
-        end = strchr(listen, ']');
-        if (!end)
-            return false;
-        listen++;
-    } else {
-        end = strrchr(listen, ':');
-        if (!end)
-            end = listen + strlen(listen);
-    }
-    len = (size_t)(end - listen);
-    if (len == 0 || len >= sizeof host)
-        return false; /* ":50051" listens on every interface */
-    memcpy(host, listen, len);
-    host[len] = '\0';
-    if (strcasecmp(host, "localhost") == 0)
-        return true;
-    if (inet_pton(AF_INET, host, &v4) == 1)
-        return (ntohl(v4.s_addr) >> 24) == 127;
-    if (inet_pton(AF_INET6, host, &v6) == 1)
-        return IN6_IS_ADDR_LOOPBACK(&v6);
-    return false;
 }
 
 void eb_config_free(struct eb_config *cfg)

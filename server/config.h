@@ -41,11 +41,6 @@ struct eb_config {
  * was printed to out. Free with eb_config_free(). */
 eb_status eb_config_load(struct eb_config *cfg, int argc, char **argv, FILE *out, FILE *err);
 
-/* Returns true when the host of listen ("host:port", "[v6]:port") is a
- * loopback address (127.0.0.0/8, ::1, localhost) or listen is a Unix
- * socket ("unix:..."): addresses where plaintext never leaves the machine. */
-bool eb_config_listen_is_local(const char *listen);
-
 /* Frees the strings of cfg. */
 void eb_config_free(struct eb_config *cfg);
 

@@ -6,6 +6,7 @@
 
 #include <grpc/grpc.h>
 
+#include "addr.h"
 #include "appender.h"
 #include "auth.h"
 #include "config.h"
@@ -118,7 +119,7 @@ int main(int argc, char **argv)
             eb_config_free(&cfg);
             return 2;
         }
-    } else if (!cfg.tls_cert_file && !eb_config_listen_is_local(cfg.listen) &&
+    } else if (!cfg.tls_cert_file && !cebus_addr_is_local(cfg.listen) &&
                strcmp(cfg.command, "serve") == 0) {
         eb_log_warn("msg=\"serving plaintext on a non-loopback address (allow-plaintext)\" "
                     "listen=%s",

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "addr.h"
 #include "config.h"
 
 static const char *const setting_envs[] = {
@@ -544,14 +545,16 @@ static void test_plaintext_only_on_loopback(void **state)
 {
     static const char *const refused[] = {"0.0.0.0:50051", ":50051", "[::]:50051",
                                           "10.1.2.3:50051", "cebus.example.com:50051",
-                                          "[::ffff:127.0.0.1]:1", "128.0.0.1:1", "[::1:1"};
+                                          "[::ffff:127.0.0.1]:1", "128.0.0.1:1", "[::1:1",
+                                          "dns:///cebus.example.com:443"};
     static const char *const local[] = {"127.0.0.1:50051", "127.8.9.10:1", "[::1]:50051",
-                                        "localhost:50051", "LOCALHOST:1", "unix:/tmp/cebus.sock"};
+                                        "localhost:50051", "LOCALHOST:1", "unix:/tmp/cebus.sock",
+                                        "dns:///localhost:50051", "ipv6:[::1]:1"};
     struct run r;
 
     (void)state;
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
-        assert_false(eb_config_listen_is_local(refused[i]));
+        assert_false(cebus_addr_is_local(refused[i]));
         INVALID("listen", "allow-plaintext", "--listen", refused[i]);
         INVALID("listen", "tls-cert-file", "--listen", refused[i]);
         LOAD(&r, "--listen", refused[i], "--allow-plaintext", "true");
@@ -564,7 +567,7 @@ static void test_plaintext_only_on_loopback(void **state)
         run_free(&r);
     }
     for (size_t i = 0; i < sizeof local / sizeof local[0]; i++) {
-        assert_true(eb_config_listen_is_local(local[i]));
+        assert_true(cebus_addr_is_local(local[i]));
         LOAD(&r, "--listen", local[i]);
         assert_int_equal(r.st, EB_OK);
         run_free(&r);
