@@ -240,13 +240,20 @@ fail:
     return false;
 }
 
-/* Returns a gRPC certificate config holding copies of s's texts. */
+/* Returns a gRPC certificate config holding copies of s's texts.
+ *
+ * gRPC 1.51 asserts (and aborts) when a config from the fetcher has no
+ * client root certificates, even when client certificates are not
+ * requested. Without a client CA the server's own chain stands in: with
+ * GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE the server sends no certificate
+ * request, so these roots are never used nor shown to clients. */
 static grpc_ssl_server_certificate_config *config_of(const struct pem_set *s)
 {
     grpc_ssl_pem_key_cert_pair pair = {.private_key = s->text[KEY],
                                        .cert_chain = s->text[CERT]};
+    const char *roots = s->text[CLIENT_CA] ? s->text[CLIENT_CA] : s->text[CERT];
 
-    return grpc_ssl_server_certificate_config_create(s->text[CLIENT_CA], &pair, 1);
+    return grpc_ssl_server_certificate_config_create(roots, &pair, 1);
 }
 
 static void log_loaded(const char *what, const struct pem_set *s)
