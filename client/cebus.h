@@ -62,7 +62,8 @@ typedef struct cebus_tls_options {
 /* Like cebus_client_new(), over TLS. tls is borrowed; its files are read
  * here, so later changes to them apply to new clients only. Returns NULL
  * and fills err (INVALID_ARGUMENT, naming the option) when a file cannot
- * be read or is larger than CEBUS_TLS_MAX_FILE_BYTES, or when only one of
+ * be read, is larger than CEBUS_TLS_MAX_FILE_BYTES or holds no PEM
+ * certificate (ca_file, cert_file) or private key (key_file), or when only one of
  * cert_file and key_file is set. A failed handshake (a server the CA does
  * not vouch for, a client certificate the server refuses) is not known
  * here: calls then fail with UNAVAILABLE. */

@@ -293,8 +293,11 @@ cebus_client *cebus_client_new(const char *addr, const char *api_key)
 }
 
 /* Reads the file at path (option name what) into a new NUL-terminated
- * string. Returns NULL and fills err on failure. */
-static char *read_tls_file(const char *what, const char *path, cebus_error *err)
+ * string, which must hold a PEM block whose label ends with label. Returns
+ * NULL and fills err on failure: without the check, gRPC reports a file of
+ * the wrong kind only as a failed connection. */
+static char *read_tls_file(const char *what, const char *path, const char *label,
+                           cebus_error *err)
 {
     FILE *f = fopen(path, "rb");
     char *buf;
@@ -321,6 +324,12 @@ static char *read_tls_file(const char *what, const char *path, cebus_error *err)
     }
     fclose(f);
     buf[len] = '\0';
+    if (!strstr(buf, label)) {
+        set_error(err, GRPC_STATUS_INVALID_ARGUMENT, "%s: no PEM %s in '%.256s'", what,
+                  strcmp(label, "CERTIFICATE-----") == 0 ? "certificate" : "private key", path);
+        free(buf);
+        return NULL;
+    }
     return buf;
 }
 
@@ -342,11 +351,11 @@ cebus_client *cebus_client_new_tls(const char *addr, const char *api_key,
                   tls->cert_file ? "cert_file" : "key_file");
         goto out;
     }
-    if (tls->ca_file && !(ca = read_tls_file("ca_file", tls->ca_file, err)))
+    if (tls->ca_file && !(ca = read_tls_file("ca_file", tls->ca_file, "CERTIFICATE-----", err)))
         goto out;
     if (tls->cert_file) {
-        if (!(cert = read_tls_file("cert_file", tls->cert_file, err)) ||
-            !(key = read_tls_file("key_file", tls->key_file, err)))
+        if (!(cert = read_tls_file("cert_file", tls->cert_file, "CERTIFICATE-----", err)) ||
+            !(key = read_tls_file("key_file", tls->key_file, "PRIVATE KEY-----", err)))
             goto out;
         pair.cert_chain = cert;
         pair.private_key = key;
