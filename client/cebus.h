@@ -44,6 +44,32 @@ void cebus_library_shutdown(void);
 cebus_client *cebus_client_new(const char *addr, const char *api_key);
 void cebus_client_free(cebus_client *c);
 
+/* TLS settings of a client; NULL members are unset. */
+typedef struct cebus_tls_options {
+    const char *ca_file;     /* PEM CA certificates that verify the server; NULL: the
+                                system's roots */
+    const char *cert_file;   /* PEM client certificate chain, for servers that require
+                                one (mTLS); set together with key_file */
+    const char *key_file;    /* its PEM private key, unencrypted */
+    const char *server_name; /* name the server's certificate must carry, when it is not
+                                addr's host (e.g. "cebus.example.com" for addr
+                                "10.0.0.5:50051"); NULL: addr's host */
+} cebus_tls_options;
+
+/* Largest file cebus_client_new_tls() reads, in bytes. */
+#define CEBUS_TLS_MAX_FILE_BYTES (1024 * 1024)
+
+/* Like cebus_client_new(), over TLS. tls is borrowed; its files are read
+ * here, so later changes to them apply to new clients only. Returns NULL
+ * and fills err (INVALID_ARGUMENT, naming the option) when a file cannot
+ * be read, is larger than CEBUS_TLS_MAX_FILE_BYTES or holds no PEM
+ * certificate (ca_file, cert_file) or private key (key_file), or when only one of
+ * cert_file and key_file is set. A failed handshake (a server the CA does
+ * not vouch for, a client certificate the server refuses) is not known
+ * here: calls then fail with UNAVAILABLE. */
+cebus_client *cebus_client_new_tls(const char *addr, const char *api_key,
+                                   const cebus_tls_options *tls, cebus_error *err);
+
 /* Makes one unary call. method is the full path, e.g.
  * "/cebus.v1.EventBus/PutEvents". On success returns 0 and sets *resp to a
  * new message of type resp_desc (free with protobuf_c_message_free_unpacked).

@@ -11,11 +11,21 @@
 
 #include <grpc/status.h>
 
-#define GLOBAL_USAGE                                                                  \
-    "Global options (before or after the command):\n"                                \
-    "  --addr HOST:PORT   server address (default $CEBUS_ADDR or 127.0.0.1:50051)\n" \
-    "  --key KEY          API key (default $CEBUS_API_KEY)\n"                        \
-    "  --timeout-ms N     deadline of each call (default 30000)\n"
+#include "addr.h"
+
+#define GLOBAL_USAGE                                                                     \
+    "Global options (before or after the command):\n"                                   \
+    "  --addr HOST:PORT   server address (default $CEBUS_ADDR or 127.0.0.1:50051)\n"    \
+    "  --key KEY          API key (default $CEBUS_API_KEY)\n"                           \
+    "  --timeout-ms N     deadline of each call (default 30000)\n"                      \
+    "  --tls-ca FILE      PEM CA certificates that verify the server ($CEBUS_TLS_CA)\n" \
+    "  --tls-cert FILE    PEM client certificate, for mTLS ($CEBUS_TLS_CERT)\n"         \
+    "  --tls-key FILE     its PEM private key ($CEBUS_TLS_KEY)\n"                       \
+    "  --tls-server-name NAME  name the server's certificate must carry, when not the\n" \
+    "                     host of --addr ($CEBUS_TLS_SERVER_NAME)\n"                     \
+    "  --plaintext        no TLS, also to a non-loopback address ($CEBUS_PLAINTEXT=1)\n" \
+    "Any --tls-* option means TLS. Without one, loopback addresses are reached in\n"    \
+    "plaintext and other addresses over TLS, verified with the system's CAs.\n"
 
 /* ---- Option tables --------------------------------------------------- */
 
@@ -426,6 +436,11 @@ struct globals {
     const char *addr;
     const char *key;
     const char *timeout;
+    const char *tls_ca;
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_server_name;
+    bool plaintext;
 };
 
 /* Returns 1 when argv[*i] is global option name (as "NAME V" or "NAME=V"),
@@ -453,8 +468,12 @@ static int take_global(int argc, char **argv, int *i, const char *name, const ch
  * leaving the command words and command options in rest. */
 static int split_globals(int argc, char **argv, struct globals *g, char **rest, int *nrest)
 {
-    static const char *const names[] = {"--addr", "--key", "--timeout-ms"};
-    const char **slots[] = {&g->addr, &g->key, &g->timeout};
+    static const char *const names[] = {"--addr",   "--key",    "--timeout-ms",
+                                        "--tls-ca", "--tls-cert", "--tls-key",
+                                        "--tls-server-name"};
+    const char **slots[] = {&g->addr,   &g->key,      &g->timeout,        &g->tls_ca,
+                            &g->tls_cert, &g->tls_key, &g->tls_server_name};
+    const size_t nnames = sizeof(names) / sizeof(names[0]);
     bool dashdash = false;
 
     *nrest = 0;
@@ -463,7 +482,11 @@ static int split_globals(int argc, char **argv, struct globals *g, char **rest, 
 
         if (!dashdash && strcmp(argv[i], "--") == 0)
             dashdash = true;
-        for (size_t k = 0; !dashdash && k < 3 && taken == 0; k++) {
+        if (!dashdash && strcmp(argv[i], "--plaintext") == 0) {
+            g->plaintext = true;
+            continue;
+        }
+        for (size_t k = 0; !dashdash && k < nnames && taken == 0; k++) {
             taken = take_global(argc, argv, &i, names[k], slots[k]);
             if (taken < 0)
                 return cli_usage_error(NULL, "option %s needs a value", names[k]);
@@ -472,6 +495,49 @@ static int split_globals(int argc, char **argv, struct globals *g, char **rest, 
             rest[(*nrest)++] = argv[i];
     }
     return 0;
+}
+
+/* Returns the value of environment variable name, NULL when unset or empty. */
+static const char *env_or_null(const char *name)
+{
+    const char *v = getenv(name);
+
+    return v && *v ? v : NULL;
+}
+
+/* Creates the client the global options ask for. Returns NULL after
+ * printing why (an unreadable file, conflicting options). */
+static cebus_client *connect_client(const struct globals *g, struct cli_args *a, int *rc)
+{
+    cebus_tls_options tls = {g->tls_ca, g->tls_cert, g->tls_key, g->tls_server_name};
+    bool any_tls = g->tls_ca || g->tls_cert || g->tls_key || g->tls_server_name;
+    cebus_client *client;
+    cebus_error err;
+
+    if (g->plaintext && any_tls) {
+        *rc = cli_usage_error(a, "--plaintext cannot be combined with --tls-* options "
+                                 "(or CEBUS_TLS_* variables)");
+        return NULL;
+    }
+    if (!g->tls_cert != !g->tls_key) {
+        *rc = cli_usage_error(a, "--tls-cert and --tls-key go together");
+        return NULL;
+    }
+    if (g->plaintext || (!any_tls && cebus_addr_is_local(g->addr)))
+        return cebus_client_new(g->addr, g->key);
+    client = cebus_client_new_tls(g->addr, g->key, &tls, &err);
+    if (!client) {
+        /* Name the option as the user wrote it. */
+        static const char *const lib[] = {"ca_file:", "cert_file:", "key_file:"};
+        static const char *const cli[] = {"--tls-ca:", "--tls-cert:", "--tls-key:"};
+        for (size_t i = 0; i < 3; i++)
+            if (strncmp(err.message, lib[i], strlen(lib[i])) == 0) {
+                *rc = cli_fail(err.code, "%s%s", cli[i], err.message + strlen(lib[i]));
+                return NULL;
+            }
+        *rc = cli_fail(err.code, "%s", err.message);
+    }
+    return client;
 }
 
 /* Parses the options and positional arguments of cmd in argv[0..argc).
@@ -569,7 +635,11 @@ static const struct cli_command *find_command(int nwords, char **words, int *con
 
 int main(int argc, char **argv)
 {
-    struct globals g = {getenv("CEBUS_ADDR"), getenv("CEBUS_API_KEY"), NULL};
+    struct globals g = {getenv("CEBUS_ADDR"), getenv("CEBUS_API_KEY"), NULL,
+                        env_or_null("CEBUS_TLS_CA"), env_or_null("CEBUS_TLS_CERT"),
+                        env_or_null("CEBUS_TLS_KEY"), env_or_null("CEBUS_TLS_SERVER_NAME"),
+                        false};
+    const char *plaintext_env = getenv("CEBUS_PLAINTEXT");
     char **rest = calloc((size_t)argc + 1, sizeof(*rest));
     const struct cli_command *cmd;
     struct cli_args a;
@@ -580,6 +650,8 @@ int main(int argc, char **argv)
     if (!rest)
         abort();
     memset(&a, 0, sizeof(a));
+    g.plaintext = plaintext_env && (strcmp(plaintext_env, "1") == 0 ||
+                                    strcmp(plaintext_env, "true") == 0);
     if (split_globals(argc, argv, &g, rest, &nrest) != 0)
         goto out;
     if (nrest == 0) {
@@ -622,7 +694,11 @@ int main(int argc, char **argv)
         g.addr = "127.0.0.1:50051";
 
     cebus_library_init();
-    client = cebus_client_new(g.addr, g.key);
+    client = connect_client(&g, &a, &rc);
+    if (!client) {
+        cebus_library_shutdown();
+        goto out;
+    }
     cebus_client_set_timeout(client, a.timeout_ms);
     rc = cmd->run(client, &a);
     /* Anything printed must be out before the exit code says it is. */

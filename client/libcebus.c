@@ -7,6 +7,7 @@
  */
 #include "cebus.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -252,18 +253,26 @@ const char *cebus_status_name(int code)
     return names[code];
 }
 
-cebus_client *cebus_client_new(const char *addr, const char *api_key)
+/* Returns a new client on a channel to addr with creds (borrowed).
+ * server_name, when not NULL, is the name checked in the server's
+ * certificate. */
+static cebus_client *client_create(const char *addr, const char *api_key,
+                                   grpc_channel_credentials *creds, const char *server_name)
 {
     cebus_client *c = xcalloc(1, sizeof(*c));
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    grpc_arg args[1];
+    grpc_arg args[2];
     grpc_channel_args channel_args = {.num_args = 1, .args = args};
 
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
     args[0].value.integer = CEBUS_MAX_RECEIVE_BYTES;
+    if (server_name) {
+        args[1].type = GRPC_ARG_STRING;
+        args[1].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+        args[1].value.string = (char *)server_name;
+        channel_args.num_args = 2;
+    }
     c->channel = grpc_channel_create(addr, creds, &channel_args);
-    grpc_channel_credentials_release(creds);
     if (api_key && *api_key) {
         size_t len = strlen("Bearer ") + strlen(api_key) + 1;
         c->auth_value = xcalloc(1, len);
@@ -271,6 +280,100 @@ cebus_client *cebus_client_new(const char *addr, const char *api_key)
         c->auth_invalid = !valid_header_value(api_key);
     }
     c->timeout_ms = CEBUS_DEFAULT_TIMEOUT_MS;
+    return c;
+}
+
+cebus_client *cebus_client_new(const char *addr, const char *api_key)
+{
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    cebus_client *c = client_create(addr, api_key, creds, NULL);
+
+    grpc_channel_credentials_release(creds);
+    return c;
+}
+
+/* Reads the file at path (option name what) into a new NUL-terminated
+ * string, which must hold a PEM block whose label ends with label. Returns
+ * NULL and fills err on failure: without the check, gRPC reports a file of
+ * the wrong kind only as a failed connection. */
+static char *read_tls_file(const char *what, const char *path, const char *label,
+                           cebus_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    size_t len = 0, got;
+
+    if (!f) {
+        set_error(err, GRPC_STATUS_INVALID_ARGUMENT, "%s: cannot read '%.256s': %s", what, path,
+                  strerror(errno));
+        return NULL;
+    }
+    buf = xcalloc(1, CEBUS_TLS_MAX_FILE_BYTES + 2);
+    while ((got = fread(buf + len, 1, CEBUS_TLS_MAX_FILE_BYTES + 1 - len, f)) > 0)
+        len += got;
+    if (ferror(f) || len > CEBUS_TLS_MAX_FILE_BYTES) {
+        if (len > CEBUS_TLS_MAX_FILE_BYTES)
+            set_error(err, GRPC_STATUS_INVALID_ARGUMENT, "%s: '%.256s' is larger than %d bytes",
+                      what, path, CEBUS_TLS_MAX_FILE_BYTES);
+        else
+            set_error(err, GRPC_STATUS_INVALID_ARGUMENT, "%s: cannot read '%.256s': %s", what,
+                      path, strerror(errno));
+        fclose(f);
+        free(buf);
+        return NULL;
+    }
+    fclose(f);
+    buf[len] = '\0';
+    if (!strstr(buf, label)) {
+        set_error(err, GRPC_STATUS_INVALID_ARGUMENT, "%s: no PEM %s in '%.256s'", what,
+                  strcmp(label, "CERTIFICATE-----") == 0 ? "certificate" : "private key", path);
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+cebus_client *cebus_client_new_tls(const char *addr, const char *api_key,
+                                   const cebus_tls_options *tls, cebus_error *err)
+{
+    static const cebus_tls_options none = {0};
+    grpc_ssl_pem_key_cert_pair pair = {0};
+    grpc_channel_credentials *creds;
+    char *ca = NULL, *cert = NULL, *key = NULL;
+    cebus_client *c = NULL;
+
+    clear_error(err);
+    if (!tls)
+        tls = &none;
+    if (!tls->cert_file != !tls->key_file) {
+        set_error(err, GRPC_STATUS_INVALID_ARGUMENT, "%s: must be set together with %s",
+                  tls->cert_file ? "key_file" : "cert_file",
+                  tls->cert_file ? "cert_file" : "key_file");
+        goto out;
+    }
+    if (tls->ca_file && !(ca = read_tls_file("ca_file", tls->ca_file, "CERTIFICATE-----", err)))
+        goto out;
+    if (tls->cert_file) {
+        if (!(cert = read_tls_file("cert_file", tls->cert_file, "CERTIFICATE-----", err)) ||
+            !(key = read_tls_file("key_file", tls->key_file, "PRIVATE KEY-----", err)))
+            goto out;
+        pair.cert_chain = cert;
+        pair.private_key = key;
+    }
+    /* The PEM strings are copied by gRPC. */
+    creds = grpc_ssl_credentials_create_ex(ca, cert ? &pair : NULL, NULL, NULL);
+    c = client_create(addr, api_key, creds, tls->server_name);
+    grpc_channel_credentials_release(creds);
+out:
+    free(ca);
+    free(cert);
+    if (key) {
+        /* Leave no copy of the private key in freed memory. */
+        volatile char *p = key;
+        while (*p)
+            *p++ = '\0';
+    }
+    free(key);
     return c;
 }
 

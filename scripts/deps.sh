@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
       libjansson-dev libcmocka-dev libpq-dev libssl-dev protobuf-compiler protobuf-compiler-grpc
-      python3-grpcio python3-protobuf postgresql clang libclang-rt-14-dev valgrind)
+      python3-grpcio python3-protobuf postgresql clang libclang-rt-14-dev valgrind openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

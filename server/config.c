@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "util.h"
 
 #ifndef CEBUS_VERSION
@@ -67,6 +68,15 @@ static const struct setting settings[] = {
     {"require-sources", "CEBUS_REQUIRE_SOURCES", BOOL, OFF(require_sources), "false", 0, 0,
      "true: a tenant may publish only under its registered source prefixes, also when it has "
      "none; false: a tenant without registered prefixes may publish any source"},
+    {"tls-cert-file", "CEBUS_TLS_CERT_FILE", STR, OFF(tls_cert_file), NULL, 0, 0,
+     "PEM server certificate chain; set with tls-key-file to serve TLS (reloaded when the "
+     "files change)"},
+    {"tls-key-file", "CEBUS_TLS_KEY_FILE", STR, OFF(tls_key_file), NULL, 0, 0,
+     "PEM private key of tls-cert-file (unencrypted)"},
+    {"tls-client-ca-file", "CEBUS_TLS_CLIENT_CA_FILE", STR, OFF(tls_client_ca_file), NULL, 0, 0,
+     "PEM CA certificates; set: every client must present a certificate they signed (mTLS)"},
+    {"allow-plaintext", "CEBUS_ALLOW_PLAINTEXT", BOOL, OFF(allow_plaintext), "false", 0, 0,
+     "true: serve plaintext without TLS on a non-loopback listen address"},
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -198,6 +208,28 @@ eb_status eb_config_load(struct eb_config *cfg, int argc, char **argv, FILE *out
     }
     if (cfg->max_event_bytes > cfg->max_request_bytes) {
         fprintf(err, "cebusd: max-event-bytes: must not exceed max-request-bytes\n");
+        goto fail;
+    }
+    if (cfg->tls_cert_file && !cfg->tls_key_file) {
+        fprintf(err, "cebusd: tls-key-file: must be set when tls-cert-file is\n");
+        goto fail;
+    }
+    if (cfg->tls_key_file && !cfg->tls_cert_file) {
+        fprintf(err, "cebusd: tls-cert-file: must be set when tls-key-file is\n");
+        goto fail;
+    }
+    if (cfg->tls_client_ca_file && !cfg->tls_cert_file) {
+        fprintf(err, "cebusd: tls-client-ca-file: needs tls-cert-file and tls-key-file "
+                     "(client certificates are checked during the TLS handshake)\n");
+        goto fail;
+    }
+    /* Only serving listens; migrate runs anywhere. */
+    if (strcmp(cfg->command, "serve") == 0 && !cfg->tls_cert_file && !cfg->allow_plaintext &&
+        !cebus_addr_is_local(cfg->listen)) {
+        fprintf(err,
+                "cebusd: listen: \"%.128s\" is not a loopback address; set tls-cert-file and "
+                "tls-key-file to serve TLS, or allow-plaintext=true to serve plaintext on it\n",
+                cfg->listen);
         goto fail;
     }
     return EB_OK;

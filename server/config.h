@@ -28,6 +28,10 @@ struct eb_config {
     long catchup_ms;         /* CEBUS_CATCHUP_MS: log poll when no notification */
     long shutdown_grace_ms;  /* CEBUS_SHUTDOWN_GRACE_MS */
     bool require_sources;    /* CEBUS_REQUIRE_SOURCES: source prefixes are mandatory */
+    char *tls_cert_file;     /* CEBUS_TLS_CERT_FILE; NULL: plaintext */
+    char *tls_key_file;      /* CEBUS_TLS_KEY_FILE; set exactly when tls_cert_file is */
+    char *tls_client_ca_file; /* CEBUS_TLS_CLIENT_CA_FILE; set: client certificates required */
+    bool allow_plaintext;    /* CEBUS_ALLOW_PLAINTEXT: plaintext on a non-loopback address */
     const char *command;     /* "serve" or "migrate" */
 };
 

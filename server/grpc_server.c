@@ -71,6 +71,7 @@ struct eb_server {
     char *listen;
     int port;
     size_t max_request_bytes;
+    eb_tls *tls;
     int nworkers;
     struct worker *workers;
     struct method_entry methods[MAX_METHODS];
@@ -598,6 +599,7 @@ eb_server *eb_server_new(const struct eb_server_opts *opts)
     s->listen = eb_strdup(opts->listen);
     s->nworkers = opts->workers > 0 ? opts->workers : 1;
     s->max_request_bytes = opts->max_request_bytes;
+    s->tls = opts->tls;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     return s;
@@ -664,7 +666,9 @@ eb_status eb_server_start(eb_server *s)
         s->methods[i].registered = grpc_server_register_method(
             s->server, s->methods[i].path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     }
-    creds = grpc_insecure_server_credentials_create();
+    /* With TLS, gRPC asks s->tls for the certificates at each handshake,
+     * which is how new files take effect without a restart. */
+    creds = s->tls ? eb_tls_server_credentials(s->tls) : grpc_insecure_server_credentials_create();
     s->port = grpc_server_add_http2_port(s->server, s->listen, creds);
     grpc_server_credentials_release(creds);
     if (s->port == 0) {

@@ -19,6 +19,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "status.h"
+#include "tls.h"
 
 typedef struct eb_server eb_server;
 typedef struct eb_call eb_call;
@@ -30,6 +31,7 @@ struct eb_server_opts {
     const char *listen;        /* "host:port"; port 0 picks a free one */
     int workers;               /* completion queues and threads, >= 1 */
     size_t max_request_bytes;  /* larger requests get RESOURCE_EXHAUSTED */
+    eb_tls *tls;               /* borrowed, must outlive the server; NULL: plaintext */
 };
 
 /* Stream callbacks, invoked without any cebus lock held. */

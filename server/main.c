@@ -6,6 +6,7 @@
 
 #include <grpc/grpc.h>
 
+#include "addr.h"
 #include "appender.h"
 #include "auth.h"
 #include "config.h"
@@ -17,6 +18,7 @@
 #include "metrics.h"
 #include "rpc.h"
 #include "store.h"
+#include "tls.h"
 #include "util.h"
 
 /* Rows per group-commit transaction. */
@@ -101,6 +103,7 @@ int main(int argc, char **argv)
     struct eb_dispatch_opts dopts;
     eb_server *srv = NULL;
     eb_metrics_server *metrics = NULL;
+    eb_tls *tls = NULL;
     eb_db *db = NULL;
     bool embedded = false;
     char embedded_url[4096];
@@ -115,6 +118,21 @@ int main(int argc, char **argv)
     if (st)
         return 2;
     eb_log_set_level(level_of(cfg.log_level));
+    if (cfg.tls_cert_file && strcmp(cfg.command, "serve") == 0) {
+        /* Checked before anything starts, like the other settings. */
+        struct eb_tls_opts topts = {.cert_file = cfg.tls_cert_file,
+                                    .key_file = cfg.tls_key_file,
+                                    .client_ca_file = cfg.tls_client_ca_file};
+        if (eb_tls_new(&topts, stderr, &tls) != EB_OK) {
+            eb_config_free(&cfg);
+            return 2;
+        }
+    } else if (!cfg.tls_cert_file && !cebus_addr_is_local(cfg.listen) &&
+               strcmp(cfg.command, "serve") == 0) {
+        eb_log_warn("msg=\"serving plaintext on a non-loopback address (allow-plaintext)\" "
+                    "listen=%s",
+                    cfg.listen);
+    }
 
     /* Blocked before any thread exists, gRPC's included, so that only
      * sigwait() below sees them. */
@@ -178,6 +196,7 @@ int main(int argc, char **argv)
     sopts.listen = cfg.listen;
     sopts.workers = (int)cfg.workers;
     sopts.max_request_bytes = (size_t)cfg.max_request_bytes;
+    sopts.tls = tls;
     srv = eb_server_new(&sopts);
     eb_rpc_register_all(srv, &app);
     if (eb_server_start(srv) != EB_OK) {
@@ -196,8 +215,11 @@ int main(int argc, char **argv)
         /* The bound port, so that "--listen 127.0.0.1:0" is usable. */
         const char *colon = strrchr(cfg.listen, ':');
         int hostlen = colon ? (int)(colon - cfg.listen) : (int)strlen(cfg.listen);
-        eb_log_info("msg=\"cebusd listening\" listen=%.*s:%d", hostlen, cfg.listen,
-                    eb_server_port(srv));
+        eb_log_info("msg=\"cebusd listening\" listen=%.*s:%d tls=%s", hostlen, cfg.listen,
+                    eb_server_port(srv),
+                    !tls                     ? "off"
+                    : cfg.tls_client_ca_file ? "mtls"
+                                             : "on");
         printf("cebusd: listening on %.*s:%d\n", hostlen, cfg.listen, eb_server_port(srv));
         fflush(stdout);
     }
@@ -223,6 +245,8 @@ out:
     eb_db_close(db);
     if (embedded)
         eb_embedded_pg_stop(cfg.data_dir);
+    /* After grpc_shutdown(): gRPC calls into tls until its server is gone. */
+    eb_tls_free(tls);
     eb_config_free(&cfg);
     return rc;
 }

@@ -295,9 +295,20 @@ static int wait_listening(struct h_server *s)
 
 int h_server_start(struct h_server *s, const char *conninfo, const char *const *extra_env)
 {
+    return h_server_start_args(s, conninfo, extra_env, NULL);
+}
+
+int h_server_start_args(struct h_server *s, const char *conninfo, const char *const *extra_env,
+                        const char *const *extra_args)
+{
     const char *bin = require_env("CEBUS_TEST_CEBUSD");
-    static char *plain[] = {NULL, "--listen", "127.0.0.1:0", NULL};
-    char **argv = plain;
+    static const char *const plain[] = {"--listen", "127.0.0.1:0"};
+    static const char *const vg[] = {"/usr/bin/valgrind",     "--quiet",
+                                     "--error-exitcode=99",   "--leak-check=full",
+                                     "--errors-for-leak-kinds=definite",
+                                     "--show-leak-kinds=definite"};
+    const char *argv[48];
+    size_t argc = 0;
     char dburl[2200];
     const char *overrides[32];
     size_t nover = 0;
@@ -309,7 +320,6 @@ int h_server_start(struct h_server *s, const char *conninfo, const char *const *
     s->stdout_fd = -1;
     if (!bin)
         return -1;
-    plain[0] = (char *)bin;
     snprintf(dburl, sizeof dburl, "CEBUS_DATABASE_URL=%s", conninfo);
     overrides[nover++] = dburl;
     overrides[nover++] = "CEBUS_ADMIN_KEY=" H_ADMIN_KEY;
@@ -328,14 +338,20 @@ int h_server_start(struct h_server *s, const char *conninfo, const char *const *
     /* CEBUS_TEST_VALGRIND=1 runs the server under memcheck (`make
      * valgrind`): any memory error or definite leak makes cebusd exit 99,
      * which h_server_stop() reports as a failure. Built before fork(). */
-    if (getenv("CEBUS_TEST_VALGRIND") && strcmp(getenv("CEBUS_TEST_VALGRIND"), "0") != 0) {
-        static char *vg[] = {"/usr/bin/valgrind", "--quiet", "--error-exitcode=99",
-                             "--leak-check=full", "--errors-for-leak-kinds=definite",
-                             "--show-leak-kinds=definite", NULL, "--listen", "127.0.0.1:0",
-                             NULL};
-        vg[6] = (char *)bin;
-        argv = vg;
+    if (getenv("CEBUS_TEST_VALGRIND") && strcmp(getenv("CEBUS_TEST_VALGRIND"), "0") != 0)
+        for (size_t i = 0; i < sizeof vg / sizeof vg[0]; i++)
+            argv[argc++] = vg[i];
+    argv[argc++] = bin;
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+        argv[argc++] = plain[i];
+    for (size_t i = 0; extra_args && extra_args[i]; i++) {
+        if (argc + 1 >= sizeof argv / sizeof argv[0]) {
+            fprintf(stderr, "harness: too many cebusd arguments\n");
+            goto fail;
+        }
+        argv[argc++] = extra_args[i];
     }
+    argv[argc] = NULL;
     pid = fork();
     if (pid < 0) {
         fprintf(stderr, "harness: fork: %s\n", strerror(errno));
@@ -347,7 +363,7 @@ int h_server_start(struct h_server *s, const char *conninfo, const char *const *
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (dup2(out[1], STDOUT_FILENO) < 0 || dup2(logfd, STDERR_FILENO) < 0)
             _exit(126);
-        execve(argv[0], argv, envp);
+        execve(argv[0], (char *const *)argv, envp);
         _exit(127);
     }
     s->pid = pid;

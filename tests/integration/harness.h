@@ -81,6 +81,12 @@ struct h_server {
  * $CEBUS_TEST_BUILD_DIR/it-logs. Returns 0, or -1 after printing the log. */
 int h_server_start(struct h_server *s, const char *conninfo, const char *const *extra_env);
 
+/* Like h_server_start, with extra_args (NULL-terminated, may be NULL)
+ * appended to cebusd's command line after "--listen 127.0.0.1:0"; a later
+ * --listen wins. */
+int h_server_start_args(struct h_server *s, const char *conninfo, const char *const *extra_env,
+                        const char *const *extra_args);
+
 /* Sends SIGTERM and waits for the exit (SIGKILL after H_STOP_TIMEOUT_MS).
  * Returns the exit code (0 for a graceful shutdown), 128 + signal when it
  * died of a signal, or -1 when it had to be killed. Prints the log when the
@@ -234,5 +240,12 @@ struct h_cli_result {
 void h_cli_run(const char *addr, const char *key, const char *stdin_data, int timeout_ms,
                const char *const *args, struct h_cli_result *r);
 void h_cli_result_free(struct h_cli_result *r);
+
+/* Runs $CEBUS_TEST_CEBUSD with args (NULL-terminated, without the program
+ * name) and extra_env applied to the environment as in h_env_build (may be
+ * NULL), and waits up to timeout_ms for it to exit: for settings that must
+ * stop it at start. Free the result with h_cli_result_free. */
+void h_cebusd_run(const char *const *args, const char *const *extra_env, int timeout_ms,
+                  struct h_cli_result *r);
 
 #endif

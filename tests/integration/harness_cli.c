@@ -48,13 +48,13 @@ static void drain(int *fd, struct sink *k)
     *fd = -1;
 }
 
-void h_cli_run(const char *addr, const char *key, const char *stdin_data, int timeout_ms,
-               const char *const *args, struct h_cli_result *r)
+/* Runs program bin with args (NULL-terminated, without the program name),
+ * the environment with overrides applied (see h_env_build), and stdin_data
+ * on stdin; collects its outputs and exit status into r. */
+static void run_program(const char *bin, const char *const *args, const char *const *overrides,
+                        const char *stdin_data, int timeout_ms, struct h_cli_result *r)
 {
-    const char *cli = getenv("CEBUS_TEST_CLI");
     struct sink out = {0}, errs = {0};
-    char addr_env[128], key_env[512];
-    const char *overrides[3];
     size_t nargs = 0, written = 0, inlen = stdin_data ? strlen(stdin_data) : 0;
     int in[2], op[2], ep[2], status = 0;
     int64_t deadline = h_now_ms() + timeout_ms;
@@ -65,11 +65,11 @@ void h_cli_run(const char *addr, const char *key, const char *stdin_data, int ti
     memset(r, 0, sizeof *r);
     sink_add(&out, "", 0);
     sink_add(&errs, "", 0);
-    if (!cli || !*cli) {
+    if (!bin || !*bin) {
         r->exit_code = -1;
         r->out = out.buf;
         r->err = errs.buf;
-        fprintf(stderr, "harness: CEBUS_TEST_CLI is not set\n");
+        fprintf(stderr, "harness: the program to run is not set; run the test through ctest\n");
         return;
     }
     while (args[nargs])
@@ -77,14 +77,9 @@ void h_cli_run(const char *addr, const char *key, const char *stdin_data, int ti
     argv = calloc(nargs + 2, sizeof *argv);
     if (!argv)
         abort();
-    argv[0] = (char *)cli;
+    argv[0] = (char *)bin;
     for (size_t i = 0; i < nargs; i++)
         argv[i + 1] = (char *)args[i];
-    snprintf(addr_env, sizeof addr_env, "CEBUS_ADDR=%s", addr);
-    snprintf(key_env, sizeof key_env, "CEBUS_API_KEY=%s", key ? key : "");
-    overrides[0] = addr_env;
-    overrides[1] = key ? key_env : "CEBUS_API_KEY";
-    overrides[2] = NULL;
     envp = h_env_build(overrides);
 
     if (pipe2(in, O_CLOEXEC) || pipe2(op, O_CLOEXEC) || pipe2(ep, O_CLOEXEC))
@@ -97,7 +92,7 @@ void h_cli_run(const char *addr, const char *key, const char *stdin_data, int ti
         if (dup2(in[0], STDIN_FILENO) < 0 || dup2(op[1], STDOUT_FILENO) < 0 ||
             dup2(ep[1], STDERR_FILENO) < 0)
             _exit(126);
-        execve(cli, argv, envp);
+        execve(bin, argv, envp);
         _exit(127);
     }
     close(in[0]);
@@ -175,6 +170,26 @@ void h_cli_run(const char *addr, const char *key, const char *stdin_data, int ti
     r->err = errs.buf;
     h_env_free_list(envp);
     free(argv);
+}
+
+void h_cli_run(const char *addr, const char *key, const char *stdin_data, int timeout_ms,
+               const char *const *args, struct h_cli_result *r)
+{
+    char addr_env[128], key_env[512];
+    const char *overrides[3];
+
+    snprintf(addr_env, sizeof addr_env, "CEBUS_ADDR=%s", addr);
+    snprintf(key_env, sizeof key_env, "CEBUS_API_KEY=%s", key ? key : "");
+    overrides[0] = addr_env;
+    overrides[1] = key ? key_env : "CEBUS_API_KEY";
+    overrides[2] = NULL;
+    run_program(getenv("CEBUS_TEST_CLI"), args, overrides, stdin_data, timeout_ms, r);
+}
+
+void h_cebusd_run(const char *const *args, const char *const *extra_env, int timeout_ms,
+                  struct h_cli_result *r)
+{
+    run_program(getenv("CEBUS_TEST_CEBUSD"), args, extra_env, NULL, timeout_ms, r);
 }
 
 void h_cli_result_free(struct h_cli_result *r)

@@ -3,7 +3,9 @@
 
 Proves that the wire API is usable from any language with stock gRPC tooling:
 the stubs are generated here with protoc and grpc_python_plugin, and nothing
-from the C client library is used.
+from the C client library is used. TLS and mTLS handshakes use
+grpc.ssl_channel_credentials against cebusd started with certificates made
+here with the openssl command.
 
 Run with Debian's interpreter (/usr/bin/python3, python3-grpcio and
 python3-protobuf). Environment, as set by CTest (interop_python):
@@ -102,21 +104,18 @@ def psql(sql):
         raise RuntimeError("psql %r failed (%d): %s" % (sql, r.returncode, r.stderr.strip()))
 
 
-def start_cebusd(work):
-    dbname = "cebus_interop_%d_%s" % (os.getpid(), secrets.token_hex(4))
-    psql('CREATE DATABASE "%s"' % dbname)
-    S["dbname"] = dbname
-    admin_key = "interop-admin-" + secrets.token_hex(16)  # 46 characters
+def spawn_cebusd(work, args, name):
+    """Starts cebusd on the test database with args; returns (proc, port, log path)."""
     env = dict(os.environ)
-    env.update(CEBUS_DATABASE_URL=conninfo_with_dbname(DATABASE_URL, dbname),
-               CEBUS_ADMIN_KEY=admin_key, CEBUS_LOG_LEVEL="info")
-    stderr_path = os.path.join(work, "cebusd.log")
+    env.update(CEBUS_DATABASE_URL=conninfo_with_dbname(DATABASE_URL, S["dbname"]),
+               CEBUS_ADMIN_KEY=S["admin_key"], CEBUS_LOG_LEVEL="info")
+    env.pop("CEBUS_LISTEN", None)
+    stderr_path = os.path.join(work, name + ".log")
     stderr = open(stderr_path, "wb")
     proc = subprocess.Popen([CEBUSD, "--listen", "127.0.0.1:0", "--metrics-listen",
-                             "127.0.0.1:0"], env=env,
+                             "127.0.0.1:0"] + args, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
     stderr.close()
-    S.update(proc=proc, admin_key=admin_key, cebusd_log=stderr_path)
 
     lines = queue.Queue()
 
@@ -130,6 +129,7 @@ def start_cebusd(work):
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
+            proc.kill()
             raise RuntimeError("cebusd printed no listen line within %.0fs" % START_DEADLINE)
         try:
             line = lines.get(timeout=left)
@@ -139,8 +139,28 @@ def start_cebusd(work):
             raise RuntimeError("cebusd exited before listening (rc=%s)" % proc.wait(5))
         m = re.match(r"^cebusd: listening on (\S+):(\d+)$", line)
         if m:
-            S["port"] = int(m.group(2))
-            break
+            return proc, int(m.group(2)), stderr_path
+
+
+def stop_cebusd(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(timeout=STOP_DEADLINE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("cebusd did not exit within %.0fs of SIGTERM" % STOP_DEADLINE)
+    assert rc == 0, "cebusd exit code %d" % rc
+
+
+def start_cebusd(work):
+    dbname = "cebus_interop_%d_%s" % (os.getpid(), secrets.token_hex(4))
+    psql('CREATE DATABASE "%s"' % dbname)
+    S["dbname"] = dbname
+    S["admin_key"] = "interop-admin-" + secrets.token_hex(16)  # 46 characters
+    S["work"] = work
+    proc, port, log_path = spawn_cebusd(work, [], "cebusd")
+    S.update(proc=proc, port=port, cebusd_log=log_path)
     grpc = S["grpc"]
     # No HTTP proxy from the environment may stand between us and 127.0.0.1.
     S["channel"] = grpc.insecure_channel("127.0.0.1:%d" % S["port"],
@@ -149,6 +169,81 @@ def start_cebusd(work):
     S["admin"] = S["adm_grpc"].AdminStub(S["channel"])
     S["bus_stub"] = S["eb_grpc"].EventBusStub(S["channel"])
     S["health_stub"] = S["health_grpc"].HealthStub(S["channel"])
+
+
+# --- TLS ---------------------------------------------------------------------
+
+OPENSSL = shutil.which("openssl", path="/usr/bin:" + os.environ.get("PATH", "")) or "openssl"
+
+
+def make_certificates(d):
+    """Two CAs, a server certificate (127.0.0.1, localhost) and a client
+    certificate from each, made with the openssl command."""
+    def run(*args):
+        r = subprocess.run([OPENSSL] + list(args), cwd=d, capture_output=True, text=True,
+                           timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError("openssl %s failed: %s" % (args[0], r.stderr))
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for ca in ("ca1", "ca2"):
+        run("req", "-x509", *ec, "-keyout", ca + ".key", "-out", ca + ".crt", "-days", "2",
+            "-subj", "/CN=" + ca)
+    leaves = [("server1", "ca1", "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                                 "extendedKeyUsage=serverAuth\n"),
+              ("client1", "ca1", "extendedKeyUsage=clientAuth\n"),
+              ("client2", "ca2", "extendedKeyUsage=clientAuth\n")]
+    for name, ca, ext in leaves:
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write(ext)
+        run("req", *ec, "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name)
+        run("x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
+            "-CAcreateserial", "-out", name + ".crt", "-days", "2", "-extfile", name + ".ext")
+
+
+def tls_file(name):
+    with open(os.path.join(S["certs"], name), "rb") as f:
+        return f.read()
+
+
+def tls_channel(port, ca, client=None, server_name=None):
+    grpc = S["grpc"]
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=tls_file(ca + ".crt"),
+        private_key=tls_file(client + ".key") if client else None,
+        certificate_chain=tls_file(client + ".crt") if client else None)
+    options = [("grpc.enable_http_proxy", 0)]
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return grpc.secure_channel("127.0.0.1:%d" % port, creds, options=options)
+
+
+def tls_server(args, name):
+    if "certs" not in S:
+        S["certs"] = os.path.join(S["work"], "certs")
+        os.mkdir(S["certs"])
+        make_certificates(S["certs"])
+    c = S["certs"]
+    proc, port, log_path = spawn_cebusd(
+        S["work"], ["--tls-cert-file", os.path.join(c, "server1.crt"),
+                    "--tls-key-file", os.path.join(c, "server1.key")] + args, name)
+    S.setdefault("extra_procs", []).append(proc)
+    return proc, port, log_path
+
+
+def health_over(channel):
+    h = S["health"]
+    return S["health_grpc"].HealthStub(channel).Check(h.HealthCheckRequest(service=""),
+                                                       timeout=RPC_TIMEOUT)
+
+
+def expect_unavailable(channel, what):
+    grpc = S["grpc"]
+    try:
+        e = code_of(lambda: health_over(channel))
+        assert e.code() == grpc.StatusCode.UNAVAILABLE, (what, e.code(), e.details())
+    finally:
+        channel.close()
 
 
 def cebusd_log_tail(n=40):
@@ -413,17 +508,54 @@ def test_unknown_bus_is_not_found():
     assert e.code() == grpc.StatusCode.NOT_FOUND, (e.code(), e.details())
 
 
+def test_tls_handshake():
+    adm, h = S["adm"], S["health"]
+    proc, port, log_path = tls_server([], "cebusd-tls")
+    ch = tls_channel(port, "ca1")
+    try:
+        assert health_over(ch).status == h.HealthCheckResponse.SERVING
+        r = S["adm_grpc"].AdminStub(ch).ListTenants(adm.ListTenantsRequest(),
+                                                    metadata=auth(S["admin_key"]),
+                                                    timeout=RPC_TIMEOUT)
+        assert S["tenant"] in [t.name for t in r.tenants], r
+    finally:
+        ch.close()
+    named = tls_channel(port, "ca1", server_name="localhost")
+    try:
+        assert health_over(named).status == h.HealthCheckResponse.SERVING
+    finally:
+        named.close()
+    expect_unavailable(tls_channel(port, "ca2"), "server certificate from another CA")
+    expect_unavailable(tls_channel(port, "ca1", server_name="other.example"), "another name")
+    expect_unavailable(S["grpc"].insecure_channel("127.0.0.1:%d" % port,
+                                                  options=[("grpc.enable_http_proxy", 0)]),
+                       "plaintext to a TLS server")
+    stop_cebusd(proc)
+    with open(log_path, "r", errors="replace") as f:
+        assert "PRIVATE KEY" not in f.read()
+
+
+def test_mtls_handshake():
+    eb, h = S["eb"], S["health"]
+    proc, port, _ = tls_server(["--tls-client-ca-file", os.path.join(S["certs"], "ca1.crt")],
+                               "cebusd-mtls")
+    expect_unavailable(tls_channel(port, "ca1"), "no client certificate")
+    expect_unavailable(tls_channel(port, "ca1", client="client2"), "client of another CA")
+    ch = tls_channel(port, "ca1", client="client1")
+    try:
+        assert health_over(ch).status == h.HealthCheckResponse.SERVING
+        resp = S["eb_grpc"].EventBusStub(ch).PutEvents(
+            eb.PutEventsRequest(bus=S["bus"], events=[make_event("tls-1", "com.example.tls")]),
+            metadata=auth(S["key"]), timeout=RPC_TIMEOUT)
+        assert resp.failed_count == 0 and resp.results[0].sequence > 0, resp
+    finally:
+        ch.close()
+    stop_cebusd(proc)
+
+
 def test_sigterm_exits_zero():
     S["channel"].close()
-    proc = S["proc"]
-    proc.send_signal(signal.SIGTERM)
-    try:
-        rc = proc.wait(timeout=STOP_DEADLINE)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise AssertionError("cebusd did not exit within %.0fs of SIGTERM" % STOP_DEADLINE)
-    assert rc == 0, "cebusd exit code %d" % rc
+    stop_cebusd(S["proc"])
 
 
 TESTS = [
@@ -436,6 +568,8 @@ TESTS = [
     test_missing_key_is_unauthenticated,
     test_bad_spec_version_is_per_entry_invalid_argument,
     test_unknown_bus_is_not_found,
+    test_tls_handshake,
+    test_mtls_handshake,
     test_sigterm_exits_zero,
 ]
 
@@ -476,10 +610,10 @@ def main():
                     passed += 1
                     log("ok   %s (%.2fs)" % (t.__name__, time.monotonic() - t0))
     finally:
-        proc = S.get("proc")
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        for proc in [S.get("proc")] + S.get("extra_procs", []):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
         if failed:
             log("--- cebusd log (tail) ---\n" + cebusd_log_tail())
         if "dbname" in S:

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "addr.h"
 #include "config.h"
 
 static const char *const setting_envs[] = {
@@ -25,6 +26,8 @@ static const char *const setting_envs[] = {
     "CEBUS_MAX_EVENT_BYTES",  "CEBUS_MAX_REQUEST_BYTES", "CEBUS_MAX_BATCH",
     "CEBUS_MAX_STREAMS",      "CEBUS_MAX_IN_FLIGHT",   "CEBUS_CATCHUP_MS",
     "CEBUS_SHUTDOWN_GRACE_MS", "CEBUS_REQUIRE_SOURCES", "CEBUS_METRICS_LISTEN",
+    "CEBUS_TLS_CERT_FILE",    "CEBUS_TLS_KEY_FILE",    "CEBUS_TLS_CLIENT_CA_FILE",
+    "CEBUS_ALLOW_PLAINTEXT",
 };
 #define NENVS (sizeof setting_envs / sizeof setting_envs[0])
 
@@ -157,6 +160,10 @@ static void test_env_overrides(void **state)
     setenv("CEBUS_MAX_IN_FLIGHT", "100000", 1);
     setenv("CEBUS_CATCHUP_MS", "10", 1);
     setenv("CEBUS_SHUTDOWN_GRACE_MS", "0", 1);
+    setenv("CEBUS_TLS_CERT_FILE", "/etc/cebus/tls.crt", 1);
+    setenv("CEBUS_TLS_KEY_FILE", "/etc/cebus/tls.key", 1);
+    setenv("CEBUS_TLS_CLIENT_CA_FILE", "/etc/cebus/ca.crt", 1);
+    setenv("CEBUS_ALLOW_PLAINTEXT", "true", 1);
     load_args(&r, (const char *const[]){NULL});
     assert_int_equal(r.st, EB_OK);
     assert_string_equal(r.cfg.listen, "0.0.0.0:6000");
@@ -175,6 +182,10 @@ static void test_env_overrides(void **state)
     assert_int_equal(r.cfg.max_in_flight, 100000);
     assert_int_equal(r.cfg.catchup_ms, 10);
     assert_int_equal(r.cfg.shutdown_grace_ms, 0);
+    assert_string_equal(r.cfg.tls_cert_file, "/etc/cebus/tls.crt");
+    assert_string_equal(r.cfg.tls_key_file, "/etc/cebus/tls.key");
+    assert_string_equal(r.cfg.tls_client_ca_file, "/etc/cebus/ca.crt");
+    assert_true(r.cfg.allow_plaintext);
     run_free(&r);
 }
 
@@ -439,7 +450,8 @@ static void test_help_lists_every_flag(void **state)
         "--migrations-dir",   "--log-level",         "--embedded-pg-port", "--workers",
         "--db-pool",          "--max-event-bytes",   "--max-request-bytes", "--max-batch",
         "--max-streams",      "--max-in-flight",     "--catchup-ms", "--shutdown-grace-ms",
-        "--metrics-listen",   "--version",
+        "--metrics-listen",   "--tls-cert-file",     "--tls-key-file", "--tls-client-ca-file",
+        "--allow-plaintext",  "--version",
     };
     struct run r;
 
@@ -504,6 +516,71 @@ static void test_free_is_idempotent(void **state)
     run_free(&r);
 }
 
+/* TLS files come in pairs; a client CA needs the pair. (The files
+ * themselves are read and checked by server/tls.c at start.) */
+static void test_tls_settings_go_together(void **state)
+{
+    struct run r;
+
+    (void)state;
+    INVALID("tls-key-file", "tls-cert-file", "--tls-cert-file", "/c.pem");
+    INVALID("tls-cert-file", "tls-key-file", "--tls-key-file", "/k.pem");
+    INVALID("tls-client-ca-file", "tls-cert-file", "--tls-client-ca-file", "/ca.pem");
+    INVALID("tls-cert-file", NULL, "--tls-key-file", "/k.pem", "--tls-client-ca-file",
+            "/ca.pem");
+    setenv("CEBUS_TLS_CERT_FILE", "/c.pem", 1);
+    INVALID("tls-key-file", NULL, "--workers", "1");
+    LOAD(&r, "--tls-key-file", "/k.pem", "--listen", "0.0.0.0:443");
+    assert_int_equal(r.st, EB_OK);
+    assert_string_equal(r.cfg.tls_cert_file, "/c.pem");
+    assert_string_equal(r.cfg.tls_key_file, "/k.pem");
+    assert_null(r.cfg.tls_client_ca_file);
+    assert_false(r.cfg.allow_plaintext);
+    run_free(&r);
+}
+
+/* Plaintext is for loopback: anything else needs TLS or allow-plaintext,
+ * and the message says both ways out. */
+static void test_plaintext_only_on_loopback(void **state)
+{
+    static const char *const refused[] = {"0.0.0.0:50051", ":50051", "[::]:50051",
+                                          "10.1.2.3:50051", "cebus.example.com:50051",
+                                          "[::ffff:127.0.0.1]:1", "128.0.0.1:1", "[::1:1",
+                                          "dns:///cebus.example.com:443"};
+    static const char *const local[] = {"127.0.0.1:50051", "127.8.9.10:1", "[::1]:50051",
+                                        "localhost:50051", "LOCALHOST:1", "unix:/tmp/cebus.sock",
+                                        "dns:///localhost:50051", "ipv6:[::1]:1"};
+    struct run r;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        assert_false(cebus_addr_is_local(refused[i]));
+        INVALID("listen", "allow-plaintext", "--listen", refused[i]);
+        INVALID("listen", "tls-cert-file", "--listen", refused[i]);
+        LOAD(&r, "--listen", refused[i], "--allow-plaintext", "true");
+        assert_int_equal(r.st, EB_OK);
+        assert_true(r.cfg.allow_plaintext);
+        run_free(&r);
+        /* migrate listens nowhere. */
+        LOAD(&r, "migrate", "--listen", refused[i]);
+        assert_int_equal(r.st, EB_OK);
+        run_free(&r);
+    }
+    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++) {
+        assert_true(cebus_addr_is_local(local[i]));
+        LOAD(&r, "--listen", local[i]);
+        assert_int_equal(r.st, EB_OK);
+        run_free(&r);
+    }
+    setenv("CEBUS_LISTEN", "0.0.0.0:6000", 1);
+    setenv("CEBUS_ALLOW_PLAINTEXT", "1", 1);
+    LOAD(&r, "--workers", "1");
+    assert_int_equal(r.st, EB_OK);
+    run_free(&r);
+    INVALID("listen", NULL, "--allow-plaintext=false");
+    INVALID("allow-plaintext", "true or false", "--allow-plaintext=yes");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -527,6 +604,8 @@ int main(void)
         cmocka_unit_test_setup(test_migrate_command, clear_env),
         cmocka_unit_test_setup(test_free_is_idempotent, clear_env),
         cmocka_unit_test_setup(test_require_sources, clear_env),
+        cmocka_unit_test_setup(test_tls_settings_go_together, clear_env),
+        cmocka_unit_test_setup(test_plaintext_only_on_loopback, clear_env),
     };
 
     return cmocka_run_group_tests(tests, NULL, clear_env);

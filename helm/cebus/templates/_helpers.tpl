@@ -41,3 +41,27 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - name: CEBUS_LOG_LEVEL
   value: {{ .Values.server.logLevel | quote }}
 {{- end -}}
+
+{{/* The probe command under TLS: `cebus health` against the pod's own port,
+     checking the server certificate like a client would; under mTLS it
+     presents the pod's certificate. Takes (dict "root" $ "timeoutSeconds" N). */}}
+{{- define "cebus.tlsProbeCommand" -}}
+{{- $v := .root.Values -}}
+{{- $dir := $v.tls.mountPath -}}
+- /usr/local/bin/cebus
+- --addr
+- {{ printf "127.0.0.1:%d" (int $v.server.port) | quote }}
+- --tls-ca
+- {{ printf "%s/%s" $dir $v.tls.probe.caKey | quote }}
+- --tls-server-name
+- {{ default (printf "%s.%s.svc" (include "cebus.fullname" .root) .root.Release.Namespace) $v.tls.probe.serverName | quote }}
+{{- if $v.tls.clientCaKey }}
+- --tls-cert
+- {{ printf "%s/%s" $dir $v.tls.certKey | quote }}
+- --tls-key
+- {{ printf "%s/%s" $dir $v.tls.keyKey | quote }}
+{{- end }}
+- --timeout-ms
+- {{ mul (int .timeoutSeconds) 1000 | toString | quote }}
+- health
+{{- end -}}
