@@ -19,12 +19,31 @@ static void ignore_notice(void *arg, const char *message)
     (void)message;
 }
 
+/* After a failed reconnect, calls fail at once for this long rather than
+ * each waiting for its own connect. */
+#define RECONNECT_BACKOFF_US 250000
+
+/* Connection settings applied unless the URL sets them: without them a
+ * database host that drops packets makes a connect, or a query on a
+ * connection whose peer vanished, wait for the kernel's TCP timeouts
+ * (minutes) while callers hang instead of getting UNAVAILABLE. The URL is
+ * expanded after them, so its own values win. */
+static const char *const conn_keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
+                                        "keepalives_interval", "keepalives_count",
+                                        "tcp_user_timeout", "dbname", NULL};
+static const char *const conn_defaults[] = {"5", "1", "10", "5", "3", "30000"};
+
 eb_db *eb_db_open(const char *url)
 {
     eb_db *db = eb_calloc(1, sizeof *db);
+    const char *values[sizeof conn_keys / sizeof conn_keys[0]];
 
+    for (size_t i = 0; i + 2 < sizeof conn_keys / sizeof conn_keys[0]; i++)
+        values[i] = conn_defaults[i];
+    values[sizeof conn_keys / sizeof conn_keys[0] - 2] = url;
+    values[sizeof conn_keys / sizeof conn_keys[0] - 1] = NULL;
     db->url = eb_strdup(url);
-    db->conn = PQconnectdb(url);
+    db->conn = PQconnectdbParams(conn_keys, values, 1);
     PQsetNoticeProcessor(db->conn, ignore_notice, NULL);
     if (PQstatus(db->conn) != CONNECTION_OK) {
         /* The message may name the host but never the password. */
@@ -49,15 +68,24 @@ eb_status eb_db_connect(const char *url, eb_db **out)
 
 eb_status eb_db_ensure(eb_db *db)
 {
+    int64_t now;
+
     if (PQstatus(db->conn) == CONNECTION_OK && !db->broken)
         return EB_OK;
+    now = eb_now_mono_us();
+    if (db->down && now < db->retry_us)
+        return EB_EUNAVAIL;
     PQreset(db->conn);
     if (PQstatus(db->conn) != CONNECTION_OK) {
-        eb_log_warn("msg=\"database reconnect failed\" error=\"%s\"",
-                    eb_db_first_line(PQerrorMessage(db->conn)));
+        if (!db->down)
+            eb_log_warn("msg=\"database reconnect failed; retrying\" error=\"%s\"",
+                        eb_db_first_line(PQerrorMessage(db->conn)));
+        db->down = true;
+        db->retry_us = eb_now_mono_us() + RECONNECT_BACKOFF_US;
         return EB_EUNAVAIL;
     }
     db->broken = false;
+    db->down = false;
     if (db->listening && eb_store_listen(db) != EB_OK)
         return EB_EUNAVAIL;
     eb_log_info("msg=\"database reconnected\"");

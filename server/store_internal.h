@@ -15,6 +15,8 @@ struct eb_db {
     char *url;
     bool broken;    /* a statement saw the connection fail */
     bool listening; /* re-LISTEN after a reconnect */
+    bool down;      /* the last reconnect failed: logged once per outage */
+    int64_t retry_us; /* no reconnect before this monotonic time */
 };
 
 /* Runs one parameterized statement. On EB_OK and out != NULL, *out is the
