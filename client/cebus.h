@@ -92,6 +92,11 @@ int cebus_list_rules(cebus_client *c, const Cebus__V1__ListRulesRequest *req,
                      Cebus__V1__ListRulesResponse **resp, cebus_error *err);
 int cebus_delete_rule(cebus_client *c, const Cebus__V1__DeleteRuleRequest *req,
                       cebus_error *err);
+/* Replaces the fields of a rule that req->update_mask names ("pattern",
+ * "targets", "description", "enabled") with those of req->rule; *resp is
+ * the rule as it now is. */
+int cebus_update_rule(cebus_client *c, const Cebus__V1__UpdateRuleRequest *req,
+                      Cebus__V1__Rule **resp, cebus_error *err);
 int cebus_create_tenant(cebus_client *c, const Cebus__V1__CreateTenantRequest *req,
                         Cebus__V1__Tenant **resp, cebus_error *err);
 int cebus_create_api_key(cebus_client *c, const Cebus__V1__CreateApiKeyRequest *req,

@@ -56,6 +56,12 @@ static const struct cli_opt rule_create_opts[] = {{"--bus", CLI_VALUE},
                                                   {"--disabled", CLI_FLAG},
                                                   {NULL, CLI_FLAG}};
 static const struct cli_opt rule_bus_opts[] = {{"--bus", CLI_VALUE}, {NULL, CLI_FLAG}};
+static const struct cli_opt rule_update_opts[] = {{"--bus", CLI_VALUE},
+                                                  {"--pattern", CLI_VALUE},
+                                                  {"--description", CLI_VALUE},
+                                                  {"--subscription", CLI_MULTI},
+                                                  {"--no-subscriptions", CLI_FLAG},
+                                                  {NULL, CLI_FLAG}};
 static const struct cli_opt put_opts[] = {{"--bus", CLI_VALUE},
                                           {"--type", CLI_VALUE},
                                           {"--source", CLI_VALUE},
@@ -162,8 +168,26 @@ static const struct cli_command commands[] = {
     {"rule", "list", cli_cmd_rule_list, rule_bus_opts, 0, 0, "list the rules of a bus",
      "usage: cebus rule list --bus B\n\n"
      "Prints every rule of the bus (all pages), one JSON object per line.\n"},
+    {"rule", "update", cli_cmd_rule_update, rule_update_opts, 1, 1, "change a rule",
+     "usage: cebus rule update --bus B NAME [--pattern JSON|@FILE] [--description S]\n"
+     "                         [--subscription S]... [--no-subscriptions]\n\n"
+     "Replaces what is given and prints the rule as JSON. --subscription (repeatable)\n"
+     "replaces the rule's subscription targets; --no-subscriptions removes them all.\n"
+     "Open streams on the rule's subscriptions follow the change within about a\n"
+     "second, on every server, without losing or repeating events; streams on a\n"
+     "subscription the rule no longer targets end with NOT_FOUND.\n"},
+    {"rule", "enable", cli_cmd_rule_enable, rule_bus_opts, 1, 1, "enable a rule",
+     "usage: cebus rule enable --bus B NAME\n\n"
+     "Its subscriptions' open streams deliver again, from the events published\n"
+     "after the change: events published while the rule was disabled are not\n"
+     "delivered. Prints the rule as JSON.\n"},
+    {"rule", "disable", cli_cmd_rule_disable, rule_bus_opts, 1, 1, "disable a rule",
+     "usage: cebus rule disable --bus B NAME\n\n"
+     "Its subscriptions' open streams stay open and deliver nothing until the rule\n"
+     "is enabled again. Prints the rule as JSON.\n"},
     {"rule", "delete", cli_cmd_rule_delete, rule_bus_opts, 1, 1, "delete a rule",
-     "usage: cebus rule delete --bus B NAME\n"},
+     "usage: cebus rule delete --bus B NAME\n\n"
+     "Open streams on the rule's subscriptions end with NOT_FOUND.\n"},
     {"put", NULL, cli_cmd_put, put_opts, 0, 1, "publish events",
      "usage: cebus put --bus B --type T --source S [--id ID] [--subject S]\n"
      "                 [--time RFC3339] [--content-type CT] [--attr KEY=VALUE]...\n"

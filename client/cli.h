@@ -122,6 +122,9 @@ int cli_cmd_rule_create(cebus_client *c, const struct cli_args *a);
 int cli_cmd_rule_get(cebus_client *c, const struct cli_args *a);
 int cli_cmd_rule_list(cebus_client *c, const struct cli_args *a);
 int cli_cmd_rule_delete(cebus_client *c, const struct cli_args *a);
+int cli_cmd_rule_update(cebus_client *c, const struct cli_args *a);
+int cli_cmd_rule_enable(cebus_client *c, const struct cli_args *a);
+int cli_cmd_rule_disable(cebus_client *c, const struct cli_args *a);
 int cli_cmd_put(cebus_client *c, const struct cli_args *a);
 int cli_cmd_subscribe(cebus_client *c, const struct cli_args *a);
 int cli_cmd_pattern_test(cebus_client *c, const struct cli_args *a); /* cli_pattern.c */

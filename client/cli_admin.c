@@ -279,6 +279,113 @@ int cli_cmd_rule_list(cebus_client *c, const struct cli_args *a)
                         &cebus__v1__list_rules_response__descriptor, "rules");
 }
 
+/* Sends an UpdateRule with the given mask (the request borrows argv's
+ * strings and the caller's arrays) and prints the rule. */
+static int rule_update_call(cebus_client *c, Cebus__V1__UpdateRuleRequest *req)
+{
+    Cebus__V1__Rule *rule = NULL;
+    cebus_error err;
+
+    if (cebus_update_rule(c, req, &rule, &err) != 0)
+        return cli_rpc_error(&err);
+    cli_print_message(stdout, &rule->base);
+    cebus__v1__rule__free_unpacked(rule, NULL);
+    return CLI_EXIT_OK;
+}
+
+int cli_cmd_rule_update(cebus_client *c, const struct cli_args *a)
+{
+    Cebus__V1__UpdateRuleRequest req = CEBUS__V1__UPDATE_RULE_REQUEST__INIT;
+    Cebus__V1__Rule rule = CEBUS__V1__RULE__INIT;
+    int nsubs = cli_count(a, "--subscription");
+    Cebus__V1__Target *targets = NULL, **target_ptrs = NULL;
+    Cebus__V1__SubscriptionTarget *subs = NULL;
+    char *mask[3], *pattern = NULL;
+    size_t nmask = 0;
+    int rc;
+
+    if (!require_bus(a))
+        return cli_usage_error(a, "--bus is required");
+    if (nsubs > 0 && cli_get(a, "--no-subscriptions"))
+        return cli_usage_error(a, "--subscription and --no-subscriptions exclude each other");
+    if (cli_get(a, "--pattern")) {
+        pattern = cli_value_or_file("--pattern", cli_get(a, "--pattern"));
+        if (!pattern)
+            return CLI_EXIT_ERROR;
+        rule.pattern = pattern;
+        mask[nmask++] = "pattern";
+    }
+    if (cli_get(a, "--description")) {
+        rule.description = (char *)cli_get(a, "--description");
+        mask[nmask++] = "description";
+    }
+    if (nsubs > 0 || cli_get(a, "--no-subscriptions")) {
+        targets = calloc((size_t)nsubs + 1, sizeof(*targets));
+        target_ptrs = calloc((size_t)nsubs + 1, sizeof(*target_ptrs));
+        subs = calloc((size_t)nsubs + 1, sizeof(*subs));
+        if (!targets || !target_ptrs || !subs)
+            abort();
+        for (int i = 0; i < nsubs; i++) {
+            Cebus__V1__Target t = CEBUS__V1__TARGET__INIT;
+            Cebus__V1__SubscriptionTarget st = CEBUS__V1__SUBSCRIPTION_TARGET__INIT;
+
+            subs[i] = st;
+            subs[i].name = (char *)cli_nth(a, "--subscription", i);
+            targets[i] = t;
+            targets[i].kind_case = CEBUS__V1__TARGET__KIND_SUBSCRIPTION;
+            targets[i].subscription = &subs[i];
+            target_ptrs[i] = &targets[i];
+        }
+        rule.n_targets = (size_t)nsubs;
+        rule.targets = target_ptrs;
+        mask[nmask++] = "targets";
+    }
+    if (nmask == 0) {
+        free(pattern);
+        return cli_usage_error(a, "nothing to change: give --pattern, --description, "
+                                  "--subscription or --no-subscriptions");
+    }
+    req.bus = (char *)require_bus(a);
+    req.name = (char *)a->pos[0];
+    req.rule = &rule;
+    req.n_update_mask = nmask;
+    req.update_mask = mask;
+    rc = rule_update_call(c, &req);
+    free(subs);
+    free(target_ptrs);
+    free(targets);
+    free(pattern);
+    return rc;
+}
+
+/* Sets the enabled flag of a rule. */
+static int rule_set_enabled(cebus_client *c, const struct cli_args *a, bool enabled)
+{
+    Cebus__V1__UpdateRuleRequest req = CEBUS__V1__UPDATE_RULE_REQUEST__INIT;
+    Cebus__V1__Rule rule = CEBUS__V1__RULE__INIT;
+    char *mask[1] = {"enabled"};
+
+    if (!require_bus(a))
+        return cli_usage_error(a, "--bus is required");
+    rule.enabled = enabled;
+    req.bus = (char *)require_bus(a);
+    req.name = (char *)a->pos[0];
+    req.rule = &rule;
+    req.n_update_mask = 1;
+    req.update_mask = mask;
+    return rule_update_call(c, &req);
+}
+
+int cli_cmd_rule_enable(cebus_client *c, const struct cli_args *a)
+{
+    return rule_set_enabled(c, a, true);
+}
+
+int cli_cmd_rule_disable(cebus_client *c, const struct cli_args *a)
+{
+    return rule_set_enabled(c, a, false);
+}
+
 int cli_cmd_rule_delete(cebus_client *c, const struct cli_args *a)
 {
     Cebus__V1__DeleteRuleRequest req = CEBUS__V1__DELETE_RULE_REQUEST__INIT;

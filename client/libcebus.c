@@ -506,6 +506,13 @@ int cebus_list_rules(cebus_client *c, const Cebus__V1__ListRulesRequest *req,
                             &cebus__v1__list_rules_response__descriptor, resp, err);
 }
 
+int cebus_update_rule(cebus_client *c, const Cebus__V1__UpdateRuleRequest *req,
+                      Cebus__V1__Rule **resp, cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.EventBus/UpdateRule", req, &cebus__v1__rule__descriptor,
+                            resp, err);
+}
+
 int cebus_delete_rule(cebus_client *c, const Cebus__V1__DeleteRuleRequest *req, cebus_error *err)
 {
     Cebus__V1__DeleteRuleResponse *resp = NULL;

@@ -24,6 +24,7 @@ static const struct method methods[] = {
     {"/cebus.v1.EventBus/CreateRule", false, false, eb_rpc_create_rule},
     {"/cebus.v1.EventBus/GetRule", false, false, eb_rpc_get_rule},
     {"/cebus.v1.EventBus/ListRules", false, false, eb_rpc_list_rules},
+    {"/cebus.v1.EventBus/UpdateRule", false, false, eb_rpc_update_rule},
     {"/cebus.v1.EventBus/DeleteRule", false, false, eb_rpc_delete_rule},
     {"/cebus.v1.EventBus/TestEventPattern", false, false, eb_rpc_test_event_pattern},
     {"/cebus.v1.EventBus/Subscribe", true, false, eb_rpc_subscribe},

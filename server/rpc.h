@@ -70,6 +70,7 @@ void eb_rpc_put_events(struct eb_rpc *rpc);
 void eb_rpc_create_rule(struct eb_rpc *rpc);
 void eb_rpc_get_rule(struct eb_rpc *rpc);
 void eb_rpc_list_rules(struct eb_rpc *rpc);
+void eb_rpc_update_rule(struct eb_rpc *rpc);
 void eb_rpc_delete_rule(struct eb_rpc *rpc);
 void eb_rpc_test_event_pattern(struct eb_rpc *rpc);
 void eb_rpc_subscribe(struct eb_rpc *rpc);

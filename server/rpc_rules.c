@@ -1,4 +1,4 @@
-/* Rule management: CreateRule, GetRule, ListRules, DeleteRule. */
+/* Rule management: CreateRule, GetRule, ListRules, UpdateRule, DeleteRule. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +103,45 @@ static bool rule_bus(struct eb_rpc *rpc, unsigned roles, unsigned perms, const c
     return true;
 }
 
+/* Validates targets[0..n) (the caller has capped n) and appends them to
+ * rec's targets. Fails the call and returns false on the first bad one. */
+static bool targets_from_request(struct eb_rpc *rpc, Cebus__V1__Target *const *targets, size_t n,
+                                 struct eb_rule_rec *rec)
+{
+    rec->targets = eb_calloc(n ? n : 1, sizeof *rec->targets);
+    for (size_t i = 0; i < n; i++) {
+        const Cebus__V1__Target *t = targets[i];
+        switch (t->kind_case) {
+        case CEBUS__V1__TARGET__KIND_SUBSCRIPTION:
+            if (!eb_name_valid(t->subscription->name)) {
+                eb_rpc_fail(rpc, EB_EINVAL,
+                            "targets[%zu].subscription.name: 1 to 64 of [A-Za-z0-9._-], "
+                            "starting with a letter or digit",
+                            i);
+                return false;
+            }
+            for (size_t k = 0; k < rec->ntargets; k++)
+                if (strcmp(rec->targets[k].value, t->subscription->name) == 0) {
+                    eb_rpc_fail(rpc, EB_EINVAL, "targets[%zu].subscription.name: duplicate", i);
+                    return false;
+                }
+            rec->targets[rec->ntargets].kind = EB_TARGET_SUBSCRIPTION;
+            rec->targets[rec->ntargets++].value = eb_strdup(t->subscription->name);
+            break;
+        case CEBUS__V1__TARGET__KIND_HTTP:
+        case CEBUS__V1__TARGET__KIND_BUS:
+            eb_rpc_fail(rpc, EB_EUNIMPL,
+                        "targets[%zu]: %s targets are not available in this version", i,
+                        t->kind_case == CEBUS__V1__TARGET__KIND_HTTP ? "http" : "bus");
+            return false;
+        default:
+            eb_rpc_fail(rpc, EB_EINVAL, "targets[%zu]: kind not set", i);
+            return false;
+        }
+    }
+    return true;
+}
+
 void eb_rpc_create_rule(struct eb_rpc *rpc)
 {
     Cebus__V1__CreateRuleRequest *req;
@@ -158,37 +197,8 @@ void eb_rpc_create_rule(struct eb_rpc *rpc)
             goto out;
         }
     }
-    rec.targets = eb_calloc(req->n_targets, sizeof *rec.targets);
-    for (size_t i = 0; i < req->n_targets; i++) {
-        const Cebus__V1__Target *t = req->targets[i];
-        switch (t->kind_case) {
-        case CEBUS__V1__TARGET__KIND_SUBSCRIPTION:
-            if (!eb_name_valid(t->subscription->name)) {
-                eb_rpc_fail(rpc, EB_EINVAL,
-                            "targets[%zu].subscription.name: 1 to 64 of [A-Za-z0-9._-], "
-                            "starting with a letter or digit",
-                            i);
-                goto out;
-            }
-            for (size_t k = 0; k < rec.ntargets; k++)
-                if (strcmp(rec.targets[k].value, t->subscription->name) == 0) {
-                    eb_rpc_fail(rpc, EB_EINVAL, "targets[%zu].subscription.name: duplicate", i);
-                    goto out;
-                }
-            rec.targets[rec.ntargets].kind = EB_TARGET_SUBSCRIPTION;
-            rec.targets[rec.ntargets++].value = eb_strdup(t->subscription->name);
-            break;
-        case CEBUS__V1__TARGET__KIND_HTTP:
-        case CEBUS__V1__TARGET__KIND_BUS:
-            eb_rpc_fail(rpc, EB_EUNIMPL,
-                        "targets[%zu]: %s targets are not available in this version", i,
-                        t->kind_case == CEBUS__V1__TARGET__KIND_HTTP ? "http" : "bus");
-            goto out;
-        default:
-            eb_rpc_fail(rpc, EB_EINVAL, "targets[%zu]: kind not set", i);
-            goto out;
-        }
-    }
+    if (!targets_from_request(rpc, req->targets, req->n_targets, &rec))
+        goto out;
     eb_strlcpy(rec.name, req->name, sizeof rec.name);
     rec.pattern = eb_strdup(req->pattern);
     rec.description = eb_strdup(req->description);
@@ -304,6 +314,123 @@ out:
     free(msgs);
     free(resp.rules);
     cebus__v1__list_rules_request__free_unpacked(req, NULL);
+}
+
+/* The update_mask paths UpdateRule knows, for its error messages. */
+#define UPDATE_FIELDS "fields are \"pattern\", \"targets\", \"description\", \"enabled\""
+
+/* Whether s is short printable ASCII, safe to quote back in a message. */
+static bool quotable(const char *s)
+{
+    size_t n = 0;
+
+    for (; s[n]; n++)
+        if (n >= 64 || s[n] < 0x20 || s[n] > 0x7e || s[n] == '"')
+            return false;
+    return true;
+}
+
+void eb_rpc_update_rule(struct eb_rpc *rpc)
+{
+    Cebus__V1__UpdateRuleRequest *req;
+    const Cebus__V1__Rule *in;
+    struct eb_rule_change change = {.enabled = -1};
+    struct eb_rule_rec targets = {0}, rec = {0};
+    struct eb_bus_rec bus;
+    struct rule_msg msg;
+    const char *conflict;
+    eb_pattern *pat = NULL;
+    char err[512];
+    eb_status st;
+
+    req = cebus__v1__update_rule_request__unpack(NULL, rpc->req_len, rpc->req);
+    if (!req) {
+        eb_rpc_fail(rpc, EB_EINVAL, "request: not a valid UpdateRuleRequest message");
+        return;
+    }
+    if (!rule_bus(rpc, EB_ADMINS, EB_PERMS(EB_PERMISSION_MANAGE_RULES), "update rules", req->bus,
+                  &bus))
+        goto out;
+    if (!eb_name_valid(req->name)) {
+        eb_rpc_fail(rpc, EB_EINVAL, "name: not a valid rule name");
+        goto out;
+    }
+    if (req->n_update_mask == 0) {
+        eb_rpc_fail(rpc, EB_EINVAL, "update_mask: required; " UPDATE_FIELDS);
+        goto out;
+    }
+    if (!req->rule) {
+        eb_rpc_fail(rpc, EB_EINVAL, "rule: required; it holds the new values of update_mask's "
+                                    "fields");
+        goto out;
+    }
+    in = req->rule;
+    for (size_t i = 0; i < req->n_update_mask; i++) {
+        const char *f = req->update_mask[i];
+        if (strcmp(f, "pattern") == 0) {
+            change.pattern = in->pattern;
+        } else if (strcmp(f, "description") == 0) {
+            change.description = in->description;
+        } else if (strcmp(f, "enabled") == 0) {
+            change.enabled = in->enabled ? 1 : 0;
+        } else if (strcmp(f, "targets") == 0) {
+            change.set_targets = true;
+        } else if (quotable(f)) {
+            eb_rpc_fail(rpc, EB_EINVAL, "update_mask[%zu]: unknown field \"%s\"; " UPDATE_FIELDS,
+                        i, f);
+            goto out;
+        } else {
+            eb_rpc_fail(rpc, EB_EINVAL, "update_mask[%zu]: unknown field; " UPDATE_FIELDS, i);
+            goto out;
+        }
+    }
+    if (change.pattern) {
+        if (!change.pattern[0]) {
+            eb_rpc_fail(rpc, EB_EINVAL, "pattern: required ({} matches every event)");
+            goto out;
+        }
+        if (eb_pattern_compile(change.pattern, strlen(change.pattern), &pat, err, sizeof err)) {
+            eb_rpc_fail_pattern(rpc, err);
+            goto out;
+        }
+    }
+    if (change.description && strlen(change.description) > MAX_DESCRIPTION) {
+        eb_rpc_fail(rpc, EB_EINVAL, "description: longer than %d bytes", MAX_DESCRIPTION);
+        goto out;
+    }
+    if (change.set_targets) {
+        if (in->n_targets > MAX_TARGETS) {
+            eb_rpc_fail(rpc, EB_EINVAL, "targets: at most %d per rule", MAX_TARGETS);
+            goto out;
+        }
+        if (!targets_from_request(rpc, in->targets, in->n_targets, &targets))
+            goto out;
+        change.targets = targets.targets;
+        change.ntargets = targets.ntargets;
+    }
+    st = eb_store_rule_update(rpc->db, bus.id, req->name, &change, &rec, &conflict);
+    if (st == EB_ENOTFOUND) {
+        eb_rpc_fail(rpc, st, "name: no rule \"%s\" on bus \"%s\"", req->name, req->bus);
+        goto out;
+    }
+    if (st == EB_EEXIST) {
+        eb_rpc_fail(rpc, st, "targets: a subscription of that name already exists on bus "
+                             "\"%s\"",
+                    req->bus);
+        goto out;
+    }
+    if (st) {
+        eb_rpc_fail_store(rpc, st, "rule");
+        goto out;
+    }
+    rule_msg_init(&msg, req->bus, &rec);
+    eb_rpc_reply(rpc, &msg.rule.base);
+    rule_msg_clear(&msg);
+out:
+    eb_pattern_free(pat);
+    eb_rule_rec_clear(&targets);
+    eb_rule_rec_clear(&rec);
+    cebus__v1__update_rule_request__free_unpacked(req, NULL);
 }
 
 void eb_rpc_delete_rule(struct eb_rpc *rpc)

@@ -164,6 +164,7 @@ struct eb_rule_rec {
     char *pattern;
     char *description;
     bool enabled;
+    int64_t version;    /* 1 when created; each update adds one */
     int64_t created_us;
     int64_t updated_us;
     size_t ntargets;
@@ -185,7 +186,29 @@ eb_status eb_store_rule_get(eb_db *db, int64_t bus_id, const char *name,
  * (clear each, then free()). */
 eb_status eb_store_rule_list(eb_db *db, int64_t bus_id, const char *after, int limit,
                              struct eb_rule_rec **out, size_t *n);
+/* Deletes a rule with its targets and notifies channel "cebus_rules" with
+ * the bus id, in one statement. */
 eb_status eb_store_rule_delete(eb_db *db, int64_t bus_id, const char *name);
+
+/* What an update replaces; NULL, < 0 and false leave a field as it is. */
+struct eb_rule_change {
+    const char *pattern;
+    const char *description;
+    int enabled;                        /* < 0: unchanged; 0 or 1 */
+    bool set_targets;                   /* replace the targets with these */
+    const struct eb_target_rec *targets; /* borrowed */
+    size_t ntargets;
+};
+
+/* Applies c to the rule `name` of the bus in one transaction: sets its
+ * update time, adds one to its version, and notifies channel "cebus_rules"
+ * with the bus id, so that open streams follow it. On success *out is the
+ * rule as it now is (clear it with eb_rule_rec_clear()). EB_ENOTFOUND when
+ * there is no such rule; EB_EEXIST when a new subscription target's name
+ * is taken on the bus (*conflict = "subscription"). */
+eb_status eb_store_rule_update(eb_db *db, int64_t bus_id, const char *name,
+                               const struct eb_rule_change *c, struct eb_rule_rec *out,
+                               const char **conflict);
 /* Counts the rules of a bus. */
 eb_status eb_store_rule_count(eb_db *db, int64_t bus_id, int64_t *count);
 /* The rule that owns subscription target `subscription` on the bus. */

@@ -219,7 +219,7 @@ void eb_rule_rec_clear(struct eb_rule_rec *r)
 
 #define RULE_COLS                                                                   \
     "r.id, r.name, r.pattern, r.description, r.enabled, " EPOCH_US("r.created_at") \
-    ", " EPOCH_US("r.updated_at")
+    ", " EPOCH_US("r.updated_at") ", r.version"
 
 static void rule_from_row(PGresult *res, int row, struct eb_rule_rec *r)
 {
@@ -231,6 +231,7 @@ static void rule_from_row(PGresult *res, int row, struct eb_rule_rec *r)
     r->enabled = PQgetvalue(res, row, 4)[0] == 't';
     r->created_us = eb_db_int(res, row, 5);
     r->updated_us = eb_db_int(res, row, 6);
+    r->version = eb_db_int(res, row, 7);
 }
 
 /* Loads the targets of the rules in rules[0..n), by rule id. */
@@ -274,10 +275,39 @@ static eb_status load_targets(eb_db *db, struct eb_rule_rec *rules, size_t n)
     return EB_OK;
 }
 
+/* Inserts targets[0..n) of rule rule_id. REQUIRES: an open transaction. */
+static eb_status insert_targets(eb_db *db, int64_t bus_id, int64_t rule_id,
+                                const struct eb_target_rec *targets, size_t n)
+{
+    char bid[24], rid[24];
+
+    eb_db_fmt_i64(bid, sizeof bid, bus_id);
+    eb_db_fmt_i64(rid, sizeof rid, rule_id);
+    for (size_t i = 0; i < n; i++) {
+        char pos[24], kind[24];
+        const struct eb_target_rec *t = &targets[i];
+        const char *tp[7] = {rid, bid, pos, kind,
+                             t->kind == EB_TARGET_SUBSCRIPTION ? t->value : NULL,
+                             t->kind == EB_TARGET_HTTP ? t->value : NULL,
+                             t->kind == EB_TARGET_BUS ? t->value : NULL};
+        eb_status st;
+
+        snprintf(pos, sizeof pos, "%zu", i);
+        snprintf(kind, sizeof kind, "%d", (int)t->kind);
+        st = eb_db_exec(db, "target_insert",
+                        "INSERT INTO targets (rule_id, bus_id, position, kind, subscription, url,"
+                        " target_bus) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        7, tp, NULL, NULL, 0, NULL);
+        if (st)
+            return st;
+    }
+    return EB_OK;
+}
+
 eb_status eb_store_rule_insert(eb_db *db, int64_t bus_id, struct eb_rule_rec *r,
                                const char **conflict)
 {
-    char bid[24], rid[24], enabled[2] = {r->enabled ? 't' : 'f', '\0'};
+    char bid[24], enabled[2] = {r->enabled ? 't' : 'f', '\0'};
     const char *params[5] = {bid, r->name, r->pattern, r->description ? r->description : "",
                              enabled};
     PGresult *res;
@@ -297,26 +327,14 @@ eb_status eb_store_rule_insert(eb_db *db, int64_t bus_id, struct eb_rule_rec *r,
     r->id = eb_db_int(res, 0, 0);
     r->created_us = eb_db_int(res, 0, 5);
     r->updated_us = eb_db_int(res, 0, 6);
+    r->version = eb_db_int(res, 0, 7);
     PQclear(res);
-    eb_db_fmt_i64(rid, sizeof rid, r->id);
-    for (size_t i = 0; i < r->ntargets; i++) {
-        char pos[24], kind[24];
-        const struct eb_target_rec *t = &r->targets[i];
-        const char *tp[7] = {rid, bid, pos, kind,
-                             t->kind == EB_TARGET_SUBSCRIPTION ? t->value : NULL,
-                             t->kind == EB_TARGET_HTTP ? t->value : NULL,
-                             t->kind == EB_TARGET_BUS ? t->value : NULL};
-        snprintf(pos, sizeof pos, "%zu", i);
-        snprintf(kind, sizeof kind, "%d", (int)t->kind);
-        st = eb_db_exec(db, "target_insert",
-                        "INSERT INTO targets (rule_id, bus_id, position, kind, subscription, url,"
-                        " target_bus) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                        7, tp, NULL, NULL, 0, NULL);
-        if (st) {
-            *conflict = "subscription";
-            goto fail;
-        }
+    st = insert_targets(db, bus_id, r->id, r->targets, r->ntargets);
+    if (st) {
+        *conflict = "subscription";
+        goto fail;
     }
+    /* No notification: a new rule concerns no open stream. */
     st = eb_db_simple(db, "rule_commit", "COMMIT");
     if (st)
         goto fail;
@@ -398,13 +416,76 @@ eb_status eb_store_rule_delete(eb_db *db, int64_t bus_id, const char *name)
     eb_status st;
 
     eb_db_fmt_i64(bid, sizeof bid, bus_id);
-    st = eb_db_exec(db, "rule_delete", "DELETE FROM rules WHERE bus_id = $1 AND name = $2", 2,
-                    params, NULL, NULL, 0, &res);
+    /* One statement, so the notification goes out exactly when the delete
+     * commits. */
+    st = eb_db_exec(db, "rule_delete",
+                    "WITH d AS (DELETE FROM rules WHERE bus_id = $1 AND name = $2"
+                    " RETURNING bus_id) SELECT pg_notify('cebus_rules', bus_id::text) FROM d",
+                    2, params, NULL, NULL, 0, &res);
     if (st)
         return st;
-    st = strcmp(PQcmdTuples(res), "0") == 0 ? EB_ENOTFOUND : EB_OK;
+    st = PQntuples(res) == 0 ? EB_ENOTFOUND : EB_OK;
     PQclear(res);
     return st;
+}
+
+eb_status eb_store_rule_update(eb_db *db, int64_t bus_id, const char *name,
+                               const struct eb_rule_change *c, struct eb_rule_rec *out,
+                               const char **conflict)
+{
+    char bid[24], enabled[2] = {c->enabled > 0 ? 't' : 'f', '\0'};
+    const char *params[5] = {bid, name, c->pattern, c->description,
+                             c->enabled < 0 ? NULL : enabled};
+    struct eb_rule_rec r;
+    PGresult *res;
+    eb_status st;
+
+    *conflict = "subscription";
+    eb_db_fmt_i64(bid, sizeof bid, bus_id);
+    st = eb_db_simple(db, "rule_update_begin", "BEGIN");
+    if (st)
+        return st;
+    st = eb_db_exec(db, "rule_update",
+                    "UPDATE rules AS r SET pattern = COALESCE($3, r.pattern),"
+                    " description = COALESCE($4, r.description),"
+                    " enabled = COALESCE($5::boolean, r.enabled),"
+                    " version = r.version + 1, updated_at = now()"
+                    " WHERE r.bus_id = $1 AND r.name = $2 RETURNING " RULE_COLS,
+                    5, params, NULL, NULL, 0, &res);
+    if (st)
+        goto fail;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        st = EB_ENOTFOUND;
+        goto fail;
+    }
+    rule_from_row(res, 0, &r);
+    PQclear(res);
+    if (c->set_targets) {
+        char rid[24];
+        const char *tp[1] = {rid};
+
+        eb_db_fmt_i64(rid, sizeof rid, r.id);
+        st = eb_db_exec(db, "rule_update_targets", "DELETE FROM targets WHERE rule_id = $1", 1,
+                        tp, NULL, NULL, 0, NULL);
+        if (!st)
+            st = insert_targets(db, bus_id, r.id, c->targets, c->ntargets);
+    }
+    if (!st)
+        st = load_targets(db, &r, 1);
+    if (!st)
+        st = eb_db_exec(db, "rule_update_notify", "SELECT pg_notify('cebus_rules', $1)", 1,
+                        params, NULL, NULL, 0, NULL);
+    if (!st)
+        st = eb_db_simple(db, "rule_update_commit", "COMMIT");
+    if (st) {
+        eb_rule_rec_clear(&r);
+        goto fail;
+    }
+    *out = r;
+    return EB_OK;
+fail:
+    return eb_db_tx_fail(db, st);
 }
 
 eb_status eb_store_rule_by_subscription(eb_db *db, int64_t bus_id, const char *subscription,

@@ -435,17 +435,17 @@ static void test_missing_or_wrong_key_is_unauthenticated(void **state)
 static void test_unimplemented_rpc_is_unimplemented(void **state)
 {
     struct h_env *env = *state;
-    Cebus__V1__UpdateRuleRequest req = CEBUS__V1__UPDATE_RULE_REQUEST__INIT;
+    Cebus__V1__NackRequest req = CEBUS__V1__NACK_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
     cebus_error err;
     int rc;
 
     fixture_once(env);
     req.bus = "orders";
-    req.name = "r";
-    rc = cebus_call_unary(fx.admin, "/cebus.v1.EventBus/UpdateRule", &req.base,
-                          &cebus__v1__rule__descriptor, 10000, &resp, &err);
-    h_assert_status("UpdateRule", rc, &err, GRPC_STATUS_UNIMPLEMENTED, NULL);
+    req.subscription = "s";
+    rc = cebus_call_unary(fx.admin, "/cebus.v1.EventBus/Nack", &req.base,
+                          &cebus__v1__nack_response__descriptor, 10000, &resp, &err);
+    h_assert_status("Nack", rc, &err, GRPC_STATUS_UNIMPLEMENTED, NULL);
     rc = h_call_raw(env->srv[0].addr, fx.t.admin_key, "/cebus.v1.EventBus/NoSuchMethod", "", 0,
                     10000, NULL, &err);
     h_assert_status("NoSuchMethod", rc, &err, GRPC_STATUS_UNIMPLEMENTED, NULL);

@@ -494,7 +494,6 @@ static const struct row rows[] = {
     {"CreateRule(on A's bus)", call_create_rule, {NF, PD, PD}, {M, 0, 0}},
     {"GetRule(A's rule)", call_get_rule, {NF, PD, NF}, {S | M, 0, S | M}},
     {"ListRules(A's bus)", call_list_rules, {NF, PD, NF}, {S | M, 0, S | M}},
-    {"UpdateRule(A's rule)", call_update_rule, {UI, UI, UI}, {0, 0, 0}},
     {"TestEventPattern(A's bus)", call_test_pattern_bus, {NF, PD, NF}, {S, 0, S}},
     {"Subscribe(A's bus, pattern)", call_subscribe_pattern, {NF, PD, NF}, {S, 0, S}},
     {"Subscribe(A's subscription)", call_subscribe_sub, {NF, PD, NF}, {S, 0, S}},
@@ -530,6 +529,7 @@ static const struct row rows[] = {
     {"RedriveDeadLetters(A's subscription)", call_redrive_dead_letters, {UI, UI, UI}, {0, 0, 0}},
     {"PurgeDeadLetters(A's subscription)", call_purge_dead_letters, {UI, UI, UI}, {0, 0, 0}},
     /* Last: these change A's bus when a grant lets them. */
+    {"UpdateRule(A's rule)", call_update_rule, {NF, PD, PD}, {M, 0, 0}},
     {"DeleteRule(A's rule)", call_delete_rule, {NF, PD, PD}, {M, 0, 0}},
     {"DeleteBus(A's bus)", call_delete_bus, {NF, PD, PD}, {0, 0, 0}},
 };

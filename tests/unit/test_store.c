@@ -948,6 +948,74 @@ static void test_events_read_back(void **state)
     free_events(ev, n);
 }
 
+/* UpdateRule's statement: field by field, a new version per change, the
+ * targets replaced atomically. */
+static void test_rule_update(void **state)
+{
+    struct fixture *f = *state;
+    int64_t tid = new_tenant(f, "follow-tenant");
+    struct eb_bus_rec bus = new_bus(f, tid, "follow-bus");
+    struct eb_target_rec t1[] = {{EB_TARGET_SUBSCRIPTION, (char *)"fsub-1"}};
+    struct eb_target_rec t2[] = {{EB_TARGET_SUBSCRIPTION, (char *)"fsub-2"},
+                                 {EB_TARGET_SUBSCRIPTION, (char *)"fsub-3"}};
+    struct eb_target_rec taken[] = {{EB_TARGET_SUBSCRIPTION, (char *)"fsub-other"}};
+    struct eb_rule_change c = {.enabled = -1};
+    struct eb_rule_rec r, other, g;
+    const char *conflict;
+
+    rule_init(&r, "fr", "{\"type\":[\"a\"]}", t1, 1);
+    assert_int_equal(eb_store_rule_insert(f->db, bus.id, &r, &conflict), EB_OK);
+    assert_int_equal(r.version, 1);
+    rule_init(&other, "fr-other", "{}", taken, 1);
+    assert_int_equal(eb_store_rule_insert(f->db, bus.id, &other, &conflict), EB_OK);
+
+    /* The pattern only. */
+    c.pattern = "{\"type\":[\"b\"]}";
+    assert_int_equal(eb_store_rule_update(f->db, bus.id, "fr", &c, &g, &conflict), EB_OK);
+    assert_int_equal(g.version, 2);
+    assert_string_equal(g.pattern, "{\"type\":[\"b\"]}");
+    assert_string_equal(g.description, "a rule");
+    assert_true(g.enabled);
+    assert_int_equal(g.ntargets, 1);
+    assert_true(g.updated_us >= g.created_us);
+    eb_rule_rec_clear(&g);
+
+    /* Disabled, with a description. */
+    c.pattern = NULL;
+    c.description = "quiet";
+    c.enabled = 0;
+    assert_int_equal(eb_store_rule_update(f->db, bus.id, "fr", &c, &g, &conflict), EB_OK);
+    assert_false(g.enabled);
+    assert_string_equal(g.description, "quiet");
+    assert_string_equal(g.pattern, "{\"type\":[\"b\"]}");
+    eb_rule_rec_clear(&g);
+
+    /* Targets: a name another rule holds fails and changes nothing. */
+    c = (struct eb_rule_change){.enabled = -1, .set_targets = true, .targets = taken,
+                                .ntargets = 1};
+    assert_int_equal(eb_store_rule_update(f->db, bus.id, "fr", &c, &g, &conflict), EB_EEXIST);
+    assert_string_equal(conflict, "subscription");
+    assert_int_equal(eb_store_rule_get(f->db, bus.id, "fr", &g), EB_OK);
+    assert_int_equal(g.version, 3);
+    assert_int_equal(g.ntargets, 1);
+    eb_rule_rec_clear(&g);
+
+    /* Replaced: a stream on the old subscription learns it is gone. */
+    c.targets = t2;
+    c.ntargets = 2;
+    assert_int_equal(eb_store_rule_update(f->db, bus.id, "fr", &c, &g, &conflict), EB_OK);
+    assert_int_equal(g.ntargets, 2);
+    assert_string_equal(g.targets[1].value, "fsub-3");
+    eb_rule_rec_clear(&g);
+
+    assert_int_equal(eb_store_rule_update(f->db, bus.id, "nope", &c, &g, &conflict),
+                     EB_ENOTFOUND);
+
+    assert_int_equal(eb_store_rule_delete(f->db, bus.id, "fr"), EB_OK);
+    assert_int_equal(eb_store_rule_update(f->db, bus.id, "fr", &c, &g, &conflict),
+                     EB_ENOTFOUND);
+}
+
 struct note_count {
     int64_t bus_id;
     int hits, others;
@@ -1453,6 +1521,7 @@ int main(void)
         cmocka_unit_test(test_events_before_time),
         cmocka_unit_test(test_events_read_back),
         cmocka_unit_test(test_notifications),
+        cmocka_unit_test(test_rule_update),
         cmocka_unit_test(test_events_dedup),
         cmocka_unit_test(test_events_dedup_awkward_keys),
         cmocka_unit_test(test_events_dedup_window),
