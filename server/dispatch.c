@@ -47,6 +47,12 @@ struct stream {
     int64_t key_id;        /* the API key that opened it */
     int64_t grantee_id;    /* opened through a grant: the grantee tenant; else 0 */
     eb_pattern *pattern;
+    /* Opened through a rule's subscription target (rule_id != 0): the rule
+     * version its pattern and rule_disabled come from (check_rules). */
+    int64_t rule_id;
+    int64_t rule_version;
+    char *subscription;
+    bool rule_disabled;    /* the rule is disabled: matches nothing */
     int64_t cursor;        /* last sequence examined */
     struct outmsg *q;      /* ring of qcap */
     size_t qhead, qlen, qcap;
@@ -76,6 +82,7 @@ struct bus {
     unsigned char *hit; /* per slot: matches the event being offered */
     size_t nslots;
     bool matcher_stale;
+    bool rules_dirty; /* a rule of the bus changed: check its rule streams */
 };
 
 struct eb_dispatch {
@@ -129,6 +136,7 @@ static void stream_free(struct stream *s)
     }
     free(s->q);
     eb_pattern_free(s->pattern);
+    free(s->subscription);
     free(s);
 }
 
@@ -258,7 +266,8 @@ static void stream_ops_close(void *arg)
 
 eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t grantee_id,
                           int64_t bus_id,
-                          int64_t after_seq, eb_pattern *pattern, int max_in_flight)
+                          int64_t after_seq, eb_pattern *pattern, int max_in_flight,
+                          const struct eb_dispatch_rule *rule)
 {
     struct stream *s;
     struct bus *b;
@@ -286,6 +295,16 @@ eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t
     s->key_id = key_id;
     s->grantee_id = grantee_id;
     s->pattern = pattern;
+    if (rule) {
+        s->rule_id = rule->id;
+        s->rule_version = rule->version;
+        s->subscription = eb_strdup(rule->subscription);
+        s->rule_disabled = !rule->enabled;
+        /* The rule may have changed since the call read it, and that
+         * change's notification may have come before the stream existed:
+         * check at once rather than at the next periodic check. */
+        b->rules_dirty = true;
+    }
     s->cursor = after_seq;
     s->qcap = (size_t)(max_in_flight > 0 ? max_in_flight : 1);
     s->q = eb_calloc(s->qcap, sizeof *s->q);
@@ -319,11 +338,15 @@ void eb_dispatch_wake(eb_dispatch *d, int64_t bus_id)
         signal_wake(d);
 }
 
-static void on_notify(void *arg, int64_t bus_id)
+static void on_notify(void *arg, enum eb_notify_channel ch, int64_t bus_id)
 {
     eb_dispatch *d = arg;
     struct bus *b = find_bus_locked(d, bus_id);
-    if (b)
+    if (!b)
+        return;
+    if (ch == EB_NOTIFY_RULES)
+        b->rules_dirty = true;
+    else
         b->dirty = true;
 }
 
@@ -348,8 +371,11 @@ static grpc_slice encode_delivery(int64_t seq, const uint8_t *body, size_t len)
     return grpc_slice_new(buf, n + len, free);
 }
 
-/* Rebuilds b's matcher over its current streams, when one joined or left
- * since the last build: O(streams), once per change, on the next event.
+/* Rebuilds b's matcher over its current streams, when one joined, left or
+ * changed its pattern since the last build: O(streams), once per change,
+ * on the next event or right after a rule change. A stream whose rule is
+ * disabled keeps its slot but has no pattern in the matcher, so it
+ * examines events (its cursor moves on) and matches none.
  * REQUIRES: d->mu. */
 static void matcher_refresh_locked(struct bus *b)
 {
@@ -370,7 +396,8 @@ static void matcher_refresh_locked(struct bus *b)
     n = 0;
     for (struct stream *s = b->streams; s; s = s->next) {
         b->slots[n] = s;
-        eb_matcher_add(b->matcher, s->pattern, (uint32_t)n);
+        if (!s->rule_disabled)
+            eb_matcher_add(b->matcher, s->pattern, (uint32_t)n);
         n++;
     }
     eb_matcher_build(b->matcher);
@@ -628,6 +655,179 @@ static eb_status check_grant_streams(eb_dispatch *d, eb_db *db)
     return st == EB_EUNAVAIL ? EB_EUNAVAIL : EB_OK;
 }
 
+/* A (rule, version, subscription) that open streams follow, how many of
+ * them, and what check_rules learned about it. */
+struct follow {
+    int64_t rule_id;
+    int64_t version;
+    char *subscription;
+    size_t nstreams;
+    const struct eb_rule_state *state; /* NULL: unchanged */
+    eb_pattern **pats;                 /* the new pattern, one copy per stream */
+    size_t npats, used;
+    bool bad;                          /* the new pattern does not compile here */
+};
+
+static int cmp_follow(const void *a, const void *b)
+{
+    const struct follow *x = a, *y = b;
+
+    if (x->rule_id != y->rule_id)
+        return x->rule_id < y->rule_id ? -1 : 1;
+    if (x->version != y->version)
+        return x->version < y->version ? -1 : 1;
+    return strcmp(x->subscription, y->subscription);
+}
+
+/* Moves the streams opened through a rule onto the rule's current state:
+ * the streams of every bus when all is true (the periodic check), else
+ * those of buses a "cebus_rules" notification named. One query for all of
+ * them; new patterns are compiled outside d->mu, then swapped in and the
+ * buses' matchers rebuilt under it, between two events, so that each event
+ * is judged by the old pattern or by the new one. Streams whose rule is
+ * gone, or no longer targets their subscription, end with NOT_FOUND.
+ * Returns EB_EUNAVAIL when the database is unreachable. Called without
+ * d->mu, on the delivery thread. */
+static eb_status check_rules(eb_dispatch *d, eb_db *db, bool all)
+{
+    struct follow *fs = NULL;
+    struct eb_rule_follow *keys = NULL;
+    struct eb_rule_state *states = NULL;
+    struct stream **doomed = NULL;
+    bool *doomed_bad = NULL;
+    size_t n = 0, nuniq = 0, nstates = 0, ndoomed = 0, nchanged = 0;
+    eb_status st = EB_OK;
+
+    pthread_mutex_lock(&d->mu);
+    for (struct bus *b = d->buses; b; b = b->next) {
+        if (!all && !b->rules_dirty)
+            continue;
+        b->rules_dirty = false;
+        for (struct stream *s = b->streams; s; s = s->next) {
+            if (!s->rule_id)
+                continue;
+            if (!fs)
+                fs = eb_calloc((size_t)d->nstreams, sizeof *fs);
+            fs[n].rule_id = s->rule_id;
+            fs[n].version = s->rule_version;
+            fs[n].subscription = eb_strdup(s->subscription);
+            fs[n].nstreams = 1;
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (n == 0)
+        return EB_OK;
+
+    qsort(fs, n, sizeof *fs, cmp_follow);
+    for (size_t i = 0; i < n; i++) {
+        if (nuniq > 0 && cmp_follow(&fs[nuniq - 1], &fs[i]) == 0) {
+            fs[nuniq - 1].nstreams++;
+            free(fs[i].subscription);
+            continue;
+        }
+        fs[nuniq++] = fs[i];
+    }
+    keys = eb_calloc(nuniq, sizeof *keys);
+    for (size_t i = 0; i < nuniq; i++) {
+        keys[i].rule_id = fs[i].rule_id;
+        keys[i].subscription = fs[i].subscription;
+        keys[i].version = fs[i].version;
+    }
+    st = eb_store_rules_changed(db, keys, nuniq, &states, &nstates);
+    if (st)
+        goto out;
+    if (nstates == 0)
+        goto out;
+
+    /* Compiled here, without the lock: a pattern of 8 KiB takes a while,
+     * and delivery to every stream waits for the lock. */
+    for (size_t i = 0; i < nstates; i++) {
+        struct follow *f = &fs[states[i].index];
+        char err[256];
+
+        f->state = &states[i];
+        if (states[i].gone)
+            continue;
+        f->pats = eb_calloc(f->nstreams, sizeof *f->pats);
+        for (; f->npats < f->nstreams; f->npats++) {
+            if (eb_pattern_compile(states[i].pattern, strlen(states[i].pattern),
+                                   &f->pats[f->npats], err, sizeof err) != EB_OK) {
+                /* Only when replicas of different versions disagree on
+                 * what compiles: the stream cannot follow its rule. */
+                eb_log_error("msg=\"a rule's new pattern does not compile\" rule_id=%lld",
+                             (long long)f->rule_id);
+                f->bad = true;
+                break;
+            }
+        }
+    }
+
+    pthread_mutex_lock(&d->mu);
+    doomed = eb_calloc((size_t)d->nstreams + 1, sizeof *doomed);
+    doomed_bad = eb_calloc((size_t)d->nstreams + 1, sizeof *doomed_bad);
+    for (struct bus *b = d->buses; b; b = b->next) {
+        for (struct stream *s = b->streams; s; s = s->next) {
+            struct follow key = {.rule_id = s->rule_id, .version = s->rule_version,
+                                 .subscription = s->subscription};
+            struct follow *f;
+
+            if (!s->rule_id || s->closed)
+                continue;
+            f = bsearch(&key, fs, nuniq, sizeof *fs, cmp_follow);
+            if (!f || !f->state)
+                continue;
+            if (f->state->gone || f->bad || f->used == f->npats) {
+                /* A stream opened since the collection, at the same old
+                 * version, has no copy of the new pattern: check again. */
+                if (f->state->gone || f->bad) {
+                    doomed_bad[ndoomed] = f->bad;
+                    doomed[ndoomed++] = s;
+                } else {
+                    b->rules_dirty = true;
+                }
+                continue;
+            }
+            eb_pattern_free(s->pattern);
+            s->pattern = f->pats[f->used++];
+            s->rule_version = f->state->version;
+            s->rule_disabled = !f->state->enabled;
+            b->matcher_stale = true;
+            nchanged++;
+        }
+    }
+    /* Collected first: ending a stream unlinks it, and may free its bus. */
+    for (size_t i = 0; i < ndoomed; i++)
+        end_locked(d, doomed[i], doomed_bad[i] ? EB_EPRECOND : EB_ENOTFOUND,
+                   doomed_bad[i] ? "subscription: the rule's new pattern cannot be used by "
+                                   "this server; reconnect to another"
+                                 : "subscription: its rule was deleted or no longer targets "
+                                   "this subscription");
+    /* Rebuilt now rather than on the next event: the swap takes effect
+     * between two events either way. */
+    for (struct bus *b = d->buses; b; b = b->next)
+        if (b->matcher_stale)
+            matcher_refresh_locked(b);
+    pthread_mutex_unlock(&d->mu);
+    if (nchanged || ndoomed)
+        eb_log_info("msg=\"rule streams updated\" changed=%zu ended=%zu", nchanged, ndoomed);
+out:
+    for (size_t i = 0; i < nuniq; i++) {
+        for (size_t k = fs[i].used; k < fs[i].npats; k++)
+            eb_pattern_free(fs[i].pats[k]);
+        free(fs[i].pats);
+        free(fs[i].subscription);
+    }
+    for (size_t i = 0; i < nstates; i++)
+        free(states[i].pattern);
+    free(states);
+    free(keys);
+    free(fs);
+    free(doomed);
+    free(doomed_bad);
+    return st == EB_EUNAVAIL ? EB_EUNAVAIL : EB_OK;
+}
+
 static void *dispatch_main(void *arg)
 {
     eb_dispatch *d = arg;
@@ -659,7 +859,7 @@ static void *dispatch_main(void *arg)
                 db = NULL;
             }
             for (struct bus *b = d->buses; b && !due; b = b->next)
-                due = b->dirty;
+                due = b->dirty || b->rules_dirty;
             pthread_mutex_unlock(&d->mu);
             if (due)
                 timeout = 0;
@@ -715,10 +915,14 @@ static void *dispatch_main(void *arg)
         free(ids);
         if (db && eb_now_mono_us() - last_check >= (int64_t)CHECK_MS * 1000) {
             last_check = eb_now_mono_us();
-            if (check_streams(d, db) == EB_EUNAVAIL) {
+            if (check_streams(d, db) == EB_EUNAVAIL || check_rules(d, db, true) == EB_EUNAVAIL) {
                 eb_db_close(db);
                 db = NULL;
             }
+        }
+        if (db && check_rules(d, db, false) == EB_EUNAVAIL) {
+            eb_db_close(db);
+            db = NULL;
         }
     }
     eb_db_close(db);

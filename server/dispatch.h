@@ -11,6 +11,13 @@
  * streams' keys no longer authenticate and which of their buses are gone,
  * and ends those streams (UNAUTHENTICATED, NOT_FOUND): revocation reaches
  * open streams on every replica without a cost per event.
+ *
+ * A stream opened through a rule's subscription target follows the rule:
+ * when a "cebus_rules" notification names its bus, and once a second in
+ * any case, the thread asks which followed rules changed and, between two
+ * events, gives their streams the new pattern, stops or resumes them as the
+ * rule is disabled or enabled, or ends them (NOT_FOUND) when the rule is
+ * deleted or no longer targets the subscription.
  */
 #ifndef EB_DISPATCH_H
 #define EB_DISPATCH_H
@@ -33,6 +40,14 @@ struct eb_dispatch_opts {
  * eb_dispatch_free(). */
 eb_dispatch *eb_dispatch_new(const struct eb_dispatch_opts *opts);
 
+/* The rule a stream was opened through, as the Subscribe call read it. */
+struct eb_dispatch_rule {
+    int64_t id;
+    int64_t version;
+    const char *subscription; /* the target's name; copied */
+    bool enabled;
+};
+
 /* Adds a stream on bus_id that delivers matching events with sequence >
  * after_seq. key_id is the API key that opened it: about once a second the
  * delivery thread ends streams whose key no longer authenticates (revoked,
@@ -40,12 +55,16 @@ eb_dispatch *eb_dispatch_new(const struct eb_dispatch_opts *opts);
  * bus was deleted with NOT_FOUND. grantee_id is the caller's tenant when
  * the bus is another tenant's, reached through a SUBSCRIBE grant (else 0):
  * the same check ends the stream with PERMISSION_DENIED once that grant is
- * revoked. Takes the handler's call reference and
+ * revoked. rule is the rule the stream was opened through (NULL for an
+ * inline pattern, which never changes): pattern is then compiled from
+ * rule->version of the rule, and the stream follows later versions. Takes
+ * the handler's call reference and
  * ownership of pattern on success; on failure (EB_EEXHAUSTED: too many
  * streams; EB_EUNAVAIL: stopping) takes neither. */
 eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t grantee_id,
                           int64_t bus_id,
-                          int64_t after_seq, eb_pattern *pattern, int max_in_flight);
+                          int64_t after_seq, eb_pattern *pattern, int max_in_flight,
+                          const struct eb_dispatch_rule *rule);
 
 /* Tells the delivery thread that bus_id has new events. Any thread. */
 void eb_dispatch_wake(eb_dispatch *d, int64_t bus_id);

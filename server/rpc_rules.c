@@ -1,4 +1,7 @@
-/* Rule management: CreateRule, GetRule, ListRules, UpdateRule, DeleteRule. */
+/* Rule management: CreateRule, GetRule, ListRules, UpdateRule, DeleteRule.
+ * UpdateRule and DeleteRule notify every server's delivery thread, which
+ * moves the streams that subscribed through the rule onto its new state
+ * (docs/decisions/0010-live-rule-changes.md). */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>

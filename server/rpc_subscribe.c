@@ -1,5 +1,7 @@
 /* Subscribe: ephemeral streams from an inline pattern or a rule's
- * subscription target, from a chosen start position. */
+ * subscription target, from a chosen start position. A stream opened
+ * through a rule follows the rule's later changes (see dispatch.h); while
+ * the rule is disabled it delivers nothing. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,8 +136,14 @@ void eb_rpc_subscribe(struct eb_rpc *rpc)
         eb_rpc_fail(rpc, st, "%s", rpc->err);
         goto out;
     }
-    st = eb_dispatch_add(rpc->app->dispatch, rpc->call, rpc->who.key_id,
-                         via_grant ? rpc->who.tenant_id : 0, bus.id, after, pat, in_flight);
+    {
+        struct eb_dispatch_rule follow = {.id = rule.id, .version = rule.version,
+                                          .subscription = req->subscription,
+                                          .enabled = rule.enabled};
+        st = eb_dispatch_add(rpc->app->dispatch, rpc->call, rpc->who.key_id,
+                             via_grant ? rpc->who.tenant_id : 0, bus.id, after, pat, in_flight,
+                             req->subscription[0] ? &follow : NULL);
+    }
     if (st) {
         eb_rpc_fail(rpc, st, "%s",
                     st == EB_EEXHAUSTED ? "streams: this server has reached its stream limit; "

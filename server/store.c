@@ -356,13 +356,15 @@ out:
 
 eb_status eb_store_listen(eb_db *db)
 {
-    eb_status st = eb_db_simple(db, "listen", "LISTEN cebus_events");
+    eb_status st = eb_db_simple(db, "listen", "LISTEN cebus_events; LISTEN cebus_rules");
     if (st == EB_OK)
         db->listening = true;
     return st;
 }
 
-eb_status eb_store_drain_notifications(eb_db *db, void (*fn)(void *arg, int64_t bus_id),
+eb_status eb_store_drain_notifications(eb_db *db,
+                                       void (*fn)(void *arg, enum eb_notify_channel ch,
+                                                  int64_t bus_id),
                                        void *arg)
 {
     PGnotify *note;
@@ -372,7 +374,8 @@ eb_status eb_store_drain_notifications(eb_db *db, void (*fn)(void *arg, int64_t 
         return EB_EUNAVAIL;
     }
     while ((note = PQnotifies(db->conn)) != NULL) {
-        fn(arg, strtoll(note->extra, NULL, 10));
+        fn(arg, strcmp(note->relname, "cebus_rules") == 0 ? EB_NOTIFY_RULES : EB_NOTIFY_EVENTS,
+           strtoll(note->extra, NULL, 10));
         PQfreemem(note);
     }
     return EB_OK;

@@ -209,6 +209,30 @@ struct eb_rule_change {
 eb_status eb_store_rule_update(eb_db *db, int64_t bus_id, const char *name,
                                const struct eb_rule_change *c, struct eb_rule_rec *out,
                                const char **conflict);
+
+/* A rule as an open stream knows it: the rule it subscribed through, the
+ * subscription target's name and the rule version it was built from. */
+struct eb_rule_follow {
+    int64_t rule_id;
+    const char *subscription; /* borrowed */
+    int64_t version;
+};
+
+/* The new state of a followed rule that changed. */
+struct eb_rule_state {
+    size_t index;   /* into the follows array */
+    bool gone;      /* deleted, or no longer targets the subscription */
+    int64_t version;
+    bool enabled;
+    char *pattern;  /* owned; NULL when gone */
+};
+
+/* For follows[0..n): reports, in one statement and so from one snapshot,
+ * the ones whose rule changed since their version or is gone. *out is a
+ * new array (free each pattern, then the array); unchanged rules are not
+ * in it. */
+eb_status eb_store_rules_changed(eb_db *db, const struct eb_rule_follow *follows, size_t n,
+                                 struct eb_rule_state **out, size_t *nout);
 /* Counts the rules of a bus. */
 eb_status eb_store_rule_count(eb_db *db, int64_t bus_id, int64_t *count);
 /* The rule that owns subscription target `subscription` on the bus. */
@@ -263,12 +287,19 @@ eb_status eb_store_events_head(eb_db *db, int64_t bus_id, int64_t *seq);
 eb_status eb_store_events_before_time(eb_db *db, int64_t bus_id, int64_t time_us,
                                       int64_t *seq);
 
-/* LISTENs on "cebus_events" on this connection. */
+/* LISTENs on "cebus_events" (new events) and "cebus_rules" (a rule
+ * changed or was deleted) on this connection. */
 eb_status eb_store_listen(eb_db *db);
 
-/* Consumes input and calls fn with the bus id of each notification that
- * arrived. Returns EB_EUNAVAIL when the connection broke. */
-eb_status eb_store_drain_notifications(eb_db *db, void (*fn)(void *arg, int64_t bus_id),
+/* The channels eb_store_listen() listens on. */
+enum eb_notify_channel { EB_NOTIFY_EVENTS, EB_NOTIFY_RULES };
+
+/* Consumes input and calls fn with the channel and bus id of each
+ * notification that arrived. Returns EB_EUNAVAIL when the connection
+ * broke. */
+eb_status eb_store_drain_notifications(eb_db *db,
+                                       void (*fn)(void *arg, enum eb_notify_channel ch,
+                                                  int64_t bus_id),
                                        void *arg);
 
 /* Reads, newest first, up to limit events of a bus with

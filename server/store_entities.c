@@ -488,6 +488,87 @@ fail:
     return eb_db_tx_fail(db, st);
 }
 
+/* Returns a PostgreSQL array literal of the strings v[0..n) for a text[]
+ * parameter, each quoted; free() it. */
+static char *text_array(const char *const *v, size_t n)
+{
+    size_t cap = 3, len = 0;
+    char *s;
+
+    for (size_t i = 0; i < n; i++)
+        cap += 2 * strlen(v[i]) + 3;
+    s = eb_malloc(cap);
+    s[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            s[len++] = ',';
+        s[len++] = '"';
+        for (const char *p = v[i]; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                s[len++] = '\\';
+            s[len++] = *p;
+        }
+        s[len++] = '"';
+    }
+    s[len++] = '}';
+    s[len] = '\0';
+    return s;
+}
+
+eb_status eb_store_rules_changed(eb_db *db, const struct eb_rule_follow *follows, size_t n,
+                                 struct eb_rule_state **out, size_t *nout)
+{
+    int64_t *ids = eb_malloc((n ? n : 1) * sizeof *ids);
+    int64_t *versions = eb_malloc((n ? n : 1) * sizeof *versions);
+    const char **subs = eb_malloc((n ? n : 1) * sizeof *subs);
+    const char *params[3];
+    struct eb_rule_state *states;
+    PGresult *res;
+    eb_status st;
+    int rows;
+
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = follows[i].rule_id;
+        versions[i] = follows[i].version;
+        subs[i] = follows[i].subscription;
+    }
+    params[0] = eb_db_id_array(ids, n);
+    params[1] = text_array(subs, n);
+    params[2] = eb_db_id_array(versions, n);
+    st = eb_db_exec(db, "rules_changed",
+                    "SELECT u.ord - 1, r.id IS NULL OR g.rule_id IS NULL,"
+                    " COALESCE(r.version, 0), COALESCE(r.enabled, false), r.pattern"
+                    " FROM unnest($1::bigint[], $2::text[], $3::bigint[]) WITH ORDINALITY"
+                    "  AS u(rid, sub, ver, ord)"
+                    " LEFT JOIN rules r ON r.id = u.rid"
+                    " LEFT JOIN targets g ON g.rule_id = u.rid AND g.subscription = u.sub"
+                    " WHERE r.id IS NULL OR g.rule_id IS NULL OR r.version <> u.ver",
+                    3, params, NULL, NULL, 0, &res);
+    free((char *)params[0]);
+    free((char *)params[1]);
+    free((char *)params[2]);
+    free(ids);
+    free(versions);
+    free(subs);
+    if (st)
+        return st;
+    rows = PQntuples(res);
+    states = eb_calloc(rows ? (size_t)rows : 1, sizeof *states);
+    for (int i = 0; i < rows; i++) {
+        struct eb_rule_state *s = &states[i];
+        s->index = (size_t)eb_db_int(res, i, 0);
+        s->gone = PQgetvalue(res, i, 1)[0] == 't';
+        s->version = eb_db_int(res, i, 2);
+        s->enabled = PQgetvalue(res, i, 3)[0] == 't';
+        if (!s->gone)
+            s->pattern = eb_strdup(PQgetvalue(res, i, 4));
+    }
+    PQclear(res);
+    *out = states;
+    *nout = (size_t)rows;
+    return EB_OK;
+}
+
 eb_status eb_store_rule_by_subscription(eb_db *db, int64_t bus_id, const char *subscription,
                                         struct eb_rule_rec *out)
 {

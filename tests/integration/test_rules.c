@@ -1,7 +1,9 @@
-/* Rule management (issue 3): UpdateRule with each update_mask path and its
- * errors, who may update whose rules, and the CLI's rule update, enable and
- * disable. Waits poll up to a deadline; nothing asserts how long a change
- * took. */
+/* Rule management and live rule changes (issue 3): UpdateRule with each
+ * update_mask path and its errors, who may update whose rules, and streams
+ * opened through a rule's subscription on one replica following an update,
+ * a disable, an enable and a delete made through the other, without losing
+ * or repeating an event. Waits poll up to a deadline; nothing asserts how
+ * long a change took. */
 #include "harness.h"
 
 #include <jansson.h>
@@ -12,10 +14,12 @@
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
-/* How long a change may take to reach a server before a test gives up:
- * the contract is about a second; sanitizer builds on a busy machine get
- * slack. */
+/* How long a change may take to reach a stream on the other replica before
+ * a test gives up: the contract is about a second; sanitizer builds on a
+ * busy machine get slack. */
 #define PROPAGATION_LIMIT_MS 5000
+/* Events published per run, at most (a bound, not a target). */
+#define MAX_RUN 2000
 
 /* A ("acme") owns bus "orders"; B ("globex") is another tenant. */
 static struct h_tenant A, B;
@@ -33,6 +37,13 @@ static int group_setup(void **state)
 }
 
 /* The index of the second replica, started on first use. */
+static int replica(struct h_env *env)
+{
+    if (env->nservers < 2)
+        h_env_add_server_ok(env, NULL);
+    return 1;
+}
+
 /* ---- Helpers -------------------------------------------------------------- */
 
 /* Creates a rule with subscription targets subs (NULL-terminated, may be
@@ -125,6 +136,212 @@ static void rule_buf_init(struct rule_buf *b, const char *pattern, const char *c
         b->rule.n_targets = i + 1;
     }
     b->rule.targets = b->ptrs;
+}
+
+static void set_pattern_ok(cebus_client *c, const char *bus, const char *name,
+                           const char *pattern)
+{
+    struct rule_buf b;
+    cebus_error err;
+
+    rule_buf_init(&b, pattern, NULL);
+    h_assert_status("UpdateRule pattern",
+                    update_rule(c, bus, name, &b.rule, ARGS("pattern"), NULL, &err), &err, 0,
+                    NULL);
+}
+
+static void set_enabled_ok(cebus_client *c, const char *bus, const char *name, bool enabled)
+{
+    struct rule_buf b;
+    cebus_error err;
+
+    rule_buf_init(&b, NULL, NULL);
+    b.rule.enabled = enabled;
+    h_assert_status("UpdateRule enabled",
+                    update_rule(c, bus, name, &b.rule, ARGS("enabled"), NULL, &err), &err, 0,
+                    NULL);
+}
+
+/* Opens a stream on a rule's subscription from the latest event. */
+static cebus_stream *subscribe_sub_ok(cebus_client *c, const char *bus, const char *sub)
+{
+    Cebus__V1__SubscribeRequest req;
+    cebus_stream *s = NULL;
+    cebus_error err;
+    int rc;
+
+    h_subscribe_request(&req, bus, NULL, sub, CEBUS__V1__START_POSITION__START_POSITION_LATEST, 0);
+    rc = cebus_subscribe(c, &req, &s, &err);
+    if (rc != 0)
+        fail_msg("Subscribe %s %s: %s: %s", bus, sub, cebus_status_name(rc), err.message);
+    return s;
+}
+
+/* Waits for s to end with code (deliveries before the end are dropped)
+ * and, when substr is not NULL, a message containing it. */
+static void expect_stream_end(cebus_stream *s, int code, const char *substr)
+{
+    int64_t start = h_now_ms();
+
+    for (;;) {
+        Cebus__V1__SubscribeResponse *m = NULL;
+        cebus_error err;
+        int r = cebus_stream_next(s, 100, &m, &err);
+
+        if (r == 1) {
+            cebus__v1__subscribe_response__free_unpacked(m, NULL);
+        } else if (r < 0) {
+            h_assert_status("stream end", err.code, &err, code, substr);
+            return;
+        }
+        if (h_now_ms() - start > PROPAGATION_LIMIT_MS)
+            fail_msg("stream still open after %d ms", PROPAGATION_LIMIT_MS);
+    }
+}
+
+/* ---- Numbered runs ---------------------------------------------------------
+ *
+ * A run publishes events "n-<i>" whose type cycles through run_types, one
+ * at a time, on the owner's replica, while a stream on the other replica
+ * reads. Afterwards every published event must have been delivered exactly
+ * when the pattern in force at its place in the run matches it. */
+
+static const char *const run_types[] = {"t.a", "t.b", "t.both", "t.none"};
+#define OLD_PATTERN "{\"type\":[\"t.a\",\"t.both\"]}"
+#define NEW_PATTERN "{\"type\":[\"t.b\",\"t.both\"]}"
+
+static bool old_matches(int i)
+{
+    return i % 4 == 0 || i % 4 == 2;
+}
+
+static bool new_matches(int i)
+{
+    return i % 4 == 1 || i % 4 == 2;
+}
+
+/* Event ids must differ between runs: a bus answers a repeated (source,
+ * id) as a duplicate and does not store it again. */
+static int run_counter;
+
+struct run {
+    int id;                   /* distinguishes this run's event ids */
+    cebus_client *pub;
+    cebus_stream *s;
+    const char *bus;
+    int n;                    /* events published */
+    uint64_t seq[MAX_RUN];    /* their sequences */
+    bool delivered[MAX_RUN];
+    int ndelivered;
+    uint64_t last_seq;        /* of the last delivery */
+};
+
+/* Records one delivery: a run event (at most once, in sequence order) or
+ * the end marker. Returns whether it was the marker. */
+static bool run_record(struct run *r, Cebus__V1__SubscribeResponse *m)
+{
+    int i;
+    char end_id[32];
+    bool end;
+
+    snprintf(end_id, sizeof end_id, "end-%d", r->id);
+    end = strcmp(m->event->id, end_id) == 0;
+
+    if (m->sequence <= r->last_seq)
+        fail_msg("sequence %llu delivered after %llu", (unsigned long long)m->sequence,
+                 (unsigned long long)r->last_seq);
+    r->last_seq = m->sequence;
+    if (!end) {
+        int run_id;
+        if (sscanf(m->event->id, "n%d-%d", &run_id, &i) != 2 || run_id != r->id || i < 0 ||
+            i >= r->n)
+            fail_msg("unexpected event %s", m->event->id);
+        if (r->delivered[i])
+            fail_msg("event %s delivered twice", m->event->id);
+        r->delivered[i] = true;
+        r->ndelivered++;
+    }
+    cebus__v1__subscribe_response__free_unpacked(m, NULL);
+    return end;
+}
+
+/* Publishes the next event of the run and takes what the stream has. */
+static void run_step(struct run *r)
+{
+    Cebus__V1__SubscribeResponse *m;
+    char id[32];
+
+    if (r->n >= MAX_RUN)
+        fail_msg("the change did not reach the stream within %d events", MAX_RUN);
+    snprintf(id, sizeof id, "n%d-%d", r->id, r->n);
+    r->seq[r->n] = h_put_one_ok(r->pub, r->bus, id, run_types[r->n % 4], NULL);
+    r->n++;
+    while ((m = h_next(r->s, 0)) != NULL)
+        run_record(r, m);
+}
+
+/* Starts a run on bus, published by pub and read from s. */
+static struct run *run_new(cebus_client *pub, const char *bus, cebus_stream *s)
+{
+    struct run *r = calloc(1, sizeof *r);
+
+    assert_non_null(r);
+    r->id = ++run_counter;
+    r->pub = pub;
+    r->bus = bus;
+    r->s = s;
+    return r;
+}
+
+/* Publishes the end marker (type t.both) and reads up to it. */
+static void run_finish(struct run *r)
+{
+    char id[32];
+
+    snprintf(id, sizeof id, "end-%d", r->id);
+    h_put_one_ok(r->pub, r->bus, id, "t.both", NULL);
+    while (!run_record(r, h_expect_next(r->s)))
+        ;
+}
+
+/* Whether some event of the run from index `from` on was delivered. */
+static bool run_delivered_since(const struct run *r, int from)
+{
+    for (int i = from; i < r->n; i++)
+        if (r->delivered[i])
+            return true;
+    return false;
+}
+
+/* Opens a stream on subscription sub and makes sure it is live: the
+ * server may take the Subscribe after cebus_subscribe() returns, so
+ * warm-up events of type t.both (which every pattern here matches) are
+ * put until one arrives, and the stream is then read up to the last. */
+static cebus_stream *live_stream_ok(cebus_client *sub_client, cebus_client *pub, const char *bus,
+                                    const char *sub)
+{
+    cebus_stream *s = subscribe_sub_ok(sub_client, bus, sub);
+    Cebus__V1__SubscribeResponse *m = NULL;
+    int64_t deadline = h_now_ms() + H_EVENT_TIMEOUT_MS;
+    uint64_t last = 0, seen = 0;
+    char id[64];
+
+    for (int k = 0; !m; k++) {
+        if (h_now_ms() > deadline)
+            fail_msg("stream on %s not live within %d ms", sub, H_EVENT_TIMEOUT_MS);
+        snprintf(id, sizeof id, "warm-up-%s-%d", sub, k);
+        last = h_put_one_ok(pub, bus, id, "t.both", NULL);
+        m = h_next(s, 200);
+    }
+    for (;;) {
+        assert_true(strncmp(m->event->id, "warm-up-", 8) == 0);
+        seen = m->sequence;
+        cebus__v1__subscribe_response__free_unpacked(m, NULL);
+        if (seen >= last)
+            break;
+        m = h_expect_next(s);
+    }
+    return s;
 }
 
 /* ---- UpdateRule --------------------------------------------------------- */
@@ -368,6 +585,192 @@ static void test_update_rule_access(void **state)
     cebus_client_free(b_adm);
 }
 
+/* ---- Live changes across replicas ------------------------------------------ */
+
+/* The pattern changes through replica 0 while events flow; the stream on
+ * replica 1 stays open, and there is one point in the run before which
+ * every event was judged by the old pattern and from which on by the new
+ * one: nothing lost, nothing twice. */
+static void test_pattern_update_reaches_stream_on_other_replica(void **state)
+{
+    struct h_env *env = *state;
+    int rep = replica(env);
+    cebus_client *adm = cebus_client_new(env->srv[0].addr, A.admin_key);
+    cebus_client *sub = cebus_client_new(env->srv[rep].addr, A.subscriber_key);
+    struct run *r;
+    int changed_at, cut = -1, extra = 0;
+    int64_t deadline;
+
+    create_rule_ok(adm, "orders", "live", OLD_PATTERN, ARGS("live-sub"));
+    r = run_new(adm, "orders", live_stream_ok(sub, adm, "orders", "live-sub"));
+
+    for (int i = 0; i < 20; i++)
+        run_step(r);
+    set_pattern_ok(adm, "orders", "live", NEW_PATTERN);
+    changed_at = r->n;
+    /* Publish until an event only the new pattern matches arrives, then a
+     * little more so that events after the switch are checked too. */
+    deadline = h_now_ms() + PROPAGATION_LIMIT_MS;
+    for (;;) {
+        bool switched = false;
+        run_step(r);
+        for (int i = 0; i < r->n && !switched; i++)
+            switched = r->delivered[i] && new_matches(i) && !old_matches(i);
+        if (switched && ++extra > 20)
+            break;
+        if (h_now_ms() > deadline)
+            fail_msg("no event of the new pattern within %d ms", PROPAGATION_LIMIT_MS);
+    }
+    run_finish(r);
+
+    for (int c = 0; c <= r->n && cut < 0; c++) {
+        bool ok = true;
+        for (int i = 0; i < r->n && ok; i++)
+            ok = r->delivered[i] == (i < c ? old_matches(i) : new_matches(i));
+        if (ok)
+            cut = c;
+    }
+    if (cut < 0) {
+        for (int i = 0; i < r->n; i++)
+            print_message("event %d %s delivered=%d\n", i, run_types[i % 4], r->delivered[i]);
+        fail_msg("no single switch point explains the deliveries");
+    }
+    print_message("%d events, switch after event %d (update returned after %d)\n", r->n, cut,
+                  changed_at);
+
+    cebus_stream_close(r->s);
+    free(r);
+    cebus_client_free(adm);
+    cebus_client_free(sub);
+}
+
+/* Disabling stops the stream without ending it; enabling resumes it with
+ * the events published from then on, never those published while the rule
+ * was disabled. Also: a stream opened while the rule is disabled. */
+static void test_disable_and_enable_reach_stream_on_other_replica(void **state)
+{
+    struct h_env *env = *state;
+    int rep = replica(env);
+    cebus_client *adm = cebus_client_new(env->srv[0].addr, A.admin_key);
+    cebus_client *sub = cebus_client_new(env->srv[rep].addr, A.subscriber_key);
+    struct run *r;
+    cebus_stream *late;
+    Cebus__V1__SubscribeResponse *m;
+    int off_from = -1, on_from = -1, disabled_at, enabled_at;
+    int64_t until;
+
+    /* {} : every event of the run matches while the rule is enabled. */
+    create_rule_ok(adm, "orders", "toggle", "{}", ARGS("toggle-sub"));
+    r = run_new(adm, "orders", live_stream_ok(sub, adm, "orders", "toggle-sub"));
+    for (int i = 0; i < 10; i++)
+        run_step(r);
+    set_enabled_ok(adm, "orders", "toggle", false);
+    disabled_at = r->n;
+    /* Publish for longer than the change may take to arrive. */
+    until = h_now_ms() + PROPAGATION_LIMIT_MS;
+    while (h_now_ms() < until) {
+        run_step(r);
+        usleep(20000);
+    }
+    /* A stream opened now, on the disabled rule, gets nothing yet. */
+    late = subscribe_sub_ok(sub, "orders", "toggle-sub");
+    assert_null(h_next(late, 300));
+
+    set_enabled_ok(adm, "orders", "toggle", true);
+    enabled_at = r->n;
+    until = h_now_ms() + PROPAGATION_LIMIT_MS;
+    do {
+        run_step(r);
+        if (h_now_ms() > until)
+            fail_msg("nothing delivered within %d ms of enabling", PROPAGATION_LIMIT_MS);
+    } while (!run_delivered_since(r, enabled_at));
+    for (int i = 0; i < 10; i++)
+        run_step(r);
+    run_finish(r);
+
+    /* Delivered, then not, then delivered again: two switch points. */
+    for (int i = 0; i < r->n; i++) {
+        if (off_from < 0 && !r->delivered[i])
+            off_from = i;
+        if (off_from >= 0 && on_from < 0 && r->delivered[i])
+            on_from = i;
+        if (on_from >= 0 && !r->delivered[i])
+            fail_msg("event %d not delivered after the rule was enabled again", i);
+    }
+    assert_true(off_from >= 0 && on_from > off_from);
+    print_message("%d events: disabled at %d (effective %d), enabled at %d (effective %d)\n",
+                  r->n, disabled_at, off_from, enabled_at, on_from);
+
+    /* The late stream resumed too, with the events after the enable only. */
+    m = h_expect_next(late);
+    assert_true(m->sequence > r->seq[enabled_at - 1]);
+    cebus__v1__subscribe_response__free_unpacked(m, NULL);
+
+    cebus_stream_close(late);
+    cebus_stream_close(r->s);
+    free(r);
+    cebus_client_free(adm);
+    cebus_client_free(sub);
+}
+
+/* Deleting the rule, or removing the subscription from its targets, ends
+ * the streams on it with NOT_FOUND; the rule's other subscriptions go on. */
+static void test_delete_and_target_removal_end_streams(void **state)
+{
+    struct h_env *env = *state;
+    int rep = replica(env);
+    cebus_client *adm = cebus_client_new(env->srv[0].addr, A.admin_key);
+    cebus_client *sub = cebus_client_new(env->srv[rep].addr, A.subscriber_key);
+    Cebus__V1__DeleteRuleRequest del = CEBUS__V1__DELETE_RULE_REQUEST__INIT;
+    Cebus__V1__SubscribeRequest req;
+    Cebus__V1__SubscribeResponse *m;
+    cebus_stream *s1, *s2, *s3;
+    struct rule_buf b;
+    cebus_error err;
+    uint64_t seq;
+
+    create_rule_ok(adm, "orders", "twosubs", "{}", ARGS("keep-sub", "drop-sub"));
+    create_rule_ok(adm, "orders", "doomed", "{}", ARGS("doomed-sub"));
+    s1 = live_stream_ok(sub, adm, "orders", "keep-sub");
+    s2 = live_stream_ok(sub, adm, "orders", "drop-sub");
+    s3 = live_stream_ok(sub, adm, "orders", "doomed-sub");
+
+    rule_buf_init(&b, NULL, ARGS("keep-sub"));
+    h_assert_status("drop a target",
+                    update_rule(adm, "orders", "twosubs", &b.rule, ARGS("targets"), NULL, &err),
+                    &err, 0, NULL);
+    expect_stream_end(s2, GRPC_STATUS_NOT_FOUND, "subscription");
+
+    del.bus = "orders";
+    del.name = "doomed";
+    h_assert_status("DeleteRule", cebus_delete_rule(adm, &del, &err), &err, 0, NULL);
+    expect_stream_end(s3, GRPC_STATUS_NOT_FOUND, "subscription: its rule was deleted");
+
+    /* The remaining subscription still delivers, once each. */
+    seq = h_put_one_ok(adm, "orders", "after", "t.none", NULL);
+    for (;;) {
+        m = h_expect_next(s1);
+        if (m->sequence == seq)
+            break;
+        assert_true(m->sequence < seq);
+        cebus__v1__subscribe_response__free_unpacked(m, NULL);
+    }
+    assert_string_equal(m->event->id, "after");
+    cebus__v1__subscribe_response__free_unpacked(m, NULL);
+
+    /* A new rule reusing the dropped name is a new subscription. */
+    h_subscribe_request(&req, "orders", NULL, "doomed-sub",
+                        CEBUS__V1__START_POSITION__START_POSITION_LATEST, 0);
+    h_assert_status("Subscribe deleted", h_subscribe_status(sub, &req, &err), &err,
+                    GRPC_STATUS_NOT_FOUND, "subscription");
+
+    cebus_stream_close(s1);
+    cebus_stream_close(s2);
+    cebus_stream_close(s3);
+    cebus_client_free(adm);
+    cebus_client_free(sub);
+}
+
 /* ---- CLI ------------------------------------------------------------------- */
 
 static json_t *one_json_line(const char *out)
@@ -484,6 +887,9 @@ int main(void)
         cmocka_unit_test(test_update_rule_each_mask_path),
         cmocka_unit_test(test_update_rule_errors_name_the_field),
         cmocka_unit_test(test_update_rule_access),
+        cmocka_unit_test(test_pattern_update_reaches_stream_on_other_replica),
+        cmocka_unit_test(test_disable_and_enable_reach_stream_on_other_replica),
+        cmocka_unit_test(test_delete_and_target_removal_end_streams),
         cmocka_unit_test(test_cli_rule_update_enable_disable),
     };
 

@@ -948,9 +948,57 @@ static void test_events_read_back(void **state)
     free_events(ev, n);
 }
 
-/* UpdateRule's statement: field by field, a new version per change, the
- * targets replaced atomically. */
-static void test_rule_update(void **state)
+struct rules_note {
+    int64_t bus_id;
+    int hits;
+};
+
+static void on_rules_note(void *arg, enum eb_notify_channel ch, int64_t bus_id)
+{
+    struct rules_note *n = arg;
+
+    if (ch == EB_NOTIFY_RULES && bus_id == n->bus_id)
+        n->hits++;
+}
+
+/* Waits up to 5 s for a "cebus_rules" notification naming bus_id on
+ * listener; returns whether one came. */
+static bool rules_notified(eb_db *listener, int64_t bus_id)
+{
+    struct rules_note n = {.bus_id = bus_id};
+    int64_t deadline = eb_now_mono_us() + 5 * 1000000;
+
+    while (n.hits == 0 && eb_now_mono_us() < deadline) {
+        struct pollfd pfd = {.fd = eb_db_socket(listener), .events = POLLIN};
+        poll(&pfd, 1, 100);
+        assert_int_equal(eb_store_drain_notifications(listener, on_rules_note, &n), EB_OK);
+    }
+    return n.hits > 0;
+}
+
+/* Asks which of one follow changed; returns the number of states (0 or 1)
+ * and fills *out (free its pattern) when 1. */
+static size_t follow_one(eb_db *db, int64_t rule_id, const char *sub, int64_t version,
+                         struct eb_rule_state *out)
+{
+    struct eb_rule_follow f = {.rule_id = rule_id, .subscription = sub, .version = version};
+    struct eb_rule_state *st = NULL;
+    size_t n = 0;
+
+    assert_int_equal(eb_store_rules_changed(db, &f, 1, &st, &n), EB_OK);
+    assert_true(n <= 1);
+    if (n == 1) {
+        assert_int_equal(st[0].index, 0);
+        *out = st[0];
+    }
+    free(st);
+    return n;
+}
+
+/* UpdateRule's statement: field by field, a new version and a notification
+ * per change, the targets replaced atomically; and what open streams ask
+ * about the rules they follow. */
+static void test_rule_update_and_follow(void **state)
 {
     struct fixture *f = *state;
     int64_t tid = new_tenant(f, "follow-tenant");
@@ -961,13 +1009,18 @@ static void test_rule_update(void **state)
     struct eb_target_rec taken[] = {{EB_TARGET_SUBSCRIPTION, (char *)"fsub-other"}};
     struct eb_rule_change c = {.enabled = -1};
     struct eb_rule_rec r, other, g;
+    struct eb_rule_state st;
     const char *conflict;
+    eb_db *listener;
 
+    assert_int_equal(eb_db_connect(f->url, &listener), EB_OK);
+    assert_int_equal(eb_store_listen(listener), EB_OK);
     rule_init(&r, "fr", "{\"type\":[\"a\"]}", t1, 1);
     assert_int_equal(eb_store_rule_insert(f->db, bus.id, &r, &conflict), EB_OK);
     assert_int_equal(r.version, 1);
     rule_init(&other, "fr-other", "{}", taken, 1);
     assert_int_equal(eb_store_rule_insert(f->db, bus.id, &other, &conflict), EB_OK);
+    assert_int_equal(follow_one(f->db, r.id, "fsub-1", 1, &st), 0);
 
     /* The pattern only. */
     c.pattern = "{\"type\":[\"b\"]}";
@@ -979,6 +1032,14 @@ static void test_rule_update(void **state)
     assert_int_equal(g.ntargets, 1);
     assert_true(g.updated_us >= g.created_us);
     eb_rule_rec_clear(&g);
+    assert_true(rules_notified(listener, bus.id));
+    assert_int_equal(follow_one(f->db, r.id, "fsub-1", 1, &st), 1);
+    assert_false(st.gone);
+    assert_int_equal(st.version, 2);
+    assert_true(st.enabled);
+    assert_string_equal(st.pattern, "{\"type\":[\"b\"]}");
+    free(st.pattern);
+    assert_int_equal(follow_one(f->db, r.id, "fsub-1", 2, &st), 0);
 
     /* Disabled, with a description. */
     c.pattern = NULL;
@@ -989,6 +1050,9 @@ static void test_rule_update(void **state)
     assert_string_equal(g.description, "quiet");
     assert_string_equal(g.pattern, "{\"type\":[\"b\"]}");
     eb_rule_rec_clear(&g);
+    assert_int_equal(follow_one(f->db, r.id, "fsub-1", 2, &st), 1);
+    assert_false(st.enabled);
+    free(st.pattern);
 
     /* Targets: a name another rule holds fails and changes nothing. */
     c = (struct eb_rule_change){.enabled = -1, .set_targets = true, .targets = taken,
@@ -1007,13 +1071,34 @@ static void test_rule_update(void **state)
     assert_int_equal(g.ntargets, 2);
     assert_string_equal(g.targets[1].value, "fsub-3");
     eb_rule_rec_clear(&g);
+    assert_int_equal(follow_one(f->db, r.id, "fsub-1", 3, &st), 1);
+    assert_true(st.gone);
+    assert_null(st.pattern);
+    assert_int_equal(follow_one(f->db, r.id, "fsub-3", 4, &st), 0);
 
     assert_int_equal(eb_store_rule_update(f->db, bus.id, "nope", &c, &g, &conflict),
                      EB_ENOTFOUND);
 
+    /* Deleted: notified, and gone for its streams. */
     assert_int_equal(eb_store_rule_delete(f->db, bus.id, "fr"), EB_OK);
-    assert_int_equal(eb_store_rule_update(f->db, bus.id, "fr", &c, &g, &conflict),
-                     EB_ENOTFOUND);
+    assert_true(rules_notified(listener, bus.id));
+    assert_int_equal(follow_one(f->db, r.id, "fsub-2", 4, &st), 1);
+    assert_true(st.gone);
+    {
+        /* Several follows at once: only the changed ones come back. */
+        struct eb_rule_follow fl[] = {{r.id, "fsub-2", 4}, {other.id, "fsub-other", 1},
+                                      {other.id, "fsub-other", 0}};
+        struct eb_rule_state *sts = NULL;
+        size_t n = 0;
+        assert_int_equal(eb_store_rules_changed(f->db, fl, 3, &sts, &n), EB_OK);
+        assert_int_equal(n, 2);
+        assert_true((sts[0].index == 0 && sts[1].index == 2) ||
+                    (sts[0].index == 2 && sts[1].index == 0));
+        for (size_t i = 0; i < n; i++)
+            free(sts[i].pattern);
+        free(sts);
+    }
+    eb_db_close(listener);
 }
 
 struct note_count {
@@ -1021,11 +1106,11 @@ struct note_count {
     int hits, others;
 };
 
-static void on_note(void *arg, int64_t bus_id)
+static void on_note(void *arg, enum eb_notify_channel ch, int64_t bus_id)
 {
     struct note_count *c = arg;
 
-    if (bus_id == c->bus_id)
+    if (ch == EB_NOTIFY_EVENTS && bus_id == c->bus_id)
         c->hits++;
     else
         c->others++;
@@ -1521,7 +1606,7 @@ int main(void)
         cmocka_unit_test(test_events_before_time),
         cmocka_unit_test(test_events_read_back),
         cmocka_unit_test(test_notifications),
-        cmocka_unit_test(test_rule_update),
+        cmocka_unit_test(test_rule_update_and_follow),
         cmocka_unit_test(test_events_dedup),
         cmocka_unit_test(test_events_dedup_awkward_keys),
         cmocka_unit_test(test_events_dedup_window),
