@@ -114,18 +114,29 @@ static void *publisher_main(void *arg)
     return NULL;
 }
 
-void h_load_start(struct h_load *l, const char *const *addrs, int naddrs, const char *key,
-                  const char *bus, int npubs, int max_batch, unsigned seed,
-                  unsigned allowed_codes)
+/* Loads not yet freed, for h_load_teardown after a failed test. Test
+ * thread only. */
+#define MAX_LOADS 4
+static struct h_load *live_loads[MAX_LOADS];
+
+struct h_load *h_load_start(const char *const *addrs, int naddrs, const char *key,
+                            const char *bus, int npubs, int max_batch, unsigned seed,
+                            unsigned allowed_codes)
 {
+    struct h_load *l = calloc(1, sizeof *l);
+    int slot = 0;
+
+    assert_non_null(l);
     assert_true(npubs > 0 && npubs <= H_LOAD_MAX_PUBLISHERS);
     assert_true(max_batch > 0 && max_batch <= LOAD_MAX_BATCH);
-    memset(l, 0, sizeof *l);
+    while (slot < MAX_LOADS && live_loads[slot])
+        slot++;
+    assert_true(slot < MAX_LOADS);
+    live_loads[slot] = l;
     l->key = key;
     l->bus = bus;
     l->max_batch = max_batch;
     l->allowed_codes = allowed_codes;
-    l->npubs = npubs;
     pthread_mutex_init(&l->mu, NULL);
     for (int i = 0; i < npubs; i++) {
         struct h_load_publisher *p = &l->pubs[i];
@@ -133,8 +144,19 @@ void h_load_start(struct h_load *l, const char *const *addrs, int naddrs, const 
         p->number = i;
         p->addr = addrs[i % naddrs];
         p->seed = seed + (unsigned)i * 7919u;
-        assert_int_equal(pthread_create(&p->thread, NULL, publisher_main, p), 0);
+        if (pthread_create(&p->thread, NULL, publisher_main, p) != 0)
+            fail_msg("cannot start publisher %d", i);
+        l->npubs++;
     }
+    return l;
+}
+
+int h_load_teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < MAX_LOADS; i++)
+        h_load_free(live_loads[i]);
+    return 0;
 }
 
 void h_load_totals(struct h_load *l, long *acked_events, long *ok_calls, long *failed_calls)
@@ -168,18 +190,28 @@ long h_load_ok_calls(struct h_load *l, int i)
 
 void h_load_stop(struct h_load *l)
 {
+    if (l->joined)
+        return;
     pthread_mutex_lock(&l->mu);
     l->stop = true;
     pthread_mutex_unlock(&l->mu);
     for (int i = 0; i < l->npubs; i++)
         pthread_join(l->pubs[i].thread, NULL);
+    l->joined = true;
 }
 
 void h_load_free(struct h_load *l)
 {
+    if (!l)
+        return;
+    h_load_stop(l);
+    for (int i = 0; i < MAX_LOADS; i++)
+        if (live_loads[i] == l)
+            live_loads[i] = NULL;
     for (int i = 0; i < l->npubs; i++)
         free(l->pubs[i].acks);
     pthread_mutex_destroy(&l->mu);
+    free(l);
 }
 
 /* ---- The reader ------------------------------------------------------------------ */

@@ -55,16 +55,23 @@ struct h_load {
     int npubs;
     struct h_load_publisher pubs[H_LOAD_MAX_PUBLISHERS];
     pthread_mutex_t mu;
-    bool stop; /* under mu */
+    bool stop;    /* under mu */
+    bool joined;  /* publishers joined; test thread only */
 };
 
 /* Starts npubs publishers on bus with key, publisher i on
  * addrs[i % naddrs] (the strings must outlive the load). A call may fail
  * only with a code in allowed_codes (bits 1u << code); any other failure,
- * and an OK answer with a failed entry, is recorded as a violation. */
-void h_load_start(struct h_load *l, const char *const *addrs, int naddrs, const char *key,
-                  const char *bus, int npubs, int max_batch, unsigned seed,
-                  unsigned allowed_codes);
+ * and an OK answer with a failed entry, is recorded as a violation.
+ * Returns a new load; free it with h_load_free(). A test that uses loads
+ * must have h_load_teardown as its cmocka teardown, which stops and frees
+ * the loads a failed test left running. */
+struct h_load *h_load_start(const char *const *addrs, int naddrs, const char *key,
+                            const char *bus, int npubs, int max_batch, unsigned seed,
+                            unsigned allowed_codes);
+
+/* cmocka test teardown: stops and frees every load not yet freed. */
+int h_load_teardown(void **state);
 
 /* Totals over all publishers so far (any pointer may be NULL). */
 void h_load_totals(struct h_load *l, long *acked_events, long *ok_calls, long *failed_calls);
@@ -75,7 +82,7 @@ long h_load_ok_calls(struct h_load *l, int i);
 /* Stops the publishers after their current call and joins them. */
 void h_load_stop(struct h_load *l);
 
-/* Frees what the publishers recorded. */
+/* Stops the publishers if running and frees the load. NULL is allowed. */
 void h_load_free(struct h_load *l);
 
 /* ---- The reader ------------------------------------------------------------------ */

@@ -56,9 +56,9 @@ static void test_kill_9_under_load_loses_no_acknowledged_event(void **state)
     struct h_env *env = *state;
     bool vg = h_under_valgrind();
     const char *addrs[] = {env->srv[0].addr};
-    struct h_load load;
+    struct h_load *load;
     struct h_reader reader;
-    struct progress p = {.load = &load, .reader = &reader};
+    struct progress p = {.reader = &reader};
     struct h_tenant t;
     cebus_error err;
 
@@ -67,7 +67,7 @@ static void test_kill_9_under_load_loses_no_acknowledged_event(void **state)
     h_assert_status("Subscribe", h_reader_open(&reader, &err), &err, 0, NULL);
     /* A killed server's in-flight calls end with UNAVAILABLE (connection
      * lost); calls made while it is down fail the same way. */
-    h_load_start(&load, addrs, 1, t.publisher_key, t.bus, 8, vg ? 20 : 50, 90210u,
+    p.load = load = h_load_start(addrs, 1, t.publisher_key, t.bus, 8, vg ? 20 : 50, 90210u,
                  ALLOW(GRPC_STATUS_UNAVAILABLE));
 
     for (int round = 0; round < 2; round++) {
@@ -84,10 +84,10 @@ static void test_kill_9_under_load_loses_no_acknowledged_event(void **state)
                            "recovery after the kill");
         assert_true(reader.opens > opens);
     }
-    h_load_stop(&load);
-    h_load_check(&load, &reader, h_now_ms() + PHASE_DEADLINE_MS, "kill -9");
+    h_load_stop(load);
+    h_load_check(load, &reader, h_now_ms() + PHASE_DEADLINE_MS, "kill -9");
     h_reader_free(&reader);
-    h_load_free(&load);
+    h_load_free(load);
 }
 
 /* Publishers spread over three replicas of one database; one consumer reads
@@ -97,9 +97,9 @@ static void test_consumer_moving_across_three_replicas_misses_nothing(void **sta
 {
     struct h_env *env = *state;
     bool vg = h_under_valgrind();
-    struct h_load load;
+    struct h_load *load;
     struct h_reader reader;
-    struct progress p = {.load = &load, .reader = &reader};
+    struct progress p = {.reader = &reader};
     struct h_tenant t;
     const char *addrs[3];
     cebus_error err;
@@ -112,7 +112,7 @@ static void test_consumer_moving_across_three_replicas_misses_nothing(void **sta
     h_reader_init(&reader, addrs[0], t.subscriber_key, t.bus);
     h_assert_status("Subscribe", h_reader_open(&reader, &err), &err, 0, NULL);
     /* Every replica is up throughout: no call may fail. */
-    h_load_start(&load, addrs, 3, t.publisher_key, t.bus, vg ? 3 : 6, vg ? 20 : 50, 4711u, 0);
+    p.load = load = h_load_start(addrs, 3, t.publisher_key, t.bus, vg ? 3 : 6, vg ? 20 : 50, 4711u, 0);
 
     for (int hop = 1; hop <= 3; hop++) {
         expect_more(&p, vg ? 60 : 500, vg ? 30 : 300);
@@ -124,19 +124,19 @@ static void test_consumer_moving_across_three_replicas_misses_nothing(void **sta
                             0, NULL);
         }
     }
-    h_load_stop(&load);
-    h_load_check(&load, &reader, h_now_ms() + PHASE_DEADLINE_MS, "three replicas");
+    h_load_stop(load);
+    h_load_check(load, &reader, h_now_ms() + PHASE_DEADLINE_MS, "three replicas");
     assert_int_equal(reader.opens, 3);
     assert_int_equal(reader.ends, 0);
     h_reader_free(&reader);
-    h_load_free(&load);
+    h_load_free(load);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kill_9_under_load_loses_no_acknowledged_event),
-        cmocka_unit_test(test_consumer_moving_across_three_replicas_misses_nothing),
+        cmocka_unit_test_teardown(test_kill_9_under_load_loses_no_acknowledged_event, h_load_teardown),
+        cmocka_unit_test_teardown(test_consumer_moving_across_three_replicas_misses_nothing, h_load_teardown),
     };
 
     return cmocka_run_group_tests(tests, h_env_setup, h_env_teardown);
