@@ -41,7 +41,7 @@ static void *publisher_main(void *arg)
     struct h_load *l = p->load;
     cebus_client *c = cebus_client_new(p->addr, l->key);
     h_event *evs[LOAD_MAX_BATCH];
-    int n = 0, first = 0;
+    int n = 0, first = 0, attempts = 0;
 
     cebus_client_set_timeout(c, LOAD_CALL_TIMEOUT_MS);
     while (!stopping(l)) {
@@ -63,6 +63,7 @@ static void *publisher_main(void *arg)
                 evs[i] = h_event_new(id, "/it/faults", "faults.test", data);
             }
         }
+        attempts++;
         rc = h_put(c, l->bus, evs, (size_t)n, &resp, &err);
         if (rc != 0) {
             if (!(rc > 0 && rc < 32 && (l->allowed_codes & (1u << rc)))) {
@@ -91,6 +92,17 @@ static void *publisher_main(void *arg)
                     }
                     continue;
                 }
+                /* A duplicate means an earlier attempt stored the event
+                 * although its call failed; on a first attempt it means
+                 * dedup matched an event that was never sent. */
+                if (resp->results[i]->duplicate && attempts == 1 && !p->bad_code) {
+                    p->bad_code = -1;
+                    snprintf(p->bad_msg, sizeof p->bad_msg,
+                             "p%d-%d answered as a duplicate on its first attempt", p->number,
+                             first + i);
+                }
+                if (resp->results[i]->duplicate)
+                    p->stored_by_failed_call++;
                 if (p->nacks == p->cap) {
                     p->cap = p->cap ? p->cap * 2 : 1024;
                     p->acks = realloc(p->acks, p->cap * sizeof *p->acks);
@@ -107,6 +119,7 @@ static void *publisher_main(void *arg)
         for (int i = 0; i < n; i++)
             h_event_free(evs[i]);
         n = 0;
+        attempts = 0;
     }
     for (int i = 0; i < n; i++)
         h_event_free(evs[i]);
@@ -339,13 +352,14 @@ void h_load_check(struct h_load *l, struct h_reader *r, int64_t deadline_ms, con
     size_t total = 0, k = 0, j = 0, maybe = 0;
     unsigned char *seen[H_LOAD_MAX_PUBLISHERS] = {NULL};
     struct caught_up c = {r, 0};
-    long failed = 0;
+    long failed = 0, stored_by_failed = 0;
 
     for (int i = 0; i < l->npubs; i++) {
         if (l->pubs[i].bad_code)
             fail_msg("%s: publisher %d: %s", what, i, l->pubs[i].bad_msg);
         total += l->pubs[i].nacks;
         failed += l->pubs[i].failed_calls;
+        stored_by_failed += l->pubs[i].stored_by_failed_call;
     }
     all = calloc(total ? total : 1, sizeof *all);
     assert_non_null(all);
@@ -395,8 +409,10 @@ void h_load_check(struct h_load *l, struct h_reader *r, int64_t deadline_ms, con
         j++;
     }
     print_message("%s: %zu events acknowledged, %zu delivered (%zu of unknown outcome), "
-                  "%ld failed calls retried, %d streams opened\n",
-                  what, total, r->ngot, maybe + (r->ngot - j), failed, r->opens);
+                  "%ld failed calls retried, %ld events stored by a call that failed, "
+                  "%d streams opened\n",
+                  what, total, r->ngot, maybe + (r->ngot - j), failed, stored_by_failed,
+                  r->opens);
     for (int i = 0; i < l->npubs; i++)
         free(seen[i]);
     free(all);

@@ -44,6 +44,7 @@ struct h_load_publisher {
     int sent;          /* ids p<number>-0 .. sent-1 have been put in a call */
     long ok_calls;     /* calls answered OK */
     long failed_calls; /* calls that failed with an allowed code */
+    long stored_by_failed_call; /* events a retry found stored (duplicate) */
     int bad_code;      /* first outcome that breaks the contract; 0 if none */
     char bad_msg[600];
 };

@@ -112,7 +112,8 @@ static void test_consumer_moving_across_three_replicas_misses_nothing(void **sta
     h_reader_init(&reader, addrs[0], t.subscriber_key, t.bus);
     h_assert_status("Subscribe", h_reader_open(&reader, &err), &err, 0, NULL);
     /* Every replica is up throughout: no call may fail. */
-    p.load = load = h_load_start(addrs, 3, t.publisher_key, t.bus, vg ? 3 : 6, vg ? 20 : 50, 4711u, 0);
+    p.load = load = h_load_start(addrs, 3, t.publisher_key, t.bus, vg ? 3 : 6, vg ? 20 : 50,
+                                 4711u, 0);
 
     for (int hop = 1; hop <= 3; hop++) {
         expect_more(&p, vg ? 60 : 500, vg ? 30 : 300);
@@ -132,11 +133,56 @@ static void test_consumer_moving_across_three_replicas_misses_nothing(void **sta
     h_load_free(load);
 }
 
+/* kill -9 of one of three replicas while publishers go through all of
+ * them and the consumer reads from another: the consumer's stream never
+ * ends, the killed replica's publishers retry until it is back, and the
+ * consumer still sees every acknowledged sequence once, in order. */
+static void test_replica_killed_mid_load_costs_other_replicas_nothing(void **state)
+{
+    struct h_env *env = *state;
+    bool vg = h_under_valgrind();
+    struct h_load *load;
+    struct h_reader reader;
+    struct progress p = {.reader = &reader};
+    struct h_tenant t;
+    const char *addrs[3];
+    cebus_error err;
+
+    while (env->nservers < 3)
+        h_env_add_server_ok(env, NULL);
+    for (int i = 0; i < 3; i++)
+        addrs[i] = env->srv[i].addr;
+    h_tenant_create_ok(env->admin, "replica-crash", "orders", &t);
+    h_reader_init(&reader, addrs[1], t.subscriber_key, t.bus);
+    h_assert_status("Subscribe", h_reader_open(&reader, &err), &err, 0, NULL);
+    p.load = load = h_load_start(addrs, 3, t.publisher_key, t.bus, vg ? 3 : 6, vg ? 20 : 50,
+                                 1999u, ALLOW(GRPC_STATUS_UNAVAILABLE));
+
+    expect_more(&p, vg ? 60 : 500, vg ? 30 : 300);
+    h_reader_run_until(&reader, progressed, &p, h_now_ms() + PHASE_DEADLINE_MS,
+                       "load before the kill");
+    assert_int_equal(h_server_kill(&env->srv[2]), 0);
+    assert_int_equal(h_server_restart(&env->srv[2], env->db.conninfo, NULL), 0);
+    expect_more(&p, 1, 1);
+    h_reader_run_until(&reader, progressed, &p, h_now_ms() + PHASE_DEADLINE_MS,
+                       "recovery after the kill");
+    h_load_stop(load);
+    h_load_check(load, &reader, h_now_ms() + PHASE_DEADLINE_MS, "replica killed");
+    assert_int_equal(reader.opens, 1);
+    assert_int_equal(reader.ends, 0);
+    h_reader_free(&reader);
+    h_load_free(load);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_kill_9_under_load_loses_no_acknowledged_event, h_load_teardown),
-        cmocka_unit_test_teardown(test_consumer_moving_across_three_replicas_misses_nothing, h_load_teardown),
+        cmocka_unit_test_teardown(test_kill_9_under_load_loses_no_acknowledged_event,
+                                  h_load_teardown),
+        cmocka_unit_test_teardown(test_consumer_moving_across_three_replicas_misses_nothing,
+                                  h_load_teardown),
+        cmocka_unit_test_teardown(test_replica_killed_mid_load_costs_other_replicas_nothing,
+                                  h_load_teardown),
     };
 
     return cmocka_run_group_tests(tests, h_env_setup, h_env_teardown);

@@ -211,7 +211,8 @@ static void test_postgresql_restart_under_load_loses_nothing(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_postgresql_restart_under_load_loses_nothing, h_load_teardown),
+        cmocka_unit_test_teardown(test_postgresql_restart_under_load_loses_nothing,
+                                  h_load_teardown),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
