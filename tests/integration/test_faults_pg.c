@@ -208,11 +208,75 @@ static void test_postgresql_restart_under_load_loses_nothing(void **state)
     cebus_client_free(tenant_admin);
 }
 
+/* Puts one event on srv through c, retrying while the database is still
+ * coming back. Returns its sequence; fails the test on any other outcome
+ * or after PHASE_DEADLINE_MS. */
+static uint64_t put_one_retrying(cebus_client *c, const char *bus, const char *id)
+{
+    int64_t deadline = h_now_ms() + PHASE_DEADLINE_MS;
+    h_event *ev = h_event_new(id, "/it/faults", "faults.single", NULL);
+    Cebus__V1__PutEventsResponse *resp = NULL;
+    cebus_error err;
+    uint64_t seq;
+    int rc;
+
+    while ((rc = h_put(c, bus, &ev, 1, &resp, &err)) != 0) {
+        if (rc != GRPC_STATUS_UNAVAILABLE || h_now_ms() > deadline)
+            h_assert_status("PutEvents after the restart", rc, &err, 0, NULL);
+        usleep(20 * 1000); /* retry pacing, bounded by the deadline */
+    }
+    h_event_free(ev);
+    assert_int_equal(resp->n_results, 1);
+    assert_int_equal(resp->results[0]->code, 0);
+    seq = resp->results[0]->sequence;
+    cebus__v1__put_events_response__free_unpacked(resp, NULL);
+    return seq;
+}
+
+/* The first event committed after a restart, on another server, reaches a
+ * replica's stream promptly even when nothing else is published: the
+ * replica may have missed its notification while it was reconnecting, so
+ * reconnecting must read the log. (The replica's timer catch-up is a
+ * minute, beyond H_EVENT_TIMEOUT_MS.) */
+static void test_first_event_after_restart_reaches_replica_stream(void **state)
+{
+    struct pg_env *pe = *state;
+    struct h_env *env = pe->env;
+    int r = env->nservers < 2 ? h_env_add_server_ok(env, slow_catchup_env) : 1;
+    struct h_tenant t;
+    cebus_client *pub, *sub;
+    cebus_stream *s;
+
+    h_tenant_create_ok(env->admin, "quiet", "orders", &t);
+    pub = cebus_client_new(env->srv[0].addr, t.publisher_key);
+    sub = cebus_client_new(env->srv[r].addr, t.subscriber_key);
+    s = h_subscribe_ok(sub, t.bus, "{}", CEBUS__V1__START_POSITION__START_POSITION_LATEST, 0);
+    h_stream_sync_ok(pub, t.bus, s);
+    for (int round = 0; round < 3; round++) {
+        Cebus__V1__SubscribeResponse *m;
+        char id[32];
+        uint64_t seq;
+
+        assert_int_equal(h_cluster_stop(&pe->cluster, round % 2 ? "immediate" : "fast"), 0);
+        assert_int_equal(h_cluster_resume(&pe->cluster), 0);
+        snprintf(id, sizeof id, "after-restart-%d", round);
+        seq = put_one_retrying(pub, t.bus, id);
+        m = h_expect_next(s);
+        assert_int_equal(m->sequence, seq);
+        assert_string_equal(m->event->id, id);
+        cebus__v1__subscribe_response__free_unpacked(m, NULL);
+    }
+    cebus_stream_close(s);
+    cebus_client_free(pub);
+    cebus_client_free(sub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_postgresql_restart_under_load_loses_nothing,
                                   h_load_teardown),
+        cmocka_unit_test(test_first_event_after_restart_reaches_replica_stream),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
