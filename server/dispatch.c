@@ -846,6 +846,14 @@ static void *dispatch_main(void *arg)
                 eb_db_close(db);
                 db = NULL;
                 timeout = RETRY_MS;
+            } else {
+                /* Notifications sent while there was no LISTEN are lost:
+                 * read every active bus now rather than at the next
+                 * catch-up. */
+                pthread_mutex_lock(&d->mu);
+                for (struct bus *b = d->buses; b; b = b->next)
+                    b->dirty = true;
+                pthread_mutex_unlock(&d->mu);
             }
         }
         /* Notifications that libpq read along with serve_bus()'s results

@@ -133,7 +133,17 @@ eb_status eb_db_result_status(eb_db *db, PGresult *res, const char *what)
         return EB_EUNAVAIL;
     }
     state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (state && strcmp(state, "23505") == 0)
+    /* Errors without a SQLSTATE come from libpq itself, not the server:
+     * after an immediate shutdown the first statement on a dead socket
+     * fails with "server closed the connection unexpectedly" while
+     * PQstatus() still reports CONNECTION_OK. The connection is gone. */
+    if (!state) {
+        db->broken = true;
+        eb_log_warn("msg=\"database connection lost\" op=%s error=\"%s\"", what,
+                    eb_db_first_line(PQerrorMessage(db->conn)));
+        return EB_EUNAVAIL;
+    }
+    if (strcmp(state, "23505") == 0)
         return EB_EEXIST;
     if (state && strcmp(state, "23503") == 0)
         return EB_ENOTFOUND;

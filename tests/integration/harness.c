@@ -293,16 +293,12 @@ static int wait_listening(struct h_server *s)
     }
 }
 
-int h_server_start(struct h_server *s, const char *conninfo, const char *const *extra_env)
-{
-    return h_server_start_args(s, conninfo, extra_env, NULL);
-}
-
-int h_server_start_args(struct h_server *s, const char *conninfo, const char *const *extra_env,
-                        const char *const *extra_args)
+/* Starts cebusd listening on listen ("127.0.0.1:0" for any free port). */
+static int server_start(struct h_server *s, const char *conninfo, const char *listen,
+                        const char *const *extra_env, const char *const *extra_args)
 {
     const char *bin = require_env("CEBUS_TEST_CEBUSD");
-    static const char *const plain[] = {"--listen", "127.0.0.1:0"};
+    const char *const plain[] = {"--listen", listen};
     static const char *const vg[] = {"/usr/bin/valgrind",     "--quiet",
                                      "--error-exitcode=99",   "--leak-check=full",
                                      "--errors-for-leak-kinds=definite",
@@ -338,7 +334,7 @@ int h_server_start_args(struct h_server *s, const char *conninfo, const char *co
     /* CEBUS_TEST_VALGRIND=1 runs the server under memcheck (`make
      * valgrind`): any memory error or definite leak makes cebusd exit 99,
      * which h_server_stop() reports as a failure. Built before fork(). */
-    if (getenv("CEBUS_TEST_VALGRIND") && strcmp(getenv("CEBUS_TEST_VALGRIND"), "0") != 0)
+    if (h_under_valgrind())
         for (size_t i = 0; i < sizeof vg / sizeof vg[0]; i++)
             argv[argc++] = vg[i];
     argv[argc++] = bin;
@@ -390,6 +386,60 @@ fail:
     if (logfd >= 0)
         close(logfd);
     return -1;
+}
+
+int h_server_start(struct h_server *s, const char *conninfo, const char *const *extra_env)
+{
+    return server_start(s, conninfo, "127.0.0.1:0", extra_env, NULL);
+}
+
+int h_server_start_args(struct h_server *s, const char *conninfo, const char *const *extra_env,
+                        const char *const *extra_args)
+{
+    return server_start(s, conninfo, "127.0.0.1:0", extra_env, extra_args);
+}
+
+int h_server_restart(struct h_server *s, const char *conninfo, const char *const *extra_env)
+{
+    char addr[sizeof s->addr];
+    int64_t deadline = h_now_ms() + H_START_TIMEOUT_MS;
+
+    snprintf(addr, sizeof addr, "%s", s->addr);
+    /* The old process's connections may hold the port for a moment after
+     * it died; the bind succeeds once the kernel has let it go. */
+    for (;;) {
+        if (server_start(s, conninfo, addr, extra_env, NULL) == 0)
+            return 0;
+        if (h_now_ms() > deadline)
+            return -1;
+        usleep(200 * 1000); /* retry pacing, bounded by the deadline */
+        snprintf(s->addr, sizeof s->addr, "%s", addr);
+    }
+}
+
+int h_server_kill(struct h_server *s)
+{
+    pid_t pid = s->pid, r;
+    int status = 0;
+
+    if (!pid)
+        return -1;
+    kill(pid, SIGKILL);
+    do
+        r = waitpid(pid, &status, 0);
+    while (r < 0 && errno == EINTR);
+    s->pid = 0;
+    if (s->stdout_fd >= 0)
+        close(s->stdout_fd);
+    s->stdout_fd = -1;
+    return r == pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL ? 0 : -1;
+}
+
+bool h_under_valgrind(void)
+{
+    const char *v = getenv("CEBUS_TEST_VALGRIND");
+
+    return v && *v && strcmp(v, "0") != 0;
 }
 
 int h_server_stop(struct h_server *s)

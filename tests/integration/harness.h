@@ -9,7 +9,9 @@
  *
  * Files: harness.c (database, servers, environment), harness_events.c
  * (events, publishing, streams, tenants), harness_raw.c (raw gRPC calls),
- * harness_cli.c (running the cebus CLI).
+ * harness_cli.c (running the cebus CLI), harness_cluster.c (a PostgreSQL
+ * cluster of the test's own) and harness_load.c (publishers and a resuming
+ * reader under faults; harness_load.h).
  */
 #ifndef CEBUS_IT_HARNESS_H
 #define CEBUS_IT_HARNESS_H
@@ -37,7 +39,7 @@ typedef Io__Cloudevents__V1__CloudEvent h_event;
 #define H_STOP_TIMEOUT_MS 30000
 #define H_EVENT_TIMEOUT_MS 10000
 
-#define H_MAX_SERVERS 2
+#define H_MAX_SERVERS 3
 
 /* ---- Clock ------------------------------------------------------------- */
 
@@ -63,6 +65,32 @@ int h_db_create(struct h_db *db);
 /* Drops the database (connections forced out). Returns 0 or -1. Safe on a
  * database that was never created. */
 int h_db_drop(struct h_db *db);
+
+/* ---- A cluster of the test's own (harness_cluster.c) --------------------
+ * For tests that stop and start PostgreSQL: the shared cluster of
+ * CEBUS_TEST_DATABASE_URL serves other tests. */
+
+struct h_cluster {
+    char dir[256];  /* data under dir/data, socket under dir/run */
+    int port;
+    char url[512];  /* libpq conninfo of its "postgres" database */
+    bool running;
+};
+
+/* Initializes and starts a new cluster (scripts/pg.sh). Returns 0, or -1
+ * after printing why. */
+int h_cluster_start(struct h_cluster *c);
+
+/* Stops the cluster with pg_ctl's shutdown mode ("fast", "immediate") and
+ * waits until it is down. Returns 0 or -1. */
+int h_cluster_stop(struct h_cluster *c, const char *mode);
+
+/* Starts a stopped cluster again on its data, waiting until it accepts
+ * connections. Returns 0 or -1. */
+int h_cluster_resume(struct h_cluster *c);
+
+/* Stops the cluster if running and removes its directory. */
+void h_cluster_destroy(struct h_cluster *c);
 
 /* ---- cebusd (harness.c) ------------------------------------------------ */
 
@@ -92,6 +120,19 @@ int h_server_start_args(struct h_server *s, const char *conninfo, const char *co
  * died of a signal, or -1 when it had to be killed. Prints the log when the
  * exit was not clean. No-op returning 0 when not running. */
 int h_server_stop(struct h_server *s);
+
+/* Starts s again on the address it had (its previous process must be gone:
+ * see h_server_kill), retrying the bind until H_START_TIMEOUT_MS. Clients
+ * made for that address reconnect by themselves. Returns 0 or -1. */
+int h_server_restart(struct h_server *s, const char *conninfo, const char *const *extra_env);
+
+/* Kills the server with SIGKILL (no drain, no cleanup) and reaps it.
+ * Returns 0 when it died of that signal, -1 otherwise or when not running. */
+int h_server_kill(struct h_server *s);
+
+/* True when CEBUS_TEST_VALGRIND asks for servers under memcheck (tests
+ * lighten their load then). */
+bool h_under_valgrind(void);
 
 /* Prints the server's log to stderr (for diagnosis). */
 void h_server_dump_log(const struct h_server *s);
