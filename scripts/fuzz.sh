@@ -8,6 +8,8 @@ build=${1:?build dir}
 seconds=${2:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$build/fuzz-artifacts"
+# An UndefinedBehaviorSanitizer report is a crash, not a line in the log.
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 for driver in "$build"/fuzz_*; do
   name=$(basename "$driver")
   corpus_src="$root/tests/fuzz/corpus/${name#fuzz_}"

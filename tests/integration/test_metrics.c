@@ -116,6 +116,17 @@ static void test_counters_follow_the_work(void **state)
     opened0 = sample(before, "cebus_streams_opened_total");
 
     st = h_subscribe_ok(sub, t.bus, "{}", CEBUS__V1__START_POSITION__START_POSITION_LATEST, 0);
+    /* The server registers the stream after the call is sent: wait for it. */
+    for (int64_t deadline = h_now_ms() + H_EVENT_TIMEOUT_MS;;) {
+        char *m = scrape(maddr);
+        double opened = sample(m, "cebus_streams_opened_total");
+        free(m);
+        if (opened == opened0 + 1)
+            break;
+        if (h_now_ms() > deadline)
+            fail_msg("the stream was not counted as opened in time");
+        usleep(20 * 1000);
+    }
 
     /* Three new events, one repeat of the first, one invalid entry. */
     evs[0] = h_event_new("m1", "/it", "t", "{\"marker\":\"PAYLOAD-MARKER-7\"}");
