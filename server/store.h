@@ -274,18 +274,42 @@ struct eb_event_rec {
     size_t body_len;
 };
 
-/* Reads up to limit events of a bus with sequence > after_seq, in order.
- * *out is a new array; free each body, then the array. */
+/* Reads up to limit events of a bus with sequence > after_seq, in order,
+ * leaving out expired ones. *out is a new array; free each body, then the
+ * array. */
 eb_status eb_store_events_read(eb_db *db, int64_t bus_id, int64_t after_seq, int limit,
                                struct eb_event_rec **out, size_t *n);
 
 /* The highest committed sequence of the bus (0 when empty). */
 eb_status eb_store_events_head(eb_db *db, int64_t bus_id, int64_t *seq);
 
-/* The sequence just before the first event received at or after time_us,
- * or the head when there is none. */
+/* The sequence just before the first retained event received at or after
+ * time_us (so a time older than the retention starts at the oldest retained
+ * event), or the head when there is none. */
 eb_status eb_store_events_before_time(eb_db *db, int64_t bus_id, int64_t time_us,
                                       int64_t *seq);
+
+/* --- Retention (store_retention.c) --------------------------------------- */
+
+/* The oldest retained sequence of the bus: every event of the bus with a
+ * lower sequence has expired (it is gone, or invisible to every read until
+ * its partition is dropped); the bus's next sequence when none is retained.
+ * EB_ENOTFOUND when the bus does not exist. */
+eb_status eb_store_events_oldest(eb_db *db, int64_t bus_id, int64_t *seq);
+
+struct eb_maintain_result {
+    bool skipped; /* another session was running maintenance */
+    int created;  /* partitions created */
+    int dropped;  /* partitions dropped */
+};
+
+/* Runs one partition maintenance pass as of now_us (0: the database's
+ * clock): creates the partitions the next appends need, records each bus's
+ * oldest retained sequence and drops the partitions wholly expired. At most
+ * one session runs it at a time; the others return at once with skipped
+ * set. See cebus_maintain_partitions in migrations/0007_retention.sql. */
+eb_status eb_store_partitions_maintain(eb_db *db, int64_t now_us,
+                                       struct eb_maintain_result *out);
 
 /* LISTENs on "cebus_events" (new events) and "cebus_rules" (a rule
  * changed or was deleted) on this connection. */

@@ -341,7 +341,8 @@ eb_status eb_store_events_read(eb_db *db, int64_t bus_id, int64_t after_seq, int
     snprintf(lim, sizeof lim, "%d", limit);
     st = eb_db_exec(db, "events_read",
                     "SELECT seq, (extract(epoch FROM received_at) * 1000000)::bigint, body"
-                    " FROM events WHERE bus_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                    " FROM events WHERE bus_id = $1 AND seq > $2 AND expires_at > now()"
+                    " ORDER BY seq LIMIT $3",
                     3, params, NULL, NULL, 1, &res);
     if (st)
         return st;
@@ -394,7 +395,7 @@ eb_status eb_store_events_before_time(eb_db *db, int64_t bus_id, int64_t time_us
     fmt_time(when, sizeof when, time_us);
     st = eb_db_exec(db, "events_before_time",
                     "SELECT COALESCE((SELECT min(seq) - 1 FROM events WHERE bus_id = $1"
-                    " AND received_at >= $2::timestamptz),"
+                    " AND received_at >= $2::timestamptz AND expires_at > now()),"
                     " (SELECT next_seq - 1 FROM buses WHERE id = $1))",
                     2, params, NULL, NULL, 0, &res);
     if (st)
@@ -432,7 +433,7 @@ eb_status eb_store_events_read_back(eb_db *db, int64_t bus_id, int64_t after_seq
                     " FROM (SELECT seq, received_at, body,"
                     " sum(octet_length(body)) OVER (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING)"
                     " - octet_length(body) AS bytes_before"
-                    " FROM events WHERE bus_id = $1 AND seq > $2 AND seq < $3"
+                    " FROM events WHERE bus_id = $1 AND seq > $2 AND seq < $3 AND expires_at > now()"
                     " ORDER BY seq DESC LIMIT $4) page"
                     " WHERE bytes_before < $5 ORDER BY seq DESC",
                     5, params, NULL, NULL, 1, &res);

@@ -1,0 +1,267 @@
+-- Retention by dropping whole partitions (docs/decisions/0009-retention.md).
+--
+-- The event log is re-partitioned by expiry time: expires_at = received_at
+-- + the bus's retention at append. One partition per UTC day of expiry,
+-- named events_eYYYYMMDD, holds the events that expire that day, whatever
+-- their bus's retention; it is dropped as a whole once the day is over, so
+-- an event outlives its expiry by at most one day plus one maintenance
+-- interval, and reads never return it (they filter expires_at > now()).
+--
+-- Changing a partition key needs a new table: the old one is renamed, its
+-- unexpired events are copied over, and it is dropped.
+
+ALTER TABLE events RENAME TO events_v1;
+ALTER TABLE events_default RENAME TO events_v1_default;
+ALTER INDEX events_bus_seq RENAME TO events_v1_bus_seq;
+ALTER INDEX events_received RENAME TO events_v1_received;
+
+CREATE TABLE events (
+    bus_id      bigint NOT NULL,
+    seq         bigint NOT NULL,
+    received_at timestamptz NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    source      text NOT NULL,
+    event_id    text NOT NULL,
+    type        text NOT NULL,
+    body        bytea NOT NULL
+) PARTITION BY RANGE (expires_at);
+-- A safety net, kept empty: partitions are created ahead of the expiries
+-- that appends produce (cebus_maintain_partitions, and the trigger on a
+-- bus's retention below). Rows found here are moved into the partition
+-- created for them.
+CREATE TABLE events_default PARTITION OF events DEFAULT;
+
+-- Per bus, the oldest retained sequence: every event of the bus with a
+-- lower sequence has expired (sequences of a bus are dense, so a reader
+-- asking for one below it has lost events). Kept apart from buses so that
+-- maintenance never takes the bus row locks that appenders hold; a row
+-- missing here means 1. Rows of deleted buses are removed by maintenance.
+CREATE TABLE event_retention (
+    bus_id     bigint PRIMARY KEY,
+    oldest_seq bigint NOT NULL
+);
+
+-- Creates the missing day partitions for expiries from p_from to p_to
+-- (both included), moving into each any rows the default partition holds
+-- for its range (attaching a range the default holds rows for would fail).
+-- Serialized by a transaction-scoped advisory lock, taken only when a
+-- partition is missing. Returns how many partitions it created.
+CREATE FUNCTION cebus_ensure_partitions(p_from timestamptz, p_to timestamptz)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_day timestamptz := date_trunc('day', p_from, 'UTC');
+    v_last timestamptz := date_trunc('day', p_to, 'UTC');
+    v_name text;
+    v_moved bigint;
+    v_created integer := 0;
+    v_locked boolean := false;
+BEGIN
+    WHILE v_day <= v_last LOOP
+        v_name := 'events_e' || to_char(v_day AT TIME ZONE 'UTC', 'YYYYMMDD');
+        IF to_regclass(v_name) IS NULL THEN
+            IF NOT v_locked THEN
+                -- 0x63656275 ("cebu"), 2: partition creation.
+                PERFORM pg_advisory_xact_lock(1667588725, 2);
+                v_locked := true;
+            END IF;
+        END IF;
+        -- Checked again under the lock: another session may have made it.
+        IF v_locked AND to_regclass(v_name) IS NULL THEN
+            CREATE TEMP TABLE cebus_moving (LIKE events) ON COMMIT DROP;
+            WITH m AS (DELETE FROM events_default
+                        WHERE expires_at >= v_day AND expires_at < v_day + interval '24 hours'
+                       RETURNING *)
+            INSERT INTO cebus_moving SELECT * FROM m;
+            GET DIAGNOSTICS v_moved = ROW_COUNT;
+            EXECUTE format('CREATE TABLE %I PARTITION OF events FOR VALUES FROM (%L) TO (%L)',
+                           v_name, v_day, v_day + interval '24 hours');
+            IF v_moved > 0 THEN
+                INSERT INTO events SELECT * FROM cebus_moving;
+                RAISE LOG 'cebus: moved % events from events_default into %', v_moved, v_name;
+            END IF;
+            DROP TABLE cebus_moving;
+            v_created := v_created + 1;
+        END IF;
+        v_day := v_day + interval '24 hours';
+    END LOOP;
+    RETURN v_created;
+END;
+$$;
+
+-- Partition maintenance, run by one session at a time (a transaction-
+-- scoped try-lock: a replica that does not get it skips the run; the
+-- holder does the work for all). As of p_now (tests move it forward):
+--   1. creates the partitions for the expiries of the next two days'
+--      appends, for every retention some bus has (and the default 168 h);
+--   2. records per bus the oldest retained sequence: the lowest sequence
+--      not expired at p_now, or the bus's next sequence when none is left
+--      (reading forward from the last recorded value, so each run reads
+--      only what expired since the last one);
+--   3. drops the partitions wholly expired at p_now (upper bound <= p_now),
+--      and deletes expired rows from the default partition (empty unless
+--      something went wrong).
+-- The drops come last, so that the exclusive lock they take on events is
+-- held for the shortest time; lock_timeout bounds the wait for it behind
+-- long reads (the run then fails and the next one retries).
+-- Returns skipped (another session holds the lock), created, dropped.
+CREATE FUNCTION cebus_maintain_partitions(p_now timestamptz, OUT skipped boolean,
+                                          OUT created integer, OUT dropped integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    skipped := false;
+    created := 0;
+    dropped := 0;
+    -- 0x63656275 ("cebu"), 3: partition maintenance.
+    IF NOT pg_try_advisory_xact_lock(1667588725, 3) THEN
+        skipped := true;
+        RETURN;
+    END IF;
+    PERFORM set_config('lock_timeout', '5s', true);
+
+    FOR r IN SELECT DISTINCT h FROM (SELECT retention_hours AS h FROM buses
+                                     UNION ALL SELECT 168) x ORDER BY h
+    LOOP
+        created := created + cebus_ensure_partitions(
+            p_now + make_interval(hours => r.h),
+            p_now + make_interval(hours => r.h) + interval '2 days');
+    END LOOP;
+
+    DELETE FROM event_retention t WHERE NOT EXISTS (SELECT 1 FROM buses b WHERE b.id = t.bus_id);
+    INSERT INTO event_retention AS t (bus_id, oldest_seq)
+    SELECT b.id,
+           COALESCE((SELECT min(e.seq) FROM events e
+                      WHERE e.bus_id = b.id AND e.seq >= COALESCE(o.oldest_seq, 1)
+                        AND e.expires_at > p_now),
+                    b.next_seq)
+      FROM buses b LEFT JOIN event_retention o ON o.bus_id = b.id
+    ON CONFLICT (bus_id) DO UPDATE SET oldest_seq = EXCLUDED.oldest_seq
+     WHERE t.oldest_seq < EXCLUDED.oldest_seq;
+
+    -- Only a fault leaves rows in the default partition; expired ones would
+    -- otherwise never go.
+    DELETE FROM events_default WHERE expires_at <= p_now;
+
+    FOR r IN
+        SELECT c.oid::regclass AS part
+          FROM pg_inherits i
+          JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'events'::regclass
+           AND c.relname ~ '^events_e[0-9]{8}$'
+           AND (to_date(substr(c.relname, 9), 'YYYYMMDD')::timestamp AT TIME ZONE 'UTC')
+               + interval '24 hours' <= p_now
+         ORDER BY c.relname
+    LOOP
+        EXECUTE format('DROP TABLE %s', r.part);
+        dropped := dropped + 1;
+    END LOOP;
+END;
+$$;
+
+-- A bus's new or changed retention gets its partitions at once, so that
+-- its appends never land in the default partition.
+CREATE FUNCTION cebus_bus_retention_partitions() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM cebus_ensure_partitions(now() + make_interval(hours => NEW.retention_hours),
+                                    now() + make_interval(hours => NEW.retention_hours)
+                                          + interval '2 days');
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER buses_retention_partitions
+    AFTER INSERT OR UPDATE OF retention_hours ON buses
+    FOR EACH ROW EXECUTE FUNCTION cebus_bus_retention_partitions();
+
+-- The existing events: partitions for their expiries, then the copy. The
+-- already expired ones are not copied.
+SELECT cebus_ensure_partitions(d, d)
+  FROM (SELECT DISTINCT date_trunc('day', o.received_at
+                                   + make_interval(hours => b.retention_hours), 'UTC') AS d
+          FROM events_v1 o JOIN buses b ON b.id = o.bus_id
+         WHERE o.received_at + make_interval(hours => b.retention_hours) > now()) x;
+INSERT INTO events (bus_id, seq, received_at, expires_at, source, event_id, type, body)
+SELECT o.bus_id, o.seq, o.received_at, o.received_at + make_interval(hours => b.retention_hours),
+       o.source, o.event_id, o.type, o.body
+  FROM events_v1 o JOIN buses b ON b.id = o.bus_id
+ WHERE o.received_at + make_interval(hours => b.retention_hours) > now();
+INSERT INTO event_retention (bus_id, oldest_seq)
+SELECT b.id, COALESCE((SELECT min(seq) FROM events e WHERE e.bus_id = b.id), b.next_seq)
+  FROM buses b;
+DROP TABLE events_v1;
+
+-- Indexes after the copy (cheaper than maintaining them row by row).
+-- Partitions created later get them too.
+CREATE INDEX events_bus_seq ON events (bus_id, seq);
+-- Start-at-time reads use receive time; within a partition rows arrive in
+-- time order, so a BRIN index serves them at a fraction of a B-tree's cost.
+CREATE INDEX events_received ON events USING brin (received_at);
+
+-- Appends stamp each event's expiry from the bus's retention at append.
+CREATE OR REPLACE FUNCTION cebus_append(p_bus bigint, p_received bigint[], p_sources text[],
+                                        p_ids text[], p_types text[], p_bodies bytea[])
+RETURNS bigint[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_next bigint;
+    v_window integer;
+    v_retention interval;
+    v_out bigint[];
+    v_fresh integer := 0;
+    r record;
+BEGIN
+    SELECT next_seq, dedup_window_seconds, make_interval(hours => retention_hours)
+      INTO v_next, v_window, v_retention
+      FROM buses WHERE id = p_bus FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    v_out := array_fill(0::bigint, ARRAY[cardinality(p_ids)]);
+    FOR r IN
+        SELECT u.ord::integer AS ord,
+               (min(u.ord) OVER (PARTITION BY u.s, u.e))::integer AS first,
+               -- One primary-key probe per key, never a scan of the window.
+               (SELECT d.seq FROM event_dedup d
+                 WHERE v_window > 0 AND d.bus_id = p_bus AND d.source = u.s
+                   AND d.event_id = u.e AND d.expires_at > now()
+                 LIMIT 1) AS old
+          FROM unnest(p_sources, p_ids) WITH ORDINALITY AS u(s, e, ord)
+         ORDER BY u.ord
+    LOOP
+        IF v_window > 0 AND r.first < r.ord THEN
+            v_out[r.ord] := -abs(v_out[r.first]);
+        ELSIF r.old IS NOT NULL THEN
+            v_out[r.ord] := -r.old;
+        ELSE
+            v_out[r.ord] := v_next + v_fresh;
+            v_fresh := v_fresh + 1;
+        END IF;
+    END LOOP;
+    IF v_fresh = 0 THEN
+        RETURN v_out;
+    END IF;
+    UPDATE buses SET next_seq = next_seq + v_fresh WHERE id = p_bus;
+    INSERT INTO events (bus_id, seq, received_at, expires_at, source, event_id, type, body)
+    SELECT p_bus, v_out[u.ord], to_timestamp(u.rt / 1000000.0),
+           to_timestamp(u.rt / 1000000.0) + v_retention, u.s, u.e, u.t, u.b
+      FROM unnest(p_received, p_sources, p_ids, p_types, p_bodies)
+           WITH ORDINALITY AS u(rt, s, e, t, b, ord)
+     WHERE v_out[u.ord] > 0;
+    IF v_window > 0 THEN
+        -- A key already present here is an expired one: replace it.
+        INSERT INTO event_dedup (bus_id, source, event_id, seq, expires_at)
+        SELECT p_bus, u.s, u.e, v_out[u.ord], now() + make_interval(secs => v_window)
+          FROM unnest(p_sources, p_ids) WITH ORDINALITY AS u(s, e, ord)
+         WHERE v_out[u.ord] > 0
+        ON CONFLICT (bus_id, source, event_id)
+        DO UPDATE SET seq = EXCLUDED.seq, expires_at = EXCLUDED.expires_at;
+    END IF;
+    PERFORM pg_notify('cebus_events', p_bus::text);
+    RETURN v_out;
+END;
+$$;
+
+-- Partitions for the existing buses' next appends.
+SELECT cebus_maintain_partitions(now());

@@ -1,0 +1,537 @@
+/* Unit tests for retention against a real PostgreSQL
+ * (migrations/0007_retention.sql, server/store_retention.c): partitions by
+ * expiry created ahead, dropped whole once expired with time moved forward
+ * through p_now, the default partition kept empty (rows found there moved
+ * out), per-bus retention, the oldest retained sequence, reads that never
+ * return an expired event, the maintenance lock, and the migration of an
+ * existing event log.
+ *
+ * The process creates its own database on the cluster named by
+ * CEBUS_TEST_DATABASE_URL and drops it at the end. Migrations come from
+ * CEBUS_TEST_SOURCE_DIR/migrations.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <dirent.h>
+#include <libpq-fe.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+#define HOUR_US (3600LL * 1000000)
+#define DAY_US (24 * HOUR_US)
+
+struct fixture {
+    PGconn *admin; /* the cluster's "postgres" database */
+    PGconn *raw;   /* the test database, for direct SQL */
+    eb_db *db;     /* the test database, through the store */
+    char dbname[64];
+    char url[1024];
+    char base[1024];
+    char migrations[1024];
+};
+
+/* --- Helpers ------------------------------------------------------------- */
+
+static void sql_ok(PGconn *c, const char *sql)
+{
+    PGresult *res = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(res);
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        print_error("SQL failed: %s: %s\n", sql, PQerrorMessage(c));
+    assert_true(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+    PQclear(res);
+}
+
+/* Returns the integer in the first cell of a query's result. */
+static int64_t sql_int(PGconn *c, const char *fmt, ...)
+{
+    char sql[1024];
+    PGresult *res;
+    va_list ap;
+    int64_t v;
+
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    res = PQexec(c, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        print_error("SQL failed: %s: %s\n", sql, PQerrorMessage(c));
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(res), 1);
+    v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return v;
+}
+
+static int setup_db(void **state)
+{
+    const char *base = getenv("CEBUS_TEST_DATABASE_URL");
+    const char *src = getenv("CEBUS_TEST_SOURCE_DIR");
+    char sql[256];
+    struct fixture *f;
+    int applied = -1;
+
+    if (!base || !src) {
+        fprintf(stderr, "test_store_retention: CEBUS_TEST_DATABASE_URL and "
+                        "CEBUS_TEST_SOURCE_DIR must be set (run through ctest)\n");
+        return -1;
+    }
+    eb_log_set_level(EB_LOG_WARN);
+    f = eb_calloc(1, sizeof *f);
+    snprintf(f->base, sizeof f->base, "%s", base);
+    snprintf(f->dbname, sizeof f->dbname, "cebus_unit_store_ret_%ld_%lld", (long)getpid(),
+             (long long)(eb_now_wall_us() % 1000000000));
+    snprintf(f->url, sizeof f->url, "%s dbname=%s", base, f->dbname);
+    snprintf(f->migrations, sizeof f->migrations, "%s/migrations", src);
+    f->admin = PQconnectdb(base);
+    if (PQstatus(f->admin) != CONNECTION_OK) {
+        fprintf(stderr, "test_store_retention: cannot connect: %s\n", PQerrorMessage(f->admin));
+        return -1;
+    }
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", f->dbname);
+    sql_ok(f->admin, sql);
+    f->raw = PQconnectdb(f->url);
+    if (PQstatus(f->raw) != CONNECTION_OK)
+        return -1;
+    if (eb_db_connect(f->url, &f->db) != EB_OK ||
+        eb_store_migrate(f->db, f->migrations, &applied) != EB_OK || applied < 1)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown_db(void **state)
+{
+    struct fixture *f = *state;
+    char sql[256];
+
+    if (!f)
+        return 0;
+    eb_db_close(f->db);
+    PQfinish(f->raw);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->dbname);
+    sql_ok(f->admin, sql);
+    PQfinish(f->admin);
+    free(f);
+    return 0;
+}
+
+static struct eb_bus_rec new_bus(struct fixture *f, const char *tenant, const char *name,
+                                 int retention_hours)
+{
+    struct eb_tenant_rec t;
+    struct eb_bus_rec b;
+
+    if (eb_store_tenant_get(f->db, tenant, &t) != EB_OK)
+        assert_int_equal(eb_store_tenant_insert(f->db, tenant, "", &t), EB_OK);
+    assert_int_equal(eb_store_bus_insert(f->db, t.id, name, retention_hours, 300, &b), EB_OK);
+    return b;
+}
+
+/* Appends n events to bus_id, received at received_us; returns the first
+ * sequence. */
+static int64_t append_at(struct fixture *f, int64_t bus_id, int64_t received_us, int n)
+{
+    struct eb_append_row rows[16];
+    char ids[16][32];
+
+    assert_true(n > 0 && n <= 16);
+    for (int i = 0; i < n; i++) {
+        snprintf(ids[i], sizeof ids[i], "r%lld-%d", (long long)eb_now_wall_us(), i);
+        memset(&rows[i], 0, sizeof rows[i]);
+        rows[i].bus_id = bus_id;
+        rows[i].received_us = received_us;
+        rows[i].source = "/ret";
+        rows[i].event_id = ids[i];
+        rows[i].type = "t";
+        rows[i].body = (const uint8_t *)"body";
+        rows[i].body_len = 4;
+    }
+    assert_int_equal(eb_store_events_append(f->db, rows, (size_t)n), EB_OK);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(rows[i].status, EB_OK);
+        assert_false(rows[i].duplicate);
+        if (i > 0)
+            assert_int_equal(rows[i].seq, rows[i - 1].seq + 1);
+    }
+    return rows[0].seq;
+}
+
+/* The sequences events_read returns for bus_id after after_seq. */
+static size_t read_seqs(struct fixture *f, int64_t bus_id, int64_t after_seq, int64_t *seqs,
+                        size_t max)
+{
+    struct eb_event_rec *ev = NULL;
+    size_t n = 0;
+
+    assert_int_equal(eb_store_events_read(f->db, bus_id, after_seq, 100, &ev, &n), EB_OK);
+    assert_true(n <= max);
+    for (size_t i = 0; i < n; i++) {
+        seqs[i] = ev[i].seq;
+        free(ev[i].body);
+    }
+    free(ev);
+    return n;
+}
+
+static int64_t partition_count(struct fixture *f)
+{
+    return sql_int(f->raw, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass"
+                           " AND inhrelid::regclass::text ~ '^events_e[0-9]{8}$'");
+}
+
+/* Whether the day partition holding expiry time at_us exists. */
+static bool partition_exists(struct fixture *f, int64_t at_us)
+{
+    return sql_int(f->raw,
+                   "SELECT (to_regclass('events_e' || to_char(to_timestamp(%lld / 1000000.0)"
+                   " AT TIME ZONE 'UTC', 'YYYYMMDD')) IS NOT NULL)::int",
+                   (long long)at_us) == 1;
+}
+
+static int64_t recorded_oldest(struct fixture *f, int64_t bus_id)
+{
+    return sql_int(f->raw, "SELECT COALESCE((SELECT oldest_seq FROM event_retention"
+                           " WHERE bus_id = %lld), 1)",
+                   (long long)bus_id);
+}
+
+static struct eb_maintain_result maintain_ok(struct fixture *f, int64_t now_us)
+{
+    struct eb_maintain_result r = {.created = -1, .dropped = -1};
+
+    assert_int_equal(eb_store_partitions_maintain(f->db, now_us, &r), EB_OK);
+    assert_false(r.skipped);
+    assert_true(r.created >= 0 && r.dropped >= 0);
+    return r;
+}
+
+/* --- Tests ---------------------------------------------------------------- */
+
+/* Partitions exist ahead of the expiries of every retention in use, appends
+ * land in them, and the default partition stays empty. */
+static void test_partitions_ahead(void **state)
+{
+    struct fixture *f = *state;
+    struct eb_bus_rec week = new_bus(f, "ahead", "week", 168);
+    struct eb_bus_rec hour = new_bus(f, "ahead", "hour", 1);
+    int64_t now = eb_now_wall_us();
+    struct eb_maintain_result r;
+
+    /* Creating a bus made its retention's partitions at once. */
+    assert_true(partition_exists(f, now + HOUR_US));
+    assert_true(partition_exists(f, now + 168 * HOUR_US));
+    r = maintain_ok(f, 0);
+    assert_int_equal(r.dropped, 0);
+    for (int64_t d = 0; d <= 2; d++) {
+        assert_true(partition_exists(f, now + HOUR_US + d * DAY_US));
+        assert_true(partition_exists(f, now + 168 * HOUR_US + d * DAY_US));
+    }
+    /* Not every day up to the longest retention: only those in use. */
+    assert_false(partition_exists(f, now + 4 * DAY_US));
+    /* Idempotent. */
+    r = maintain_ok(f, 0);
+    assert_int_equal(r.created, 0);
+
+    append_at(f, week.id, now, 3);
+    append_at(f, hour.id, now, 2);
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 0);
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld"
+                                     " AND expires_at = received_at + interval '168 hours'",
+                             (long long)week.id),
+                     3);
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld"
+                                     " AND expires_at = received_at + interval '1 hour'",
+                             (long long)hour.id),
+                     2);
+
+    /* A week later, by the function's clock, the week's partitions for
+     * then exist too. */
+    r = maintain_ok(f, now + 7 * DAY_US);
+    assert_true(r.created >= 1);
+    assert_true(partition_exists(f, now + 14 * DAY_US));
+}
+
+/* A partition goes whole once every event in it expired; each bus keeps
+ * its events for its own retention, and the oldest retained sequence
+ * follows. */
+static void test_drop_whole_partitions(void **state)
+{
+    struct fixture *f = *state;
+    struct eb_bus_rec shortb = new_bus(f, "drop", "short", 1);
+    struct eb_bus_rec longb = new_bus(f, "drop", "long", 72);
+    int64_t now = eb_now_wall_us(), seqs[16], first_long, oldest = 0, head = 0;
+    struct eb_maintain_result r;
+
+    append_at(f, shortb.id, now, 4);
+    first_long = append_at(f, longb.id, now, 3);
+    assert_int_equal(recorded_oldest(f, shortb.id), 1);
+
+    /* Just past the short bus's expiry: its partition is not over. */
+    r = maintain_ok(f, now + HOUR_US + 1000000);
+    assert_int_equal(r.dropped, 0);
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld",
+                             (long long)shortb.id),
+                     4);
+    /* But its events are expired at that time, and recorded so. */
+    assert_int_equal(recorded_oldest(f, shortb.id), 5);
+    assert_int_equal(recorded_oldest(f, longb.id), first_long);
+
+    /* A day and two hours later the short bus's partition is over. */
+    r = maintain_ok(f, now + DAY_US + 2 * HOUR_US);
+    assert_true(r.dropped >= 1);
+    assert_false(partition_exists(f, now + HOUR_US));
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld",
+                             (long long)shortb.id),
+                     0);
+    /* The long bus's events are untouched. */
+    assert_int_equal(read_seqs(f, longb.id, 0, seqs, 16), 3);
+    assert_int_equal(seqs[0], first_long);
+    assert_true(partition_exists(f, now + 72 * HOUR_US));
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 0);
+
+    /* Nothing left on the short bus: its oldest retained sequence is its
+     * next one, and the head is unchanged. */
+    assert_int_equal(recorded_oldest(f, shortb.id), 5);
+    assert_int_equal(eb_store_events_oldest(f->db, shortb.id, &oldest), EB_OK);
+    assert_int_equal(oldest, 5);
+    assert_int_equal(eb_store_events_head(f->db, shortb.id, &head), EB_OK);
+    assert_int_equal(head, 4);
+    assert_int_equal(eb_store_events_oldest(f->db, longb.id, &oldest), EB_OK);
+    assert_int_equal(oldest, first_long);
+
+    /* Four days on, the long bus's partition goes too. */
+    r = maintain_ok(f, now + 4 * DAY_US + 2 * HOUR_US);
+    assert_true(r.dropped >= 1);
+    assert_int_equal(read_seqs(f, longb.id, 0, seqs, 16), 0);
+    assert_int_equal(recorded_oldest(f, longb.id), first_long + 3);
+    assert_true(partition_count(f) >= 1);
+    assert_int_equal(eb_store_events_oldest(f->db, longb.id + 1000000, &oldest), EB_ENOTFOUND);
+}
+
+/* Reads never return an event past its expiry, though its partition is
+ * still there. */
+static void test_expired_events_invisible(void **state)
+{
+    struct fixture *f = *state;
+    struct eb_bus_rec b = new_bus(f, "invisible", "b", 1);
+    int64_t now = eb_now_wall_us(), seqs[16], oldest = 0, after = -1;
+    struct eb_event_rec *ev = NULL;
+    size_t n = 9;
+
+    /* Received two hours ago with a one-hour retention: expired. */
+    assert_int_equal(append_at(f, b.id, now - 2 * HOUR_US, 3), 1);
+    assert_int_equal(append_at(f, b.id, now, 2), 4);
+    assert_true(sql_int(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld",
+                        (long long)b.id) >= 2);
+
+    assert_int_equal(read_seqs(f, b.id, 0, seqs, 16), 2);
+    assert_int_equal(seqs[0], 4);
+    assert_int_equal(seqs[1], 5);
+    assert_int_equal(eb_store_events_oldest(f->db, b.id, &oldest), EB_OK);
+    assert_int_equal(oldest, 4);
+    /* A start time older than the retention starts at the oldest retained. */
+    assert_int_equal(eb_store_events_before_time(f->db, b.id, now - 3 * HOUR_US, &after),
+                     EB_OK);
+    assert_int_equal(after, 3);
+    assert_int_equal(eb_store_events_read_back(f->db, b.id, 0, 100, 100, 1 << 20, &ev, &n),
+                     EB_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(ev[0].seq, 5);
+    assert_int_equal(ev[1].seq, 4);
+    for (size_t i = 0; i < n; i++)
+        free(ev[i].body);
+    free(ev);
+
+    /* Maintenance records it, and removes what the default partition may
+     * have taken (an expiry in a past day has no partition). */
+    maintain_ok(f, 0);
+    assert_int_equal(recorded_oldest(f, b.id), 4);
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 0);
+}
+
+/* A changed retention gets its partitions at once; rows that reached the
+ * default partition are moved into the partition created for them. */
+static void test_retention_change_and_default(void **state)
+{
+    struct fixture *f = *state;
+    struct eb_bus_rec b = new_bus(f, "change", "b", 24), upd;
+    int64_t now = eb_now_wall_us();
+    int64_t far = now + 900 * DAY_US, seqs[16];
+
+    assert_false(partition_exists(f, now + 500 * DAY_US));
+    assert_int_equal(eb_store_bus_update(f->db, b.id, 500 * 24, -1, &upd), EB_OK);
+    assert_true(partition_exists(f, now + 500 * DAY_US));
+    append_at(f, b.id, now, 2);
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 0);
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld AND"
+                                     " expires_at = received_at + interval '12000 hours'",
+                             (long long)b.id),
+                     2);
+
+    /* A row the default partition holds (as after a fault): the partition
+     * made for its day takes it over. */
+    {
+        char sql[512];
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO events (bus_id, seq, received_at, expires_at, source,"
+                 " event_id, type, body) VALUES (%lld, 3, now(), to_timestamp(%lld /"
+                 " 1000000.0), '/ret', 'strayed', 't', 'x')",
+                 (long long)b.id, (long long)far);
+        sql_ok(f->raw, sql);
+        snprintf(sql, sizeof sql, "UPDATE buses SET next_seq = 4 WHERE id = %lld",
+                 (long long)b.id);
+        sql_ok(f->raw, sql);
+    }
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 1);
+    assert_int_equal(eb_store_bus_update(f->db, b.id, 900 * 24, -1, &upd), EB_OK);
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 0);
+    assert_true(partition_exists(f, far));
+    assert_int_equal(read_seqs(f, b.id, 0, seqs, 16), 3);
+    assert_int_equal(seqs[2], 3);
+}
+
+/* One session at a time: the others skip the run. */
+static void test_maintenance_lock(void **state)
+{
+    struct fixture *f = *state;
+    struct eb_maintain_result r = {0};
+
+    sql_ok(f->raw, "BEGIN");
+    sql_ok(f->raw, "SELECT pg_advisory_xact_lock(1667588725, 3)");
+    assert_int_equal(eb_store_partitions_maintain(f->db, 0, &r), EB_OK);
+    assert_true(r.skipped);
+    assert_int_equal(r.created, 0);
+    assert_int_equal(r.dropped, 0);
+    sql_ok(f->raw, "COMMIT");
+    r = maintain_ok(f, 0);
+    assert_false(r.skipped);
+}
+
+/* Links the migrations before 0007 into dir. */
+static void link_old_migrations(const char *from, const char *dir)
+{
+    DIR *d = opendir(from);
+    struct dirent *de;
+
+    assert_non_null(d);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    while ((de = readdir(d)) != NULL) {
+        char src[2048], dst[2048];
+        size_t len = strlen(de->d_name);
+        if (len < 5 || strcmp(de->d_name + len - 4, ".sql") != 0 ||
+            strncmp(de->d_name, "0007", 4) >= 0)
+            continue;
+        snprintf(src, sizeof src, "%s/%s", from, de->d_name);
+        snprintf(dst, sizeof dst, "%s/%s", dir, de->d_name);
+        assert_int_equal(symlink(src, dst), 0);
+    }
+    closedir(d);
+}
+
+static void unlink_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+
+    if (!d)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        char p[2048];
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* The migration to expiry partitions keeps the unexpired events with their
+ * sequences and drops the expired ones. */
+static void test_migration_keeps_events(void **state)
+{
+    struct fixture *f = *state;
+    char name[80], url[1200], sql[1024], dir[256];
+    PGconn *raw;
+    eb_db *db = NULL;
+    int applied = 0;
+
+    snprintf(name, sizeof name, "%s_mig", f->dbname);
+    snprintf(url, sizeof url, "%s dbname=%s", f->base, name);
+    snprintf(dir, sizeof dir, "/tmp/cebus-ret-mig-%ld", (long)getpid());
+    unlink_dir(dir);
+    link_old_migrations(f->migrations, dir);
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    sql_ok(f->admin, sql);
+    raw = PQconnectdb(url);
+    assert_int_equal(PQstatus(raw), CONNECTION_OK);
+    assert_int_equal(eb_db_connect(url, &db), EB_OK);
+    assert_int_equal(eb_store_migrate(db, dir, &applied), EB_OK);
+    assert_true(applied >= 4);
+
+    /* The old log: bus 1 keeps a week; seq 1 expired, 2 and 3 not. */
+    sql_ok(raw, "INSERT INTO buses (tenant_id, name, retention_hours, next_seq)"
+                " VALUES (1, 'old', 168, 4)");
+    sql_ok(raw, "INSERT INTO events (bus_id, seq, received_at, source, event_id, type, body)"
+                " SELECT b.id, s, now() - make_interval(hours => h), '/old', 'e' || s, 't', 'b'"
+                " FROM buses b, (VALUES (1, 200), (2, 100), (3, 1)) v(s, h)");
+    assert_int_equal(eb_store_migrate(db, f->migrations, &applied), EB_OK);
+    assert_true(applied >= 1);
+
+    assert_int_equal(sql_int(raw, "SELECT count(*) FROM events"), 2);
+    assert_int_equal(sql_int(raw, "SELECT min(seq) FROM events"), 2);
+    assert_int_equal(sql_int(raw, "SELECT count(*) FROM events"
+                                  " WHERE expires_at = received_at + interval '168 hours'"),
+                     2);
+    assert_int_equal(sql_int(raw, "SELECT count(*) FROM events_default"), 0);
+    assert_int_equal(sql_int(raw, "SELECT oldest_seq FROM event_retention"), 2);
+    assert_int_equal(sql_int(raw, "SELECT count(*) FROM pg_class WHERE relname = 'events_v1'"),
+                     0);
+    /* Appends go on from the old counter, into the new table. */
+    {
+        struct eb_append_row row = {.bus_id = 0};
+        row.bus_id = sql_int(raw, "SELECT id FROM buses WHERE name = 'old'");
+        row.received_us = eb_now_wall_us();
+        row.source = "/old";
+        row.event_id = "new";
+        row.type = "t";
+        row.body = (const uint8_t *)"b";
+        row.body_len = 1;
+        assert_int_equal(eb_store_events_append(db, &row, 1), EB_OK);
+        assert_int_equal(row.status, EB_OK);
+        assert_int_equal(row.seq, 4);
+    }
+
+    eb_db_close(db);
+    PQfinish(raw);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+    sql_ok(f->admin, sql);
+    unlink_dir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_partitions_ahead),
+        cmocka_unit_test(test_drop_whole_partitions),
+        cmocka_unit_test(test_expired_events_invisible),
+        cmocka_unit_test(test_retention_change_and_default),
+        cmocka_unit_test(test_maintenance_lock),
+        cmocka_unit_test(test_migration_keeps_events),
+    };
+
+    return cmocka_run_group_tests(tests, setup_db, teardown_db);
+}
