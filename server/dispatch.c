@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -452,6 +453,56 @@ static void offer_locked(struct bus *b, const struct eb_event_rec *ev, const jso
         grpc_slice_unref(msg);
 }
 
+/* Ends with OUT_OF_RANGE the reading streams of bus_id whose next event
+ * (cursor + 1) is missing from the page evs[0..n) while a later one is in
+ * it. A bus's sequences are dense and become visible in order (0001), so
+ * the missing event expired: the stream lost it to the bus's retention.
+ * Called without d->mu. */
+static void end_out_of_range(eb_dispatch *d, int64_t bus_id, const struct eb_event_rec *evs,
+                             size_t n)
+{
+    struct stream **doomed = NULL;
+    size_t ndoomed = 0, cap = 0;
+    struct bus *b;
+
+    pthread_mutex_lock(&d->mu);
+    b = find_bus_locked(d, bus_id);
+    for (struct stream *s = b ? b->streams : NULL; s; s = s->next) {
+        size_t lo = 0, hi = n;
+        if (!s->reading || s->closed || s->cursor >= evs[n - 1].seq)
+            continue;
+        while (lo < hi) { /* the first event after the cursor */
+            size_t mid = lo + (hi - lo) / 2;
+            if (evs[mid].seq > s->cursor)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        if (evs[lo].seq == s->cursor + 1)
+            continue;
+        if (ndoomed == cap) {
+            cap = cap ? cap * 2 : 4;
+            doomed = eb_realloc(doomed, cap * sizeof *doomed);
+        }
+        doomed[ndoomed++] = s;
+        s->cursor = evs[lo].seq; /* for the message below */
+    }
+    /* Collected first: ending a stream unlinks it, and may free its bus. */
+    for (size_t i = 0; i < ndoomed; i++) {
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "position: the events after this stream's last sequence expired (the bus's "
+                 "retention); the oldest retained sequence after it is %lld",
+                 (long long)doomed[i]->cursor);
+        end_locked(d, doomed[i], EB_ERANGE, msg);
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (ndoomed)
+        eb_log_info("msg=\"streams ended: position past retention\" bus_id=%lld streams=%zu",
+                    (long long)bus_id, ndoomed);
+    free(doomed);
+}
+
 /* Reads bus b's log from the lowest cursor of its streams that have room,
  * and offers each event to them. Returns EB_EUNAVAIL when the database is
  * unreachable. Called without d->mu. */
@@ -491,6 +542,8 @@ static eb_status serve_bus(eb_dispatch *d, eb_db *db, int64_t bus_id)
         }
         eb_metrics_add(EB_M_LOG_READS, 1);
         eb_metrics_add(EB_M_LOG_EVENTS_READ, n);
+        if (n > 0)
+            end_out_of_range(d, bus_id, evs, n);
 
         /* Decode and build the JSON view outside the lock; match inside. */
         for (size_t i = 0; i < n; i++) {

@@ -13,11 +13,14 @@
 #include "rpc.h"
 #include "util.h"
 
-/* Sets *after to the sequence after which the stream starts. */
+/* Sets *after to the sequence after which the stream starts. A start
+ * sequence below the bus's oldest retained one is EB_ERANGE: the events in
+ * between expired, and starting later would hide their loss. */
 static eb_status start_position(struct eb_rpc *rpc, const Cebus__V1__SubscribeRequest *req,
                                 int64_t bus_id, int64_t *after)
 {
     eb_status st = EB_OK;
+    int64_t oldest = 1;
 
     switch (req->start) {
     case CEBUS__V1__START_POSITION__START_POSITION_UNSPECIFIED:
@@ -25,7 +28,9 @@ static eb_status start_position(struct eb_rpc *rpc, const Cebus__V1__SubscribeRe
         st = eb_store_events_head(rpc->db, bus_id, after);
         break;
     case CEBUS__V1__START_POSITION__START_POSITION_EARLIEST:
-        *after = 0;
+        st = eb_store_events_oldest(rpc->db, bus_id, &oldest);
+        if (st == EB_OK)
+            *after = oldest - 1;
         break;
     case CEBUS__V1__START_POSITION__START_POSITION_SEQUENCE:
         if (req->start_sequence == 0 || req->start_sequence > INT64_MAX) {
@@ -33,7 +38,16 @@ static eb_status start_position(struct eb_rpc *rpc, const Cebus__V1__SubscribeRe
                      "start_sequence: required with START_POSITION_SEQUENCE; sequences start at 1");
             return EB_EINVAL;
         }
-        *after = (int64_t)req->start_sequence - 1;
+        st = eb_store_events_oldest(rpc->db, bus_id, &oldest);
+        if (st == EB_OK && (int64_t)req->start_sequence < oldest) {
+            snprintf(rpc->err, sizeof rpc->err,
+                     "start_sequence: %llu is past the bus's retention; the oldest retained "
+                     "sequence is %lld",
+                     (unsigned long long)req->start_sequence, (long long)oldest);
+            return EB_ERANGE;
+        }
+        if (st == EB_OK)
+            *after = (int64_t)req->start_sequence - 1;
         break;
     case CEBUS__V1__START_POSITION__START_POSITION_TIME:
         if (!req->start_time || req->start_time->seconds < 0 || req->start_time->nanos < 0 ||

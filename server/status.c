@@ -15,6 +15,7 @@ const char *eb_status_text(eb_status s)
     case EB_EUNIMPL: return "unimplemented";
     case EB_EPRECOND: return "failed precondition";
     case EB_ECANCELLED: return "cancelled";
+    case EB_ERANGE: return "out of range";
     }
     return "unknown status";
 }
@@ -34,6 +35,7 @@ grpc_status_code eb_status_to_grpc(eb_status s)
     case EB_EUNIMPL: return GRPC_STATUS_UNIMPLEMENTED;
     case EB_EPRECOND: return GRPC_STATUS_FAILED_PRECONDITION;
     case EB_ECANCELLED: return GRPC_STATUS_CANCELLED;
+    case EB_ERANGE: return GRPC_STATUS_OUT_OF_RANGE;
     }
     return GRPC_STATUS_UNKNOWN;
 }

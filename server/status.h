@@ -17,6 +17,7 @@ typedef enum eb_status {
     EB_EUNIMPL,      /* UNIMPLEMENTED */
     EB_EPRECOND,     /* FAILED_PRECONDITION */
     EB_ECANCELLED,   /* CANCELLED */
+    EB_ERANGE,       /* OUT_OF_RANGE: a position past the bus's retention */
 } eb_status;
 
 /* Returns a static, human-readable name of s. */
