@@ -16,6 +16,7 @@
 #include "grpc_server.h"
 #include "log.h"
 #include "metrics.h"
+#include "retention.h"
 #include "rpc.h"
 #include "store.h"
 #include "tls.h"
@@ -104,6 +105,7 @@ int main(int argc, char **argv)
     eb_server *srv = NULL;
     eb_metrics_server *metrics = NULL;
     eb_tls *tls = NULL;
+    eb_retention *retention = NULL;
     eb_db *db = NULL;
     bool embedded = false;
     char embedded_url[4096];
@@ -192,6 +194,7 @@ int main(int argc, char **argv)
     app.dispatch = eb_dispatch_new(&dopts);
     app.appender = eb_appender_new(url, APPEND_MAX_ROWS,
                                    on_commit, app.dispatch);
+    retention = eb_retention_new(url);
 
     sopts.listen = cfg.listen;
     sopts.workers = (int)cfg.workers;
@@ -203,6 +206,7 @@ int main(int argc, char **argv)
         eb_log_error("msg=\"cannot listen; is another server on that address?\" listen=%s",
                      cfg.listen);
         /* Nothing was accepted; tear down what exists. */
+        eb_retention_free(retention);
         eb_appender_free(app.appender);
         eb_dispatch_stop(app.dispatch);
         eb_dispatch_free(app.dispatch);
@@ -234,6 +238,7 @@ int main(int argc, char **argv)
     eb_server_shutdown(srv, (int)cfg.shutdown_grace_ms);
     eb_exec_free(app.exec);
     eb_appender_free(app.appender);
+    eb_retention_free(retention);
     eb_server_free(srv);
     eb_dispatch_free(app.dispatch);
     eb_auth_free(app.auth);
