@@ -1,7 +1,12 @@
 -- Retention by dropping whole partitions (docs/decisions/0009-retention.md).
 --
 -- The event log is re-partitioned by expiry time: expires_at = received_at
--- + the bus's retention at append. One partition per UTC day of expiry,
+-- + the bus's retention at append, but never earlier than the expiry of the
+-- bus's previous event (buses.last_expires_at): a bus's expiries never
+-- decrease along its sequences, so its log always expires from the oldest
+-- end and a reader at sequence N knows that every later event expires no
+-- earlier than event N, which lets tail reads skip older partitions. One
+-- partition per UTC day of expiry,
 -- named events_eYYYYMMDD, holds the events that expire that day, whatever
 -- their bus's retention; it is dropped as a whole once the day is over, so
 -- an event outlives its expiry by at most one day plus one maintenance
@@ -14,6 +19,10 @@ ALTER TABLE events RENAME TO events_v1;
 ALTER TABLE events_default RENAME TO events_v1_default;
 ALTER INDEX events_bus_seq RENAME TO events_v1_bus_seq;
 ALTER INDEX events_received RENAME TO events_v1_received;
+
+-- The expiry of the bus's last appended event. Updated under the counter
+-- row lock that appends already take.
+ALTER TABLE buses ADD COLUMN last_expires_at timestamptz;
 
 CREATE TABLE events (
     bus_id      bigint NOT NULL,
@@ -177,16 +186,21 @@ CREATE TRIGGER buses_retention_partitions
 
 -- The existing events: partitions for their expiries, then the copy. The
 -- already expired ones are not copied.
+CREATE TEMP TABLE cebus_expiries ON COMMIT DROP AS
+SELECT o.bus_id, o.seq,
+       max(o.received_at + make_interval(hours => b.retention_hours))
+           OVER (PARTITION BY o.bus_id ORDER BY o.seq) AS expires_at
+  FROM events_v1 o JOIN buses b ON b.id = o.bus_id;
+UPDATE buses b SET last_expires_at = x.e
+  FROM (SELECT bus_id, max(expires_at) AS e FROM cebus_expiries GROUP BY bus_id) x
+ WHERE b.id = x.bus_id;
 SELECT cebus_ensure_partitions(d, d)
-  FROM (SELECT DISTINCT date_trunc('day', o.received_at
-                                   + make_interval(hours => b.retention_hours), 'UTC') AS d
-          FROM events_v1 o JOIN buses b ON b.id = o.bus_id
-         WHERE o.received_at + make_interval(hours => b.retention_hours) > now()) x;
+  FROM (SELECT DISTINCT date_trunc('day', expires_at, 'UTC') AS d
+          FROM cebus_expiries WHERE expires_at > now()) x;
 INSERT INTO events (bus_id, seq, received_at, expires_at, source, event_id, type, body)
-SELECT o.bus_id, o.seq, o.received_at, o.received_at + make_interval(hours => b.retention_hours),
-       o.source, o.event_id, o.type, o.body
-  FROM events_v1 o JOIN buses b ON b.id = o.bus_id
- WHERE o.received_at + make_interval(hours => b.retention_hours) > now();
+SELECT o.bus_id, o.seq, o.received_at, x.expires_at, o.source, o.event_id, o.type, o.body
+  FROM events_v1 o JOIN cebus_expiries x ON x.bus_id = o.bus_id AND x.seq = o.seq
+ WHERE x.expires_at > now();
 INSERT INTO event_retention (bus_id, oldest_seq)
 SELECT b.id, COALESCE((SELECT min(seq) FROM events e WHERE e.bus_id = b.id), b.next_seq)
   FROM buses b;
@@ -199,7 +213,39 @@ CREATE INDEX events_bus_seq ON events (bus_id, seq);
 -- time order, so a BRIN index serves them at a fraction of a B-tree's cost.
 CREATE INDEX events_received ON events USING brin (received_at);
 
--- Appends stamp each event's expiry from the bus's retention at append.
+-- Forward reads of a bus's log: up to p_limit events with sequence >
+-- p_after that have not expired, in sequence order. A bus's expiries never
+-- decrease along its sequences, so every event after p_after expires at or
+-- after p_floor when the caller knows the expiry of the event at p_after
+-- (NULL: unknown), and no later than buses.last_expires_at. Both bounds,
+-- and now(), go into the statement as constants, so the planner reads only
+-- the partitions between them (usually one or two) rather than planning and
+-- probing every partition's index. The function is STABLE: the counter row
+-- and the events are read in one snapshot.
+CREATE FUNCTION cebus_read(p_bus bigint, p_after bigint, p_floor timestamptz, p_limit integer)
+RETURNS TABLE (seq bigint, received_us bigint, body bytea, expires_us bigint)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_top timestamptz;
+BEGIN
+    SELECT b.last_expires_at INTO v_top FROM buses b WHERE b.id = p_bus;
+    IF v_top IS NULL OR v_top <= now() THEN
+        RETURN; -- no events, or all of them expired
+    END IF;
+    RETURN QUERY EXECUTE
+        'SELECT seq, (extract(epoch FROM received_at) * 1000000)::bigint, body,'
+        ' (extract(epoch FROM expires_at) * 1000000)::bigint'
+        ' FROM events WHERE bus_id = $1 AND seq > $2 AND expires_at > $3'
+        ' AND expires_at >= $4 AND expires_at <= $5 ORDER BY seq LIMIT $6'
+        -- The floor loses a second: it only narrows the partitions read,
+        -- and no rounding of the caller's may ever hide an event.
+        USING p_bus, p_after, now(), COALESCE(p_floor - interval '1 second', '-infinity'),
+              v_top, p_limit;
+END;
+$$;
+
+-- Appends stamp each event's expiry from the bus's retention at append,
+-- never earlier than the bus's previous event's.
 CREATE OR REPLACE FUNCTION cebus_append(p_bus bigint, p_received bigint[], p_sources text[],
                                         p_ids text[], p_types text[], p_bodies bytea[])
 RETURNS bigint[]
@@ -208,12 +254,14 @@ DECLARE
     v_next bigint;
     v_window integer;
     v_retention interval;
+    v_floor timestamptz;
     v_out bigint[];
     v_fresh integer := 0;
     r record;
 BEGIN
-    SELECT next_seq, dedup_window_seconds, make_interval(hours => retention_hours)
-      INTO v_next, v_window, v_retention
+    SELECT next_seq, dedup_window_seconds, make_interval(hours => retention_hours),
+           last_expires_at
+      INTO v_next, v_window, v_retention, v_floor
       FROM buses WHERE id = p_bus FOR UPDATE;
     IF NOT FOUND THEN
         RETURN NULL;
@@ -242,10 +290,19 @@ BEGIN
     IF v_fresh = 0 THEN
         RETURN v_out;
     END IF;
-    UPDATE buses SET next_seq = next_seq + v_fresh WHERE id = p_bus;
+    -- Expiries never decrease along the bus's sequences (see the top of
+    -- this file): each is at least the previous one's.
+    UPDATE buses SET next_seq = next_seq + v_fresh,
+           last_expires_at = greatest(v_floor,
+               (SELECT max(to_timestamp(u.rt / 1000000.0)) + v_retention
+                  FROM unnest(p_received) WITH ORDINALITY AS u(rt, ord)
+                 WHERE v_out[u.ord] > 0))
+     WHERE id = p_bus;
     INSERT INTO events (bus_id, seq, received_at, expires_at, source, event_id, type, body)
     SELECT p_bus, v_out[u.ord], to_timestamp(u.rt / 1000000.0),
-           to_timestamp(u.rt / 1000000.0) + v_retention, u.s, u.e, u.t, u.b
+           greatest(v_floor, max(to_timestamp(u.rt / 1000000.0) + v_retention)
+                                 OVER (ORDER BY u.ord)),
+           u.s, u.e, u.t, u.b
       FROM unnest(p_received, p_sources, p_ids, p_types, p_bodies)
            WITH ORDINALITY AS u(rt, s, e, t, b, ord)
      WHERE v_out[u.ord] > 0;

@@ -55,6 +55,7 @@ struct stream {
     char *subscription;
     bool rule_disabled;    /* the rule is disabled: matches nothing */
     int64_t cursor;        /* last sequence examined */
+    int64_t floor_us;      /* the expiry of the event at cursor; 0: unknown */
     struct outmsg *q;      /* ring of qcap */
     size_t qhead, qlen, qcap;
     size_t qbytes;         /* bytes queued */
@@ -428,6 +429,7 @@ static void offer_locked(struct bus *b, const struct eb_event_rec *ev, const jso
             continue;
         }
         s->cursor = ev->seq;
+        s->floor_us = ev->expires_us;
         if (!view)
             continue;
         if (!matched) {
@@ -511,7 +513,7 @@ static eb_status serve_bus(eb_dispatch *d, eb_db *db, int64_t bus_id)
     for (;;) {
         struct eb_event_rec *evs = NULL;
         size_t n = 0;
-        int64_t from = INT64_MAX;
+        int64_t from = INT64_MAX, floor_us = INT64_MAX;
         struct bus *b;
         eb_status st;
         bool more;
@@ -526,13 +528,18 @@ static eb_status serve_bus(eb_dispatch *d, eb_db *db, int64_t bus_id)
                     s->stalled = true;
                 if (s->reading && s->cursor < from)
                     from = s->cursor;
+                if (s->reading && s->floor_us < floor_us)
+                    floor_us = s->floor_us;
             }
         }
         pthread_mutex_unlock(&d->mu);
         if (!b || from == INT64_MAX)
             return EB_OK;
 
-        st = eb_store_events_read(db, bus_id, from, READ_PAGE, &evs, &n);
+        /* Expiries never decrease along a bus's sequences, so the lowest
+         * floor bounds every event after the lowest cursor: the read skips
+         * the partitions of earlier expiries. */
+        st = eb_store_events_tail(db, bus_id, from, floor_us, READ_PAGE, &evs, &n);
         if (st) {
             pthread_mutex_lock(&d->mu);
             if ((b = find_bus_locked(d, bus_id)) != NULL)

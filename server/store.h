@@ -270,6 +270,7 @@ eb_status eb_store_dedup_expire(eb_db *db, int limit, int64_t *removed);
 struct eb_event_rec {
     int64_t seq;
     int64_t received_us;
+    int64_t expires_us; /* forward reads only; 0 otherwise */
     uint8_t *body; /* owned; free() */
     size_t body_len;
 };
@@ -279,6 +280,14 @@ struct eb_event_rec {
  * array. */
 eb_status eb_store_events_read(eb_db *db, int64_t bus_id, int64_t after_seq, int limit,
                                struct eb_event_rec **out, size_t *n);
+
+/* Like eb_store_events_read, for readers that know a lower bound of the
+ * expiries of the events they ask for (min_expires_us; 0: none): a bus's
+ * expiries never decrease along its sequences, so the expiry of the event
+ * at after_seq is one. Partitions of earlier expiries are not read. */
+eb_status eb_store_events_tail(eb_db *db, int64_t bus_id, int64_t after_seq,
+                               int64_t min_expires_us, int limit, struct eb_event_rec **out,
+                               size_t *n);
 
 /* The highest committed sequence of the bus (0 when empty). */
 eb_status eb_store_events_head(eb_db *db, int64_t bus_id, int64_t *seq);

@@ -326,11 +326,14 @@ static int64_t be64(const char *p)
     return (int64_t)v;
 }
 
-eb_status eb_store_events_read(eb_db *db, int64_t bus_id, int64_t after_seq, int limit,
-                               struct eb_event_rec **out, size_t *n)
+/* Reads events of a bus with sequence > after_seq, not expired, and with
+ * expiry >= min_expires_us when it is not 0. */
+static eb_status read_forward(eb_db *db, int64_t bus_id, int64_t after_seq,
+                              int64_t min_expires_us, int limit, struct eb_event_rec **out,
+                              size_t *n)
 {
-    char bid[24], after[24], lim[16];
-    const char *params[3] = {bid, after, lim};
+    char bid[24], after[24], lim[16], floor[24];
+    const char *params[4] = {bid, after, lim, min_expires_us ? floor : NULL};
     struct eb_event_rec *recs;
     PGresult *res;
     eb_status st;
@@ -339,11 +342,14 @@ eb_status eb_store_events_read(eb_db *db, int64_t bus_id, int64_t after_seq, int
     snprintf(bid, sizeof bid, "%lld", (long long)bus_id);
     snprintf(after, sizeof after, "%lld", (long long)after_seq);
     snprintf(lim, sizeof lim, "%d", limit);
+    snprintf(floor, sizeof floor, "%lld", (long long)min_expires_us);
+    /* cebus_read (migrations/0007_retention.sql) bounds the expiries it
+     * reads on both sides, so only the partitions in between are planned
+     * and probed. */
     st = eb_db_exec(db, "events_read",
-                    "SELECT seq, (extract(epoch FROM received_at) * 1000000)::bigint, body"
-                    " FROM events WHERE bus_id = $1 AND seq > $2 AND expires_at > now()"
-                    " ORDER BY seq LIMIT $3",
-                    3, params, NULL, NULL, 1, &res);
+                    "SELECT seq, received_us, body, expires_us FROM cebus_read($1, $2,"
+                    " 'epoch'::timestamptz + $4::bigint * interval '1 microsecond', $3)",
+                    4, params, NULL, NULL, 1, &res);
     if (st)
         return st;
     rows = PQntuples(res);
@@ -355,11 +361,25 @@ eb_status eb_store_events_read(eb_db *db, int64_t bus_id, int64_t after_seq, int
         recs[i].body = eb_malloc(blen);
         memcpy(recs[i].body, PQgetvalue(res, i, 2), blen);
         recs[i].body_len = blen;
+        recs[i].expires_us = be64(PQgetvalue(res, i, 3));
     }
     PQclear(res);
     *out = recs;
     *n = (size_t)rows;
     return EB_OK;
+}
+
+eb_status eb_store_events_read(eb_db *db, int64_t bus_id, int64_t after_seq, int limit,
+                               struct eb_event_rec **out, size_t *n)
+{
+    return read_forward(db, bus_id, after_seq, 0, limit, out, n);
+}
+
+eb_status eb_store_events_tail(eb_db *db, int64_t bus_id, int64_t after_seq,
+                               int64_t min_expires_us, int limit, struct eb_event_rec **out,
+                               size_t *n)
+{
+    return read_forward(db, bus_id, after_seq, min_expires_us, limit, out, n);
 }
 
 eb_status eb_store_events_head(eb_db *db, int64_t bus_id, int64_t *seq)

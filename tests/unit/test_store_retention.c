@@ -391,8 +391,11 @@ static void test_retention_change_and_default(void **state)
                  " 1000000.0), '/ret', 'strayed', 't', 'x')",
                  (long long)b.id, (long long)far);
         sql_ok(f->raw, sql);
-        snprintf(sql, sizeof sql, "UPDATE buses SET next_seq = 4 WHERE id = %lld",
-                 (long long)b.id);
+        /* As an append would: the counter and the last expiry. */
+        snprintf(sql, sizeof sql,
+                 "UPDATE buses SET next_seq = 4, last_expires_at = to_timestamp(%lld /"
+                 " 1000000.0) WHERE id = %lld",
+                 (long long)far, (long long)b.id);
         sql_ok(f->raw, sql);
     }
     assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 1);
@@ -401,6 +404,64 @@ static void test_retention_change_and_default(void **state)
     assert_true(partition_exists(f, far));
     assert_int_equal(read_seqs(f, b.id, 0, seqs, 16), 3);
     assert_int_equal(seqs[2], 3);
+}
+
+/* A bus's expiries never decrease along its sequences, even when its
+ * retention is lowered or receive times go back, and a tail read with the
+ * expiry of its cursor's event as floor returns the same events while
+ * leaving out any below the floor. */
+static void test_expiries_never_decrease(void **state)
+{
+    struct fixture *f = *state;
+    struct eb_bus_rec b = new_bus(f, "monotone", "b", 72), upd;
+    int64_t now = eb_now_wall_us(), first, second, third, e1, e2, e3;
+    struct eb_event_rec *ev = NULL;
+    size_t n = 0;
+
+    first = append_at(f, b.id, now, 2);
+    assert_int_equal(eb_store_bus_update(f->db, b.id, 1, -1, &upd), EB_OK);
+    second = append_at(f, b.id, now + 1000, 2);
+    /* Received "earlier" than the last (another replica's clock). */
+    third = append_at(f, b.id, now - 1000000, 1);
+    e1 = sql_int(f->raw, "SELECT (extract(epoch FROM expires_at) * 1000000)::bigint FROM events"
+                         " WHERE bus_id = %lld AND seq = %lld", (long long)b.id,
+                 (long long)first + 1);
+    e2 = sql_int(f->raw, "SELECT (extract(epoch FROM expires_at) * 1000000)::bigint FROM events"
+                         " WHERE bus_id = %lld AND seq = %lld", (long long)b.id,
+                 (long long)second);
+    e3 = sql_int(f->raw, "SELECT (extract(epoch FROM expires_at) * 1000000)::bigint FROM events"
+                         " WHERE bus_id = %lld AND seq = %lld", (long long)b.id,
+                 (long long)third);
+    /* Lowered to an hour, the new events still expire with the old ones. */
+    assert_true(e1 >= now + 72 * HOUR_US - 1000000);
+    assert_int_equal(e2, e1);
+    assert_int_equal(e3, e1);
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM (SELECT expires_at < lag(expires_at)"
+                                     " OVER (ORDER BY seq) AS down FROM events WHERE bus_id = %lld)"
+                                     " x WHERE down",
+                             (long long)b.id),
+                     0);
+
+    /* The floor keeps the events at and above it. */
+    assert_int_equal(eb_store_events_tail(f->db, b.id, first, e1, 100, &ev, &n), EB_OK);
+    assert_int_equal(n, 4);
+    assert_int_equal(ev[0].seq, first + 1);
+    assert_int_equal(ev[0].expires_us, e1);
+    for (size_t i = 0; i < n; i++)
+        free(ev[i].body);
+    free(ev);
+    /* Within a second below it, events stay (the floor only narrows the
+     * partitions read; rounding must never hide an event)... */
+    assert_int_equal(eb_store_events_tail(f->db, b.id, first, e1 + 500000, 100, &ev, &n),
+                     EB_OK);
+    assert_int_equal(n, 4);
+    for (size_t i = 0; i < n; i++)
+        free(ev[i].body);
+    free(ev);
+    /* ...and further below, they are left out. */
+    assert_int_equal(eb_store_events_tail(f->db, b.id, 0, e1 + 2000000, 100, &ev, &n), EB_OK);
+    assert_int_equal(n, 0);
+    free(ev);
 }
 
 /* One session at a time: the others skip the run. */
@@ -496,6 +557,9 @@ static void test_migration_keeps_events(void **state)
     assert_int_equal(sql_int(raw, "SELECT count(*) FROM events"
                                   " WHERE expires_at = received_at + interval '168 hours'"),
                      2);
+    assert_int_equal(sql_int(raw, "SELECT count(*) FROM buses WHERE name = 'old'"
+                                  " AND last_expires_at = (SELECT max(expires_at) FROM events)"),
+                     1);
     assert_int_equal(sql_int(raw, "SELECT count(*) FROM events_default"), 0);
     assert_int_equal(sql_int(raw, "SELECT oldest_seq FROM event_retention"), 2);
     assert_int_equal(sql_int(raw, "SELECT count(*) FROM pg_class WHERE relname = 'events_v1'"),
@@ -529,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_drop_whole_partitions),
         cmocka_unit_test(test_expired_events_invisible),
         cmocka_unit_test(test_retention_change_and_default),
+        cmocka_unit_test(test_expiries_never_decrease),
         cmocka_unit_test(test_maintenance_lock),
         cmocka_unit_test(test_migration_keeps_events),
     };
