@@ -35,9 +35,9 @@ CREATE TABLE events (
     body        bytea NOT NULL
 ) PARTITION BY RANGE (expires_at);
 -- A safety net, kept empty: partitions are created ahead of the expiries
--- that appends produce (cebus_maintain_partitions, and the trigger on a
--- bus's retention below). Rows found here are moved into the partition
--- created for them.
+-- that appends produce (cebus_maintain_partitions, and
+-- cebus_partitions_for_retention before a bus gets a retention). Rows found
+-- here are moved into the partition created for them.
 CREATE TABLE events_default PARTITION OF events DEFAULT;
 
 -- Per bus, the oldest retained sequence: every event of the bus with a
@@ -111,8 +111,14 @@ $$;
 --      and deletes expired rows from the default partition (empty unless
 --      something went wrong).
 -- The drops come last, so that the exclusive lock they take on events is
--- held for the shortest time; lock_timeout bounds the wait for it behind
--- long reads (the run then fails and the next one retries).
+-- held for the shortest time. Creating and dropping partitions lock events
+-- exclusively; while maintenance waits for that lock, appenders queue
+-- behind it, and one of them may hold a bus row another waits for: a
+-- deadlock that PostgreSQL would break after deadlock_timeout (1 s) by
+-- aborting whichever session checks, perhaps an append. lock_timeout 200 ms,
+-- below deadlock_timeout, makes maintenance always the one that gives up
+-- (the run fails, and the server retries it a few seconds later), and bounds
+-- the stall it can cause appends.
 -- Returns skipped (another session holds the lock), created, dropped.
 CREATE FUNCTION cebus_maintain_partitions(p_now timestamptz, OUT skipped boolean,
                                           OUT created integer, OUT dropped integer)
@@ -128,7 +134,7 @@ BEGIN
         skipped := true;
         RETURN;
     END IF;
-    PERFORM set_config('lock_timeout', '5s', true);
+    PERFORM set_config('lock_timeout', '200ms', true);
 
     FOR r IN SELECT DISTINCT h FROM (SELECT retention_hours AS h FROM buses
                                      UNION ALL SELECT 168) x ORDER BY h
@@ -169,20 +175,25 @@ BEGIN
 END;
 $$;
 
--- A bus's new or changed retention gets its partitions at once, so that
--- its appends never land in the default partition.
-CREATE FUNCTION cebus_bus_retention_partitions() RETURNS trigger
+-- The partitions a retention of p_hours needs for the next two days of
+-- appends, for a bus about to get that retention, so that its appends do
+-- not land in the default partition. Called in a transaction of its own,
+-- before the bus row changes: creating a partition locks events
+-- exclusively, and waiting for that while holding a bus row an appender
+-- waits for would deadlock. Gives up after 200 ms (see lock_timeout in
+-- cebus_maintain_partitions) and returns -1; the next maintenance run
+-- then creates them and moves any rows the default partition took.
+CREATE FUNCTION cebus_partitions_for_retention(p_hours integer)
+RETURNS integer
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM cebus_ensure_partitions(now() + make_interval(hours => NEW.retention_hours),
-                                    now() + make_interval(hours => NEW.retention_hours)
-                                          + interval '2 days');
-    RETURN NULL;
+    PERFORM set_config('lock_timeout', '200ms', true);
+    RETURN cebus_ensure_partitions(now() + make_interval(hours => p_hours),
+                                   now() + make_interval(hours => p_hours) + interval '2 days');
+EXCEPTION WHEN lock_not_available THEN
+    RETURN -1;
 END;
 $$;
-CREATE TRIGGER buses_retention_partitions
-    AFTER INSERT OR UPDATE OF retention_hours ON buses
-    FOR EACH ROW EXECUTE FUNCTION cebus_bus_retention_partitions();
 
 -- The existing events: partitions for their expiries, then the copy. The
 -- already expired ones are not copied.

@@ -124,6 +124,9 @@ struct eb_bus_rec {
     int64_t created_us;
 };
 
+/* Inserts a bus, after making the event log partitions its retention
+ * needs (eb_store_partitions_for_retention): not to be called inside a
+ * transaction. */
 eb_status eb_store_bus_insert(eb_db *db, int64_t tenant_id, const char *name,
                               int retention_hours, int dedup_window_seconds,
                               struct eb_bus_rec *out);
@@ -134,7 +137,9 @@ eb_status eb_store_bus_get(eb_db *db, const char *tenant, const char *name,
 eb_status eb_store_bus_list(eb_db *db, int64_t tenant_id, const char *after, int limit,
                             struct eb_bus_rec **out, size_t *n);
 /* Sets a bus's retention and dedup window (each < 0: unchanged) and
- * returns the updated row. */
+ * returns the updated row. Like eb_store_bus_insert, first makes the event
+ * log partitions the retention needs (eb_store_partitions_for_retention):
+ * not to be called inside a transaction. */
 eb_status eb_store_bus_update(eb_db *db, int64_t bus_id, int retention_hours,
                               int dedup_window_seconds, struct eb_bus_rec *out);
 /* Deletes a bus with its rules, targets, events and dedup entries, in one
@@ -319,6 +324,13 @@ struct eb_maintain_result {
  * set. See cebus_maintain_partitions in migrations/0007_retention.sql. */
 eb_status eb_store_partitions_maintain(eb_db *db, int64_t now_us,
                                        struct eb_maintain_result *out);
+
+/* Creates the partitions that appends to a bus with a retention of
+ * retention_hours need over the next two days, in a transaction of its
+ * own. Called before a bus gets that retention (never inside a transaction
+ * that holds a bus row). Best effort: a failure is logged and left to the
+ * next maintenance run. */
+void eb_store_partitions_for_retention(eb_db *db, int retention_hours);
 
 /* LISTENs on "cebus_events" (new events) and "cebus_rules" (a rule
  * changed or was deleted) on this connection. */

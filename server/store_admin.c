@@ -254,6 +254,8 @@ eb_status eb_store_bus_update(eb_db *db, int64_t bus_id, int retention_hours,
     eb_db_fmt_i64(bid, sizeof bid, bus_id);
     snprintf(ret, sizeof ret, "%d", retention_hours);
     snprintf(dedup, sizeof dedup, "%d", dedup_window_seconds);
+    if (retention_hours >= 0)
+        eb_store_partitions_for_retention(db, retention_hours);
     st = eb_db_exec(db, "bus_update",
                     "WITH b AS (UPDATE buses SET retention_hours = COALESCE($2::integer,"
                     " retention_hours), dedup_window_seconds = COALESCE($3::integer,"

@@ -148,6 +148,7 @@ eb_status eb_store_bus_insert(eb_db *db, int64_t tenant_id, const char *name,
     eb_db_fmt_i64(tid, sizeof tid, tenant_id);
     snprintf(ret, sizeof ret, "%d", retention_hours);
     snprintf(dedup, sizeof dedup, "%d", dedup_window_seconds);
+    eb_store_partitions_for_retention(db, retention_hours);
     st = eb_db_exec(db, "bus_insert",
                     "WITH b AS (INSERT INTO buses (tenant_id, name, retention_hours,"
                     " dedup_window_seconds) VALUES ($1, $2, $3, $4) RETURNING *)"

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "store.h"
 #include "store_internal.h"
 
@@ -57,4 +58,22 @@ eb_status eb_store_partitions_maintain(eb_db *db, int64_t now_us, struct eb_main
     out->dropped = (int)eb_db_int(res, 0, 2);
     PQclear(res);
     return EB_OK;
+}
+
+void eb_store_partitions_for_retention(eb_db *db, int retention_hours)
+{
+    char hours[16];
+    const char *params[1] = {hours};
+    PGresult *res;
+
+    snprintf(hours, sizeof hours, "%d", retention_hours);
+    /* Best effort: when it cannot get the lock in time, the next
+     * maintenance run creates the partitions. */
+    if (eb_db_exec(db, "partitions_for_retention", "SELECT cebus_partitions_for_retention($1)", 1,
+                   params, NULL, NULL, 0, &res) != EB_OK)
+        return;
+    if (PQntuples(res) == 1 && eb_db_int(res, 0, 0) < 0)
+        eb_log_info("msg=\"partitions for a new retention left to maintenance\" hours=%d",
+                    retention_hours);
+    PQclear(res);
 }

@@ -362,8 +362,9 @@ static void test_expired_events_invisible(void **state)
     assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 0);
 }
 
-/* A changed retention gets its partitions at once; rows that reached the
- * default partition are moved into the partition created for them. */
+/* A changed retention gets its partitions at once (before the bus row
+ * changes); rows that reached the default partition are moved into the
+ * partition created for them. */
 static void test_retention_change_and_default(void **state)
 {
     struct fixture *f = *state;
@@ -462,6 +463,40 @@ static void test_expiries_never_decrease(void **state)
     assert_int_equal(eb_store_events_tail(f->db, b.id, 0, e1 + 2000000, 100, &ev, &n), EB_OK);
     assert_int_equal(n, 0);
     free(ev);
+}
+
+/* When the partitions for a new retention cannot be made at once (a long
+ * reader holds the event log), the bus change still succeeds within the
+ * lock timeout; its appends wait in the default partition until the next
+ * maintenance run moves them into the partition it creates. */
+static void test_retention_partitions_left_to_maintenance(void **state)
+{
+    struct fixture *f = *state;
+    struct eb_bus_rec b = new_bus(f, "busy", "b", 24), upd;
+    int64_t now = eb_now_wall_us(), t0, seqs[16];
+    struct eb_maintain_result r;
+
+    PGconn *reader = PQconnectdb(f->url);
+    assert_int_equal(PQstatus(reader), CONNECTION_OK);
+    sql_ok(reader, "BEGIN");
+    sql_ok(reader, "LOCK TABLE events IN ACCESS SHARE MODE");
+    t0 = eb_now_mono_us();
+    assert_int_equal(eb_store_bus_update(f->db, b.id, 333 * 24, -1, &upd), EB_OK);
+    assert_true(eb_now_mono_us() - t0 < 5000000);
+    assert_int_equal(upd.retention_hours, 333 * 24);
+    assert_false(partition_exists(f, now + 333 * DAY_US));
+    sql_ok(reader, "COMMIT");
+    PQfinish(reader);
+
+    append_at(f, b.id, now, 2);
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 2);
+    assert_int_equal(read_seqs(f, b.id, 0, seqs, 16), 2);
+    r = maintain_ok(f, 0);
+    assert_true(r.created >= 1);
+    assert_true(partition_exists(f, now + 333 * DAY_US));
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 0);
+    assert_int_equal(read_seqs(f, b.id, 0, seqs, 16), 2);
+    assert_int_equal(seqs[1], 2);
 }
 
 /* One session at a time: the others skip the run. */
@@ -594,6 +629,7 @@ int main(void)
         cmocka_unit_test(test_expired_events_invisible),
         cmocka_unit_test(test_retention_change_and_default),
         cmocka_unit_test(test_expiries_never_decrease),
+        cmocka_unit_test(test_retention_partitions_left_to_maintenance),
         cmocka_unit_test(test_maintenance_lock),
         cmocka_unit_test(test_migration_keeps_events),
     };
