@@ -1,4 +1,4 @@
--- Retention by dropping whole partitions (docs/decisions/0009-retention.md).
+-- Retention by dropping whole partitions (docs/decisions/0011-retention.md).
 --
 -- The event log is re-partitioned by expiry time: expires_at = received_at
 -- + the bus's retention at append, but never earlier than the expiry of the

@@ -3,7 +3,7 @@
  * sequence, drops wholly expired partitions) at start and then every
  * EB_RETENTION_EVERY_MS. Every replica runs one; an advisory lock in the
  * database lets one of them do a given run and the others skip it. See
- * docs/decisions/0009-retention.md. */
+ * docs/decisions/0011-retention.md. */
 #ifndef EB_RETENTION_H
 #define EB_RETENTION_H
 

@@ -1,5 +1,5 @@
 /* Retention: partition maintenance and the oldest retained sequence of a
- * bus (migrations/0007_retention.sql, docs/decisions/0009-retention.md). */
+ * bus (migrations/0007_retention.sql, docs/decisions/0011-retention.md). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
