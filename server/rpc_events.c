@@ -342,6 +342,7 @@ void eb_rpc_put_events(struct eb_rpc *rpc)
         }
         row = &p->rows[p->areq.nrows];
         row->bus_id = bus.id;
+        row->tenant_id = rpc->who.tenant_id;
         row->received_us = now;
         row->source = ev->source;
         row->event_id = ev->id;

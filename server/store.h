@@ -248,6 +248,7 @@ eb_status eb_store_rule_by_subscription(eb_db *db, int64_t bus_id, const char *s
 
 struct eb_append_row {
     int64_t bus_id;
+    int64_t tenant_id;  /* the publishing tenant: deduplication is per tenant */
     int64_t received_us;
     const char *source;
     const char *event_id;
@@ -255,13 +256,13 @@ struct eb_append_row {
     const uint8_t *body;
     size_t body_len;
     int64_t seq;        /* out: assigned sequence (the original one for duplicates) */
-    bool duplicate;     /* out: (source, event_id) was accepted within the window */
+    bool duplicate;     /* out: (tenant, source, event_id) was accepted within the window */
     eb_status status;   /* out: EB_OK, or EB_ENOTFOUND when the bus is gone */
 };
 
 /* Appends rows in one transaction: for each bus, in increasing bus id
  * order, takes the bus's sequence counter row lock, answers rows whose
- * (source, event_id) the bus accepted within its dedup window (or earlier
+ * (tenant_id, source, event_id) the bus accepted within its dedup window (or earlier
  * in this call) as duplicates with the original sequence, assigns
  * consecutive sequences to the others in row order, inserts them, and
  * notifies channel "cebus_events" with the bus id. Returns EB_OK only after

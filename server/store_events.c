@@ -94,7 +94,7 @@ enum { OID_INT8 = 20, OID_TEXT = 25, OID_BYTEA = 17, OID_INT8_ARRAY = 1016,
 
 /* The parameters of one cebus_append() call: one bus's rows. */
 struct group_params {
-    struct bbuf bus, received, sources, ids, types, bodies;
+    struct bbuf bus, tenants, received, sources, ids, types, bodies;
 };
 
 static void group_params_build(struct group_params *g, const struct eb_append_row *rows,
@@ -102,6 +102,7 @@ static void group_params_build(struct group_params *g, const struct eb_append_ro
 {
     memset(g, 0, sizeof *g);
     bb_i64(&g->bus, grp[0].bus_id);
+    bb_array(&g->tenants, OID_INT8, n);
     bb_array(&g->received, OID_INT8, n);
     bb_array(&g->sources, OID_TEXT, n);
     bb_array(&g->ids, OID_TEXT, n);
@@ -109,6 +110,8 @@ static void group_params_build(struct group_params *g, const struct eb_append_ro
     bb_array(&g->bodies, OID_BYTEA, n);
     for (size_t k = 0; k < n; k++) {
         const struct eb_append_row *r = &rows[grp[k].index];
+        bb_u32(&g->tenants, 8);
+        bb_i64(&g->tenants, r->tenant_id);
         bb_u32(&g->received, 8);
         bb_i64(&g->received, r->received_us);
         bb_elem(&g->sources, r->source, strlen(r->source));
@@ -121,6 +124,7 @@ static void group_params_build(struct group_params *g, const struct eb_append_ro
 static void group_params_free(struct group_params *g)
 {
     free(g->bus.p);
+    free(g->tenants.p);
     free(g->received.p);
     free(g->sources.p);
     free(g->ids.p);
@@ -130,19 +134,19 @@ static void group_params_free(struct group_params *g)
 
 static bool send_group(PGconn *conn, const struct group_params *g)
 {
-    static const Oid types[6] = {OID_INT8, OID_INT8_ARRAY, OID_TEXT_ARRAY, OID_TEXT_ARRAY,
-                                 OID_TEXT_ARRAY, OID_BYTEA_ARRAY};
-    static const int formats[6] = {1, 1, 1, 1, 1, 1};
-    const struct bbuf *b[6] = {&g->bus, &g->received, &g->sources, &g->ids, &g->types,
-                               &g->bodies};
-    const char *values[6];
-    int lengths[6];
+    static const Oid types[7] = {OID_INT8,       OID_INT8_ARRAY, OID_INT8_ARRAY, OID_TEXT_ARRAY,
+                                 OID_TEXT_ARRAY, OID_TEXT_ARRAY, OID_BYTEA_ARRAY};
+    static const int formats[7] = {1, 1, 1, 1, 1, 1, 1};
+    const struct bbuf *b[7] = {&g->bus, &g->tenants, &g->received, &g->sources,
+                               &g->ids, &g->types,   &g->bodies};
+    const char *values[7];
+    int lengths[7];
 
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 7; i++) {
         values[i] = b[i]->p;
         lengths[i] = (int)b[i]->len;
     }
-    return PQsendQueryParams(conn, "SELECT cebus_append($1, $2, $3, $4, $5, $6)", 6, types,
+    return PQsendQueryParams(conn, "SELECT cebus_append($1, $2, $3, $4, $5, $6, $7)", 7, types,
                              values, lengths, formats, 0) == 1;
 }
 

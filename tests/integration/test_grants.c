@@ -496,6 +496,59 @@ static void test_event_source_rpcs(void **state)
 static Cebus__V1__PutEventsResponse *put3(cebus_client *c, const char *bus, const char *s0,
                                           const char *s1, const char *s2);
 
+/* A PUBLISH grantee that sends an event with the (source, id) of one the
+ * owner published is not told "duplicate" with the owner's sequence: the
+ * dedup window is per publishing tenant, so the grantee learns nothing of
+ * the owner's events and its own event is stored. Its own retry is still
+ * its duplicate. */
+static void test_grantee_dedup_is_its_own(void **state)
+{
+    struct h_env *env = *state;
+    struct h_tenant O, G;
+    cebus_client *o_pub, *o_adm, *g_pub;
+    Cebus__V1__PutEventsResponse *resp = NULL;
+    h_event *ev;
+    cebus_error err;
+    uint64_t owner_seq;
+
+    h_tenant_create_ok(env->admin, "dd-owner", "ledger", &O);
+    h_tenant_create_ok(env->admin, "dd-grantee", "own", &G);
+    o_pub = cebus_client_new(env->srv[0].addr, O.publisher_key);
+    o_adm = cebus_client_new(env->srv[0].addr, O.admin_key);
+    g_pub = cebus_client_new(env->srv[0].addr, G.publisher_key);
+    h_assert_status("grant", create_grant(o_adm, "ledger", "dd-grantee",
+                                          CEBUS__V1__PERMISSION__PERMISSION_PUBLISH, &err),
+                    &err, 0, NULL);
+
+    owner_seq = h_put_one_ok(o_pub, "ledger", "secret-id-1", "t", NULL);
+    ev = h_event_new("secret-id-1", "/it", "t", NULL);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        /* The grant may take up to a second to be seen. */
+        for (int64_t deadline = h_now_ms() + SETTLE_LIMIT_MS;;) {
+            int rc = h_put(g_pub, "dd-owner/ledger", &ev, 1, &resp, &err);
+            if (rc == 0)
+                break;
+            if (h_now_ms() > deadline)
+                fail_msg("grantee put: %s", err.message);
+            usleep(100 * 1000);
+        }
+        assert_int_equal(resp->results[0]->code, 0);
+        if (attempt == 0) {
+            assert_false(resp->results[0]->duplicate);
+            assert_true(resp->results[0]->sequence > owner_seq);
+            owner_seq = resp->results[0]->sequence; /* the grantee's own */
+        } else {
+            assert_true(resp->results[0]->duplicate);
+            assert_int_equal(resp->results[0]->sequence, owner_seq);
+        }
+        cebus__v1__put_events_response__free_unpacked(resp, NULL);
+    }
+    h_event_free(ev);
+    cebus_client_free(o_pub);
+    cebus_client_free(o_adm);
+    cebus_client_free(g_pub);
+}
+
 /* A source prefix belongs to one tenant: an ISV cannot register the
  * platform's prefix (nor a longer or shorter one overlapping it) to publish
  * as the platform, and the refusal does not say who holds it. */
@@ -770,6 +823,7 @@ int main(void)
         cmocka_unit_test(test_revoking_a_grant_ends_streams),
         cmocka_unit_test(test_event_source_rpcs),
         cmocka_unit_test(test_source_prefix_belongs_to_one_tenant),
+        cmocka_unit_test(test_grantee_dedup_is_its_own),
         cmocka_unit_test(test_source_spoofing_rejected_per_entry),
         cmocka_unit_test(test_require_sources),
         cmocka_unit_test(test_cli_grants_and_sources),

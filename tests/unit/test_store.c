@@ -1214,6 +1214,27 @@ static void test_events_dedup(void **state)
     assert_int_equal(eb_store_events_head(f->db, a.id, &head), EB_OK);
     assert_int_equal(head, 5);
     assert_int_equal(count_events(f, a.id), 5);
+
+    /* Per publishing tenant: another tenant's event with the same source
+     * and id is its own event (it must not learn the first one's sequence),
+     * in a later call and within one call; its retry is its duplicate. */
+    rows[0] = row_of(a.id, t0, "id-1", "grantee one");
+    rows[0].tenant_id = tid + 1000;
+    rows[1] = row_of(a.id, t0, "id-4", "owner four again");
+    rows[2] = row_of(a.id, t0, "id-4", "grantee four");
+    rows[2].tenant_id = tid + 1000;
+    assert_int_equal(eb_store_events_append(f->db, rows, 3), EB_OK);
+    assert_false(rows[0].duplicate);
+    assert_int_equal(rows[0].seq, 6);
+    assert_true(rows[1].duplicate);
+    assert_int_equal(rows[1].seq, 4);
+    assert_false(rows[2].duplicate);
+    assert_int_equal(rows[2].seq, 7);
+    rows[0] = row_of(a.id, t0, "id-1", "grantee one again");
+    rows[0].tenant_id = tid + 1000;
+    assert_int_equal(eb_store_events_append(f->db, rows, 1), EB_OK);
+    assert_true(rows[0].duplicate);
+    assert_int_equal(rows[0].seq, 6);
 }
 
 /* Sources and ids travel in array literals: quotes, backslashes, commas,
