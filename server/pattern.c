@@ -7,6 +7,7 @@
  */
 #include "pattern.h"
 #include "pattern_anchor.h"
+#include "pattern_internal.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -17,11 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Arrays nested inside arrays in an event are flattened up to this depth;
- * deeper levels are ignored so that a hostile event cannot make the matcher
- * recurse without bound. */
-#define ARRAY_FLATTEN_DEPTH 16
 
 /* Longest text form of an IPv6 address accepted by the cidr operator, with
  * room for the NUL (INET6_ADDRSTRLEN is 46). */
@@ -90,92 +86,6 @@ static void arena_free(struct arena_block *b)
         b = next;
     }
 }
-
-/* ---- Compiled representation ------------------------------------------ */
-
-struct text {
-    const char *s; /* not NUL-terminated in general */
-    size_t len;
-};
-
-enum cond_kind {
-    COND_STRING,    /* exact string */
-    COND_NUMBER,    /* exact number, compared as double */
-    COND_BOOL,      /* true or false */
-    COND_NULL,      /* JSON null */
-    COND_PREFIX,
-    COND_SUFFIX,
-    COND_EQUALS_CI, /* equals-ignore-case */
-    COND_PREFIX_CI, /* prefix: {equals-ignore-case} */
-    COND_SUFFIX_CI, /* suffix: {equals-ignore-case} */
-    COND_WILDCARD,
-    COND_CIDR,
-    COND_NUMERIC,
-    COND_EXISTS,
-    COND_ANYTHING_BUT,
-};
-
-enum lower_op { LOWER_NONE, LOWER_GT, LOWER_GE };
-enum upper_op { UPPER_NONE, UPPER_LT, UPPER_LE };
-
-struct numeric {
-    enum lower_op lop;
-    enum upper_op uop;
-    double lo;
-    double hi;
-    bool equals; /* written as "=", for explain() */
-};
-
-/* A wildcard "seg0*seg1*...*segN" is kept as its N+1 literal segments
- * (escapes already resolved), any of which may be empty. */
-struct wildcard {
-    struct text src; /* as written, for explain() */
-    struct text *segs;
-    size_t nsegs;
-};
-
-struct cidr {
-    struct text src; /* as written, for explain() */
-    int family;      /* AF_INET or AF_INET6 */
-    unsigned bits;
-    unsigned char addr[16]; /* host bits cleared */
-};
-
-struct cond {
-    enum cond_kind kind;
-    union {
-        struct text str;
-        double num;
-        bool flag; /* COND_BOOL value, COND_EXISTS wanted presence */
-        struct numeric range;
-        struct wildcard wc;
-        struct cidr net;
-        struct {
-            struct cond *conds; /* anything-but matches when none of these does */
-            size_t n;
-        } but;
-    } u;
-};
-
-enum field_kind { FIELD_LEAF, FIELD_OBJECT, FIELD_OR };
-
-struct node;
-
-struct field {
-    enum field_kind kind;
-    struct text name; /* unused for FIELD_OR */
-    struct cond *conds; /* FIELD_LEAF: OR of these */
-    size_t nconds;
-    struct node *nodes; /* FIELD_OBJECT: one node; FIELD_OR: the alternatives */
-    size_t nnodes;
-};
-
-/* One object level of a pattern: every field must match (AND). Fields keep
- * the pattern's order, so explain() reports failures predictably. */
-struct node {
-    struct field *fields;
-    size_t nfields;
-};
 
 struct eb_pattern {
     struct arena_block *arena;
@@ -889,26 +799,22 @@ static bool numeric_match(const struct numeric *r, double d)
     return true;
 }
 
-/* Returns whether the scalar event value v satisfies c. Every condition but
- * anything-but is false for values of the wrong type. */
-static bool cond_match_scalar(const struct cond *c, const json_t *v)
+bool eb_pattern_cond_match(const struct cond *c, const struct eb_scalar *v)
 {
-    const char *s = NULL;
-    size_t len = 0;
+    const char *s = v->kind == EB_SCALAR_STRING ? v->s : NULL;
+    size_t len = v->kind == EB_SCALAR_STRING ? v->len : 0;
+    bool num = v->kind == EB_SCALAR_NUMBER;
 
-    if (json_is_string(v)) {
-        s = json_string_value(v);
-        len = json_string_length(v);
-    }
     switch (c->kind) {
     case COND_STRING:
         return s != NULL && len == c->u.str.len && memcmp(s, c->u.str.s, len) == 0;
     case COND_NUMBER:
-        return json_is_number(v) && json_number_value(v) == c->u.num;
+        return num && v->num == c->u.num;
     case COND_BOOL:
-        return json_is_boolean(v) && json_is_true(v) == c->u.flag;
+        return (v->kind == EB_SCALAR_TRUE && c->u.flag) ||
+               (v->kind == EB_SCALAR_FALSE && !c->u.flag);
     case COND_NULL:
-        return json_is_null(v);
+        return v->kind == EB_SCALAR_NULL;
     case COND_PREFIX:
         return s != NULL && len >= c->u.str.len && memcmp(s, c->u.str.s, c->u.str.len) == 0;
     case COND_SUFFIX:
@@ -926,10 +832,10 @@ static bool cond_match_scalar(const struct cond *c, const json_t *v)
     case COND_CIDR:
         return s != NULL && cidr_match(&c->u.net, s, len);
     case COND_NUMERIC:
-        return json_is_number(v) && numeric_match(&c->u.range, json_number_value(v));
+        return num && numeric_match(&c->u.range, v->num);
     case COND_ANYTHING_BUT:
         for (size_t i = 0; i < c->u.but.n; i++)
-            if (cond_match_scalar(&c->u.but.conds[i], v))
+            if (eb_pattern_cond_match(&c->u.but.conds[i], v))
                 return false;
         return true;
     case COND_EXISTS:
@@ -937,6 +843,26 @@ static bool cond_match_scalar(const struct cond *c, const json_t *v)
         break;
     }
     return false;
+}
+
+/* The scalar form of the jansson value v (not an array or object). */
+static struct eb_scalar json_scalar(const json_t *v)
+{
+    struct eb_scalar s = { .kind = EB_SCALAR_NULL };
+
+    if (json_is_string(v)) {
+        s.kind = EB_SCALAR_STRING;
+        s.s = json_string_value(v);
+        s.len = json_string_length(v);
+    } else if (json_is_number(v)) {
+        s.kind = EB_SCALAR_NUMBER;
+        s.num = json_number_value(v);
+    } else if (json_is_true(v)) {
+        s.kind = EB_SCALAR_TRUE;
+    } else if (json_is_false(v)) {
+        s.kind = EB_SCALAR_FALSE;
+    }
+    return s;
 }
 
 /* Returns whether any scalar in v (v itself, or the elements of an array,
@@ -954,7 +880,10 @@ static bool cond_match_any(const struct cond *c, const json_t *v, int depth)
                 return true;
         return false;
     }
-    return !json_is_object(v) && cond_match_scalar(c, v);
+    if (json_is_object(v))
+        return false;
+    struct eb_scalar s = json_scalar(v);
+    return eb_pattern_cond_match(c, &s);
 }
 
 /* A field exists, for "exists", when it holds at least one leaf value: a
@@ -1207,6 +1136,11 @@ static bool match_node(const struct node *n, const json_t *obj, struct explain *
             return false;
     }
     return true;
+}
+
+const struct node *eb_pattern_root(const eb_pattern *p)
+{
+    return &p->root;
 }
 
 bool eb_pattern_match(const eb_pattern *p, const json_t *event)

@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "cloudevents.pb-c.h"
 #include "status.h"
 
 typedef struct eb_pattern eb_pattern;
@@ -95,6 +96,16 @@ void eb_matcher_scratch_free(eb_matcher_scratch *sc);
  * thread at a time. */
 size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scratch *sc,
                         const uint32_t **ids);
+
+/* Matches the decoded CloudEvent ev (borrowed) against every pattern of m,
+ * with the same result as eb_matcher_match() on ce_to_json(ev), without
+ * building that JSON view: the event is flattened once along the paths the
+ * patterns use (flatten.h) and the candidates are evaluated on that. Returns
+ * how many matched and points *ids at their ids (in sc, valid until sc's
+ * next use). Allocates only while sc's buffers grow to the largest event
+ * seen. REQUIRES: as eb_matcher_match(). */
+size_t eb_matcher_match_event(const eb_matcher *m, const Io__Cloudevents__V1__CloudEvent *ev,
+                              eb_matcher_scratch *sc, const uint32_t **ids);
 
 /* Frees m (not the patterns it borrowed). NULL is allowed. */
 void eb_matcher_free(eb_matcher *m);

@@ -1,0 +1,200 @@
+/* Matching a compiled pattern against a flattened event (flatten.h), the
+ * hot path of the per-bus matcher. It mirrors match_node() and friends in
+ * pattern.c step by step over eb_fval instead of json_t, and shares the
+ * matching of one condition against one scalar (eb_pattern_cond_match), so
+ * that both views give the same answer; tests/unit/test_flatten.c and
+ * tests/fuzz/fuzz_flatten.c compare them.
+ */
+#include "pattern_flat.h"
+
+#include <assert.h>
+#include <string.h>
+
+#include "pattern_internal.h"
+
+/* ---- Paths ---------------------------------------------------------------- */
+
+static void paths_node(const struct node *n, eb_ftrie *t, uint32_t parent);
+
+static void paths_field(const struct field *f, eb_ftrie *t, uint32_t parent)
+{
+    uint32_t id;
+
+    if (f->kind == FIELD_OR) {
+        for (size_t k = 0; k < f->nnodes; k++)
+            paths_node(&f->nodes[k], t, parent);
+        return;
+    }
+    id = eb_ftrie_add(t, parent, f->name.s, f->name.len);
+    if (f->kind == FIELD_OBJECT)
+        paths_node(&f->nodes[0], t, id);
+}
+
+static void paths_node(const struct node *n, eb_ftrie *t, uint32_t parent)
+{
+    for (size_t i = 0; i < n->nfields; i++)
+        paths_field(&n->fields[i], t, parent);
+}
+
+void eb_pattern_paths(const eb_pattern *p, eb_ftrie *t)
+{
+    assert(p != NULL && t != NULL);
+    paths_node(eb_pattern_root(p), t, EB_FTRIE_ROOT);
+}
+
+/* ---- Matching ------------------------------------------------------------- */
+
+#define NO_VALUE SIZE_MAX
+
+static const struct eb_fval *kid(const eb_flat *f, const struct eb_fval *c, size_t i)
+{
+    return &f->vals[f->kids[c->first + i]];
+}
+
+static struct eb_scalar scalar_of(const struct eb_fval *v)
+{
+    struct eb_scalar s = { .kind = EB_SCALAR_NULL };
+
+    switch (v->kind) {
+    case EB_FV_STRING:
+        s.kind = EB_SCALAR_STRING;
+        s.s = v->s;
+        s.len = v->len;
+        break;
+    case EB_FV_NUMBER:
+        s.kind = EB_SCALAR_NUMBER;
+        s.num = v->num;
+        break;
+    case EB_FV_TRUE:
+        s.kind = EB_SCALAR_TRUE;
+        break;
+    case EB_FV_FALSE:
+        s.kind = EB_SCALAR_FALSE;
+        break;
+    default:
+        break;
+    }
+    return s;
+}
+
+/* As cond_match_any() in pattern.c. */
+static bool cond_any(const eb_flat *f, const struct cond *c, const struct eb_fval *v, int depth)
+{
+    struct eb_scalar s;
+
+    if (v->kind == EB_FV_ARRAY) {
+        if (depth >= ARRAY_FLATTEN_DEPTH)
+            return false;
+        for (size_t i = 0; i < v->n; i++)
+            if (cond_any(f, c, kid(f, v, i), depth + 1))
+                return true;
+        return false;
+    }
+    if (v->kind == EB_FV_OBJECT)
+        return false;
+    s = scalar_of(v);
+    return eb_pattern_cond_match(c, &s);
+}
+
+/* As has_leaf() in pattern.c. */
+static bool leaf_in(const eb_flat *f, const struct eb_fval *v, int depth)
+{
+    if (v == NULL || v->kind == EB_FV_OBJECT)
+        return false;
+    if (v->kind == EB_FV_ARRAY) {
+        if (depth >= ARRAY_FLATTEN_DEPTH)
+            return false;
+        for (size_t i = 0; i < v->n; i++)
+            if (leaf_in(f, kid(f, v, i), depth + 1))
+                return true;
+        return false;
+    }
+    return true;
+}
+
+static bool leaf_match(const eb_flat *f, const struct field *fd, const struct eb_fval *v)
+{
+    for (size_t i = 0; i < fd->nconds; i++) {
+        const struct cond *c = &fd->conds[i];
+
+        if (c->kind == COND_EXISTS) {
+            if (leaf_in(f, v, 0) == c->u.flag)
+                return true;
+        } else if (v != NULL && cond_any(f, c, v, 0)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The member of object obj named name; NULL when absent. */
+static const struct eb_fval *member(const eb_flat *f, const struct eb_fval *obj,
+                                    const struct text *name)
+{
+    for (size_t i = 0; i < obj->n; i++) {
+        const struct eb_fval *m = kid(f, obj, i);
+        size_t len;
+        const char *s = eb_ftrie_name(f->trie, m->node, &len);
+
+        if (len == name->len && memcmp(s, name->s, len) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+static bool node_match(const eb_flat *f, const struct node *n, const struct eb_fval *obj);
+
+/* As match_object_field() in pattern.c. */
+static bool object_field(const eb_flat *f, const struct node *n, const struct eb_fval *v)
+{
+    if (v != NULL && v->kind == EB_FV_ARRAY) {
+        size_t nobj = 0;
+
+        for (size_t i = 0; i < v->n; i++) {
+            const struct eb_fval *e = kid(f, v, i);
+
+            if (e->kind != EB_FV_OBJECT)
+                continue;
+            nobj++;
+            if (node_match(f, n, e))
+                return true;
+        }
+        if (nobj > 0)
+            return false;
+        return node_match(f, n, NULL);
+    }
+    return node_match(f, n, v != NULL && v->kind == EB_FV_OBJECT ? v : NULL);
+}
+
+/* As match_node() in pattern.c, without explaining. */
+static bool node_match(const eb_flat *f, const struct node *n, const struct eb_fval *obj)
+{
+    for (size_t i = 0; i < n->nfields; i++) {
+        const struct field *fd = &n->fields[i];
+        const struct eb_fval *v;
+        bool ok = false;
+
+        if (fd->kind == FIELD_OR) {
+            for (size_t k = 0; k < fd->nnodes && !ok; k++)
+                ok = node_match(f, &fd->nodes[k], obj);
+            if (!ok)
+                return false;
+            continue;
+        }
+        v = obj != NULL ? member(f, obj, &fd->name) : NULL;
+        if (fd->kind == FIELD_LEAF)
+            ok = leaf_match(f, fd, v);
+        else
+            ok = object_field(f, &fd->nodes[0], v);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+bool eb_pattern_match_flat(const eb_pattern *p, const eb_flat *f)
+{
+    assert(p != NULL && f != NULL && f->nvals > 0);
+    return node_match(f, eb_pattern_root(p),
+                      f->vals[0].kind == EB_FV_OBJECT ? &f->vals[0] : NULL);
+}
