@@ -11,7 +11,6 @@
 
 #include <grpc/slice.h>
 
-#include "cejson.h"
 #include "cloudevents.pb-c.h"
 #include "log.h"
 #include "metrics.h"
@@ -408,7 +407,8 @@ static void matcher_refresh_locked(struct bus *b)
 /* Offers one event to every stream of b that has not seen it and has room.
  * The bus's matcher says once which streams' patterns match (asked lazily,
  * on the first stream that takes the event). REQUIRES: d->mu. */
-static void offer_locked(struct bus *b, const struct eb_event_rec *ev, const json_t *view)
+static void offer_locked(struct bus *b, const struct eb_event_rec *ev,
+                         const Io__Cloudevents__V1__CloudEvent *ce)
 {
     grpc_slice msg;
     bool encoded = false, matched = false;
@@ -427,10 +427,10 @@ static void offer_locked(struct bus *b, const struct eb_event_rec *ev, const jso
             continue;
         }
         s->cursor = ev->seq;
-        if (!view)
+        if (!ce)
             continue;
         if (!matched) {
-            nids = eb_matcher_match(b->matcher, view, b->scratch, &ids);
+            nids = eb_matcher_match_event(b->matcher, ce, b->scratch, &ids);
             for (size_t k = 0; k < nids; k++)
                 b->hit[ids[k]] = 1;
             matched = true;
@@ -492,23 +492,22 @@ static eb_status serve_bus(eb_dispatch *d, eb_db *db, int64_t bus_id)
         eb_metrics_add(EB_M_LOG_READS, 1);
         eb_metrics_add(EB_M_LOG_EVENTS_READ, n);
 
-        /* Decode and build the JSON view outside the lock; match inside. */
+        /* Decode outside the lock; flatten and match inside (the matcher
+         * reads only the fields its patterns use, see flatten.h). */
         for (size_t i = 0; i < n; i++) {
             Io__Cloudevents__V1__CloudEvent *ce =
                 io__cloudevents__v1__cloud_event__unpack(NULL, evs[i].body_len, evs[i].body);
-            json_t *view = ce ? ce_to_json(ce) : NULL;
             if (!ce)
                 eb_log_error("msg=\"undecodable stored event\" bus_id=%lld seq=%lld",
                              (long long)bus_id, (long long)evs[i].seq);
             pthread_mutex_lock(&d->mu);
             b = find_bus_locked(d, bus_id);
             if (b) {
-                offer_locked(b, &evs[i], view);
+                offer_locked(b, &evs[i], ce);
                 for (struct stream *s = b->streams; s; s = s->next)
                     pump_locked(s);
             }
             pthread_mutex_unlock(&d->mu);
-            json_decref(view);
             if (ce)
                 io__cloudevents__v1__cloud_event__free_unpacked(ce, NULL);
         }

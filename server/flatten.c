@@ -416,6 +416,21 @@ static size_t put_utf8(char *out, int32_t cp)
     return 4;
 }
 
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Whether one of the 8 bytes of w is a quote, a backslash, a control
+ * character or not ASCII (the classic "has zero byte" bit trick). */
+static bool has_special(uint64_t w)
+{
+    uint64_t quote = w ^ (ONES * '"'), bslash = w ^ (ONES * '\\');
+    uint64_t zero_q = (quote - ONES) & ~quote & HIGHS;
+    uint64_t zero_b = (bslash - ONES) & ~bslash & HIGHS;
+    uint64_t ctrl = (w - ONES * 0x20) & ~w & HIGHS;
+
+    return (zero_q | zero_b | ctrl | (w & HIGHS)) != 0;
+}
+
 /* Scans the string whose opening quote is at sc->p. Valid: returns true and
  * points s and len at its text: in the input when it has no escapes, else
  * unescaped at out (room for as many bytes as the input has; out NULL when
@@ -427,7 +442,16 @@ static bool scan_string(struct scan *sc, char *out, const char **s, size_t *len)
     bool escaped = false;
 
     for (;;) {
-        /* The common run: printable ASCII without quotes or backslashes. */
+        /* The common run: printable ASCII without quotes or backslashes,
+         * eight bytes at a time while none of them is special. */
+        while (end - p >= 8) {
+            uint64_t w;
+
+            memcpy(&w, p, 8);
+            if (has_special(w))
+                break;
+            p += 8;
+        }
         while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
             p++;
         if (p >= end)

@@ -64,6 +64,7 @@ struct entry {
     const eb_pattern *p;
     uint32_t id;
     uint32_t need; /* a bit per anchor group: all must be hit */
+    uint32_t *field_nodes; /* the trie node of each field of p */
 };
 
 struct range {
@@ -309,8 +310,7 @@ void eb_matcher_add(eb_matcher *m, const eb_pattern *p, uint32_t id)
         abort();
     }
     grow((void **)&m->entries, &m->capentries, m->nentries + 1, sizeof *m->entries);
-    m->entries[m->nentries++] = (struct entry){ p, id, 0 };
-    eb_pattern_paths(p, m->trie);
+    m->entries[m->nentries++] = (struct entry){ p, id, 0, eb_pattern_paths(p, m->trie) };
     sync_nodes(m);
     groups = eb_pattern_anchors(p, add_anchor, &ctx);
     assert(groups <= EB_ANCHOR_MAX_GROUPS && EB_ANCHOR_MAX_GROUPS <= 1u << GROUP_BITS);
@@ -521,6 +521,8 @@ void eb_matcher_free(eb_matcher *m)
         free(p->maxhi);
     }
     free(m->nodes);
+    for (size_t i = 0; i < m->nentries; i++)
+        free(m->entries[i].field_nodes);
     free(m->entries);
     free(m->recs);
     free(m->residual);
@@ -884,7 +886,7 @@ size_t eb_matcher_match_event(const eb_matcher *m, const Io__Cloudevents__V1__Cl
     for (size_t i = 0; i < c.ncand; i++) {
         const struct entry *e = &m->entries[sc->cand[i]];
 
-        if (eb_pattern_match_flat(e->p, f))
+        if (eb_pattern_match_flat(e->p, e->field_nodes, f))
             sc->out[nout++] = e->id;
     }
     *ids = sc->out;

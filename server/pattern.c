@@ -90,6 +90,7 @@ static void arena_free(struct arena_block *b)
 struct eb_pattern {
     struct arena_block *arena;
     struct node root;
+    unsigned nfields; /* in the whole tree */
 };
 
 /* ---- Small string buffer ---------------------------------------------- */
@@ -669,6 +670,18 @@ static eb_status compile_node(struct compiler *c, const json_t *obj, int depth,
     return st;
 }
 
+/* Numbers every field of the tree below n in pre-order, from *next on. */
+static void number_fields(struct node *n, unsigned *next)
+{
+    for (size_t i = 0; i < n->nfields; i++) {
+        struct field *f = &n->fields[i];
+
+        f->index = (*next)++;
+        for (size_t k = 0; k < f->nnodes; k++)
+            number_fields(&f->nodes[k], next);
+    }
+}
+
 eb_status eb_pattern_compile(const char *text, size_t len, eb_pattern **out, char *err,
                              size_t errlen)
 {
@@ -707,6 +720,7 @@ eb_status eb_pattern_compile(const char *text, size_t len, eb_pattern **out, cha
     st = compile_node(&c, root, 1, &p->root);
     if (st != EB_OK)
         goto out;
+    number_fields(&p->root, &p->nfields);
     *out = p;
     p = NULL;
 out:
@@ -1141,6 +1155,11 @@ static bool match_node(const struct node *n, const json_t *obj, struct explain *
 const struct node *eb_pattern_root(const eb_pattern *p)
 {
     return &p->root;
+}
+
+unsigned eb_pattern_field_count(const eb_pattern *p)
+{
+    return p->nfields;
 }
 
 bool eb_pattern_match(const eb_pattern *p, const json_t *event)

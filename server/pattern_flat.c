@@ -8,38 +8,50 @@
 #include "pattern_flat.h"
 
 #include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pattern_internal.h"
 
 /* ---- Paths ---------------------------------------------------------------- */
 
-static void paths_node(const struct node *n, eb_ftrie *t, uint32_t parent);
+static void paths_node(const struct node *n, eb_ftrie *t, uint32_t parent, uint32_t *out);
 
-static void paths_field(const struct field *f, eb_ftrie *t, uint32_t parent)
+static void paths_field(const struct field *f, eb_ftrie *t, uint32_t parent, uint32_t *out)
 {
     uint32_t id;
 
     if (f->kind == FIELD_OR) {
+        out[f->index] = EB_FTRIE_NONE;
         for (size_t k = 0; k < f->nnodes; k++)
-            paths_node(&f->nodes[k], t, parent);
+            paths_node(&f->nodes[k], t, parent, out);
         return;
     }
     id = eb_ftrie_add(t, parent, f->name.s, f->name.len);
+    out[f->index] = id;
     if (f->kind == FIELD_OBJECT)
-        paths_node(&f->nodes[0], t, id);
+        paths_node(&f->nodes[0], t, id, out);
 }
 
-static void paths_node(const struct node *n, eb_ftrie *t, uint32_t parent)
+static void paths_node(const struct node *n, eb_ftrie *t, uint32_t parent, uint32_t *out)
 {
     for (size_t i = 0; i < n->nfields; i++)
-        paths_field(&n->fields[i], t, parent);
+        paths_field(&n->fields[i], t, parent, out);
 }
 
-void eb_pattern_paths(const eb_pattern *p, eb_ftrie *t)
+uint32_t *eb_pattern_paths(const eb_pattern *p, eb_ftrie *t)
 {
+    unsigned n = eb_pattern_field_count(p);
+    uint32_t *out = malloc((n ? n : 1) * sizeof *out);
+
     assert(p != NULL && t != NULL);
-    paths_node(eb_pattern_root(p), t, EB_FTRIE_ROOT);
+    if (out == NULL) {
+        fputs("cebusd: out of memory\n", stderr);
+        abort();
+    }
+    paths_node(eb_pattern_root(p), t, EB_FTRIE_ROOT, out);
+    return out;
 }
 
 /* ---- Matching ------------------------------------------------------------- */
@@ -127,26 +139,31 @@ static bool leaf_match(const eb_flat *f, const struct field *fd, const struct eb
     return false;
 }
 
-/* The member of object obj named name; NULL when absent. */
-static const struct eb_fval *member(const eb_flat *f, const struct eb_fval *obj,
-                                    const struct text *name)
+/* The member of object obj at trie node node; NULL when absent. An object
+ * keeps one member per name, so node ids identify members. */
+static const struct eb_fval *member(const eb_flat *f, const struct eb_fval *obj, uint32_t node)
 {
-    for (size_t i = 0; i < obj->n; i++) {
-        const struct eb_fval *m = kid(f, obj, i);
-        size_t len;
-        const char *s = eb_ftrie_name(f->trie, m->node, &len);
+    const uint32_t *kids = f->kids + obj->first;
 
-        if (len == name->len && memcmp(s, name->s, len) == 0)
-            return m;
-    }
+    for (size_t i = 0; i < obj->n; i++)
+        if (f->vals[kids[i]].node == node)
+            return &f->vals[kids[i]];
     return NULL;
 }
 
-static bool node_match(const eb_flat *f, const struct node *n, const struct eb_fval *obj);
+/* What node_match() needs besides the pattern node and the object. */
+struct ctx {
+    const eb_flat *f;
+    const uint32_t *field_nodes;
+};
+
+static bool node_match(const struct ctx *c, const struct node *n, const struct eb_fval *obj);
 
 /* As match_object_field() in pattern.c. */
-static bool object_field(const eb_flat *f, const struct node *n, const struct eb_fval *v)
+static bool object_field(const struct ctx *c, const struct node *n, const struct eb_fval *v)
 {
+    const eb_flat *f = c->f;
+
     if (v != NULL && v->kind == EB_FV_ARRAY) {
         size_t nobj = 0;
 
@@ -156,19 +173,21 @@ static bool object_field(const eb_flat *f, const struct node *n, const struct eb
             if (e->kind != EB_FV_OBJECT)
                 continue;
             nobj++;
-            if (node_match(f, n, e))
+            if (node_match(c, n, e))
                 return true;
         }
         if (nobj > 0)
             return false;
-        return node_match(f, n, NULL);
+        return node_match(c, n, NULL);
     }
-    return node_match(f, n, v != NULL && v->kind == EB_FV_OBJECT ? v : NULL);
+    return node_match(c, n, v != NULL && v->kind == EB_FV_OBJECT ? v : NULL);
 }
 
 /* As match_node() in pattern.c, without explaining. */
-static bool node_match(const eb_flat *f, const struct node *n, const struct eb_fval *obj)
+static bool node_match(const struct ctx *c, const struct node *n, const struct eb_fval *obj)
 {
+    const eb_flat *f = c->f;
+
     for (size_t i = 0; i < n->nfields; i++) {
         const struct field *fd = &n->fields[i];
         const struct eb_fval *v;
@@ -176,25 +195,27 @@ static bool node_match(const eb_flat *f, const struct node *n, const struct eb_f
 
         if (fd->kind == FIELD_OR) {
             for (size_t k = 0; k < fd->nnodes && !ok; k++)
-                ok = node_match(f, &fd->nodes[k], obj);
+                ok = node_match(c, &fd->nodes[k], obj);
             if (!ok)
                 return false;
             continue;
         }
-        v = obj != NULL ? member(f, obj, &fd->name) : NULL;
+        v = obj != NULL ? member(f, obj, c->field_nodes[fd->index]) : NULL;
         if (fd->kind == FIELD_LEAF)
             ok = leaf_match(f, fd, v);
         else
-            ok = object_field(f, &fd->nodes[0], v);
+            ok = object_field(c, &fd->nodes[0], v);
         if (!ok)
             return false;
     }
     return true;
 }
 
-bool eb_pattern_match_flat(const eb_pattern *p, const eb_flat *f)
+bool eb_pattern_match_flat(const eb_pattern *p, const uint32_t *field_nodes, const eb_flat *f)
 {
-    assert(p != NULL && f != NULL && f->nvals > 0);
-    return node_match(f, eb_pattern_root(p),
+    struct ctx c = { f, field_nodes };
+
+    assert(p != NULL && field_nodes != NULL && f != NULL && f->nvals > 0);
+    return node_match(&c, eb_pattern_root(p),
                       f->vals[0].kind == EB_FV_OBJECT ? &f->vals[0] : NULL);
 }

@@ -92,6 +92,7 @@ struct field {
     size_t nconds;
     struct node *nodes; /* FIELD_OBJECT: one node; FIELD_OR: the alternatives */
     size_t nnodes;
+    unsigned index; /* 0 .. eb_pattern_field_count() - 1, in pre-order */
 };
 
 /* One object level of a pattern: every field must match (AND). Fields keep
@@ -119,5 +120,9 @@ bool eb_pattern_cond_match(const struct cond *c, const struct eb_scalar *v);
 
 /* The compiled tree of p. Borrowed; valid while p lives. */
 const struct node *eb_pattern_root(const eb_pattern *p);
+
+/* The number of fields of p (every struct field, $or ones included), so
+ * that per-field data can live in an array indexed by field->index. */
+unsigned eb_pattern_field_count(const eb_pattern *p);
 
 #endif
