@@ -65,11 +65,16 @@ struct entry {
     uint32_t id;
     uint32_t need; /* a bit per anchor group: all must be hit */
     uint32_t *field_nodes; /* the trie node of each field of p */
+    bool exact;            /* the index decides p (eb_pattern_exact()) ... */
+    uint32_t dropped;      /* ... with these groups (= leaves) checked one by one ... */
+    uint32_t *guards;      /* ... unless the event has an array at one of these nodes */
+    size_t nguards;
 };
 
 struct range {
     double lo, hi;
     uint32_t posting;
+    bool lo_open, hi_open;
 };
 
 /* The index at one node of the path trie (eb_matcher.trie, same ids): only
@@ -128,7 +133,8 @@ struct eb_matcher_scratch {
     uint32_t *mask;  /* per entry: anchor groups hit by this event */
     uint32_t *cand;
     uint32_t *out;
-    eb_flat *flat; /* the event being matched, flattened along m->trie */
+    eb_flat *flat;     /* the event being matched, flattened along m->trie */
+    uint32_t *crossed; /* per trie node: gen when this event has an array there */
 };
 
 /* ---- Hashing ------------------------------------------------------------- */
@@ -294,7 +300,8 @@ static void add_anchor(const struct eb_anchor *a, void *arg)
         struct pnode *p = &m->nodes[node];
         grow((void **)&p->ranges, &p->capranges, p->nranges + 1, sizeof *p->ranges);
         p->ranges[p->nranges++] =
-            (struct range){ a->lo, a->hi, ctx->entry << GROUP_BITS | a->group };
+            (struct range){ a->lo, a->hi, ctx->entry << GROUP_BITS | a->group, a->lo_open,
+                            a->hi_open };
     }
     m->nodes[node].kinds |= 1u << a->kind;
 }
@@ -310,11 +317,26 @@ void eb_matcher_add(eb_matcher *m, const eb_pattern *p, uint32_t id)
         abort();
     }
     grow((void **)&m->entries, &m->capentries, m->nentries + 1, sizeof *m->entries);
-    m->entries[m->nentries++] = (struct entry){ p, id, 0, eb_pattern_paths(p, m->trie) };
+    m->entries[m->nentries++] = (struct entry){ p, id, 0, eb_pattern_paths(p, m->trie), false,
+                                                0, NULL, 0 };
     sync_nodes(m);
     groups = eb_pattern_anchors(p, add_anchor, &ctx);
     assert(groups <= EB_ANCHOR_MAX_GROUPS && EB_ANCHOR_MAX_GROUPS <= 1u << GROUP_BITS);
     m->entries[ctx.entry].need = groups >= 32 ? UINT32_MAX : (1u << groups) - 1;
+    {
+        struct entry *e = &m->entries[ctx.entry];
+        unsigned nleaves = 0;
+
+        /* Exact only when every leaf field is an anchor group of its own. */
+        if (eb_pattern_exact(p, e->field_nodes, &e->guards, &e->nguards, &nleaves)) {
+            e->exact = nleaves == groups;
+            if (!e->exact) {
+                free(e->guards);
+                e->guards = NULL;
+                e->nguards = 0;
+            }
+        }
+    }
     if (groups == 0) {
         grow((void **)&m->residual, &m->capresidual, m->nresidual + 1, sizeof *m->residual);
         m->residual[m->nresidual++] = ctx.entry;
@@ -402,6 +424,8 @@ static void drop_common_groups(eb_matcher *m, uint32_t *slot_of)
         }
         if (keep == 0)
             keep = 1u << best;
+        /* An exact pattern checks its dropped groups (leaves) alone. */
+        m->entries[e].dropped = m->entries[e].need & ~keep;
         m->entries[e].need = keep;
         for (size_t k = i; k < j; k++)
             if (!(keep & 1u << (m->recs[k].posting & ((1u << GROUP_BITS) - 1))))
@@ -521,8 +545,10 @@ void eb_matcher_free(eb_matcher *m)
         free(p->maxhi);
     }
     free(m->nodes);
-    for (size_t i = 0; i < m->nentries; i++)
+    for (size_t i = 0; i < m->nentries; i++) {
         free(m->entries[i].field_nodes);
+        free(m->entries[i].guards);
+    }
     free(m->entries);
     free(m->recs);
     free(m->residual);
@@ -543,6 +569,7 @@ eb_matcher_scratch *eb_matcher_scratch_new(const eb_matcher *m)
     sc->cand = xcalloc(m->nentries, sizeof *sc->cand);
     sc->out = xcalloc(m->nentries, sizeof *sc->out);
     sc->flat = eb_flat_new();
+    sc->crossed = xcalloc(m->nnodes, sizeof *sc->crossed);
     return sc;
 }
 
@@ -555,6 +582,7 @@ void eb_matcher_scratch_free(eb_matcher_scratch *sc)
     free(sc->cand);
     free(sc->out);
     eb_flat_free(sc->flat);
+    free(sc->crossed);
     free(sc);
 }
 
@@ -628,7 +656,13 @@ static void stab(struct match_ctx *c, const struct pnode *p, size_t t, size_t l,
     if (l >= upto || p->maxhi[t] < d)
         return;
     if (r - l == 1) {
-        take_posting(c, p->ranges[l].posting);
+        const struct range *rg = &p->ranges[l];
+
+        /* The tree search treats bounds as closed; open ones are decided
+         * here, so that a range hit is exact. */
+        if ((rg->lo_open && !(d > rg->lo)) || (rg->hi_open && !(d < rg->hi)))
+            return;
+        take_posting(c, rg->posting);
         return;
     }
     stab(c, p, 2 * t, l, (l + r) / 2, upto, d);
@@ -774,6 +808,7 @@ static void begin(const eb_matcher *m, eb_matcher_scratch *sc)
     if (++sc->gen == 0) {
         /* The stamps wrapped: forget them all, once in 2^32 events. */
         memset(sc->stamp, 0, m->nentries * sizeof *sc->stamp);
+        memset(sc->crossed, 0, m->nnodes * sizeof *sc->crossed);
         sc->gen = 1;
     }
 }
@@ -853,6 +888,7 @@ static void flat_descend(struct match_ctx *c, const eb_flat *f, const struct eb_
         for (size_t i = 0; i < v->n; i++)
             flat_visit(c, f, fkid(f, v, i));
     } else if (v->kind == EB_FV_ARRAY) {
+        c->sc->crossed[v->node] = c->sc->gen;
         for (size_t i = 0; i < v->n; i++) {
             const struct eb_fval *e = fkid(f, v, i);
 
@@ -886,6 +922,25 @@ size_t eb_matcher_match_event(const eb_matcher *m, const Io__Cloudevents__V1__Cl
     for (size_t i = 0; i < c.ncand; i++) {
         const struct entry *e = &m->entries[sc->cand[i]];
 
+        if (e->exact) {
+            size_t g = 0;
+
+            while (g < e->nguards && sc->crossed[e->guards[g]] != sc->gen)
+                g++;
+            if (g == e->nguards) {
+                /* Every indexed leaf was hit and no array can split the
+                 * fields of a nested object: the index has decided, once
+                 * the leaves left out of it are checked. */
+                int r = e->dropped == 0
+                            ? 1
+                            : eb_pattern_check_leaves(e->p, e->field_nodes, f, e->dropped);
+
+                if (r == 1)
+                    sc->out[nout++] = e->id;
+                if (r >= 0)
+                    continue;
+            }
+        }
         if (eb_pattern_match_flat(e->p, e->field_nodes, f))
             sc->out[nout++] = e->id;
     }

@@ -1337,6 +1337,8 @@ static void emit_cond(struct anchor_walk *w, const struct cond *c)
         a.kind = EB_ANCHOR_RANGE;
         a.lo = c->u.range.lop == LOWER_NONE ? -INFINITY : c->u.range.lo;
         a.hi = c->u.range.uop == UPPER_NONE ? INFINITY : c->u.range.hi;
+        a.lo_open = c->u.range.lop == LOWER_GT;
+        a.hi_open = c->u.range.uop == UPPER_LT;
         break;
     case COND_CIDR:
     case COND_EXISTS:

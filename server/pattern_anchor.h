@@ -27,7 +27,7 @@ enum eb_anchor_kind {
     EB_ANCHOR_PREFIX_CI, /* starts with s, ASCII case folded */
     EB_ANCHOR_SUFFIX,    /* ends with s */
     EB_ANCHOR_SUFFIX_CI, /* ends with s, ASCII case folded */
-    EB_ANCHOR_RANGE,     /* a number in [lo, hi] (bounds may be infinite) */
+    EB_ANCHOR_RANGE,     /* a number between lo and hi (bounds may be infinite) */
 };
 #define EB_ANCHOR_KINDS 11
 
@@ -50,7 +50,8 @@ struct eb_anchor {
     const char *s;
     size_t len;
     double num; /* EB_ANCHOR_NUMBER */
-    double lo, hi; /* EB_ANCHOR_RANGE; open ends are reported as closed */
+    double lo, hi; /* EB_ANCHOR_RANGE */
+    bool lo_open, hi_open; /* EB_ANCHOR_RANGE: > and < instead of >= and <= */
     unsigned group; /* 0 .. groups - 1 */
 };
 

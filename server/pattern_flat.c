@@ -54,6 +54,101 @@ uint32_t *eb_pattern_paths(const eb_pattern *p, eb_ftrie *t)
     return out;
 }
 
+/* ---- Exactness ------------------------------------------------------------ */
+
+static bool cond_exact(const struct cond *c)
+{
+    switch (c->kind) {
+    case COND_STRING:
+    case COND_NUMBER:
+    case COND_BOOL:
+    case COND_NULL:
+    case COND_PREFIX:
+    case COND_SUFFIX:
+    case COND_EQUALS_CI:
+    case COND_PREFIX_CI:
+    case COND_SUFFIX_CI:
+    case COND_NUMERIC:
+        return true;
+    case COND_WILDCARD:
+        return c->u.wc.nsegs == 1;
+    default:
+        return false;
+    }
+}
+
+struct exact_walk {
+    const uint32_t *field_nodes;
+    uint32_t path[EB_PATTERN_MAX_DEPTH + 2]; /* trie nodes of the object fields above */
+    size_t depth;
+    uint32_t *guards;
+    size_t nguards, cap;
+    unsigned nleaves;
+};
+
+/* Adds the object fields on the current path (the nested object itself
+ * included) to the guards, once each. */
+static void guard_path(struct exact_walk *w)
+{
+    for (size_t i = 0; i < w->depth; i++) {
+        bool seen = false;
+
+        for (size_t k = 0; k < w->nguards && !seen; k++)
+            seen = w->guards[k] == w->path[i];
+        if (seen)
+            continue;
+        if (w->nguards == w->cap) {
+            w->cap = w->cap ? 2 * w->cap : 8;
+            w->guards = realloc(w->guards, w->cap * sizeof *w->guards);
+            if (w->guards == NULL) {
+                fputs("cebusd: out of memory\n", stderr);
+                abort();
+            }
+        }
+        w->guards[w->nguards++] = w->path[i];
+    }
+}
+
+static bool exact_node(struct exact_walk *w, const struct node *n)
+{
+    if (w->depth > 0 && n->nfields > 1)
+        guard_path(w);
+    for (size_t i = 0; i < n->nfields; i++) {
+        const struct field *f = &n->fields[i];
+
+        if (f->kind == FIELD_OR)
+            return false;
+        if (f->kind == FIELD_LEAF) {
+            for (size_t k = 0; k < f->nconds; k++)
+                if (!cond_exact(&f->conds[k]))
+                    return false;
+            w->nleaves++;
+            continue;
+        }
+        assert(w->depth < sizeof w->path / sizeof w->path[0]);
+        w->path[w->depth++] = w->field_nodes[f->index];
+        if (!exact_node(w, &f->nodes[0]))
+            return false;
+        w->depth--;
+    }
+    return true;
+}
+
+bool eb_pattern_exact(const eb_pattern *p, const uint32_t *field_nodes, uint32_t **guards,
+                      size_t *nguards, unsigned *nleaves)
+{
+    struct exact_walk w = { .field_nodes = field_nodes };
+
+    if (!exact_node(&w, eb_pattern_root(p))) {
+        free(w.guards);
+        return false;
+    }
+    *guards = w.guards;
+    *nguards = w.nguards;
+    *nleaves = w.nleaves;
+    return true;
+}
+
 /* ---- Matching ------------------------------------------------------------- */
 
 #define NO_VALUE SIZE_MAX
@@ -209,6 +304,46 @@ static bool node_match(const struct ctx *c, const struct node *n, const struct e
             return false;
     }
     return true;
+}
+
+/* Checks the leaves of n below obj (NULL: absent) whose bits are in mask,
+ * numbering leaves from *leaf on. */
+static int check_node(const struct ctx *c, const struct node *n, const struct eb_fval *obj,
+                      uint32_t mask, unsigned *leaf)
+{
+    for (size_t i = 0; i < n->nfields; i++) {
+        const struct field *fd = &n->fields[i];
+        const struct eb_fval *v = obj != NULL ? member(c->f, obj, c->field_nodes[fd->index]) : NULL;
+
+        if (fd->kind == FIELD_LEAF) {
+            unsigned bit = (*leaf)++;
+
+            if (bit < 32 && (mask & 1u << bit) && !leaf_match(c->f, fd, v))
+                return 0;
+            continue;
+        }
+        assert(fd->kind == FIELD_OBJECT);
+        if (v != NULL && v->kind == EB_FV_ARRAY)
+            return -1;
+        {
+            int r = check_node(c, &fd->nodes[0], v != NULL && v->kind == EB_FV_OBJECT ? v : NULL,
+                               mask, leaf);
+            if (r != 1)
+                return r;
+        }
+    }
+    return 1;
+}
+
+int eb_pattern_check_leaves(const eb_pattern *p, const uint32_t *field_nodes, const eb_flat *f,
+                            uint32_t leaves)
+{
+    struct ctx c = { f, field_nodes };
+    unsigned leaf = 0;
+
+    assert(p != NULL && field_nodes != NULL && f != NULL && f->nvals > 0);
+    return check_node(&c, eb_pattern_root(p),
+                      f->vals[0].kind == EB_FV_OBJECT ? &f->vals[0] : NULL, leaves, &leaf);
 }
 
 bool eb_pattern_match_flat(const eb_pattern *p, const uint32_t *field_nodes, const eb_flat *f)

@@ -27,7 +27,7 @@ typedef Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue ce_value;
 #define ATTR(x) IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_##x
 #define DATA(x) IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_##x
 
-#define MAX_PATS 256
+#define MAX_PATS 4096
 
 /* A set of compiled patterns and a matcher over them (id = index). */
 struct set {
@@ -758,6 +758,31 @@ static void mutate(struct buf *b, uint64_t *st)
     }
 }
 
+/* Patterns the index decides alone (docs/decisions/0009): nested objects
+ * with several fields (whose fields must come from one array element), open
+ * and closed numeric bounds, exact values of every kind. */
+static const char *const exact_patterns[] = {
+    "{\"data\":[{\"exists\":true}]}",
+    "{}",
+    "{\"data\":{\"b\":{\"c\":[\"x\"],\"a\":[1]}}}",
+    "{\"data\":{\"b\":{\"c\":[\"x\",\"foo\"],\"a\":[{\"numeric\":[\">\",0]}]}}}",
+    "{\"data\":{\"a\":[1],\"b\":{\"c\":[\"x\"]}}}",
+    "{\"data\":{\"items\":{\"sku\":[\"x\"],\"n\":[5]}}}",
+    "{\"data\":{\"items\":{\"sku\":[{\"prefix\":\"sku\"}]}}}",
+    "{\"data\":{\"b\":{\"c\":{\"a\":[\"x\"]},\"a\":[\"foo\"]}}}",
+    "{\"data\":{\"b\":{\"c\":{\"a\":[\"x\"],\"c\":[true]}}}}",
+    "{\"data\":{\"a\":[{\"numeric\":[\">\",0,\"<\",5]}]}}",
+    "{\"data\":{\"a\":[{\"numeric\":[\">=\",1,\"<=\",5]}]}}",
+    "{\"data\":{\"a\":[{\"numeric\":[\"=\",5]}]}}",
+    "{\"data\":{\"a\":[{\"numeric\":[\"<\",0]}]}}",
+    "{\"data\":{\"a\":[{\"numeric\":[\">\",1.5]}]}}",
+    "{\"data\":{\"n\":[1.5],\"A\":[\"x\"]}}",
+    "{\"data\":{\"n\":[null],\"A\":[false]}}",
+    "{\"data\":{\"A\":[{\"equals-ignore-case\":\"FOO\"}],\"c\":[{\"suffix\":\"o\"}]}}",
+    "{\"data\":{\"A\":[{\"wildcard\":\"foo\"}],\"a\":[{\"prefix\":{\"equals-ignore-case\":\"F\"}}]}}",
+    "{\"type\":[\"com.example.order.created\"],\"data\":{\"a\":[\"x\"]}}",
+};
+
 static void test_random(void **state)
 {
     uint64_t st = 0xf1a77e4ULL;
@@ -776,7 +801,8 @@ static void test_random(void **state)
             if (eb_pattern_compile(b.s, b.len, &s.pats[s.n], err, sizeof err) == EB_OK)
                 s.n++;
         }
-        set_add(&s, "{\"data\":[{\"exists\":true}]}");
+        for (size_t i = 0; i < sizeof exact_patterns / sizeof exact_patterns[0]; i++)
+            set_add(&s, exact_patterns[i]);
         set_build(&s);
         for (int e = 0; e < 250; e++) {
             struct buf b = { .len = 0 };
@@ -796,6 +822,64 @@ static void test_random(void **state)
     }
     /* The generator must produce matches, or the comparison proves little. */
     assert_true(hits > events / 4);
+}
+
+/* Groups shared by 1,024 patterns or more are left out of the index
+ * (docs/decisions/0007); the patterns the index decides then check those
+ * leaves alone, or fall back to full evaluation when an array is in the way. */
+static void test_dropped_groups(void **state)
+{
+    uint64_t st = 0xd209ULL;
+    struct set *s = calloc(1, sizeof *s);
+    size_t hits = 0;
+
+    (void)state;
+    assert_non_null(s);
+    for (int i = 0; i < 3300; i++) {
+        char text[256];
+
+        switch (i % 3) {
+        case 0:
+            snprintf(text, sizeof text, "{\"data\":{\"b\":{\"c\":[\"x\"]},\"a\":[%d]}}", i % 7);
+            break;
+        case 1:
+            snprintf(text, sizeof text,
+                     "{\"data\":{\"items\":{\"sku\":[\"x\",\"foo\"]},\"n\":[%d]}}", i % 9);
+            break;
+        default:
+            snprintf(text, sizeof text,
+                     "{\"specversion\":[\"1.0\"],\"data\":{\"A\":[\"x\"],\"b\":{\"a\":[%d]}}}",
+                     i % 5);
+            break;
+        }
+        set_add(s, text);
+    }
+    set_build(s);
+    for (int e = 0; e < 3000; e++) {
+        struct buf b = { .len = 0 };
+        ce_event *ev = event_new();
+
+        put_json(&b, &st, 4);
+        if (e % 2 == 0) {
+            /* Often the shape the patterns want. */
+            static const char *const shapes[] = {
+                "{\"b\":{\"c\":\"x\",\"a\":1},\"a\":1,\"A\":\"x\",\"n\":1,"
+                "\"items\":{\"sku\":\"foo\"}}",
+                "{\"b\":[{\"c\":\"x\"},{\"a\":2}],\"a\":2,\"A\":[\"x\"],\"n\":2,"
+                "\"items\":[{\"sku\":\"x\"},1]}",
+                "{\"b\":{\"c\":[\"y\",\"x\"],\"a\":[0,3]},\"a\":3,\"A\":\"y\",\"n\":[4,2],"
+                "\"items\":{\"sku\":[\"x\"]}}",
+                "{\"b\":{\"c\":\"y\"},\"a\":1,\"A\":\"x\",\"b\":{\"c\":\"x\",\"a\":4}}",
+            };
+            b.len = (size_t)snprintf(b.s, sizeof b.s, "%s", shapes[rnd(&st, 4)]);
+        }
+        set_text(ev, b.s);
+        hits += check(s, ev, b.s);
+        event_free(ev);
+    }
+    assert_true(hits > 1000);
+    set_free(s);
+    free(s);
 }
 
 /* The flattened view keeps only what lies on the trie, and reuses its
@@ -840,6 +924,7 @@ int main(void)
         cmocka_unit_test(test_attributes),
         cmocka_unit_test(test_data_kinds),
         cmocka_unit_test(test_random),
+        cmocka_unit_test(test_dropped_groups),
         cmocka_unit_test(test_view_shape),
     };
 
