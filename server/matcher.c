@@ -66,9 +66,10 @@ struct entry {
     uint32_t need; /* a bit per anchor group: all must be hit */
     uint32_t *field_nodes; /* the trie node of each field of p */
     bool exact;            /* the index decides p (eb_pattern_exact()) ... */
-    uint32_t dropped;      /* ... with these groups (= leaves) checked one by one ... */
+    uint32_t check;        /* ... with these leaves checked one by one ... */
     uint32_t *guards;      /* ... unless the event has an array at one of these nodes */
     size_t nguards;
+    uint8_t *leaf_of_group; /* until built: which leaf each anchor group is */
 };
 
 struct range {
@@ -318,22 +319,24 @@ void eb_matcher_add(eb_matcher *m, const eb_pattern *p, uint32_t id)
     }
     grow((void **)&m->entries, &m->capentries, m->nentries + 1, sizeof *m->entries);
     m->entries[m->nentries++] = (struct entry){ p, id, 0, eb_pattern_paths(p, m->trie), false,
-                                                0, NULL, 0 };
+                                                0, NULL, 0, NULL };
     sync_nodes(m);
     groups = eb_pattern_anchors(p, add_anchor, &ctx);
     assert(groups <= EB_ANCHOR_MAX_GROUPS && EB_ANCHOR_MAX_GROUPS <= 1u << GROUP_BITS);
     m->entries[ctx.entry].need = groups >= 32 ? UINT32_MAX : (1u << groups) - 1;
     {
         struct entry *e = &m->entries[ctx.entry];
-        unsigned nleaves = 0;
+        struct eb_pattern_plan plan;
 
-        /* Exact only when every leaf field is an anchor group of its own. */
-        if (eb_pattern_exact(p, e->field_nodes, &e->guards, &e->nguards, &nleaves)) {
-            e->exact = nleaves == groups;
-            if (!e->exact) {
-                free(e->guards);
-                e->guards = NULL;
-                e->nguards = 0;
+        if (eb_pattern_exact(p, e->field_nodes, &plan)) {
+            /* The plan's groups must be the ones just indexed. */
+            e->exact = plan.ngroups == groups;
+            e->check = plan.check;
+            e->guards = plan.guards;
+            e->nguards = plan.nguards;
+            if (e->exact && groups > 0) {
+                e->leaf_of_group = xcalloc(groups, 1);
+                memcpy(e->leaf_of_group, plan.leaf_of_group, groups);
             }
         }
     }
@@ -424,8 +427,11 @@ static void drop_common_groups(eb_matcher *m, uint32_t *slot_of)
         }
         if (keep == 0)
             keep = 1u << best;
-        /* An exact pattern checks its dropped groups (leaves) alone. */
-        m->entries[e].dropped = m->entries[e].need & ~keep;
+        /* An exact pattern checks the leaves of its dropped groups alone. */
+        if (m->entries[e].exact)
+            for (uint32_t g = 0; g < EB_ANCHOR_MAX_GROUPS; g++)
+                if ((m->entries[e].need & ~keep) & 1u << g)
+                    m->entries[e].check |= 1u << m->entries[e].leaf_of_group[g];
         m->entries[e].need = keep;
         for (size_t k = i; k < j; k++)
             if (!(keep & 1u << (m->recs[k].posting & ((1u << GROUP_BITS) - 1))))
@@ -501,6 +507,10 @@ void eb_matcher_build(eb_matcher *m)
         m->postings[k->off + k->n++] = m->recs[i].posting;
     }
     free(slot_of);
+    for (size_t i = 0; i < m->nentries; i++) {
+        free(m->entries[i].leaf_of_group);
+        m->entries[i].leaf_of_group = NULL;
+    }
     free(m->recs);
     m->recs = NULL;
     m->nrecs = m->caprecs = 0;
@@ -548,6 +558,7 @@ void eb_matcher_free(eb_matcher *m)
     for (size_t i = 0; i < m->nentries; i++) {
         free(m->entries[i].field_nodes);
         free(m->entries[i].guards);
+        free(m->entries[i].leaf_of_group);
     }
     free(m->entries);
     free(m->recs);
@@ -931,9 +942,9 @@ size_t eb_matcher_match_event(const eb_matcher *m, const Io__Cloudevents__V1__Cl
                 /* Every indexed leaf was hit and no array can split the
                  * fields of a nested object: the index has decided, once
                  * the leaves left out of it are checked. */
-                int r = e->dropped == 0
+                int r = e->check == 0
                             ? 1
-                            : eb_pattern_check_leaves(e->p, e->field_nodes, f, e->dropped);
+                            : eb_pattern_check_leaves(e->p, e->field_nodes, f, e->check);
 
                 if (r == 1)
                     sc->out[nout++] = e->id;

@@ -1402,6 +1402,11 @@ static void emit_groups(struct anchor_walk *w, const struct node *n)
     }
 }
 
+bool eb_pattern_leaf_indexed(const struct field *f)
+{
+    return f->kind == FIELD_LEAF && field_cost(f) < ANCHOR_NONE;
+}
+
 unsigned eb_pattern_anchors(const eb_pattern *p, eb_anchor_fn *fn, void *arg)
 {
     struct anchor_walk w = { .fn = fn, .arg = arg };

@@ -84,6 +84,7 @@ struct exact_walk {
     uint32_t *guards;
     size_t nguards, cap;
     unsigned nleaves;
+    struct eb_pattern_plan *plan;
 };
 
 /* Adds the object fields on the current path (the nested object itself
@@ -119,9 +120,18 @@ static bool exact_node(struct exact_walk *w, const struct node *n)
         if (f->kind == FIELD_OR)
             return false;
         if (f->kind == FIELD_LEAF) {
+            bool exact = true;
+
+            if (w->nleaves >= 32)
+                return false;
             for (size_t k = 0; k < f->nconds; k++)
-                if (!cond_exact(&f->conds[k]))
-                    return false;
+                exact = exact && cond_exact(&f->conds[k]);
+            if (eb_pattern_leaf_indexed(f))
+                w->plan->leaf_of_group[w->plan->ngroups++] = (uint8_t)w->nleaves;
+            else
+                exact = false;
+            if (!exact)
+                w->plan->check |= 1u << w->nleaves;
             w->nleaves++;
             continue;
         }
@@ -134,18 +144,19 @@ static bool exact_node(struct exact_walk *w, const struct node *n)
     return true;
 }
 
-bool eb_pattern_exact(const eb_pattern *p, const uint32_t *field_nodes, uint32_t **guards,
-                      size_t *nguards, unsigned *nleaves)
+bool eb_pattern_exact(const eb_pattern *p, const uint32_t *field_nodes,
+                      struct eb_pattern_plan *plan)
 {
-    struct exact_walk w = { .field_nodes = field_nodes };
+    struct eb_pattern_plan tmp = { 0 };
+    struct exact_walk w = { .field_nodes = field_nodes, .plan = &tmp };
 
     if (!exact_node(&w, eb_pattern_root(p))) {
         free(w.guards);
         return false;
     }
-    *guards = w.guards;
-    *nguards = w.nguards;
-    *nleaves = w.nleaves;
+    tmp.guards = w.guards;
+    tmp.nguards = w.nguards;
+    *plan = tmp;
     return true;
 }
 

@@ -23,17 +23,28 @@ uint32_t *eb_pattern_paths(const eb_pattern *p, eb_ftrie *t);
  * f was flattened along. Allocates nothing. */
 bool eb_pattern_match_flat(const eb_pattern *p, const uint32_t *field_nodes, const eb_flat *f);
 
-/* Whether the anchor index decides p exactly (docs/decisions/0009): no
- * $or, every leaf field's conditions are exact values, equals-ignore-case,
- * prefix, suffix, numeric or a wildcard without '*'. Then p matches an event
- * if and only if every leaf field is hit in the index, provided the fields
- * of each nested object with several fields come from one object: the event
- * has no array at any of those objects' paths, or on the way to them. Those
- * trie nodes are returned in *guards (a new array, free() it; *nguards of
- * them); *nleaves is the number of leaf fields, which the caller compares
- * with the number of anchor groups. field_nodes is from eb_pattern_paths(). */
-bool eb_pattern_exact(const eb_pattern *p, const uint32_t *field_nodes, uint32_t **guards,
-                      size_t *nguards, unsigned *nleaves);
+/* How the anchor index can decide p without evaluating it in full
+ * (docs/decisions/0009), for p without $or and with at most 32 leaf fields.
+ * Leaves are numbered in the pattern's order. An anchor group hit decides its
+ * leaf exactly when the leaf's conditions are exact values,
+ * equals-ignore-case, prefix, suffix, numeric or a wildcard without '*';
+ * the other leaves (set in *check) must be checked one by one with
+ * eb_pattern_check_leaves(). All this holds provided the fields of each
+ * nested object with several fields come from one object: the event has no
+ * array at any of those objects' paths or on the way to them. Those trie
+ * nodes are returned in *guards (a new array, free() it; *nguards of them).
+ * leaf_of_group[g] is the leaf of anchor group g, for the *ngroups groups
+ * that eb_pattern_anchors() reports. field_nodes is from eb_pattern_paths().
+ * Returns false when p does not qualify (nothing written). */
+struct eb_pattern_plan {
+    uint32_t *guards;
+    size_t nguards;
+    uint32_t check;
+    uint8_t leaf_of_group[32];
+    unsigned ngroups;
+};
+bool eb_pattern_exact(const eb_pattern *p, const uint32_t *field_nodes,
+                      struct eb_pattern_plan *plan);
 
 /* For a pattern p that eb_pattern_exact() accepts: checks only its leaf
  * fields whose bits are set in leaves (leaf i is the i-th leaf field in the

@@ -121,6 +121,10 @@ bool eb_pattern_cond_match(const struct cond *c, const struct eb_scalar *v);
 /* The compiled tree of p. Borrowed; valid while p lives. */
 const struct node *eb_pattern_root(const eb_pattern *p);
 
+/* Whether the leaf field f is an anchor group of its pattern when it is
+ * among its first EB_ANCHOR_MAX_GROUPS indexable fields (pattern_anchor.h). */
+bool eb_pattern_leaf_indexed(const struct field *f);
+
 /* The number of fields of p (every struct field, $or ones included), so
  * that per-field data can live in an array indexed by field->index. */
 unsigned eb_pattern_field_count(const eb_pattern *p);
