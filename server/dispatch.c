@@ -407,11 +407,10 @@ static void matcher_refresh_locked(struct bus *b)
 /* Offers one event to every stream of b that has not seen it and has room.
  * The bus's matcher says once which streams' patterns match (asked lazily,
  * on the first stream that takes the event). REQUIRES: d->mu. */
-static void offer_locked(struct bus *b, const struct eb_event_rec *ev,
-                         const Io__Cloudevents__V1__CloudEvent *ce)
+static void offer_locked(struct bus *b, const struct eb_event_rec *ev)
 {
     grpc_slice msg;
-    bool encoded = false, matched = false;
+    bool encoded = false, matched = false, decodable = true;
     const uint32_t *ids = NULL;
     size_t nids = 0;
 
@@ -427,14 +426,22 @@ static void offer_locked(struct bus *b, const struct eb_event_rec *ev,
             continue;
         }
         s->cursor = ev->seq;
-        if (!ce)
-            continue;
         if (!matched) {
-            nids = eb_matcher_match_event(b->matcher, ce, b->scratch, &ids);
+            /* Read straight from the stored bytes (flatten.h): only the
+             * fields the patterns use, usually without decoding. */
+            matched = true;
+            decodable = eb_matcher_match_stored(b->matcher, ev->body, ev->body_len, b->scratch,
+                                                &ids, &nids);
+            if (!decodable) {
+                nids = 0;
+                eb_log_error("msg=\"undecodable stored event\" bus_id=%lld seq=%lld",
+                             (long long)b->id, (long long)ev->seq);
+            }
             for (size_t k = 0; k < nids; k++)
                 b->hit[ids[k]] = 1;
-            matched = true;
         }
+        if (!decodable)
+            continue;
         if (!b->hit[i])
             continue;
         /* Encoded once, on the first match; every stream shares it. */
@@ -492,24 +499,15 @@ static eb_status serve_bus(eb_dispatch *d, eb_db *db, int64_t bus_id)
         eb_metrics_add(EB_M_LOG_READS, 1);
         eb_metrics_add(EB_M_LOG_EVENTS_READ, n);
 
-        /* Decode outside the lock; flatten and match inside (the matcher
-         * reads only the fields its patterns use, see flatten.h). */
         for (size_t i = 0; i < n; i++) {
-            Io__Cloudevents__V1__CloudEvent *ce =
-                io__cloudevents__v1__cloud_event__unpack(NULL, evs[i].body_len, evs[i].body);
-            if (!ce)
-                eb_log_error("msg=\"undecodable stored event\" bus_id=%lld seq=%lld",
-                             (long long)bus_id, (long long)evs[i].seq);
             pthread_mutex_lock(&d->mu);
             b = find_bus_locked(d, bus_id);
             if (b) {
-                offer_locked(b, &evs[i], ce);
+                offer_locked(b, &evs[i]);
                 for (struct stream *s = b->streams; s; s = s->next)
                     pump_locked(s);
             }
             pthread_mutex_unlock(&d->mu);
-            if (ce)
-                io__cloudevents__v1__cloud_event__free_unpacked(ce, NULL);
         }
         more = n == READ_PAGE;
         for (size_t i = 0; i < n; i++)

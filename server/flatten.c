@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "cejson.h"
+#include "flatten_internal.h"
 
 #define ATTR(x) IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_##x
 #define DATA(x) IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_##x
@@ -59,6 +60,7 @@ static void grow(void **arr, size_t *cap, size_t need, size_t size)
 struct tnode {
     const char *name;
     size_t len;
+    uint64_t lens; /* bit min(len, 63) of every child: most keys miss fast */
     uint32_t parent;
     uint32_t *children;
     size_t nchildren, capchildren;
@@ -141,9 +143,14 @@ static uint32_t find_hashed(const eb_ftrie *t, uint32_t parent, const char *s, s
     }
 }
 
+static uint64_t len_bit(size_t len)
+{
+    return 1ULL << (len < 63 ? len : 63);
+}
+
 uint32_t eb_ftrie_find(const eb_ftrie *t, uint32_t parent, const char *name, size_t len)
 {
-    if (t->nodes[parent].nchildren == 0)
+    if (!(t->nodes[parent].lens & len_bit(len)))
         return EB_FTRIE_NONE;
     return find_hashed(t, parent, name, len, name_hash(parent, name, len));
 }
@@ -166,6 +173,7 @@ uint32_t eb_ftrie_add(eb_ftrie *t, uint32_t parent, const char *name, size_t len
     t->nodes[id] = (struct tnode){ .name = name, .len = len, .parent = parent };
     t->nnodes++;
     p = &t->nodes[parent];
+    p->lens |= len_bit(len);
     grow((void **)&p->children, &p->capchildren, p->nchildren + 1, sizeof *p->children);
     p->children[p->nchildren++] = id;
     if (t->nnodes * 2 > t->mask + 1)
@@ -222,7 +230,15 @@ void eb_flat_free(eb_flat *f)
     free(f->str);
     free(f->stamp);
     free(f->slot);
+    free(f->attrs);
+    free(f->ctbuf);
     free(f);
+}
+
+struct eb_wattr *eb_flat_attrs(eb_flat *f, size_t n)
+{
+    grow((void **)&f->attrs, &f->capattrs, n, sizeof *f->attrs);
+    return f->attrs;
 }
 
 static uint32_t new_val(eb_flat *f, enum eb_fkind kind, uint32_t node)
@@ -539,6 +555,12 @@ static bool scan_string(struct scan *sc, char *out, const char **s, size_t *len)
     return true;
 }
 
+/* The number text after its sign. */
+static const unsigned char *digits_start(const unsigned char *p)
+{
+    return *p == '-' ? p + 1 : p;
+}
+
 /* Scans a number at sc->p as jansson's lexer does. Valid: returns true and,
  * when want, its value in *num. */
 static bool scan_number(struct scan *sc, bool want, double *num)
@@ -611,6 +633,42 @@ static bool scan_number(struct scan *sc, bool want, double *num)
             }
         }
         return true;
+    }
+    /* Few digits and a small exponent: m / 10^k or m * 10^k with both exact
+     * doubles is correctly rounded, as strtod's result is (Clinger's fast
+     * path). */
+    if (want && exp > -23 && exp < 23) {
+        uint64_t m = 0;
+        int sig = 0, scale = (int)exp;
+        bool fits = true;
+
+        for (const unsigned char *q = digits_start(start); q < p && *q != 'e' && *q != 'E'; q++) {
+            if (*q == '.')
+                continue;
+            if (m == 0 && *q == '0') {
+                /* Leading zeros carry no digits. */
+            } else if (++sig > 15) {
+                fits = false;
+                break;
+            }
+            m = m * 10 + (uint64_t)(*q - '0');
+        }
+        if (fits) {
+            for (const unsigned char *q = start; q < p && *q != 'e' && *q != 'E'; q++)
+                if (*q == '.')
+                    for (q++; q < p && *q >= '0' && *q <= '9'; q++)
+                        scale--;
+            if (scale >= -22 && scale <= 22) {
+                static const double pow10[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                                1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                                1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
+                double d = (double)m;
+
+                d = scale < 0 ? d / pow10[-scale] : d * pow10[scale];
+                *num = neg ? -d : d;
+                return true;
+            }
+        }
     }
     /* A real overflows only when it is at least 10^308: skip strtod for the
      * values that are clearly smaller and not wanted. */
@@ -928,14 +986,15 @@ static uint32_t b64_val(eb_flat *f, uint32_t node, const uint8_t *data, size_t l
     return str_val(f, node, off, o);
 }
 
-/* A string member as ce_to_json's string_or_empty() shows it. */
-static uint32_t text_val(eb_flat *f, uint32_t node, const char *s)
+/* A string member as ce_to_json's string_or_empty() shows it: s[0..len),
+ * "" for NULL, U+FFFD for text that is not UTF-8. */
+static uint32_t text_val(eb_flat *f, uint32_t node, const char *s, size_t len)
 {
     uint32_t v = new_val(f, EB_FV_STRING, node);
-    size_t len = s != NULL ? strlen(s) : 0;
 
     if (s == NULL) {
         s = "";
+        len = 0;
     } else if (!utf8_valid(s, len)) {
         s = "\xef\xbf\xbd";
         len = 3;
@@ -947,33 +1006,26 @@ static uint32_t text_val(eb_flat *f, uint32_t node, const char *s)
 
 /* The value of one attribute as ce_to_json() shows it; UINT32_MAX when it
  * leaves the attribute out. */
-static uint32_t attr_val(eb_flat *f, uint32_t node,
-                         const Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue *a)
+static uint32_t attr_val(eb_flat *f, uint32_t node, const struct eb_wattr *a)
 {
     uint32_t v;
     char buf[48];
 
-    switch (a->attr_case) {
-    case ATTR(CE_BOOLEAN):
-        return new_val(f, a->ce_boolean ? EB_FV_TRUE : EB_FV_FALSE, node);
-    case ATTR(CE_INTEGER):
+    switch (a->kind) {
+    case EB_WATTR_BOOL:
+        return new_val(f, a->b ? EB_FV_TRUE : EB_FV_FALSE, node);
+    case EB_WATTR_INT:
         v = new_val(f, EB_FV_NUMBER, node);
-        f->vals[v].num = (double)a->ce_integer;
+        f->vals[v].num = (double)a->i;
         return v;
-    case ATTR(CE_STRING):
-        return text_val(f, node, a->ce_string);
-    case ATTR(CE_URI):
-        return text_val(f, node, a->ce_uri);
-    case ATTR(CE_URI_REF):
-        return text_val(f, node, a->ce_uri_ref);
-    case ATTR(CE_BYTES):
-        return b64_val(f, node, a->ce_bytes.data, a->ce_bytes.len);
-    case ATTR(CE_TIMESTAMP): {
+    case EB_WATTR_TEXT:
+        return text_val(f, node, a->s, a->len);
+    case EB_WATTR_BYTES:
+        return b64_val(f, node, (const uint8_t *)a->s, a->len);
+    case EB_WATTR_TIME: {
         size_t len, off = f->nstr;
 
-        if (a->ce_timestamp == NULL ||
-            ce_format_rfc3339(a->ce_timestamp->seconds, a->ce_timestamp->nanos, buf,
-                              sizeof buf) != 0)
+        if (ce_format_rfc3339(a->secs, a->nanos, buf, sizeof buf) != 0)
             return UINT32_MAX;
         len = strlen(buf);
         memcpy(str_reserve(f, len), buf, len);
@@ -985,35 +1037,45 @@ static uint32_t attr_val(eb_flat *f, uint32_t node,
     }
 }
 
-/* The value of the first attribute named "datacontenttype" when it is a
- * string kind, as ce_to_json() reads it. */
-static const char *content_type(const Io__Cloudevents__V1__CloudEvent *ev)
+static bool key_is(const struct eb_wattr *a, const char *name)
 {
-    for (size_t i = 0; i < ev->n_attributes; i++) {
-        const Io__Cloudevents__V1__CloudEvent__AttributesEntry *e = ev->attributes[i];
+    size_t n = strlen(name);
 
-        if (e == NULL || e->key == NULL || e->value == NULL ||
-            strcmp(e->key, "datacontenttype") != 0)
-            continue;
-        switch (e->value->attr_case) {
-        case ATTR(CE_STRING):
-            return e->value->ce_string;
-        case ATTR(CE_URI):
-            return e->value->ce_uri;
-        case ATTR(CE_URI_REF):
-            return e->value->ce_uri_ref;
-        default:
-            return NULL;
-        }
-    }
-    return NULL;
+    return a->keylen == n && memcmp(a->key, name, n) == 0;
 }
 
-static bool reserved_member(const char *name)
+/* Whether the data is JSON by its content type, as ce_to_json() decides:
+ * the first attribute named "datacontenttype" counts; when it is not a
+ * string kind, or there is none, the data is JSON. */
+static bool data_is_json(eb_flat *f, const struct eb_wevent *w)
 {
-    return strcmp(name, "specversion") == 0 || strcmp(name, "id") == 0 ||
-           strcmp(name, "source") == 0 || strcmp(name, "type") == 0 ||
-           strcmp(name, "data") == 0 || strcmp(name, "data_base64") == 0;
+    for (size_t i = 0; i < w->nattrs; i++) {
+        const struct eb_wattr *a = &w->attrs[i];
+        char *ct;
+
+        if (!key_is(a, "datacontenttype"))
+            continue;
+        if (a->kind != EB_WATTR_TEXT || a->s == NULL)
+            return true;
+        /* ce_content_type_is_json() wants a C string. */
+        grow((void **)&f->ctbuf, &f->capct, a->len + 1, 1);
+        ct = f->ctbuf;
+        memcpy(ct, a->s, a->len);
+        ct[a->len] = '\0';
+        return ce_content_type_is_json(ct) != 0;
+    }
+    return true;
+}
+
+static bool reserved_member(const char *name, size_t len)
+{
+    static const char *const names[] = { "specversion", "id", "source", "type", "data",
+                                         "data_base64" };
+
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0)
+            return true;
+    return false;
 }
 
 static uint32_t child_named(const eb_ftrie *t, const char *name)
@@ -1022,94 +1084,165 @@ static uint32_t child_named(const eb_ftrie *t, const char *name)
 }
 
 /* Adds "data" or "data_base64", as ce_to_json()'s data_to_json() does. */
-static void flatten_data(eb_flat *f, const eb_ftrie *t, const Io__Cloudevents__V1__CloudEvent *ev,
-                         uint32_t ser)
+static void flatten_data(eb_flat *f, const eb_ftrie *t, const struct eb_wevent *w, uint32_t ser)
 {
     uint32_t dnode = child_named(t, "data"), bnode = child_named(t, "data_base64"), v;
-    const char *ct;
     bool json_ct;
 
     if (dnode == EB_FTRIE_NONE && bnode == EB_FTRIE_NONE)
         return;
-    ct = content_type(ev);
-    json_ct = ct == NULL || ce_content_type_is_json(ct);
-    switch (ev->data_case) {
-    case DATA(TEXT_DATA): {
-        size_t len;
-
-        if (ev->text_data == NULL)
-            return;
-        len = strlen(ev->text_data);
-        if (json_ct && scan_document(f, t, ev->text_data, len, dnode, &v)) {
+    json_ct = data_is_json(f, w);
+    switch (w->data) {
+    case EB_WDATA_TEXT:
+        if (json_ct && scan_document(f, t, w->d, w->dlen, dnode, &v)) {
             if (dnode != EB_FTRIE_NONE)
                 add_member(f, ser, dnode, v);
-        } else if (utf8_valid(ev->text_data, len)) {
+        } else if (utf8_valid(w->d, w->dlen)) {
             if (dnode != EB_FTRIE_NONE) {
                 v = new_val(f, EB_FV_STRING, dnode);
-                f->vals[v].s = ev->text_data;
-                f->vals[v].len = len;
+                f->vals[v].s = w->d;
+                f->vals[v].len = w->dlen;
                 add_member(f, ser, dnode, v);
             }
         } else if (bnode != EB_FTRIE_NONE) {
-            add_member(f, ser, bnode,
-                       b64_val(f, bnode, (const uint8_t *)ev->text_data, len));
+            add_member(f, ser, bnode, b64_val(f, bnode, (const uint8_t *)w->d, w->dlen));
         }
         return;
-    }
-    case DATA(BINARY_DATA):
-        if (json_ct && ev->binary_data.len > 0 &&
-            scan_document(f, t, (const char *)ev->binary_data.data, ev->binary_data.len, dnode,
-                          &v)) {
+    case EB_WDATA_BINARY:
+        if (json_ct && w->dlen > 0 && scan_document(f, t, w->d, w->dlen, dnode, &v)) {
             if (dnode != EB_FTRIE_NONE)
                 add_member(f, ser, dnode, v);
         } else if (bnode != EB_FTRIE_NONE) {
-            add_member(f, ser, bnode, b64_val(f, bnode, ev->binary_data.data, ev->binary_data.len));
+            add_member(f, ser, bnode, b64_val(f, bnode, (const uint8_t *)w->d, w->dlen));
         }
         return;
-    case DATA(PROTO_DATA):
-        if (ev->proto_data != NULL && bnode != EB_FTRIE_NONE)
-            add_member(f, ser, bnode,
-                       b64_val(f, bnode, ev->proto_data->value.data, ev->proto_data->value.len));
+    case EB_WDATA_PROTO:
+        if (bnode != EB_FTRIE_NONE)
+            add_member(f, ser, bnode, b64_val(f, bnode, (const uint8_t *)w->d, w->dlen));
         return;
     default:
         return;
     }
 }
 
-void eb_flatten_event(eb_flat *f, const eb_ftrie *t, const Io__Cloudevents__V1__CloudEvent *ev)
+void eb_flatten_wevent(eb_flat *f, const eb_ftrie *t, const struct eb_wevent *w)
 {
     static const char *const fixed[] = { "specversion", "id", "source", "type" };
     uint32_t root, ser;
     size_t nroot;
 
-    assert(f != NULL && t != NULL && ev != NULL);
     reset(f, t);
     root = new_val(f, EB_FV_OBJECT, EB_FTRIE_ROOT);
     eb_ftrie_children(t, EB_FTRIE_ROOT, &nroot);
     if (nroot > 0) {
-        const char *values[] = { ev->spec_version, ev->id, ev->source, ev->type };
-
         ser = open_object(f);
         for (size_t i = 0; i < 4; i++) {
             uint32_t node = child_named(t, fixed[i]);
             if (node != EB_FTRIE_NONE)
-                add_member(f, ser, node, text_val(f, node, values[i]));
+                add_member(f, ser, node, text_val(f, node, w->fixed[i], w->fixedlen[i]));
         }
-        for (size_t i = 0; i < ev->n_attributes; i++) {
-            const Io__Cloudevents__V1__CloudEvent__AttributesEntry *e = ev->attributes[i];
-            uint32_t node, v;
+        for (size_t i = 0; i < w->nattrs; i++) {
+            const struct eb_wattr *a = &w->attrs[i];
+            uint32_t node = eb_ftrie_find(t, EB_FTRIE_ROOT, a->key, a->keylen), v;
 
-            if (e == NULL || e->key == NULL || e->value == NULL)
+            if (node == EB_FTRIE_NONE || reserved_member(a->key, a->keylen))
                 continue;
-            node = child_named(t, e->key);
-            if (node == EB_FTRIE_NONE || reserved_member(e->key))
-                continue;
-            v = attr_val(f, node, e->value);
+            v = attr_val(f, node, a);
             if (v != UINT32_MAX)
                 add_member(f, ser, node, v);
         }
-        flatten_data(f, t, ev, ser);
+        flatten_data(f, t, w, ser);
     }
     close_container(f, root, 0);
     finish(f);
+}
+
+static size_t cstrlen(const char *s)
+{
+    return s != NULL ? strlen(s) : 0;
+}
+
+void eb_flatten_event(eb_flat *f, const eb_ftrie *t, const Io__Cloudevents__V1__CloudEvent *ev)
+{
+    struct eb_wevent w = { .fixed = { ev->spec_version, ev->id, ev->source, ev->type } };
+    size_t n = 0;
+
+    assert(f != NULL && t != NULL && ev != NULL);
+    for (int i = 0; i < 4; i++)
+        w.fixedlen[i] = cstrlen(w.fixed[i]);
+    grow((void **)&f->attrs, &f->capattrs, ev->n_attributes + 1, sizeof *f->attrs);
+    for (size_t i = 0; i < ev->n_attributes; i++) {
+        const Io__Cloudevents__V1__CloudEvent__AttributesEntry *e = ev->attributes[i];
+        const Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue *v;
+        struct eb_wattr *a = &f->attrs[n];
+
+        if (e == NULL || e->key == NULL || e->value == NULL)
+            continue;
+        v = e->value;
+        *a = (struct eb_wattr){ .key = e->key, .keylen = strlen(e->key) };
+        switch (v->attr_case) {
+        case ATTR(CE_BOOLEAN):
+            a->kind = EB_WATTR_BOOL;
+            a->b = v->ce_boolean;
+            break;
+        case ATTR(CE_INTEGER):
+            a->kind = EB_WATTR_INT;
+            a->i = v->ce_integer;
+            break;
+        case ATTR(CE_STRING):
+        case ATTR(CE_URI):
+        case ATTR(CE_URI_REF): {
+            const char *s = v->attr_case == ATTR(CE_STRING) ? v->ce_string
+                            : v->attr_case == ATTR(CE_URI)  ? v->ce_uri
+                                                            : v->ce_uri_ref;
+            a->kind = EB_WATTR_TEXT;
+            a->s = s;
+            a->len = cstrlen(s);
+            break;
+        }
+        case ATTR(CE_BYTES):
+            a->kind = EB_WATTR_BYTES;
+            a->s = (const char *)v->ce_bytes.data;
+            a->len = v->ce_bytes.len;
+            break;
+        case ATTR(CE_TIMESTAMP):
+            /* An absent timestamp message leaves the attribute out. */
+            a->kind = v->ce_timestamp != NULL ? EB_WATTR_TIME : EB_WATTR_NONE;
+            if (v->ce_timestamp != NULL) {
+                a->secs = v->ce_timestamp->seconds;
+                a->nanos = v->ce_timestamp->nanos;
+            }
+            break;
+        default:
+            a->kind = EB_WATTR_NONE;
+            break;
+        }
+        n++;
+    }
+    w.attrs = f->attrs;
+    w.nattrs = n;
+    switch (ev->data_case) {
+    case DATA(TEXT_DATA):
+        if (ev->text_data != NULL) {
+            w.data = EB_WDATA_TEXT;
+            w.d = ev->text_data;
+            w.dlen = strlen(ev->text_data);
+        }
+        break;
+    case DATA(BINARY_DATA):
+        w.data = EB_WDATA_BINARY;
+        w.d = (const char *)ev->binary_data.data;
+        w.dlen = ev->binary_data.len;
+        break;
+    case DATA(PROTO_DATA):
+        if (ev->proto_data != NULL) {
+            w.data = EB_WDATA_PROTO;
+            w.d = (const char *)ev->proto_data->value.data;
+            w.dlen = ev->proto_data->value.len;
+        }
+        break;
+    default:
+        break;
+    }
+    eb_flatten_wevent(f, t, &w);
 }

@@ -57,6 +57,8 @@ void eb_ftrie_free(eb_ftrie *t);
 
 /* ---- Flattened event ------------------------------------------------------ */
 
+struct eb_wattr;
+
 enum eb_fkind {
     EB_FV_STRING,
     EB_FV_NUMBER,
@@ -95,6 +97,10 @@ typedef struct eb_flat {
     size_t capnodes;
     uint32_t serial;
     char numbuf[64];
+    struct eb_wattr *attrs; /* the event's attributes, read once */
+    size_t capattrs;
+    char *ctbuf;
+    size_t capct;
 } eb_flat;
 
 /* Returns new, empty working memory; free with eb_flat_free(). */
@@ -107,6 +113,18 @@ void eb_flat_free(eb_flat *f);
  * the result is used) into f, replacing f's previous content. Never fails:
  * data that is not valid JSON is kept as ce_to_json() keeps it. */
 void eb_flatten_event(eb_flat *f, const eb_ftrie *t, const Io__Cloudevents__V1__CloudEvent *ev);
+
+/* Flattens the stored form of an event (the CloudEvent protobuf bytes
+ * body[0..len), see docs/decisions/0003) along t into f, without decoding
+ * it into a message: the same result as eb_flatten_event() on the message
+ * io__cloudevents__v1__cloud_event__unpack() would return. Returns
+ * EB_FLAT_OK; EB_FLAT_UNUSUAL, with f unspecified, when the bytes use wire
+ * features this reader leaves to protobuf-c (a field or oneof member given
+ * twice, groups, or anything malformed): then unpack and use
+ * eb_flatten_event(). body is borrowed, like ev there. */
+enum eb_flat_status { EB_FLAT_OK, EB_FLAT_UNUSUAL };
+enum eb_flat_status eb_flatten_stored(eb_flat *f, const eb_ftrie *t, const uint8_t *body,
+                                      size_t len);
 
 /* Scans the JSON text json[0..len) along t as if it were the whole event
  * (its top-level value is vals[0], under EB_FTRIE_ROOT). Returns false, with

@@ -917,16 +917,13 @@ static void flat_visit(struct match_ctx *c, const eb_flat *f, const struct eb_fv
     flat_descend(c, f, v);
 }
 
-size_t eb_matcher_match_event(const eb_matcher *m, const Io__Cloudevents__V1__CloudEvent *ev,
-                              eb_matcher_scratch *sc, const uint32_t **ids)
+/* Matches the event just flattened into sc->flat. */
+static size_t match_flattened(const eb_matcher *m, eb_matcher_scratch *sc, const uint32_t **ids)
 {
     struct match_ctx c = { m, sc, 0 };
     const eb_flat *f = sc->flat;
     size_t nout = 0;
 
-    assert(m != NULL && m->built && sc != NULL && sc->m == m && ev != NULL && ids != NULL);
-    begin(m, sc);
-    eb_flatten_event(sc->flat, m->trie, ev);
     flat_descend(&c, f, &f->vals[0]);
     for (size_t i = 0; i < m->nresidual; i++)
         sc->cand[c.ncand++] = m->residual[i];
@@ -957,4 +954,34 @@ size_t eb_matcher_match_event(const eb_matcher *m, const Io__Cloudevents__V1__Cl
     }
     *ids = sc->out;
     return nout;
+}
+
+size_t eb_matcher_match_event(const eb_matcher *m, const Io__Cloudevents__V1__CloudEvent *ev,
+                              eb_matcher_scratch *sc, const uint32_t **ids)
+{
+    assert(m != NULL && m->built && sc != NULL && sc->m == m && ev != NULL && ids != NULL);
+    begin(m, sc);
+    eb_flatten_event(sc->flat, m->trie, ev);
+    return match_flattened(m, sc, ids);
+}
+
+bool eb_matcher_match_stored(const eb_matcher *m, const uint8_t *body, size_t len,
+                             eb_matcher_scratch *sc, const uint32_t **ids, size_t *n)
+{
+    assert(m != NULL && m->built && sc != NULL && sc->m == m && ids != NULL && n != NULL);
+    begin(m, sc);
+    if (eb_flatten_stored(sc->flat, m->trie, body, len) != EB_FLAT_OK) {
+        /* Encodings the direct reader leaves to protobuf-c. */
+        Io__Cloudevents__V1__CloudEvent *ev =
+            io__cloudevents__v1__cloud_event__unpack(NULL, len, body);
+
+        if (ev == NULL)
+            return false;
+        eb_flatten_event(sc->flat, m->trie, ev);
+        *n = match_flattened(m, sc, ids);
+        io__cloudevents__v1__cloud_event__free_unpacked(ev, NULL);
+        return true;
+    }
+    *n = match_flattened(m, sc, ids);
+    return true;
 }

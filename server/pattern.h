@@ -107,6 +107,15 @@ size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scr
 size_t eb_matcher_match_event(const eb_matcher *m, const Io__Cloudevents__V1__CloudEvent *ev,
                               eb_matcher_scratch *sc, const uint32_t **ids);
 
+/* Like eb_matcher_match_event() on the CloudEvent whose stored protobuf
+ * bytes are body[0..len) (borrowed), usually without decoding them into a
+ * message (flatten.h, eb_flatten_stored()). Returns false, with nothing
+ * written, when the bytes do not decode as a CloudEvent; else writes the
+ * number of matches to *n and points *ids at their ids as
+ * eb_matcher_match() does. */
+bool eb_matcher_match_stored(const eb_matcher *m, const uint8_t *body, size_t len,
+                             eb_matcher_scratch *sc, const uint32_t **ids, size_t *n);
+
 /* Frees m (not the patterns it borrowed). NULL is allowed. */
 void eb_matcher_free(eb_matcher *m);
 

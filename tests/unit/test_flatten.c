@@ -65,8 +65,54 @@ static void set_free(struct set *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Checks eb_matcher_match_stored() on the bytes body[0..len): they must
+ * be refused exactly when protobuf-c cannot decode them, and otherwise match
+ * as the jansson path does on what protobuf-c decodes. */
+static void check_bytes(struct set *s, const uint8_t *body, size_t len, const char *what)
+{
+    ce_event *ref = io__cloudevents__v1__cloud_event__unpack(NULL, len, body);
+    bool got[MAX_PATS] = { false };
+    const uint32_t *ids;
+    size_t n = 0;
+    bool ok = eb_matcher_match_stored(s->m, body, len, s->sc, &ids, &n);
+    json_t *view;
+
+    if (ref == NULL) {
+        if (ok)
+            fail_msg("%s: stored bytes protobuf-c refuses were matched", what);
+        return;
+    }
+    if (!ok)
+        fail_msg("%s: stored bytes refused", what);
+    view = ce_to_json(ref);
+    for (size_t k = 0; k < n; k++) {
+        assert_true(ids[k] < s->n);
+        assert_false(got[ids[k]]);
+        got[ids[k]] = true;
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (eb_pattern_match(s->pats[i], view) != got[i])
+            fail_msg("%s: stored bytes: pattern %zu: jansson %d, flattened %d", what, i,
+                     !got[i], got[i]);
+    json_decref(view);
+    io__cloudevents__v1__cloud_event__free_unpacked(ref, NULL);
+}
+
+/* Packs ev as cebusd stores it and checks the stored-bytes path. */
+static void check_stored(struct set *s, const ce_event *ev, const char *what)
+{
+    size_t len = io__cloudevents__v1__cloud_event__get_packed_size(ev);
+    uint8_t *body = malloc(len ? len : 1);
+
+    assert_non_null(body);
+    io__cloudevents__v1__cloud_event__pack(ev, body);
+    check_bytes(s, body, len, what);
+    free(body);
+}
+
 /* Checks that the flattened path agrees with the jansson path on ev for
- * every pattern of s. Returns how many patterns matched. */
+ * every pattern of s, from the decoded event and from its stored bytes.
+ * Returns how many patterns matched. */
 static size_t check(struct set *s, const ce_event *ev, const char *what)
 {
     json_t *view = ce_to_json(ev);
@@ -93,6 +139,7 @@ static size_t check(struct set *s, const ce_event *ev, const char *what)
         }
     }
     json_decref(view);
+    check_stored(s, ev, what);
     return nwant;
 }
 
@@ -882,6 +929,95 @@ static void test_dropped_groups(void **state)
     free(s);
 }
 
+/* Stored bytes in encodings the direct reader leaves to protobuf-c (fields
+ * given twice, as when two messages are concatenated; unknown fields;
+ * groups) and damaged ones (flipped bytes, cut short). */
+static void test_stored_wire(void **state)
+{
+    uint64_t st = 0x3171eULL;
+    struct set s = { 0 };
+
+    (void)state;
+    probe_set(&s);
+    {
+        /* Plain encodings take the direct reader; doubled ones do not. */
+        ce_event *ev = event_new();
+        eb_ftrie *t = eb_ftrie_new();
+        eb_flat *f = eb_flat_new();
+        size_t len;
+        uint8_t *body;
+
+        attr_string(ev, "x", "1");
+        set_text(ev, "{\"a\":1}");
+        len = io__cloudevents__v1__cloud_event__get_packed_size(ev);
+        body = malloc(2 * len);
+        assert_non_null(body);
+        io__cloudevents__v1__cloud_event__pack(ev, body);
+        memcpy(body + len, body, len);
+        eb_ftrie_add(t, EB_FTRIE_ROOT, "x", 1);
+        assert_int_equal(eb_flatten_stored(f, t, body, len), EB_FLAT_OK);
+        assert_int_equal(f->vals[0].n, 1);
+        assert_int_equal(eb_flatten_stored(f, t, body, 2 * len), EB_FLAT_UNUSUAL);
+        free(body);
+        eb_flat_free(f);
+        eb_ftrie_free(t);
+        event_free(ev);
+    }
+    for (int e = 0; e < 3000; e++) {
+        struct buf b = { .len = 0 };
+        ce_event *ev = event_new();
+        ce_value *v;
+        size_t len, total;
+        uint8_t *body;
+
+        put_json(&b, &st, 3);
+        set_text(ev, b.s);
+        if (rnd(&st, 2))
+            attr_string(ev, "x", rnd(&st, 2) ? "1" : "\xff");
+        if (rnd(&st, 3) == 0) {
+            v = attr_add(ev, "t");
+            v->attr_case = ATTR(CE_TIMESTAMP);
+            v->ce_timestamp = calloc(1, sizeof *v->ce_timestamp);
+            google__protobuf__timestamp__init(v->ce_timestamp);
+            v->ce_timestamp->seconds = 1714564800 + (int64_t)rnd(&st, 1000);
+        }
+        if (rnd(&st, 3) == 0)
+            attr_string(ev, "datacontenttype", rnd(&st, 2) ? "text/plain" : "application/json");
+        len = io__cloudevents__v1__cloud_event__get_packed_size(ev);
+        body = malloc(2 * len + 16);
+        assert_non_null(body);
+        io__cloudevents__v1__cloud_event__pack(ev, body);
+        total = len;
+        switch (rnd(&st, 6)) {
+        case 0: /* two messages in a row: protobuf merges them */
+            memcpy(body + len, body, len);
+            total = 2 * len;
+            break;
+        case 1: /* an unknown varint field 15, then an unknown 8-byte one */
+            memcpy(body + len, "\x78\x05\x81\x01\x01\x02\x03\x04\x05\x06\x07\x08", 12);
+            total = len + 12;
+            break;
+        case 2: /* a group */
+            memcpy(body + len, "\x7b\x7c", 2);
+            total = len + 2;
+            break;
+        case 3: /* a flipped byte */
+            if (len > 0)
+                body[rnd(&st, (uint32_t)len)] ^= (uint8_t)(1u << rnd(&st, 8));
+            break;
+        case 4: /* cut short */
+            total = rnd(&st, (uint32_t)len + 1);
+            break;
+        default:
+            break;
+        }
+        check_bytes(&s, body, total, "wire variant");
+        free(body);
+        event_free(ev);
+    }
+    set_free(&s);
+}
+
 /* The flattened view keeps only what lies on the trie, and reuses its
  * buffers: a second event of the same size allocates nothing new. */
 static void test_view_shape(void **state)
@@ -925,6 +1061,7 @@ int main(void)
         cmocka_unit_test(test_data_kinds),
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_dropped_groups),
+        cmocka_unit_test(test_stored_wire),
         cmocka_unit_test(test_view_shape),
     };
 
