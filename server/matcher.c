@@ -924,7 +924,8 @@ static size_t match_flattened(const eb_matcher *m, eb_matcher_scratch *sc, const
     const eb_flat *f = sc->flat;
     size_t nout = 0;
 
-    flat_descend(&c, f, &f->vals[0]);
+    if (f->vals[0].kind == EB_FV_OBJECT)
+        flat_descend(&c, f, &f->vals[0]);
     for (size_t i = 0; i < m->nresidual; i++)
         sc->cand[c.ncand++] = m->residual[i];
     for (size_t i = 0; i < c.ncand; i++) {
@@ -963,6 +964,17 @@ size_t eb_matcher_match_event(const eb_matcher *m, const Io__Cloudevents__V1__Cl
     begin(m, sc);
     eb_flatten_event(sc->flat, m->trie, ev);
     return match_flattened(m, sc, ids);
+}
+
+bool eb_matcher_match_view(const eb_matcher *m, const char *json, size_t len,
+                           eb_matcher_scratch *sc, const uint32_t **ids, size_t *n)
+{
+    assert(m != NULL && m->built && sc != NULL && sc->m == m && ids != NULL && n != NULL);
+    begin(m, sc);
+    if (!eb_flatten_json(sc->flat, m->trie, json, len))
+        return false;
+    *n = match_flattened(m, sc, ids);
+    return true;
 }
 
 bool eb_matcher_match_stored(const eb_matcher *m, const uint8_t *body, size_t len,

@@ -116,6 +116,13 @@ size_t eb_matcher_match_event(const eb_matcher *m, const Io__Cloudevents__V1__Cl
 bool eb_matcher_match_stored(const eb_matcher *m, const uint8_t *body, size_t len,
                              eb_matcher_scratch *sc, const uint32_t **ids, size_t *n);
 
+/* Like eb_matcher_match() on the CloudEvents JSON view given as text
+ * json[0..len) (borrowed), through the flattened event: the text is scanned
+ * once, keeping only what the patterns look at. Returns false, with nothing
+ * written, when the text is not JSON that json_loadb() accepts. */
+bool eb_matcher_match_view(const eb_matcher *m, const char *json, size_t len,
+                           eb_matcher_scratch *sc, const uint32_t **ids, size_t *n);
+
 /* Frees m (not the patterns it borrowed). NULL is allowed. */
 void eb_matcher_free(eb_matcher *m);
 
