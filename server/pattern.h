@@ -55,7 +55,11 @@ void eb_pattern_free(eb_pattern *p);
  * (anything-but, exists, cidr only; "{}"), are evaluated with
  * eb_pattern_match(). The result
  * is by definition exactly the set of ids whose pattern eb_pattern_match()
- * accepts. See docs/decisions/0007-matcher-index.md.
+ * accepts. See docs/decisions/0007-matcher-index.md. The server's path,
+ * eb_matcher_match_stored(), reads the event flattened along the patterns'
+ * paths instead of a JSON document and lets the index decide the patterns
+ * it describes exactly, with the same result
+ * (docs/decisions/0009-flattened-matching.md).
  *
  * Life cycle: eb_matcher_new(), eb_matcher_add() for each pattern,
  * eb_matcher_build() once, then eb_matcher_match() any number of times.

@@ -5,7 +5,11 @@
  * (text or binary, JSON content type or none or text/plain). The matcher on
  * the flattened event (eb_matcher_match_event) must return exactly the ids of
  * the patterns that eb_pattern_match() accepts on ce_to_json() of the same
- * event; any difference, crash, leak or sanitizer report is a bug. */
+ * event, from the decoded event and from its stored protobuf bytes. The same
+ * bytes are also matched as a whole JSON view (eb_matcher_match_view), which
+ * must refuse exactly what json_loadb() refuses and otherwise agree with
+ * eb_pattern_match() on jansson's parse. Any difference, crash, leak or
+ * sanitizer report is a bug. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -116,10 +120,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         eb_matcher_add(m, pats[i], (uint32_t)i);
     eb_matcher_build(m);
     sc = eb_matcher_scratch_new(m);
-    /* Twice, so that reused buffers are exercised too. */
-    for (int round = 0; round < 2; round++) {
+    /* Decoded, stored bytes, and the decoded event again (reused buffers). */
+    for (int round = 0; round < 3; round++) {
         memset(got, 0, sizeof got);
-        n = eb_matcher_match_event(m, ev, sc, &ids);
+        if (round == 1) {
+            size_t blen = io__cloudevents__v1__cloud_event__get_packed_size(ev);
+            uint8_t *body = malloc(blen ? blen : 1);
+
+            if (body == NULL)
+                abort();
+            io__cloudevents__v1__cloud_event__pack(ev, body);
+            if (!eb_matcher_match_stored(m, body, blen, sc, &ids, &n))
+                __builtin_trap(); /* bytes protobuf-c packed must decode */
+            free(body);
+        } else {
+            n = eb_matcher_match_event(m, ev, sc, &ids);
+        }
         for (size_t k = 0; k < n; k++) {
             if (ids[k] >= npat || got[ids[k]])
                 __builtin_trap(); /* an unknown id, or one reported twice */
@@ -130,6 +146,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 __builtin_trap(); /* the flattened path disagrees with jansson's */
     }
     json_decref(view);
+    /* The data line as a whole event view. */
+    view = json_loadb(last, (size_t)(end - last), JSON_DECODE_ANY, NULL);
+    if (eb_matcher_match_view(m, last, (size_t)(end - last), sc, &ids, &n) != (view != NULL))
+        __builtin_trap(); /* the scanner and jansson disagree on validity */
+    if (view != NULL) {
+        memset(got, 0, sizeof got);
+        for (size_t k = 0; k < n; k++) {
+            if (ids[k] >= npat || got[ids[k]])
+                __builtin_trap();
+            got[ids[k]] = true;
+        }
+        for (size_t i = 0; i < npat; i++)
+            if (eb_pattern_match(pats[i], view) != got[i])
+                __builtin_trap();
+        json_decref(view);
+    }
     io__cloudevents__v1__cloud_event__free_unpacked(ev, NULL);
     eb_matcher_scratch_free(sc);
     eb_matcher_free(m);
