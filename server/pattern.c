@@ -670,16 +670,22 @@ static eb_status compile_node(struct compiler *c, const json_t *obj, int depth,
     return st;
 }
 
-/* Numbers every field of the tree below n in pre-order, from *next on. */
-static void number_fields(struct node *n, unsigned *next)
+/* Numbers every field of the tree below n in pre-order, from *next on, and
+ * counts the leaf fields under each. Returns the leaf fields below n. */
+static unsigned number_fields(struct node *n, unsigned *next)
 {
+    unsigned leaves = 0;
+
     for (size_t i = 0; i < n->nfields; i++) {
         struct field *f = &n->fields[i];
 
         f->index = (*next)++;
+        f->leaves = f->kind == FIELD_LEAF;
         for (size_t k = 0; k < f->nnodes; k++)
-            number_fields(&f->nodes[k], next);
+            f->leaves += number_fields(&f->nodes[k], next);
+        leaves += f->leaves;
     }
+    return leaves;
 }
 
 eb_status eb_pattern_compile(const char *text, size_t len, eb_pattern **out, char *err,
@@ -720,7 +726,7 @@ eb_status eb_pattern_compile(const char *text, size_t len, eb_pattern **out, cha
     st = compile_node(&c, root, 1, &p->root);
     if (st != EB_OK)
         goto out;
-    number_fields(&p->root, &p->nfields);
+    (void)number_fields(&p->root, &p->nfields);
     *out = p;
     p = NULL;
 out:

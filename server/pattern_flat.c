@@ -324,16 +324,25 @@ static int check_node(const struct ctx *c, const struct node *n, const struct eb
 {
     for (size_t i = 0; i < n->nfields; i++) {
         const struct field *fd = &n->fields[i];
-        const struct eb_fval *v = obj != NULL ? member(c->f, obj, c->field_nodes[fd->index]) : NULL;
+        unsigned first = *leaf;
+        uint32_t range;
+        const struct eb_fval *v;
 
+        /* Fields without a leaf to check are skipped, unread. */
+        *leaf += fd->leaves;
+        range = first >= 32 ? 0
+                : first + fd->leaves >= 32 ? ~0u << first
+                                           : ((1u << fd->leaves) - 1) << first;
+        if (!(mask & range))
+            continue;
+        v = obj != NULL ? member(c->f, obj, c->field_nodes[fd->index]) : NULL;
         if (fd->kind == FIELD_LEAF) {
-            unsigned bit = (*leaf)++;
-
-            if (bit < 32 && (mask & 1u << bit) && !leaf_match(c->f, fd, v))
+            if (!leaf_match(c->f, fd, v))
                 return 0;
             continue;
         }
         assert(fd->kind == FIELD_OBJECT);
+        *leaf = first;
         if (v != NULL && v->kind == EB_FV_ARRAY)
             return -1;
         {

@@ -93,6 +93,7 @@ struct field {
     struct node *nodes; /* FIELD_OBJECT: one node; FIELD_OR: the alternatives */
     size_t nnodes;
     unsigned index; /* 0 .. eb_pattern_field_count() - 1, in pre-order */
+    unsigned leaves; /* leaf fields in this field's subtree, itself included */
 };
 
 /* One object level of a pattern: every field must match (AND). Fields keep
