@@ -696,6 +696,15 @@ static bool scan_number(struct scan *sc, bool want, double *num)
     return true;
 }
 
+/* jansson reads one character past a number or a literal and puts it back;
+ * a NUL byte put back is lost (its stream buffer takes NUL for "empty"), so
+ * one NUL right after such a token is skipped, as json_loadb() does. */
+static void skip_lost_nul(struct scan *sc)
+{
+    if (sc->p < sc->end && *sc->p == '\0')
+        sc->p++;
+}
+
 /* Matches the literal word at sc->p; jansson reads a whole run of letters,
  * so "truex" is one invalid token. */
 static bool scan_word(struct scan *sc, const char *word, size_t len)
@@ -708,6 +717,7 @@ static bool scan_word(struct scan *sc, const char *word, size_t len)
     if (p < sc->end && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
         return false;
     sc->p = p;
+    skip_lost_nul(sc);
     return true;
 }
 
@@ -875,6 +885,7 @@ static uint32_t scan_value(struct scan *sc, uint32_t node, int depth)
             goto bad;
         if (!scan_number(sc, keep, &d))
             goto bad;
+        skip_lost_nul(sc);
         if (!keep)
             return v;
         v = new_val(f, EB_FV_NUMBER, node);

@@ -249,11 +249,12 @@ static bool leaf_match(const eb_flat *f, const struct field *fd, const struct eb
  * keeps one member per name, so node ids identify members. */
 static const struct eb_fval *member(const eb_flat *f, const struct eb_fval *obj, uint32_t node)
 {
-    const uint32_t *kids = f->kids + obj->first;
+    for (size_t i = 0; i < obj->n; i++) {
+        const struct eb_fval *m = &f->vals[f->kids[obj->first + i]];
 
-    for (size_t i = 0; i < obj->n; i++)
-        if (f->vals[kids[i]].node == node)
-            return &f->vals[kids[i]];
+        if (m->node == node)
+            return m;
+    }
     return NULL;
 }
 
