@@ -705,6 +705,9 @@ static void lookup_scalar(struct match_ctx *c, uint32_t node, const struct eb_sc
 {
     unsigned kinds = c->m->nodes[node].kinds;
 
+    /* Every leaf value, null included, satisfies "exists": true. */
+    if (kinds & (1u << EB_ANCHOR_EXISTS))
+        lookup(c, node, EB_ANCHOR_EXISTS, FNV_OFFSET, NULL, 0, 0);
     switch (v->kind) {
     case EB_SCALAR_STRING:
         if (kinds & (1u << EB_ANCHOR_STRING))

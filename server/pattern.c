@@ -1229,8 +1229,11 @@ static unsigned cond_cost(const struct cond *c)
     }
     case COND_NUMERIC:
         return c->u.range.lop != LOWER_NONE && c->u.range.uop != UPPER_NONE ? 8 : 12;
-    case COND_CIDR:
     case COND_EXISTS:
+        /* Any leaf value: the least selective anchor, still better than
+         * evaluating the pattern on every event. */
+        return c->u.flag ? 50 : ANCHOR_NONE;
+    case COND_CIDR:
     case COND_ANYTHING_BUT:
         break;
     }
@@ -1346,8 +1349,11 @@ static void emit_cond(struct anchor_walk *w, const struct cond *c)
         a.lo_open = c->u.range.lop == LOWER_GT;
         a.hi_open = c->u.range.uop == UPPER_LT;
         break;
-    case COND_CIDR:
     case COND_EXISTS:
+        assert(c->u.flag);
+        a.kind = EB_ANCHOR_EXISTS;
+        break;
+    case COND_CIDR:
     case COND_ANYTHING_BUT:
         assert(!"not an anchor");
         return;

@@ -52,7 +52,7 @@ void eb_pattern_free(eb_pattern *p);
  * conditions every match needs (exact values, equals-ignore-case, prefix,
  * suffix, the literal ends of a wildcard, numeric ranges), and only patterns
  * whose required anchors the event all hits, plus those without any anchor
- * (anything-but, exists, cidr only; "{}"), are evaluated with
+ * (anything-but, "exists": false, cidr only; "{}"), are evaluated with
  * eb_pattern_match(). The result
  * is by definition exactly the set of ids whose pattern eb_pattern_match()
  * accepts. See docs/decisions/0007-matcher-index.md. The server's path,

@@ -70,6 +70,8 @@ static bool cond_exact(const struct cond *c)
     case COND_SUFFIX_CI:
     case COND_NUMERIC:
         return true;
+    case COND_EXISTS:
+        return c->u.flag;
     case COND_WILDCARD:
         return c->u.wc.nsegs == 1;
     default:
