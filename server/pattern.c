@@ -1203,6 +1203,9 @@ static unsigned affix_cost(size_t len)
     return len >= 4 ? 3 : len >= 2 ? 5 : 8;
 }
 
+/* The cost of the "any leaf value" anchor (EB_ANCHOR_EXISTS). */
+#define COST_ANY_LEAF 50
+
 static unsigned cond_cost(const struct cond *c)
 {
     switch (c->kind) {
@@ -1218,24 +1221,25 @@ static unsigned cond_cost(const struct cond *c)
     case COND_PREFIX_CI:
     case COND_SUFFIX:
     case COND_SUFFIX_CI:
-        return c->u.str.len == 0 ? ANCHOR_NONE : affix_cost(c->u.str.len) + 1;
+        return c->u.str.len == 0 ? COST_ANY_LEAF : affix_cost(c->u.str.len) + 1;
     case COND_WILDCARD: {
         const struct text *first = &c->u.wc.segs[0], *last = &c->u.wc.segs[c->u.wc.nsegs - 1];
         size_t best = first->len > last->len ? first->len : last->len;
 
         if (c->u.wc.nsegs == 1)
             return 1;
-        return best == 0 ? ANCHOR_NONE : affix_cost(best) + 2;
+        return best == 0 ? COST_ANY_LEAF : affix_cost(best) + 2;
     }
     case COND_NUMERIC:
         return c->u.range.lop != LOWER_NONE && c->u.range.uop != UPPER_NONE ? 8 : 12;
     case COND_EXISTS:
-        /* Any leaf value: the least selective anchor, still better than
-         * evaluating the pattern on every event. */
-        return c->u.flag ? 50 : ANCHOR_NONE;
+        /* "exists": false matches on absence: no anchor can find it. */
+        return c->u.flag ? COST_ANY_LEAF : ANCHOR_NONE;
     case COND_CIDR:
     case COND_ANYTHING_BUT:
-        break;
+        /* Only a leaf value can satisfy them: "some leaf exists" is an
+         * anchor, the least selective one, which the full check refines. */
+        return COST_ANY_LEAF;
     }
     return ANCHOR_NONE;
 }
@@ -1297,12 +1301,17 @@ static void emit_cond(struct anchor_walk *w, const struct cond *c)
     struct eb_anchor a = { .path = w->path, .depth = w->depth, .group = w->group };
 
     switch (c->kind) {
-    case COND_STRING:
     case COND_PREFIX:
     case COND_SUFFIX:
-    case COND_EQUALS_CI:
     case COND_PREFIX_CI:
     case COND_SUFFIX_CI:
+        if (c->u.str.len == 0) {
+            a.kind = EB_ANCHOR_EXISTS; /* any string: some leaf is needed */
+            break;
+        }
+        /* fall through */
+    case COND_STRING:
+    case COND_EQUALS_CI:
         a.kind = c->kind == COND_STRING      ? EB_ANCHOR_STRING
                  : c->kind == COND_PREFIX    ? EB_ANCHOR_PREFIX
                  : c->kind == COND_SUFFIX    ? EB_ANCHOR_SUFFIX
@@ -1331,6 +1340,8 @@ static void emit_cond(struct anchor_walk *w, const struct cond *c)
             a.kind = EB_ANCHOR_STRING;
             a.s = first->s;
             a.len = first->len;
+        } else if (first->len == 0 && last->len == 0) {
+            a.kind = EB_ANCHOR_EXISTS; /* "*", "*x*": some leaf is needed */
         } else if (first->len >= last->len) {
             a.kind = EB_ANCHOR_PREFIX;
             a.s = first->s;
@@ -1355,8 +1366,8 @@ static void emit_cond(struct anchor_walk *w, const struct cond *c)
         break;
     case COND_CIDR:
     case COND_ANYTHING_BUT:
-        assert(!"not an anchor");
-        return;
+        a.kind = EB_ANCHOR_EXISTS;
+        break;
     }
     w->fn(&a, w->arg);
 }

@@ -59,15 +59,17 @@ uint32_t *eb_pattern_paths(const eb_pattern *p, eb_ftrie *t)
 static bool cond_exact(const struct cond *c)
 {
     switch (c->kind) {
+    case COND_PREFIX:
+    case COND_SUFFIX:
+    case COND_PREFIX_CI:
+    case COND_SUFFIX_CI:
+        /* An empty affix is anchored as "some leaf", which it refines. */
+        return c->u.str.len > 0;
     case COND_STRING:
     case COND_NUMBER:
     case COND_BOOL:
     case COND_NULL:
-    case COND_PREFIX:
-    case COND_SUFFIX:
     case COND_EQUALS_CI:
-    case COND_PREFIX_CI:
-    case COND_SUFFIX_CI:
     case COND_NUMERIC:
         return true;
     case COND_EXISTS:
