@@ -38,7 +38,7 @@ valgrind: deps
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCEBUS_FUZZ=ON >/dev/null
-	@cmake --build build-fuzz -j $(JOBS) --target fuzz_pattern fuzz_cloudevent fuzz_matcher
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_pattern fuzz_cloudevent fuzz_matcher fuzz_flatten
 	@scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 bench: build

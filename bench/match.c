@@ -1,34 +1,43 @@
-/* match: single-thread pattern matching, JSON parsing included.
+/* match: single-thread pattern matching, decoding and JSON parsing included.
  *
- * 64 distinct ~1 KiB events in the CloudEvents JSON view (top-level
- * attributes, nested data with objects and an array of objects) are kept as
- * text. Each iteration parses one with jansson, as cebusd would parse a
- * stored event, then runs every one of the N compiled patterns against it
- * (a bus evaluates all its rules, so there is no early exit), then frees it.
+ * 64 distinct ~1 KiB events (top-level attributes, nested JSON data with
+ * objects and an array of objects) are generated as CloudEvents JSON and
+ * kept as the protobuf bytes cebusd stores (docs/decisions/0003). Each
+ * iteration does what a bus's tailer in dispatch.c does per stored event:
+ * eb_matcher_match_stored() reads the stored bytes straight into the
+ * flattened event (only the fields the patterns use; the JSON data scanned
+ * once, see server/flatten.h) and matches it against all N patterns. With
+ * --jansson the tailer's former path is timed instead: decode the bytes with
+ * protobuf-c, build the jansson view with ce_to_json(), eb_matcher_match(),
+ * free. With --naive each pattern is evaluated in turn on the jansson view
+ * (the cost grows with N).
  * Patterns mix operators: exact strings and numbers, prefix, suffix,
  * anything-but, equals-ignore-case, wildcard, exists, booleans, and numeric
- * ranges. By default the N patterns go into one eb_matcher (pattern.h), as
- * a bus's streams do in dispatch.c, and each event is matched once; with
- * --naive every pattern is evaluated in turn (the cost grows with N). Both
- * give the same matches: this is checked on every event before timing.
+ * ranges. The N patterns go into one eb_matcher (pattern.h), as a bus's
+ * streams do in dispatch.c, and each event is matched once. Before timing,
+ * the matches on the flattened event, on the jansson view and one pattern at
+ * a time are checked to be the same on every event.
  *
- * Two short extra phases split the cost: parsing alone, and matching alone
- * against events parsed beforehand.
+ * Two short extra phases split the cost: decoding alone, and matching alone
+ * against events decoded beforehand.
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
 #include "bench.h"
+#include "cejson.h"
 #include "pattern.h"
 
 #define USAGE                                                                              \
-    "usage: cebus-bench match [--rules 100] [--seconds 3] [--bytes 1024] [--naive]\n"      \
-    "Events/s of parse + match against N patterns, one thread; --naive evaluates\n"      \
-    "every pattern in turn instead of using one eb_matcher.\n"
+    "usage: cebus-bench match [--rules 100] [--seconds 3] [--bytes 1024] [--jansson|--naive]\n" \
+    "Events/s of decode + match of stored events against N patterns, one thread.\n"    \
+    "--jansson matches through the jansson view instead of the flattened event;\n"   \
+    "--naive evaluates every pattern in turn on the jansson view.\n"
 
 #define NEVENTS 64
 #define MAX_RULES 1000000
@@ -158,36 +167,87 @@ static json_t *parse_or_die(const char *text)
     return ev;
 }
 
-/* What is timed: the number of the N patterns that match ev, through the
- * matcher m, or with m NULL one pattern at a time. */
-static uint64_t count_matches(const eb_matcher *m, eb_matcher_scratch *sc,
-                              eb_pattern *const *pats, long rules, const json_t *ev)
+typedef Io__Cloudevents__V1__CloudEvent ce_event;
+
+/* How the tailer matches: the flattened stored bytes (the server's path), the
+ * jansson view through the matcher, or the jansson view one pattern at a
+ * time. */
+enum mode { MODE_FLAT, MODE_JANSSON, MODE_NAIVE };
+
+/* What is timed: the number of the N patterns that match the decoded event
+ * ce, by mode. */
+static uint64_t count_matches(enum mode mode, const eb_matcher *m, eb_matcher_scratch *sc,
+                              eb_pattern *const *pats, long rules, const ce_event *ce)
 {
     const uint32_t *ids;
     uint64_t n = 0;
+    json_t *view;
 
-    if (m)
-        return eb_matcher_match(m, ev, sc, &ids);
-    for (long i = 0; i < rules; i++)
-        n += eb_pattern_match(pats[i], ev);
+    if (mode == MODE_FLAT)
+        return eb_matcher_match_event(m, ce, sc, &ids);
+    view = ce_to_json(ce);
+    if (mode == MODE_JANSSON) {
+        n = eb_matcher_match(m, view, sc, &ids);
+    } else {
+        for (long i = 0; i < rules; i++)
+            n += eb_pattern_match(pats[i], view);
+    }
+    json_decref(view);
     return n;
 }
 
-/* Checks that the matcher finds exactly the patterns that match one by one,
- * on every bench event. Returns 0 or -1. */
+/* CPU time of the calling thread, in ns: on a shared machine, events per
+ * CPU-second stay comparable when wall-clock rates do not. */
+static int64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Decodes stored event bytes or dies: the generated events must decode. */
+static ce_event *decode_or_die(const uint8_t *body, size_t len)
+{
+    ce_event *ce = io__cloudevents__v1__cloud_event__unpack(NULL, len, body);
+
+    if (!ce) {
+        fputs("cebus-bench match: generated event does not decode\n", stderr);
+        abort();
+    }
+    return ce;
+}
+
+/* Checks that the matcher, on the stored bytes, on the decoded event and
+ * on the jansson view, finds exactly the patterns that match the jansson
+ * view one by one, on every bench event. Returns 0 or -1. */
 static int cross_check(const eb_matcher *m, eb_matcher_scratch *sc, eb_pattern *const *pats,
-                       long rules, json_t *const *parsed)
+                       long rules, ce_event *const *decoded, uint8_t *const *bodies,
+                       const size_t *body_lens)
 {
     for (int e = 0; e < NEVENTS; e++) {
+        json_t *view = ce_to_json(decoded[e]);
         const uint32_t *ids;
-        size_t n = eb_matcher_match(m, parsed[e], sc, &ids);
         size_t want = 0;
+        size_t n = eb_matcher_match_event(m, decoded[e], sc, &ids);
 
         for (long i = 0; i < rules; i++)
-            want += eb_pattern_match(pats[i], parsed[e]);
+            want += eb_pattern_match(pats[i], view);
         for (size_t k = 0; k < n; k++)
-            if (!eb_pattern_match(pats[ids[k]], parsed[e]))
+            if (!eb_pattern_match(pats[ids[k]], view))
                 n = SIZE_MAX;
+        if (n == want && !eb_matcher_match_stored(m, bodies[e], body_lens[e], sc, &ids, &n))
+            n = SIZE_MAX;
+        for (size_t k = 0; n != SIZE_MAX && k < n; k++)
+            if (!eb_pattern_match(pats[ids[k]], view))
+                n = SIZE_MAX;
+        if (n == want) {
+            n = eb_matcher_match(m, view, sc, &ids);
+            for (size_t k = 0; k < n; k++)
+                if (!eb_pattern_match(pats[ids[k]], view))
+                    n = SIZE_MAX;
+        }
+        json_decref(view);
         if (n != want) {
             fprintf(stderr, "cebus-bench match: matcher disagrees on event %d\n", e);
             return -1;
@@ -237,7 +297,9 @@ int bench_cmd_match(int argc, char **argv)
 {
     long rules = 100, bytes = 1024;
     double seconds = 3;
-    bool naive = false;
+    bool naive = false, jansson = false;
+    enum mode mode;
+    static const char *const mode_name[] = {"flat", "jansson", "naive"};
     eb_matcher *m = NULL;
     eb_matcher_scratch *sc = NULL;
     const struct bench_opt opts[] = {
@@ -245,16 +307,20 @@ int bench_cmd_match(int argc, char **argv)
         {"seconds", BENCH_OPT_DOUBLE, &seconds, 0.1, 3600},
         {"bytes", BENCH_OPT_INT, &bytes, 600, TEXT_MAX - 16},
         {"naive", BENCH_OPT_FLAG, &naive, 0, 0},
+        {"jansson", BENCH_OPT_FLAG, &jansson, 0, 0},
         {NULL, BENCH_OPT_FLAG, NULL, 0, 0},
     };
     char *texts[NEVENTS] = {0};
-    json_t *parsed[NEVENTS] = {0};
+    ce_event *decoded[NEVENTS] = {0};
+    uint8_t *bodies[NEVENTS] = {0};
+    size_t body_lens[NEVENTS] = {0};
     eb_pattern **pats = NULL;
     uint64_t rs = 0x2545F4914F6CDD1DULL, events = 0, matches = 0, parsed_only = 0;
     uint64_t matched_only = 0;
     volatile uint64_t sink = 0; /* keeps the match-only loop honest */
     size_t total_bytes = 0;
-    double aux, elapsed, parse_elapsed, match_elapsed;
+    double aux, elapsed, parse_elapsed, match_elapsed, cpu_elapsed;
+    int64_t cpu0;
     int64_t t0, t_end, now;
     long stride;
     int rc;
@@ -269,8 +335,24 @@ int bench_cmd_match(int argc, char **argv)
             abort();
         make_event(texts[e], TEXT_MAX, e, (size_t)bytes, &rs);
         total_bytes += strlen(texts[e]);
-        parsed[e] = parse_or_die(texts[e]);
+        {
+            /* The bytes cebusd stores: the CloudEvent in protobuf form. */
+            json_t *j = parse_or_die(texts[e]);
+            char err[256];
+
+            if (ce_from_json(j, &decoded[e], err, sizeof err) != 0) {
+                fprintf(stderr, "cebus-bench match: generated event: %s\n", err);
+                abort();
+            }
+            json_decref(j);
+            body_lens[e] = io__cloudevents__v1__cloud_event__get_packed_size(decoded[e]);
+            bodies[e] = malloc(body_lens[e]);
+            if (!bodies[e])
+                abort();
+            io__cloudevents__v1__cloud_event__pack(decoded[e], bodies[e]);
+        }
     }
+    mode = naive ? MODE_NAIVE : jansson ? MODE_JANSSON : MODE_FLAT;
     if (self_check(texts) != 0) {
         rc = 1;
         goto out;
@@ -298,34 +380,53 @@ int bench_cmd_match(int argc, char **argv)
         sc = eb_matcher_scratch_new(m);
         fprintf(stderr, "cebus-bench match: matcher over %ld patterns built in %.1f ms\n", rules,
                 (double)(bench_now_ns() - b0) / 1e6);
-        if (cross_check(m, sc, pats, rules, parsed) != 0) {
+        if (cross_check(m, sc, pats, rules, decoded, bodies, body_lens) != 0) {
             rc = 1;
             goto out;
         }
     }
 
-    /* The measured loop: parse, match all, free. The clock is read once per
-     * event (tens of ns against microseconds of work). */
+    /* The measured loop: from the stored bytes to the matches. The clock is
+     * read once per 16 events. */
     t0 = bench_now_ns();
+    cpu0 = thread_cpu_ns();
     t_end = t0 + (int64_t)(seconds * 1e9);
     do {
-        json_t *ev = parse_or_die(texts[events % NEVENTS]);
+        for (int k = 0; k < 16; k++) {
+            int e = (int)(events % NEVENTS);
 
-        matches += count_matches(m, sc, pats, rules, ev);
-        json_decref(ev);
-        events++;
+            if (mode == MODE_FLAT) {
+                const uint32_t *ids;
+                size_t n = 0;
+
+                if (!eb_matcher_match_stored(m, bodies[e], body_lens[e], sc, &ids, &n))
+                    abort();
+                matches += n;
+            } else {
+                ce_event *ce = decode_or_die(bodies[e], body_lens[e]);
+
+                matches += count_matches(mode, m, sc, pats, rules, ce);
+                io__cloudevents__v1__cloud_event__free_unpacked(ce, NULL);
+            }
+            events++;
+        }
         now = bench_now_ns();
     } while (now < t_end);
     elapsed = (double)(now - t0) / 1e9;
+    cpu_elapsed = (double)(thread_cpu_ns() - cpu0) / 1e9;
 
-    /* The split: parsing alone, then matching alone. */
+    /* The split: decoding alone, then matching alone (flattening or the
+     * jansson view included) on events decoded beforehand. */
     stride = naive ? (rules >= 256 ? 1 : 256 / rules) : 64;
     aux = seconds / 3 < 1.0 ? seconds / 3 : 1.0;
     t0 = bench_now_ns();
     t_end = t0 + (int64_t)(aux * 1e9);
     do {
-        json_decref(parse_or_die(texts[parsed_only % NEVENTS]));
-        parsed_only++;
+        for (int k = 0; k < 16; k++, parsed_only++) {
+            int e = (int)(parsed_only % NEVENTS);
+            io__cloudevents__v1__cloud_event__free_unpacked(decode_or_die(bodies[e], body_lens[e]),
+                                                            NULL);
+        }
         now = bench_now_ns();
     } while (now < t_end);
     parse_elapsed = (double)(now - t0) / 1e9;
@@ -335,25 +436,25 @@ int bench_cmd_match(int argc, char **argv)
         /* With few patterns an event takes tens of ns here, as long as a
          * clock read: read it once per stride. */
         for (long k = 0; k < stride; k++, matched_only++) {
-            sink += count_matches(m, sc, pats, rules, parsed[matched_only % NEVENTS]);
+            sink += count_matches(mode, m, sc, pats, rules, decoded[matched_only % NEVENTS]);
         }
         now = bench_now_ns();
     } while (now < t_end);
     match_elapsed = (double)(now - t0) / 1e9;
 
     printf("match: %s, %ld patterns, %zu-byte JSON events, one thread: %.0f events/s "
-           "parse+match (%.2f matches/event); parse alone %.0f events/s, match alone %.0f "
-           "events/s (%.0f patterns/s)\n",
-           naive ? "naive" : "matcher", rules, total_bytes / NEVENTS, (double)events / elapsed,
+           "decode+match (%.2f matches/event); decode alone %.0f events/s, match alone %.0f "
+           "events/s (%.0f patterns/s); %.0f events per CPU-second\n",
+           mode_name[mode], rules, total_bytes / NEVENTS, (double)events / elapsed,
            (double)matches / (double)events, (double)parsed_only / parse_elapsed,
            (double)matched_only / match_elapsed,
-           (double)matched_only * (double)rules / match_elapsed);
+           (double)matched_only * (double)rules / match_elapsed, (double)events / cpu_elapsed);
     printf("bench=match mode=%s rules=%ld event_bytes=%zu seconds=%.2f events=%" PRIu64
-           " events_per_s=%.0f matches_per_event=%.3f parse_only_per_s=%.0f "
-           "match_only_per_s=%.0f\n",
-           naive ? "naive" : "matcher", rules, total_bytes / NEVENTS, elapsed, events, (double)events / elapsed,
+           " events_per_s=%.0f matches_per_event=%.3f decode_only_per_s=%.0f "
+           "match_only_per_s=%.0f events_per_cpu_s=%.0f\n",
+           mode_name[mode], rules, total_bytes / NEVENTS, elapsed, events, (double)events / elapsed,
            (double)matches / (double)events, (double)parsed_only / parse_elapsed,
-           (double)matched_only / match_elapsed);
+           (double)matched_only / match_elapsed, (double)events / cpu_elapsed);
     fflush(stdout);
     rc = 0;
 out:
@@ -364,7 +465,9 @@ out:
             eb_pattern_free(pats[i]);
     free(pats);
     for (int e = 0; e < NEVENTS; e++) {
-        json_decref(parsed[e]);
+        if (decoded[e])
+            io__cloudevents__v1__cloud_event__free_unpacked(decoded[e], NULL);
+        free(bodies[e]);
         free(texts[e]);
     }
     return rc;

@@ -12,7 +12,6 @@
 
 #include <grpc/slice.h>
 
-#include "cejson.h"
 #include "cloudevents.pb-c.h"
 #include "log.h"
 #include "metrics.h"
@@ -410,10 +409,10 @@ static void matcher_refresh_locked(struct bus *b)
 /* Offers one event to every stream of b that has not seen it and has room.
  * The bus's matcher says once which streams' patterns match (asked lazily,
  * on the first stream that takes the event). REQUIRES: d->mu. */
-static void offer_locked(struct bus *b, const struct eb_event_rec *ev, const json_t *view)
+static void offer_locked(struct bus *b, const struct eb_event_rec *ev)
 {
     grpc_slice msg;
-    bool encoded = false, matched = false;
+    bool encoded = false, matched = false, decodable = true;
     const uint32_t *ids = NULL;
     size_t nids = 0;
 
@@ -430,14 +429,22 @@ static void offer_locked(struct bus *b, const struct eb_event_rec *ev, const jso
         }
         s->cursor = ev->seq;
         s->floor_us = ev->expires_us;
-        if (!view)
-            continue;
         if (!matched) {
-            nids = eb_matcher_match(b->matcher, view, b->scratch, &ids);
+            /* Read straight from the stored bytes (flatten.h): only the
+             * fields the patterns use, usually without decoding. */
+            matched = true;
+            decodable = eb_matcher_match_stored(b->matcher, ev->body, ev->body_len, b->scratch,
+                                                &ids, &nids);
+            if (!decodable) {
+                nids = 0;
+                eb_log_error("msg=\"undecodable stored event\" bus_id=%lld seq=%lld",
+                             (long long)b->id, (long long)ev->seq);
+            }
             for (size_t k = 0; k < nids; k++)
                 b->hit[ids[k]] = 1;
-            matched = true;
         }
+        if (!decodable)
+            continue;
         if (!b->hit[i])
             continue;
         /* Encoded once, on the first match; every stream shares it. */
@@ -552,25 +559,15 @@ static eb_status serve_bus(eb_dispatch *d, eb_db *db, int64_t bus_id)
         if (n > 0)
             end_out_of_range(d, bus_id, evs, n);
 
-        /* Decode and build the JSON view outside the lock; match inside. */
         for (size_t i = 0; i < n; i++) {
-            Io__Cloudevents__V1__CloudEvent *ce =
-                io__cloudevents__v1__cloud_event__unpack(NULL, evs[i].body_len, evs[i].body);
-            json_t *view = ce ? ce_to_json(ce) : NULL;
-            if (!ce)
-                eb_log_error("msg=\"undecodable stored event\" bus_id=%lld seq=%lld",
-                             (long long)bus_id, (long long)evs[i].seq);
             pthread_mutex_lock(&d->mu);
             b = find_bus_locked(d, bus_id);
             if (b) {
-                offer_locked(b, &evs[i], view);
+                offer_locked(b, &evs[i]);
                 for (struct stream *s = b->streams; s; s = s->next)
                     pump_locked(s);
             }
             pthread_mutex_unlock(&d->mu);
-            json_decref(view);
-            if (ce)
-                io__cloudevents__v1__cloud_event__free_unpacked(ce, NULL);
         }
         more = n == READ_PAGE;
         for (size_t i = 0; i < n; i++)

@@ -6,16 +6,16 @@
  * Pure, like pattern.c: no I/O, no globals.
  */
 #include "pattern.h"
+#include "flatten.h"
 #include "pattern_anchor.h"
+#include "pattern_flat.h"
+#include "pattern_internal.h"
 
 #include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Arrays nested in arrays are flattened to this depth, as in pattern.c. */
-#define ARRAY_FLATTEN_DEPTH 16
 
 /* Affix kinds, in the order of struct pnode's lens[]. */
 enum { AFFIX_PREFIX, AFFIX_PREFIX_CI, AFFIX_SUFFIX, AFFIX_SUFFIX_CI, AFFIXES };
@@ -64,20 +64,24 @@ struct entry {
     const eb_pattern *p;
     uint32_t id;
     uint32_t need; /* a bit per anchor group: all must be hit */
+    uint32_t *field_nodes; /* the trie node of each field of p */
+    bool exact;            /* the index decides p (eb_pattern_exact()) ... */
+    uint32_t check;        /* ... with these leaves checked one by one ... */
+    uint32_t *guards;      /* ... unless the event has an array at one of these nodes */
+    size_t nguards;
+    uint8_t *leaf_of_group; /* until built: which leaf each anchor group is */
 };
 
 struct range {
     double lo, hi;
     uint32_t posting;
+    bool lo_open, hi_open;
 };
 
-/* One node of the trie of indexed field paths. Only paths some anchor uses
- * exist, so an event is looked at only where a pattern looks. */
+/* The index at one node of the path trie (eb_matcher.trie, same ids): only
+ * paths some pattern uses exist, so an event is looked at only where a
+ * pattern looks. */
 struct pnode {
-    const char *name; /* borrowed from a pattern; unused at the root */
-    size_t len;
-    uint32_t *children; /* indices into eb_matcher.nodes */
-    size_t nchildren, capchildren;
     unsigned kinds;            /* bit per enum eb_anchor_kind anchored here */
     size_t *lens[AFFIXES];     /* distinct affix lengths, ascending */
     size_t nlens[AFFIXES], caplens[AFFIXES];
@@ -109,9 +113,10 @@ struct key {
 
 struct eb_matcher {
     bool built;
+    eb_ftrie *trie; /* every path of every pattern; node ids index nodes */
     struct entry *entries;
     size_t nentries, capentries;
-    struct pnode *nodes; /* nodes[0] is the root */
+    struct pnode *nodes; /* per trie node; nodes[0] is the root */
     size_t nnodes, capnodes;
     struct rec *recs;
     size_t nrecs, caprecs;
@@ -129,6 +134,8 @@ struct eb_matcher_scratch {
     uint32_t *mask;  /* per entry: anchor groups hit by this event */
     uint32_t *cand;
     uint32_t *out;
+    eb_flat *flat;     /* the event being matched, flattened along m->trie */
+    uint32_t *crossed; /* per trie node: gen when this event has an array there */
 };
 
 /* ---- Hashing ------------------------------------------------------------- */
@@ -240,32 +247,31 @@ eb_matcher *eb_matcher_new(void)
 {
     eb_matcher *m = xcalloc(1, sizeof *m);
 
+    m->trie = eb_ftrie_new();
     grow((void **)&m->nodes, &m->capnodes, 1, sizeof *m->nodes);
     memset(&m->nodes[0], 0, sizeof m->nodes[0]);
     m->nnodes = 1;
     return m;
 }
 
+/* Gives every trie node its index slot. */
+static void sync_nodes(eb_matcher *m)
+{
+    size_t n = eb_ftrie_size(m->trie);
+
+    if (n <= m->nnodes)
+        return;
+    grow((void **)&m->nodes, &m->capnodes, n, sizeof *m->nodes);
+    memset(&m->nodes[m->nnodes], 0, (n - m->nnodes) * sizeof *m->nodes);
+    m->nnodes = n;
+}
+
 /* Returns the child of node parent named s[0..len), adding it if needed. */
 static uint32_t child_of(eb_matcher *m, uint32_t parent, const char *s, size_t len)
 {
-    struct pnode *p = &m->nodes[parent];
-    uint32_t idx;
+    uint32_t idx = eb_ftrie_add(m->trie, parent, s, len);
 
-    for (size_t i = 0; i < p->nchildren; i++) {
-        const struct pnode *c = &m->nodes[p->children[i]];
-        if (c->len == len && memcmp(c->name, s, len) == 0)
-            return p->children[i];
-    }
-    idx = (uint32_t)m->nnodes;
-    grow((void **)&m->nodes, &m->capnodes, m->nnodes + 1, sizeof *m->nodes);
-    memset(&m->nodes[idx], 0, sizeof m->nodes[idx]);
-    m->nodes[idx].name = s;
-    m->nodes[idx].len = len;
-    m->nnodes++;
-    p = &m->nodes[parent]; /* nodes may have moved */
-    grow((void **)&p->children, &p->capchildren, p->nchildren + 1, sizeof *p->children);
-    p->children[p->nchildren++] = idx;
+    sync_nodes(m);
     return idx;
 }
 
@@ -295,7 +301,8 @@ static void add_anchor(const struct eb_anchor *a, void *arg)
         struct pnode *p = &m->nodes[node];
         grow((void **)&p->ranges, &p->capranges, p->nranges + 1, sizeof *p->ranges);
         p->ranges[p->nranges++] =
-            (struct range){ a->lo, a->hi, ctx->entry << GROUP_BITS | a->group };
+            (struct range){ a->lo, a->hi, ctx->entry << GROUP_BITS | a->group, a->lo_open,
+                            a->hi_open };
     }
     m->nodes[node].kinds |= 1u << a->kind;
 }
@@ -311,10 +318,28 @@ void eb_matcher_add(eb_matcher *m, const eb_pattern *p, uint32_t id)
         abort();
     }
     grow((void **)&m->entries, &m->capentries, m->nentries + 1, sizeof *m->entries);
-    m->entries[m->nentries++] = (struct entry){ p, id, 0 };
+    m->entries[m->nentries++] = (struct entry){ p, id, 0, eb_pattern_paths(p, m->trie), false,
+                                                0, NULL, 0, NULL };
+    sync_nodes(m);
     groups = eb_pattern_anchors(p, add_anchor, &ctx);
     assert(groups <= EB_ANCHOR_MAX_GROUPS && EB_ANCHOR_MAX_GROUPS <= 1u << GROUP_BITS);
     m->entries[ctx.entry].need = groups >= 32 ? UINT32_MAX : (1u << groups) - 1;
+    {
+        struct entry *e = &m->entries[ctx.entry];
+        struct eb_pattern_plan plan;
+
+        if (eb_pattern_exact(p, e->field_nodes, &plan)) {
+            /* The plan's groups must be the ones just indexed. */
+            e->exact = plan.ngroups == groups;
+            e->check = plan.check;
+            e->guards = plan.guards;
+            e->nguards = plan.nguards;
+            if (e->exact && groups > 0) {
+                e->leaf_of_group = xcalloc(groups, 1);
+                memcpy(e->leaf_of_group, plan.leaf_of_group, groups);
+            }
+        }
+    }
     if (groups == 0) {
         grow((void **)&m->residual, &m->capresidual, m->nresidual + 1, sizeof *m->residual);
         m->residual[m->nresidual++] = ctx.entry;
@@ -402,6 +427,11 @@ static void drop_common_groups(eb_matcher *m, uint32_t *slot_of)
         }
         if (keep == 0)
             keep = 1u << best;
+        /* An exact pattern checks the leaves of its dropped groups alone. */
+        if (m->entries[e].exact)
+            for (uint32_t g = 0; g < EB_ANCHOR_MAX_GROUPS; g++)
+                if ((m->entries[e].need & ~keep) & 1u << g)
+                    m->entries[e].check |= 1u << m->entries[e].leaf_of_group[g];
         m->entries[e].need = keep;
         for (size_t k = i; k < j; k++)
             if (!(keep & 1u << (m->recs[k].posting & ((1u << GROUP_BITS) - 1))))
@@ -477,6 +507,10 @@ void eb_matcher_build(eb_matcher *m)
         m->postings[k->off + k->n++] = m->recs[i].posting;
     }
     free(slot_of);
+    for (size_t i = 0; i < m->nentries; i++) {
+        free(m->entries[i].leaf_of_group);
+        m->entries[i].leaf_of_group = NULL;
+    }
     free(m->recs);
     m->recs = NULL;
     m->nrecs = m->caprecs = 0;
@@ -515,18 +549,23 @@ void eb_matcher_free(eb_matcher *m)
     for (size_t i = 0; i < m->nnodes; i++) {
         struct pnode *p = &m->nodes[i];
 
-        free(p->children);
         for (int a = 0; a < AFFIXES; a++)
             free(p->lens[a]);
         free(p->ranges);
         free(p->maxhi);
     }
     free(m->nodes);
+    for (size_t i = 0; i < m->nentries; i++) {
+        free(m->entries[i].field_nodes);
+        free(m->entries[i].guards);
+        free(m->entries[i].leaf_of_group);
+    }
     free(m->entries);
     free(m->recs);
     free(m->residual);
     free(m->keys);
     free(m->postings);
+    eb_ftrie_free(m->trie);
     free(m);
 }
 
@@ -540,6 +579,8 @@ eb_matcher_scratch *eb_matcher_scratch_new(const eb_matcher *m)
     sc->mask = xcalloc(m->nentries, sizeof *sc->mask);
     sc->cand = xcalloc(m->nentries, sizeof *sc->cand);
     sc->out = xcalloc(m->nentries, sizeof *sc->out);
+    sc->flat = eb_flat_new();
+    sc->crossed = xcalloc(m->nnodes, sizeof *sc->crossed);
     return sc;
 }
 
@@ -551,6 +592,8 @@ void eb_matcher_scratch_free(eb_matcher_scratch *sc)
     free(sc->mask);
     free(sc->cand);
     free(sc->out);
+    eb_flat_free(sc->flat);
+    free(sc->crossed);
     free(sc);
 }
 
@@ -624,7 +667,13 @@ static void stab(struct match_ctx *c, const struct pnode *p, size_t t, size_t l,
     if (l >= upto || p->maxhi[t] < d)
         return;
     if (r - l == 1) {
-        take_posting(c, p->ranges[l].posting);
+        const struct range *rg = &p->ranges[l];
+
+        /* The tree search treats bounds as closed; open ones are decided
+         * here, so that a range hit is exact. */
+        if ((rg->lo_open && !(d > rg->lo)) || (rg->hi_open && !(d < rg->hi)))
+            return;
+        take_posting(c, rg->posting);
         return;
     }
     stab(c, p, 2 * t, l, (l + r) / 2, upto, d);
@@ -652,33 +701,62 @@ static void lookup_number(struct match_ctx *c, uint32_t node, double d)
     }
 }
 
-static void lookup_scalar(struct match_ctx *c, uint32_t node, const json_t *v)
+static void lookup_scalar(struct match_ctx *c, uint32_t node, const struct eb_scalar *v)
 {
     unsigned kinds = c->m->nodes[node].kinds;
 
-    if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        size_t len = json_string_length(v);
-
+    /* Every leaf value, null included, satisfies "exists": true. */
+    if (kinds & (1u << EB_ANCHOR_EXISTS))
+        lookup(c, node, EB_ANCHOR_EXISTS, FNV_OFFSET, NULL, 0, 0);
+    switch (v->kind) {
+    case EB_SCALAR_STRING:
         if (kinds & (1u << EB_ANCHOR_STRING))
-            lookup(c, node, EB_ANCHOR_STRING, hash_text(s, len, EB_ANCHOR_STRING), s, len, 0);
+            lookup(c, node, EB_ANCHOR_STRING, hash_text(v->s, v->len, EB_ANCHOR_STRING), v->s,
+                   v->len, 0);
         if (kinds & (1u << EB_ANCHOR_CI))
-            lookup(c, node, EB_ANCHOR_CI, hash_text(s, len, EB_ANCHOR_CI), s, len, 0);
+            lookup(c, node, EB_ANCHOR_CI, hash_text(v->s, v->len, EB_ANCHOR_CI), v->s, v->len,
+                   0);
         for (enum eb_anchor_kind k = EB_ANCHOR_PREFIX; k <= EB_ANCHOR_SUFFIX_CI; k++)
             if (kinds & (1u << k))
-                lookup_affixes(c, node, k, s, len);
-    } else if (json_is_number(v)) {
-        lookup_number(c, node, json_number_value(v));
-    } else if (json_is_true(v)) {
+                lookup_affixes(c, node, k, v->s, v->len);
+        break;
+    case EB_SCALAR_NUMBER:
+        lookup_number(c, node, v->num);
+        break;
+    case EB_SCALAR_TRUE:
         if (kinds & (1u << EB_ANCHOR_TRUE))
             lookup(c, node, EB_ANCHOR_TRUE, FNV_OFFSET, NULL, 0, 0);
-    } else if (json_is_false(v)) {
+        break;
+    case EB_SCALAR_FALSE:
         if (kinds & (1u << EB_ANCHOR_FALSE))
             lookup(c, node, EB_ANCHOR_FALSE, FNV_OFFSET, NULL, 0, 0);
-    } else if (json_is_null(v)) {
+        break;
+    case EB_SCALAR_NULL:
         if (kinds & (1u << EB_ANCHOR_NULL))
             lookup(c, node, EB_ANCHOR_NULL, FNV_OFFSET, NULL, 0, 0);
+        break;
     }
+}
+
+static void lookup_json(struct match_ctx *c, uint32_t node, const json_t *v)
+{
+    struct eb_scalar s = { .kind = EB_SCALAR_NULL };
+
+    if (json_is_string(v)) {
+        s.kind = EB_SCALAR_STRING;
+        s.s = json_string_value(v);
+        s.len = json_string_length(v);
+    } else if (json_is_number(v)) {
+        s.kind = EB_SCALAR_NUMBER;
+        s.num = json_number_value(v);
+    } else if (json_is_true(v)) {
+        s.kind = EB_SCALAR_TRUE;
+    } else if (json_is_false(v)) {
+        s.kind = EB_SCALAR_FALSE;
+    } else if (!json_is_null(v)) {
+        return;
+    }
+    lookup_scalar(c, node, &s);
 }
 
 /* The leaf values of v: v itself or, for arrays, their elements flattened,
@@ -694,7 +772,7 @@ static void visit_leaves(struct match_ctx *c, uint32_t node, const json_t *v, in
         json_array_foreach(v, i, e)
             visit_leaves(c, node, e, depth + 1);
     } else if (!json_is_object(v)) {
-        lookup_scalar(c, node, v);
+        lookup_json(c, node, v);
     }
 }
 
@@ -704,15 +782,17 @@ static void visit(struct match_ctx *c, uint32_t node, const json_t *v);
  * each object element of an array (as nested patterns match them). */
 static void descend(struct match_ctx *c, uint32_t node, const json_t *v)
 {
-    const struct pnode *p = &c->m->nodes[node];
+    size_t nchildren;
+    const uint32_t *children = eb_ftrie_children(c->m->trie, node, &nchildren);
 
     if (json_is_object(v)) {
-        for (size_t i = 0; i < p->nchildren; i++) {
-            const struct pnode *ch = &c->m->nodes[p->children[i]];
-            const json_t *cv = json_object_getn(v, ch->name, ch->len);
+        for (size_t i = 0; i < nchildren; i++) {
+            size_t len;
+            const char *name = eb_ftrie_name(c->m->trie, children[i], &len);
+            const json_t *cv = json_object_getn(v, name, len);
 
             if (cv != NULL)
-                visit(c, p->children[i], cv);
+                visit(c, children[i], cv);
         }
     } else if (json_is_array(v)) {
         size_t i;
@@ -727,11 +807,24 @@ static void descend(struct match_ctx *c, uint32_t node, const json_t *v)
 static void visit(struct match_ctx *c, uint32_t node, const json_t *v)
 {
     const struct pnode *p = &c->m->nodes[node];
+    size_t nchildren;
 
+    eb_ftrie_children(c->m->trie, node, &nchildren);
     if (p->kinds != 0)
         visit_leaves(c, node, v, 0);
-    if (p->nchildren > 0)
+    if (nchildren > 0)
         descend(c, node, v);
+}
+
+/* Starts matching one event: a new generation of stamps. */
+static void begin(const eb_matcher *m, eb_matcher_scratch *sc)
+{
+    if (++sc->gen == 0) {
+        /* The stamps wrapped: forget them all, once in 2^32 events. */
+        memset(sc->stamp, 0, m->nentries * sizeof *sc->stamp);
+        memset(sc->crossed, 0, m->nnodes * sizeof *sc->crossed);
+        sc->gen = 1;
+    }
 }
 
 size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scratch *sc,
@@ -741,11 +834,7 @@ size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scr
     size_t nout = 0;
 
     assert(m != NULL && m->built && sc != NULL && sc->m == m && ids != NULL);
-    if (++sc->gen == 0) {
-        /* The stamps wrapped: forget them all, once in 2^32 events. */
-        memset(sc->stamp, 0, m->nentries * sizeof *sc->stamp);
-        sc->gen = 1;
-    }
+    begin(m, sc);
     if (json_is_object(event))
         descend(&c, 0, event);
     for (size_t i = 0; i < m->nresidual; i++)
@@ -758,4 +847,156 @@ size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scr
     }
     *ids = sc->out;
     return nout;
+}
+
+/* ---- Matching a flattened event ------------------------------------------------ */
+
+static const struct eb_fval *fkid(const eb_flat *f, const struct eb_fval *v, size_t i)
+{
+    return &f->vals[f->kids[v->first + i]];
+}
+
+/* As visit_leaves(), over the flattened event. */
+static void flat_leaves(struct match_ctx *c, const eb_flat *f, uint32_t node,
+                        const struct eb_fval *v, int depth)
+{
+    struct eb_scalar s = { .kind = EB_SCALAR_NULL };
+
+    switch (v->kind) {
+    case EB_FV_ARRAY:
+        if (depth >= ARRAY_FLATTEN_DEPTH)
+            return;
+        for (size_t i = 0; i < v->n; i++)
+            flat_leaves(c, f, node, fkid(f, v, i), depth + 1);
+        return;
+    case EB_FV_OBJECT:
+        return;
+    case EB_FV_STRING:
+        s.kind = EB_SCALAR_STRING;
+        s.s = v->s;
+        s.len = v->len;
+        break;
+    case EB_FV_NUMBER:
+        s.kind = EB_SCALAR_NUMBER;
+        s.num = v->num;
+        break;
+    case EB_FV_TRUE:
+        s.kind = EB_SCALAR_TRUE;
+        break;
+    case EB_FV_FALSE:
+        s.kind = EB_SCALAR_FALSE;
+        break;
+    case EB_FV_NULL:
+        break;
+    }
+    lookup_scalar(c, node, &s);
+}
+
+static void flat_visit(struct match_ctx *c, const eb_flat *f, const struct eb_fval *v);
+
+/* As descend(): an object's members (the flattened event keeps only those on
+ * the trie), or each object element of an array. */
+static void flat_descend(struct match_ctx *c, const eb_flat *f, const struct eb_fval *v)
+{
+    if (v->kind == EB_FV_OBJECT) {
+        for (size_t i = 0; i < v->n; i++)
+            flat_visit(c, f, fkid(f, v, i));
+    } else if (v->kind == EB_FV_ARRAY) {
+        c->sc->crossed[v->node] = c->sc->gen;
+        for (size_t i = 0; i < v->n; i++) {
+            const struct eb_fval *e = fkid(f, v, i);
+
+            if (e->kind == EB_FV_OBJECT)
+                flat_descend(c, f, e);
+        }
+    }
+}
+
+/* As visit(): v is the value of a member, at its trie node. */
+static void flat_visit(struct match_ctx *c, const eb_flat *f, const struct eb_fval *v)
+{
+    if (c->m->nodes[v->node].kinds != 0)
+        flat_leaves(c, f, v->node, v, 0);
+    flat_descend(c, f, v);
+}
+
+/* Matches the event just flattened into sc->flat. */
+static size_t match_flattened(const eb_matcher *m, eb_matcher_scratch *sc, const uint32_t **ids)
+{
+    struct match_ctx c = { m, sc, 0 };
+    const eb_flat *f = sc->flat;
+    size_t nout = 0;
+
+    if (f->vals[0].kind == EB_FV_OBJECT)
+        flat_descend(&c, f, &f->vals[0]);
+    for (size_t i = 0; i < m->nresidual; i++)
+        sc->cand[c.ncand++] = m->residual[i];
+    for (size_t i = 0; i < c.ncand; i++) {
+        const struct entry *e = &m->entries[sc->cand[i]];
+
+        if (e->exact) {
+            size_t g = 0;
+
+            while (g < e->nguards && sc->crossed[e->guards[g]] != sc->gen)
+                g++;
+            if (g == e->nguards) {
+                /* Every indexed leaf was hit and no array can split the
+                 * fields of a nested object: the index has decided, once
+                 * the leaves left out of it are checked. */
+                int r = e->check == 0
+                            ? 1
+                            : eb_pattern_check_leaves(e->p, e->field_nodes, f, e->check);
+
+                if (r == 1)
+                    sc->out[nout++] = e->id;
+                if (r >= 0)
+                    continue;
+            }
+        }
+        if (eb_pattern_match_flat(e->p, e->field_nodes, f))
+            sc->out[nout++] = e->id;
+    }
+    *ids = sc->out;
+    return nout;
+}
+
+size_t eb_matcher_match_event(const eb_matcher *m, const Io__Cloudevents__V1__CloudEvent *ev,
+                              eb_matcher_scratch *sc, const uint32_t **ids)
+{
+    assert(m != NULL && m->built && sc != NULL && sc->m == m && ev != NULL && ids != NULL);
+    begin(m, sc);
+    eb_flatten_event(sc->flat, m->trie, ev);
+    return match_flattened(m, sc, ids);
+}
+
+bool eb_matcher_match_view(const eb_matcher *m, const char *json, size_t len,
+                           eb_matcher_scratch *sc, const uint32_t **ids, size_t *n)
+{
+    assert(m != NULL && m->built && sc != NULL && sc->m == m && ids != NULL && n != NULL);
+    begin(m, sc);
+    if (!eb_flatten_json(sc->flat, m->trie, json, len))
+        return false;
+    *n = match_flattened(m, sc, ids);
+    return true;
+}
+
+bool eb_matcher_match_stored(const eb_matcher *m, const uint8_t *body, size_t len,
+                             eb_matcher_scratch *sc, const uint32_t **ids, size_t *n)
+{
+    assert(m != NULL && m->built && sc != NULL && sc->m == m && ids != NULL && n != NULL);
+    begin(m, sc);
+    if (eb_flatten_stored(sc->flat, m->trie, body, len) != EB_FLAT_OK) {
+        /* Encodings the direct reader leaves to protobuf-c. */
+        Io__Cloudevents__V1__CloudEvent *ev =
+            io__cloudevents__v1__cloud_event__unpack(NULL, len, body);
+
+        if (ev == NULL)
+            return false;
+        eb_flatten_event(sc->flat, m->trie, ev);
+        *n = match_flattened(m, sc, ids);
+        io__cloudevents__v1__cloud_event__free_unpacked(ev, NULL);
+        return true;
+    }
+    *n = match_flattened(m, sc, ids);
+    return true;
 }

@@ -7,6 +7,7 @@
  */
 #include "pattern.h"
 #include "pattern_anchor.h"
+#include "pattern_internal.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -17,11 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Arrays nested inside arrays in an event are flattened up to this depth;
- * deeper levels are ignored so that a hostile event cannot make the matcher
- * recurse without bound. */
-#define ARRAY_FLATTEN_DEPTH 16
 
 /* Longest text form of an IPv6 address accepted by the cidr operator, with
  * room for the NUL (INET6_ADDRSTRLEN is 46). */
@@ -91,95 +87,10 @@ static void arena_free(struct arena_block *b)
     }
 }
 
-/* ---- Compiled representation ------------------------------------------ */
-
-struct text {
-    const char *s; /* not NUL-terminated in general */
-    size_t len;
-};
-
-enum cond_kind {
-    COND_STRING,    /* exact string */
-    COND_NUMBER,    /* exact number, compared as double */
-    COND_BOOL,      /* true or false */
-    COND_NULL,      /* JSON null */
-    COND_PREFIX,
-    COND_SUFFIX,
-    COND_EQUALS_CI, /* equals-ignore-case */
-    COND_PREFIX_CI, /* prefix: {equals-ignore-case} */
-    COND_SUFFIX_CI, /* suffix: {equals-ignore-case} */
-    COND_WILDCARD,
-    COND_CIDR,
-    COND_NUMERIC,
-    COND_EXISTS,
-    COND_ANYTHING_BUT,
-};
-
-enum lower_op { LOWER_NONE, LOWER_GT, LOWER_GE };
-enum upper_op { UPPER_NONE, UPPER_LT, UPPER_LE };
-
-struct numeric {
-    enum lower_op lop;
-    enum upper_op uop;
-    double lo;
-    double hi;
-    bool equals; /* written as "=", for explain() */
-};
-
-/* A wildcard "seg0*seg1*...*segN" is kept as its N+1 literal segments
- * (escapes already resolved), any of which may be empty. */
-struct wildcard {
-    struct text src; /* as written, for explain() */
-    struct text *segs;
-    size_t nsegs;
-};
-
-struct cidr {
-    struct text src; /* as written, for explain() */
-    int family;      /* AF_INET or AF_INET6 */
-    unsigned bits;
-    unsigned char addr[16]; /* host bits cleared */
-};
-
-struct cond {
-    enum cond_kind kind;
-    union {
-        struct text str;
-        double num;
-        bool flag; /* COND_BOOL value, COND_EXISTS wanted presence */
-        struct numeric range;
-        struct wildcard wc;
-        struct cidr net;
-        struct {
-            struct cond *conds; /* anything-but matches when none of these does */
-            size_t n;
-        } but;
-    } u;
-};
-
-enum field_kind { FIELD_LEAF, FIELD_OBJECT, FIELD_OR };
-
-struct node;
-
-struct field {
-    enum field_kind kind;
-    struct text name; /* unused for FIELD_OR */
-    struct cond *conds; /* FIELD_LEAF: OR of these */
-    size_t nconds;
-    struct node *nodes; /* FIELD_OBJECT: one node; FIELD_OR: the alternatives */
-    size_t nnodes;
-};
-
-/* One object level of a pattern: every field must match (AND). Fields keep
- * the pattern's order, so explain() reports failures predictably. */
-struct node {
-    struct field *fields;
-    size_t nfields;
-};
-
 struct eb_pattern {
     struct arena_block *arena;
     struct node root;
+    unsigned nfields; /* in the whole tree */
 };
 
 /* ---- Small string buffer ---------------------------------------------- */
@@ -759,6 +670,24 @@ static eb_status compile_node(struct compiler *c, const json_t *obj, int depth,
     return st;
 }
 
+/* Numbers every field of the tree below n in pre-order, from *next on, and
+ * counts the leaf fields under each. Returns the leaf fields below n. */
+static unsigned number_fields(struct node *n, unsigned *next)
+{
+    unsigned leaves = 0;
+
+    for (size_t i = 0; i < n->nfields; i++) {
+        struct field *f = &n->fields[i];
+
+        f->index = (*next)++;
+        f->leaves = f->kind == FIELD_LEAF;
+        for (size_t k = 0; k < f->nnodes; k++)
+            f->leaves += number_fields(&f->nodes[k], next);
+        leaves += f->leaves;
+    }
+    return leaves;
+}
+
 eb_status eb_pattern_compile(const char *text, size_t len, eb_pattern **out, char *err,
                              size_t errlen)
 {
@@ -797,6 +726,7 @@ eb_status eb_pattern_compile(const char *text, size_t len, eb_pattern **out, cha
     st = compile_node(&c, root, 1, &p->root);
     if (st != EB_OK)
         goto out;
+    (void)number_fields(&p->root, &p->nfields);
     *out = p;
     p = NULL;
 out:
@@ -889,26 +819,22 @@ static bool numeric_match(const struct numeric *r, double d)
     return true;
 }
 
-/* Returns whether the scalar event value v satisfies c. Every condition but
- * anything-but is false for values of the wrong type. */
-static bool cond_match_scalar(const struct cond *c, const json_t *v)
+bool eb_pattern_cond_match(const struct cond *c, const struct eb_scalar *v)
 {
-    const char *s = NULL;
-    size_t len = 0;
+    const char *s = v->kind == EB_SCALAR_STRING ? v->s : NULL;
+    size_t len = v->kind == EB_SCALAR_STRING ? v->len : 0;
+    bool num = v->kind == EB_SCALAR_NUMBER;
 
-    if (json_is_string(v)) {
-        s = json_string_value(v);
-        len = json_string_length(v);
-    }
     switch (c->kind) {
     case COND_STRING:
         return s != NULL && len == c->u.str.len && memcmp(s, c->u.str.s, len) == 0;
     case COND_NUMBER:
-        return json_is_number(v) && json_number_value(v) == c->u.num;
+        return num && v->num == c->u.num;
     case COND_BOOL:
-        return json_is_boolean(v) && json_is_true(v) == c->u.flag;
+        return (v->kind == EB_SCALAR_TRUE && c->u.flag) ||
+               (v->kind == EB_SCALAR_FALSE && !c->u.flag);
     case COND_NULL:
-        return json_is_null(v);
+        return v->kind == EB_SCALAR_NULL;
     case COND_PREFIX:
         return s != NULL && len >= c->u.str.len && memcmp(s, c->u.str.s, c->u.str.len) == 0;
     case COND_SUFFIX:
@@ -926,10 +852,10 @@ static bool cond_match_scalar(const struct cond *c, const json_t *v)
     case COND_CIDR:
         return s != NULL && cidr_match(&c->u.net, s, len);
     case COND_NUMERIC:
-        return json_is_number(v) && numeric_match(&c->u.range, json_number_value(v));
+        return num && numeric_match(&c->u.range, v->num);
     case COND_ANYTHING_BUT:
         for (size_t i = 0; i < c->u.but.n; i++)
-            if (cond_match_scalar(&c->u.but.conds[i], v))
+            if (eb_pattern_cond_match(&c->u.but.conds[i], v))
                 return false;
         return true;
     case COND_EXISTS:
@@ -937,6 +863,26 @@ static bool cond_match_scalar(const struct cond *c, const json_t *v)
         break;
     }
     return false;
+}
+
+/* The scalar form of the jansson value v (not an array or object). */
+static struct eb_scalar json_scalar(const json_t *v)
+{
+    struct eb_scalar s = { .kind = EB_SCALAR_NULL };
+
+    if (json_is_string(v)) {
+        s.kind = EB_SCALAR_STRING;
+        s.s = json_string_value(v);
+        s.len = json_string_length(v);
+    } else if (json_is_number(v)) {
+        s.kind = EB_SCALAR_NUMBER;
+        s.num = json_number_value(v);
+    } else if (json_is_true(v)) {
+        s.kind = EB_SCALAR_TRUE;
+    } else if (json_is_false(v)) {
+        s.kind = EB_SCALAR_FALSE;
+    }
+    return s;
 }
 
 /* Returns whether any scalar in v (v itself, or the elements of an array,
@@ -954,7 +900,10 @@ static bool cond_match_any(const struct cond *c, const json_t *v, int depth)
                 return true;
         return false;
     }
-    return !json_is_object(v) && cond_match_scalar(c, v);
+    if (json_is_object(v))
+        return false;
+    struct eb_scalar s = json_scalar(v);
+    return eb_pattern_cond_match(c, &s);
 }
 
 /* A field exists, for "exists", when it holds at least one leaf value: a
@@ -1209,6 +1158,16 @@ static bool match_node(const struct node *n, const json_t *obj, struct explain *
     return true;
 }
 
+const struct node *eb_pattern_root(const eb_pattern *p)
+{
+    return &p->root;
+}
+
+unsigned eb_pattern_field_count(const eb_pattern *p)
+{
+    return p->nfields;
+}
+
 bool eb_pattern_match(const eb_pattern *p, const json_t *event)
 {
     assert(p != NULL);
@@ -1244,6 +1203,9 @@ static unsigned affix_cost(size_t len)
     return len >= 4 ? 3 : len >= 2 ? 5 : 8;
 }
 
+/* The cost of the "any leaf value" anchor (EB_ANCHOR_EXISTS). */
+#define COST_ANY_LEAF 50
+
 static unsigned cond_cost(const struct cond *c)
 {
     switch (c->kind) {
@@ -1259,21 +1221,25 @@ static unsigned cond_cost(const struct cond *c)
     case COND_PREFIX_CI:
     case COND_SUFFIX:
     case COND_SUFFIX_CI:
-        return c->u.str.len == 0 ? ANCHOR_NONE : affix_cost(c->u.str.len) + 1;
+        return c->u.str.len == 0 ? COST_ANY_LEAF : affix_cost(c->u.str.len) + 1;
     case COND_WILDCARD: {
         const struct text *first = &c->u.wc.segs[0], *last = &c->u.wc.segs[c->u.wc.nsegs - 1];
         size_t best = first->len > last->len ? first->len : last->len;
 
         if (c->u.wc.nsegs == 1)
             return 1;
-        return best == 0 ? ANCHOR_NONE : affix_cost(best) + 2;
+        return best == 0 ? COST_ANY_LEAF : affix_cost(best) + 2;
     }
     case COND_NUMERIC:
         return c->u.range.lop != LOWER_NONE && c->u.range.uop != UPPER_NONE ? 8 : 12;
-    case COND_CIDR:
     case COND_EXISTS:
+        /* "exists": false matches on absence: no anchor can find it. */
+        return c->u.flag ? COST_ANY_LEAF : ANCHOR_NONE;
+    case COND_CIDR:
     case COND_ANYTHING_BUT:
-        break;
+        /* Only a leaf value can satisfy them: "some leaf exists" is an
+         * anchor, the least selective one, which the full check refines. */
+        return COST_ANY_LEAF;
     }
     return ANCHOR_NONE;
 }
@@ -1335,12 +1301,17 @@ static void emit_cond(struct anchor_walk *w, const struct cond *c)
     struct eb_anchor a = { .path = w->path, .depth = w->depth, .group = w->group };
 
     switch (c->kind) {
-    case COND_STRING:
     case COND_PREFIX:
     case COND_SUFFIX:
-    case COND_EQUALS_CI:
     case COND_PREFIX_CI:
     case COND_SUFFIX_CI:
+        if (c->u.str.len == 0) {
+            a.kind = EB_ANCHOR_EXISTS; /* any string: some leaf is needed */
+            break;
+        }
+        /* fall through */
+    case COND_STRING:
+    case COND_EQUALS_CI:
         a.kind = c->kind == COND_STRING      ? EB_ANCHOR_STRING
                  : c->kind == COND_PREFIX    ? EB_ANCHOR_PREFIX
                  : c->kind == COND_SUFFIX    ? EB_ANCHOR_SUFFIX
@@ -1369,6 +1340,8 @@ static void emit_cond(struct anchor_walk *w, const struct cond *c)
             a.kind = EB_ANCHOR_STRING;
             a.s = first->s;
             a.len = first->len;
+        } else if (first->len == 0 && last->len == 0) {
+            a.kind = EB_ANCHOR_EXISTS; /* "*", "*x*": some leaf is needed */
         } else if (first->len >= last->len) {
             a.kind = EB_ANCHOR_PREFIX;
             a.s = first->s;
@@ -1384,12 +1357,17 @@ static void emit_cond(struct anchor_walk *w, const struct cond *c)
         a.kind = EB_ANCHOR_RANGE;
         a.lo = c->u.range.lop == LOWER_NONE ? -INFINITY : c->u.range.lo;
         a.hi = c->u.range.uop == UPPER_NONE ? INFINITY : c->u.range.hi;
+        a.lo_open = c->u.range.lop == LOWER_GT;
+        a.hi_open = c->u.range.uop == UPPER_LT;
+        break;
+    case COND_EXISTS:
+        assert(c->u.flag);
+        a.kind = EB_ANCHOR_EXISTS;
         break;
     case COND_CIDR:
-    case COND_EXISTS:
     case COND_ANYTHING_BUT:
-        assert(!"not an anchor");
-        return;
+        a.kind = EB_ANCHOR_EXISTS;
+        break;
     }
     w->fn(&a, w->arg);
 }
@@ -1445,6 +1423,11 @@ static void emit_groups(struct anchor_walk *w, const struct node *n)
             emit_field(w, f);
         }
     }
+}
+
+bool eb_pattern_leaf_indexed(const struct field *f)
+{
+    return f->kind == FIELD_LEAF && field_cost(f) < ANCHOR_NONE;
 }
 
 unsigned eb_pattern_anchors(const eb_pattern *p, eb_anchor_fn *fn, void *arg)

@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "cloudevents.pb-c.h"
 #include "status.h"
 
 typedef struct eb_pattern eb_pattern;
@@ -51,10 +52,14 @@ void eb_pattern_free(eb_pattern *p);
  * conditions every match needs (exact values, equals-ignore-case, prefix,
  * suffix, the literal ends of a wildcard, numeric ranges), and only patterns
  * whose required anchors the event all hits, plus those without any anchor
- * (anything-but, exists, cidr only; "{}"), are evaluated with
+ * (anything-but, "exists": false, cidr only; "{}"), are evaluated with
  * eb_pattern_match(). The result
  * is by definition exactly the set of ids whose pattern eb_pattern_match()
- * accepts. See docs/decisions/0007-matcher-index.md.
+ * accepts. See docs/decisions/0007-matcher-index.md. The server's path,
+ * eb_matcher_match_stored(), reads the event flattened along the patterns'
+ * paths instead of a JSON document and lets the index decide the patterns
+ * it describes exactly, with the same result
+ * (docs/decisions/0012-flattened-matching.md).
  *
  * Life cycle: eb_matcher_new(), eb_matcher_add() for each pattern,
  * eb_matcher_build() once, then eb_matcher_match() any number of times.
@@ -95,6 +100,32 @@ void eb_matcher_scratch_free(eb_matcher_scratch *sc);
  * thread at a time. */
 size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scratch *sc,
                         const uint32_t **ids);
+
+/* Matches the decoded CloudEvent ev (borrowed) against every pattern of m,
+ * with the same result as eb_matcher_match() on ce_to_json(ev), without
+ * building that JSON view: the event is flattened once along the paths the
+ * patterns use (flatten.h) and the candidates are evaluated on that. Returns
+ * how many matched and points *ids at their ids (in sc, valid until sc's
+ * next use). Allocates only while sc's buffers grow to the largest event
+ * seen. REQUIRES: as eb_matcher_match(). */
+size_t eb_matcher_match_event(const eb_matcher *m, const Io__Cloudevents__V1__CloudEvent *ev,
+                              eb_matcher_scratch *sc, const uint32_t **ids);
+
+/* Like eb_matcher_match_event() on the CloudEvent whose stored protobuf
+ * bytes are body[0..len) (borrowed), usually without decoding them into a
+ * message (flatten.h, eb_flatten_stored()). Returns false, with nothing
+ * written, when the bytes do not decode as a CloudEvent; else writes the
+ * number of matches to *n and points *ids at their ids as
+ * eb_matcher_match() does. */
+bool eb_matcher_match_stored(const eb_matcher *m, const uint8_t *body, size_t len,
+                             eb_matcher_scratch *sc, const uint32_t **ids, size_t *n);
+
+/* Like eb_matcher_match() on the CloudEvents JSON view given as text
+ * json[0..len) (borrowed), through the flattened event: the text is scanned
+ * once, keeping only what the patterns look at. Returns false, with nothing
+ * written, when the text is not JSON that json_loadb() accepts. */
+bool eb_matcher_match_view(const eb_matcher *m, const char *json, size_t len,
+                           eb_matcher_scratch *sc, const uint32_t **ids, size_t *n);
 
 /* Frees m (not the patterns it borrowed). NULL is allowed. */
 void eb_matcher_free(eb_matcher *m);

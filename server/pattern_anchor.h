@@ -27,9 +27,10 @@ enum eb_anchor_kind {
     EB_ANCHOR_PREFIX_CI, /* starts with s, ASCII case folded */
     EB_ANCHOR_SUFFIX,    /* ends with s */
     EB_ANCHOR_SUFFIX_CI, /* ends with s, ASCII case folded */
-    EB_ANCHOR_RANGE,     /* a number in [lo, hi] (bounds may be infinite) */
+    EB_ANCHOR_RANGE,     /* a number between lo and hi (bounds may be infinite) */
+    EB_ANCHOR_EXISTS,    /* any leaf value ("exists": true) */
 };
-#define EB_ANCHOR_KINDS 11
+#define EB_ANCHOR_KINDS 12
 
 struct eb_anchor_seg {
     const char *s; /* not NUL-terminated in general */
@@ -50,7 +51,8 @@ struct eb_anchor {
     const char *s;
     size_t len;
     double num; /* EB_ANCHOR_NUMBER */
-    double lo, hi; /* EB_ANCHOR_RANGE; open ends are reported as closed */
+    double lo, hi; /* EB_ANCHOR_RANGE */
+    bool lo_open, hi_open; /* EB_ANCHOR_RANGE: > and < instead of >= and <= */
     unsigned group; /* 0 .. groups - 1 */
 };
 
@@ -62,7 +64,7 @@ typedef void eb_anchor_fn(const struct eb_anchor *a, void *arg);
  * estimate). Returns the number of groups; 0, without calling fn, when p
  * has none: it matches an event with none of its fields present (e.g. "{}" or
  * only "exists": false), or it relies only on operators that are not
- * indexed (anything-but, cidr, exists, wildcards without a literal head or
+ * indexed (anything-but, cidr, "exists": false, wildcards without a literal head or
  * tail). */
 unsigned eb_pattern_anchors(const eb_pattern *p, eb_anchor_fn *fn, void *arg);
 

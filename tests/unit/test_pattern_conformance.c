@@ -3,7 +3,10 @@
  * that file) through eb_pattern_compile(), eb_pattern_match() and
  * eb_pattern_explain(), and through an eb_matcher that holds the case's
  * pattern among decoys, so that the indexed matcher is held to the same
- * table. A failing case is reported with the file:line of the case.
+ * table, by every path an event takes into it: the jansson view, the
+ * flattened view text and, for ce- cases, the decoded CloudEvent and its
+ * stored protobuf bytes (server/flatten.h). A failing case is reported with
+ * the file:line of the case.
  *
  * The case file parser refuses a malformed file with its file:line rather
  * than skipping what it does not understand, and the suite fails when the
@@ -45,6 +48,7 @@ struct conf_case {
     int pattern_line; /* line of the pattern */
     const char *pattern; /* borrowed from the file's pattern list */
     json_t *event;       /* the JSON view matched; NULL for CASE_INVALID */
+    bool cloudevent;     /* ce-match, ce-no-match: event is a CloudEvent's view */
     char *expect;        /* reason (may be NULL) or compile error; owned */
 };
 
@@ -308,6 +312,7 @@ static int conf_parse(const char *name, const char *text, struct conf_file *f, c
             c->pattern_line = pattern_line;
             c->pattern = pattern;
             c->event = ev;
+            c->cloudevent = as_cloudevent;
             pattern_cases++;
             if (want)
                 f->nmatch++;
@@ -421,34 +426,87 @@ static const char *const decoys[] = {
 };
 #define NDECOYS (sizeof decoys / sizeof decoys[0])
 
-/* Returns whether the matcher m (pattern under id 0, decoys[i] under i+1)
- * agrees with eb_pattern_match() on ev for every pattern it holds; prints
- * the differences against where. */
-static bool matcher_agrees(const eb_matcher *m, eb_matcher_scratch *sc, const eb_pattern *p,
-                           eb_pattern *const *dp, const json_t *ev, const char *where)
+/* The matcher's answers by the paths cebusd has: the jansson view, the
+ * flattened event from the view's text and, for a CloudEvent's view, from
+ * the decoded CloudEvent and from its stored protobuf bytes. */
+enum path { PATH_JSON, PATH_VIEW_TEXT, PATH_EVENT, PATH_STORED, PATHS };
+static const char *const path_names[] = { "jansson view", "flattened view text",
+                                          "flattened CloudEvent", "flattened stored bytes" };
+
+/* Returns the matches of m on ev by path p, or SIZE_MAX when that path
+ * does not apply to ev (not a CloudEvent's view). */
+static size_t match_by(enum path p, const eb_matcher *m, eb_matcher_scratch *sc, const json_t *ev,
+                       bool cloudevent, const uint32_t **ids)
 {
-    bool found[NDECOYS + 1] = { false };
-    const uint32_t *ids = NULL;
-    size_t n = eb_matcher_match(m, ev, sc, &ids);
+    Io__Cloudevents__V1__CloudEvent *ce = NULL;
+    char *text, err[256];
+    size_t n = SIZE_MAX;
+
+    switch (p) {
+    case PATH_JSON:
+        return eb_matcher_match(m, ev, sc, ids);
+    case PATH_VIEW_TEXT:
+        text = json_dumps(ev, JSON_COMPACT | JSON_ENCODE_ANY);
+        assert_non_null(text);
+        assert_true(eb_matcher_match_view(m, text, strlen(text), sc, ids, &n));
+        free(text);
+        return n;
+    default:
+        if (!cloudevent)
+            return SIZE_MAX;
+        assert_int_equal(ce_from_json(ev, &ce, err, sizeof err), 0);
+        if (p == PATH_EVENT) {
+            n = eb_matcher_match_event(m, ce, sc, ids);
+        } else {
+            size_t len = io__cloudevents__v1__cloud_event__get_packed_size(ce);
+            uint8_t *body = malloc(len ? len : 1);
+
+            assert_non_null(body);
+            io__cloudevents__v1__cloud_event__pack(ce, body);
+            assert_true(eb_matcher_match_stored(m, body, len, sc, ids, &n));
+            free(body);
+        }
+        io__cloudevents__v1__cloud_event__free_unpacked(ce, NULL);
+        return n;
+    }
+}
+
+/* Returns whether the matcher m (pattern under id 0, decoys[i] under i+1)
+ * agrees with eb_pattern_match() on ev for every pattern it holds, by every
+ * path that applies; prints the differences against where. */
+static bool matcher_agrees(const eb_matcher *m, eb_matcher_scratch *sc, const eb_pattern *p,
+                           eb_pattern *const *dp, const json_t *ev, bool cloudevent,
+                           const char *where)
+{
     bool ok = true;
 
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] > NDECOYS || found[ids[i]]) {
-            print_error("%s: matcher returned id %u unexpectedly\n", where, ids[i]);
-            ok = false;
-            continue;
-        }
-        found[ids[i]] = true;
-    }
-    for (size_t i = 0; i <= NDECOYS; i++) {
-        bool want = eb_pattern_match(i == 0 ? p : dp[i - 1], ev);
+    for (enum path path = 0; path < PATHS; path++) {
+        bool found[NDECOYS + 1] = { false };
+        const uint32_t *ids = NULL;
+        size_t n = match_by(path, m, sc, ev, cloudevent, &ids);
 
-        if (found[i] != want) {
-            print_error("%s: the matcher %s %s where eb_pattern_match() %s\n", where,
-                        found[i] ? "selects" : "misses",
-                        i == 0 ? "the case's pattern" : decoys[i - 1],
-                        want ? "matches" : "does not");
-            ok = false;
+        if (n == SIZE_MAX)
+            continue;
+
+        for (size_t i = 0; i < n; i++) {
+            if (ids[i] > NDECOYS || found[ids[i]]) {
+                print_error("%s: matcher (%s) returned id %u unexpectedly\n", where,
+                            path_names[path], ids[i]);
+                ok = false;
+                continue;
+            }
+            found[ids[i]] = true;
+        }
+        for (size_t i = 0; i <= NDECOYS; i++) {
+            bool want = eb_pattern_match(i == 0 ? p : dp[i - 1], ev);
+
+            if (found[i] != want) {
+                print_error("%s: the matcher (%s) %s %s where eb_pattern_match() %s\n", where,
+                            path_names[path], found[i] ? "selects" : "misses",
+                            i == 0 ? "the case's pattern" : decoys[i - 1],
+                            want ? "matches" : "does not");
+                ok = false;
+            }
         }
     }
     return ok;
@@ -493,7 +551,7 @@ static bool run_event_case(const struct conf_file *f, const struct conf_case *c,
         eb_matcher_add(m, dp[i], (uint32_t)(i + 1));
     eb_matcher_build(m);
     sc = eb_matcher_scratch_new(m);
-    if (!matcher_agrees(m, sc, p, dp, c->event, where))
+    if (!matcher_agrees(m, sc, p, dp, c->event, c->cloudevent, where))
         ok = false;
     eb_matcher_scratch_free(sc);
     eb_matcher_free(m);
@@ -590,22 +648,28 @@ static void test_cross(void **state)
             want[i] = pats[i] != NULL && eb_pattern_match(pats[i], ev);
             nwant += want[i];
         }
-        n = eb_matcher_match(m, ev, sc, &ids);
-        for (size_t k = 0; k < n; k++) {
-            if (ids[k] >= f.npatterns || want[ids[k]] != 1) {
-                print_error("%s:%d: matcher selects a pattern that does not match, or "
-                            "one pattern twice\n",
-                            f.name, f.cases[e].line);
-                failures++;
+        for (enum path path = 0; path < PATHS; path++) {
+            n = match_by(path, m, sc, ev, f.cases[e].cloudevent, &ids);
+            if (n == SIZE_MAX)
                 continue;
+            for (size_t i = 0; i < f.npatterns; i++)
+                want[i] = want[i] != 0;
+            for (size_t k = 0; k < n; k++) {
+                if (ids[k] >= f.npatterns || want[ids[k]] != 1) {
+                    print_error("%s:%d: matcher selects a pattern that does not match, or "
+                                "one pattern twice\n",
+                                f.name, f.cases[e].line);
+                    failures++;
+                    continue;
+                }
+                want[ids[k]] = 2; /* found once */
             }
-            want[ids[k]] = 2; /* found once */
-        }
-        for (size_t i = 0; i < f.npatterns; i++) {
-            if (want[i] == 1) {
-                print_error("%s:%d: matcher misses the matching pattern %s\n", f.name,
-                            f.cases[e].line, f.patterns[i]);
-                failures++;
+            for (size_t i = 0; i < f.npatterns; i++) {
+                if (want[i] == 1) {
+                    print_error("%s:%d: matcher (%s) misses the matching pattern %s\n", f.name,
+                                f.cases[e].line, path_names[path], f.patterns[i]);
+                    failures++;
+                }
             }
         }
         hits += nwant;

@@ -1,0 +1,381 @@
+/* Matching a compiled pattern against a flattened event (flatten.h), the
+ * hot path of the per-bus matcher. It mirrors match_node() and friends in
+ * pattern.c step by step over eb_fval instead of json_t, and shares the
+ * matching of one condition against one scalar (eb_pattern_cond_match), so
+ * that both views give the same answer; tests/unit/test_flatten.c and
+ * tests/fuzz/fuzz_flatten.c compare them.
+ */
+#include "pattern_flat.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pattern_internal.h"
+
+/* ---- Paths ---------------------------------------------------------------- */
+
+static void paths_node(const struct node *n, eb_ftrie *t, uint32_t parent, uint32_t *out);
+
+static void paths_field(const struct field *f, eb_ftrie *t, uint32_t parent, uint32_t *out)
+{
+    uint32_t id;
+
+    if (f->kind == FIELD_OR) {
+        out[f->index] = EB_FTRIE_NONE;
+        for (size_t k = 0; k < f->nnodes; k++)
+            paths_node(&f->nodes[k], t, parent, out);
+        return;
+    }
+    id = eb_ftrie_add(t, parent, f->name.s, f->name.len);
+    out[f->index] = id;
+    if (f->kind == FIELD_OBJECT)
+        paths_node(&f->nodes[0], t, id, out);
+}
+
+static void paths_node(const struct node *n, eb_ftrie *t, uint32_t parent, uint32_t *out)
+{
+    for (size_t i = 0; i < n->nfields; i++)
+        paths_field(&n->fields[i], t, parent, out);
+}
+
+uint32_t *eb_pattern_paths(const eb_pattern *p, eb_ftrie *t)
+{
+    unsigned n = eb_pattern_field_count(p);
+    uint32_t *out = malloc((n ? n : 1) * sizeof *out);
+
+    assert(p != NULL && t != NULL);
+    if (out == NULL) {
+        fputs("cebusd: out of memory\n", stderr);
+        abort();
+    }
+    paths_node(eb_pattern_root(p), t, EB_FTRIE_ROOT, out);
+    return out;
+}
+
+/* ---- Exactness ------------------------------------------------------------ */
+
+static bool cond_exact(const struct cond *c)
+{
+    switch (c->kind) {
+    case COND_PREFIX:
+    case COND_SUFFIX:
+    case COND_PREFIX_CI:
+    case COND_SUFFIX_CI:
+        /* An empty affix is anchored as "some leaf", which it refines. */
+        return c->u.str.len > 0;
+    case COND_STRING:
+    case COND_NUMBER:
+    case COND_BOOL:
+    case COND_NULL:
+    case COND_EQUALS_CI:
+    case COND_NUMERIC:
+        return true;
+    case COND_EXISTS:
+        return c->u.flag;
+    case COND_WILDCARD:
+        return c->u.wc.nsegs == 1;
+    default:
+        return false;
+    }
+}
+
+struct exact_walk {
+    const uint32_t *field_nodes;
+    uint32_t path[EB_PATTERN_MAX_DEPTH + 2]; /* trie nodes of the object fields above */
+    size_t depth;
+    uint32_t *guards;
+    size_t nguards, cap;
+    unsigned nleaves;
+    struct eb_pattern_plan *plan;
+};
+
+/* Adds the object fields on the current path (the nested object itself
+ * included) to the guards, once each. */
+static void guard_path(struct exact_walk *w)
+{
+    for (size_t i = 0; i < w->depth; i++) {
+        bool seen = false;
+
+        for (size_t k = 0; k < w->nguards && !seen; k++)
+            seen = w->guards[k] == w->path[i];
+        if (seen)
+            continue;
+        if (w->nguards == w->cap) {
+            w->cap = w->cap ? 2 * w->cap : 8;
+            w->guards = realloc(w->guards, w->cap * sizeof *w->guards);
+            if (w->guards == NULL) {
+                fputs("cebusd: out of memory\n", stderr);
+                abort();
+            }
+        }
+        w->guards[w->nguards++] = w->path[i];
+    }
+}
+
+static bool exact_node(struct exact_walk *w, const struct node *n)
+{
+    if (w->depth > 0 && n->nfields > 1)
+        guard_path(w);
+    for (size_t i = 0; i < n->nfields; i++) {
+        const struct field *f = &n->fields[i];
+
+        if (f->kind == FIELD_OR)
+            return false;
+        if (f->kind == FIELD_LEAF) {
+            bool exact = true;
+
+            if (w->nleaves >= 32)
+                return false;
+            for (size_t k = 0; k < f->nconds; k++)
+                exact = exact && cond_exact(&f->conds[k]);
+            if (eb_pattern_leaf_indexed(f))
+                w->plan->leaf_of_group[w->plan->ngroups++] = (uint8_t)w->nleaves;
+            else
+                exact = false;
+            if (!exact)
+                w->plan->check |= 1u << w->nleaves;
+            w->nleaves++;
+            continue;
+        }
+        assert(w->depth < sizeof w->path / sizeof w->path[0]);
+        w->path[w->depth++] = w->field_nodes[f->index];
+        if (!exact_node(w, &f->nodes[0]))
+            return false;
+        w->depth--;
+    }
+    return true;
+}
+
+bool eb_pattern_exact(const eb_pattern *p, const uint32_t *field_nodes,
+                      struct eb_pattern_plan *plan)
+{
+    struct eb_pattern_plan tmp = { 0 };
+    struct exact_walk w = { .field_nodes = field_nodes, .plan = &tmp };
+
+    if (!exact_node(&w, eb_pattern_root(p))) {
+        free(w.guards);
+        return false;
+    }
+    tmp.guards = w.guards;
+    tmp.nguards = w.nguards;
+    *plan = tmp;
+    return true;
+}
+
+/* ---- Matching ------------------------------------------------------------- */
+
+#define NO_VALUE SIZE_MAX
+
+static const struct eb_fval *kid(const eb_flat *f, const struct eb_fval *c, size_t i)
+{
+    return &f->vals[f->kids[c->first + i]];
+}
+
+static struct eb_scalar scalar_of(const struct eb_fval *v)
+{
+    struct eb_scalar s = { .kind = EB_SCALAR_NULL };
+
+    switch (v->kind) {
+    case EB_FV_STRING:
+        s.kind = EB_SCALAR_STRING;
+        s.s = v->s;
+        s.len = v->len;
+        break;
+    case EB_FV_NUMBER:
+        s.kind = EB_SCALAR_NUMBER;
+        s.num = v->num;
+        break;
+    case EB_FV_TRUE:
+        s.kind = EB_SCALAR_TRUE;
+        break;
+    case EB_FV_FALSE:
+        s.kind = EB_SCALAR_FALSE;
+        break;
+    default:
+        break;
+    }
+    return s;
+}
+
+/* As cond_match_any() in pattern.c. */
+static bool cond_any(const eb_flat *f, const struct cond *c, const struct eb_fval *v, int depth)
+{
+    struct eb_scalar s;
+
+    if (v->kind == EB_FV_ARRAY) {
+        if (depth >= ARRAY_FLATTEN_DEPTH)
+            return false;
+        for (size_t i = 0; i < v->n; i++)
+            if (cond_any(f, c, kid(f, v, i), depth + 1))
+                return true;
+        return false;
+    }
+    if (v->kind == EB_FV_OBJECT)
+        return false;
+    s = scalar_of(v);
+    return eb_pattern_cond_match(c, &s);
+}
+
+/* As has_leaf() in pattern.c. */
+static bool leaf_in(const eb_flat *f, const struct eb_fval *v, int depth)
+{
+    if (v == NULL || v->kind == EB_FV_OBJECT)
+        return false;
+    if (v->kind == EB_FV_ARRAY) {
+        if (depth >= ARRAY_FLATTEN_DEPTH)
+            return false;
+        for (size_t i = 0; i < v->n; i++)
+            if (leaf_in(f, kid(f, v, i), depth + 1))
+                return true;
+        return false;
+    }
+    return true;
+}
+
+static bool leaf_match(const eb_flat *f, const struct field *fd, const struct eb_fval *v)
+{
+    for (size_t i = 0; i < fd->nconds; i++) {
+        const struct cond *c = &fd->conds[i];
+
+        if (c->kind == COND_EXISTS) {
+            if (leaf_in(f, v, 0) == c->u.flag)
+                return true;
+        } else if (v != NULL && cond_any(f, c, v, 0)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The member of object obj at trie node node; NULL when absent. An object
+ * keeps one member per name, so node ids identify members. */
+static const struct eb_fval *member(const eb_flat *f, const struct eb_fval *obj, uint32_t node)
+{
+    for (size_t i = 0; i < obj->n; i++) {
+        const struct eb_fval *m = &f->vals[f->kids[obj->first + i]];
+
+        if (m->node == node)
+            return m;
+    }
+    return NULL;
+}
+
+/* What node_match() needs besides the pattern node and the object. */
+struct ctx {
+    const eb_flat *f;
+    const uint32_t *field_nodes;
+};
+
+static bool node_match(const struct ctx *c, const struct node *n, const struct eb_fval *obj);
+
+/* As match_object_field() in pattern.c. */
+static bool object_field(const struct ctx *c, const struct node *n, const struct eb_fval *v)
+{
+    const eb_flat *f = c->f;
+
+    if (v != NULL && v->kind == EB_FV_ARRAY) {
+        size_t nobj = 0;
+
+        for (size_t i = 0; i < v->n; i++) {
+            const struct eb_fval *e = kid(f, v, i);
+
+            if (e->kind != EB_FV_OBJECT)
+                continue;
+            nobj++;
+            if (node_match(c, n, e))
+                return true;
+        }
+        if (nobj > 0)
+            return false;
+        return node_match(c, n, NULL);
+    }
+    return node_match(c, n, v != NULL && v->kind == EB_FV_OBJECT ? v : NULL);
+}
+
+/* As match_node() in pattern.c, without explaining. */
+static bool node_match(const struct ctx *c, const struct node *n, const struct eb_fval *obj)
+{
+    const eb_flat *f = c->f;
+
+    for (size_t i = 0; i < n->nfields; i++) {
+        const struct field *fd = &n->fields[i];
+        const struct eb_fval *v;
+        bool ok = false;
+
+        if (fd->kind == FIELD_OR) {
+            for (size_t k = 0; k < fd->nnodes && !ok; k++)
+                ok = node_match(c, &fd->nodes[k], obj);
+            if (!ok)
+                return false;
+            continue;
+        }
+        v = obj != NULL ? member(f, obj, c->field_nodes[fd->index]) : NULL;
+        if (fd->kind == FIELD_LEAF)
+            ok = leaf_match(f, fd, v);
+        else
+            ok = object_field(c, &fd->nodes[0], v);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* Checks the leaves of n below obj (NULL: absent) whose bits are in mask,
+ * numbering leaves from *leaf on. */
+static int check_node(const struct ctx *c, const struct node *n, const struct eb_fval *obj,
+                      uint32_t mask, unsigned *leaf)
+{
+    for (size_t i = 0; i < n->nfields; i++) {
+        const struct field *fd = &n->fields[i];
+        unsigned first = *leaf;
+        uint32_t range;
+        const struct eb_fval *v;
+
+        /* Fields without a leaf to check are skipped, unread. */
+        *leaf += fd->leaves;
+        range = first >= 32 ? 0
+                : first + fd->leaves >= 32 ? ~0u << first
+                                           : ((1u << fd->leaves) - 1) << first;
+        if (!(mask & range))
+            continue;
+        v = obj != NULL ? member(c->f, obj, c->field_nodes[fd->index]) : NULL;
+        if (fd->kind == FIELD_LEAF) {
+            if (!leaf_match(c->f, fd, v))
+                return 0;
+            continue;
+        }
+        assert(fd->kind == FIELD_OBJECT);
+        *leaf = first;
+        if (v != NULL && v->kind == EB_FV_ARRAY)
+            return -1;
+        {
+            int r = check_node(c, &fd->nodes[0], v != NULL && v->kind == EB_FV_OBJECT ? v : NULL,
+                               mask, leaf);
+            if (r != 1)
+                return r;
+        }
+    }
+    return 1;
+}
+
+int eb_pattern_check_leaves(const eb_pattern *p, const uint32_t *field_nodes, const eb_flat *f,
+                            uint32_t leaves)
+{
+    struct ctx c = { f, field_nodes };
+    unsigned leaf = 0;
+
+    assert(p != NULL && field_nodes != NULL && f != NULL && f->nvals > 0);
+    return check_node(&c, eb_pattern_root(p),
+                      f->vals[0].kind == EB_FV_OBJECT ? &f->vals[0] : NULL, leaves, &leaf);
+}
+
+bool eb_pattern_match_flat(const eb_pattern *p, const uint32_t *field_nodes, const eb_flat *f)
+{
+    struct ctx c = { f, field_nodes };
+
+    assert(p != NULL && field_nodes != NULL && f != NULL && f->nvals > 0);
+    return node_match(&c, eb_pattern_root(p),
+                      f->vals[0].kind == EB_FV_OBJECT ? &f->vals[0] : NULL);
+}
