@@ -108,10 +108,13 @@ int cebus_list_buses(cebus_client *c, const Cebus__V1__ListBusesRequest *req,
 /* Returns 0 and sets *serving to 1 when the server reports SERVING. */
 int cebus_health_check(cebus_client *c, int timeout_ms, int *serving, cebus_error *err);
 
-/* Opens a Subscribe stream. On success returns 0 and sets *out; close it
- * with cebus_stream_close(). On failure returns the status code and fills
- * err (a stream the server refuses at once may also report its status on the
- * first cebus_stream_next()). */
+/* Opens a Subscribe stream. Waits (up to the client's timeout, at most
+ * 10 s) until the server has registered the stream: with a "latest" start,
+ * every event published after this returns is delivered. On success
+ * returns 0 and sets *out; close it with cebus_stream_close(). On failure,
+ * a refused stream included, returns the status code and fills err (a
+ * stream refused after that wait reports its status on the first
+ * cebus_stream_next()). */
 int cebus_subscribe(cebus_client *c, const Cebus__V1__SubscribeRequest *req,
                     cebus_stream **out, cebus_error *err);
 

@@ -25,6 +25,9 @@
 #define CEBUS_MAX_RECEIVE_BYTES (64 * 1024 * 1024)
 /* Longest time cebus_subscribe() waits for its request to go out. */
 #define SUBSCRIBE_SEND_WAIT_MS 1000
+/* How long cebus_subscribe() waits for the server to register the stream
+ * (its response headers), at most. */
+#define SUBSCRIBE_LIVE_WAIT_MS 10000
 
 struct cebus_client {
     grpc_channel *channel;
@@ -47,11 +50,12 @@ struct cebus_stream {
     bool send_pending;
     bool recv_pending;
     bool status_pending;
+    bool md_pending; /* the RECV_INITIAL_METADATA batch of cebus_subscribe() */
     bool initial_md_requested;
     bool ended;      /* final status known; further next() calls repeat it */
     cebus_error end; /* the final status, once ended */
     /* Distinct addresses serve as the tags of the three kinds of batch. */
-    char tag_send, tag_recv, tag_status;
+    char tag_send, tag_recv, tag_status, tag_md;
 };
 
 /* Out of memory is not recoverable (STYLE.md): abort. */
@@ -791,10 +795,12 @@ static void stream_free(cebus_stream *s)
     if (s->call) {
         /* Cancelling completes every outstanding batch promptly; each tag
          * must be collected before the queue can be shut down. */
-        if (s->send_pending || s->recv_pending || s->status_pending)
+        if (s->send_pending || s->recv_pending || s->status_pending || s->md_pending)
             grpc_call_cancel(s->call, NULL);
         if (s->send_pending)
             pluck_forever(s->cq, &s->tag_send);
+        if (s->md_pending)
+            pluck_forever(s->cq, &s->tag_md);
         if (s->recv_pending)
             pluck_forever(s->cq, &s->tag_recv);
         if (s->status_pending)
@@ -883,6 +889,43 @@ int cebus_subscribe(cebus_client *c, const Cebus__V1__SubscribeRequest *req, ceb
             if (err)
                 *err = s->end;
             goto out;
+        }
+    }
+
+    /* cebusd sends its response headers once the stream is registered,
+     * start position resolved, and a refused stream's status comes with
+     * them: waiting for them means "start at latest" starts before this
+     * call returns, and a refusal is this call's error. A server that holds
+     * headers back only costs the wait; the stream is handed over as is. */
+    if (!s->send_pending) {
+        grpc_op op;
+        int wait = c->timeout_ms < SUBSCRIBE_LIVE_WAIT_MS ? c->timeout_ms : SUBSCRIBE_LIVE_WAIT_MS;
+
+        memset(&op, 0, sizeof(op));
+        op.op = GRPC_OP_RECV_INITIAL_METADATA;
+        op.data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
+        e = grpc_call_start_batch(s->call, &op, 1, &s->tag_md, NULL);
+        if (e == GRPC_CALL_OK) {
+            s->md_pending = true;
+            s->initial_md_requested = true;
+            ev = grpc_completion_queue_pluck(s->cq, &s->tag_md, deadline_after_ms(wait), NULL);
+            if (ev.type == GRPC_OP_COMPLETE) {
+                s->md_pending = false;
+                ev = grpc_completion_queue_pluck(s->cq, &s->tag_status,
+                                                 gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
+                if (ev.type == GRPC_OP_COMPLETE) {
+                    s->status_pending = false;
+                    if (s->status != GRPC_STATUS_OK) {
+                        set_status_error(&s->end, s->status, s->details);
+                        rc = s->end.code;
+                        if (err)
+                            *err = s->end;
+                        goto out;
+                    }
+                    clear_error(&s->end);
+                    s->ended = true;
+                }
+            }
         }
     }
     *out = s;

@@ -554,6 +554,48 @@ static void test_put_events_answers_per_entry(void **state)
     cebus_client_free(sub);
 }
 
+/* cebus_subscribe returns once the server has registered the stream: an
+ * event published right after a "latest" subscribe is delivered, every
+ * time; and a stream the server refuses is the subscribe call's error. */
+static void test_subscribe_returns_when_live(void **state)
+{
+    struct h_env *env = *state;
+    struct h_tenant t;
+    cebus_client *pub, *sub;
+    Cebus__V1__SubscribeRequest req;
+    cebus_stream *st = NULL;
+    cebus_error err;
+
+    h_tenant_create_ok(env->admin, "ps-live", "orders", &t);
+    pub = cebus_client_new(env->srv[0].addr, t.publisher_key);
+    sub = cebus_client_new(env->srv[0].addr, t.subscriber_key);
+    for (int i = 0; i < 20; i++) {
+        char id[16];
+        Cebus__V1__SubscribeResponse *m;
+        uint64_t seq;
+
+        snprintf(id, sizeof id, "live-%d", i);
+        st = h_subscribe_ok(sub, "orders", "{}", CEBUS__V1__START_POSITION__START_POSITION_LATEST,
+                            0);
+        seq = h_put_one_ok(pub, "orders", id, "t", NULL);
+        m = h_expect_next(st);
+        assert_int_equal(m->sequence, seq);
+        cebus__v1__subscribe_response__free_unpacked(m, NULL);
+        cebus_stream_close(st);
+    }
+
+    h_subscribe_request(&req, "orders", "{\"data\": 5}", NULL,
+                        CEBUS__V1__START_POSITION__START_POSITION_LATEST, 0);
+    h_assert_status("Subscribe with a bad pattern", cebus_subscribe(sub, &req, &st, &err), &err,
+                    GRPC_STATUS_INVALID_ARGUMENT, "pattern: ");
+    h_subscribe_request(&req, "no-such-bus", "{}", NULL,
+                        CEBUS__V1__START_POSITION__START_POSITION_LATEST, 0);
+    h_assert_status("Subscribe to a missing bus", cebus_subscribe(sub, &req, &st, &err), &err,
+                    GRPC_STATUS_NOT_FOUND, "bus: ");
+    cebus_client_free(pub);
+    cebus_client_free(sub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -566,6 +608,7 @@ int main(void)
         cmocka_unit_test(test_subscribe_to_rule_subscription_by_name),
         cmocka_unit_test(test_server_stamps_tenant_and_receive_time),
         cmocka_unit_test(test_put_events_answers_per_entry),
+        cmocka_unit_test(test_subscribe_returns_when_live),
     };
 
     return cmocka_run_group_tests(tests, h_env_setup, h_env_teardown);
