@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 #include <unistd.h>
@@ -673,6 +674,63 @@ static void test_revocation_ends_open_stream(void **state)
     cebus_client_free(a_sub);
 }
 
+/* Creates a key of role for A that expires at the whole second at_s;
+ * copies its secret into out. */
+static void expiring_key(cebus_client *a_adm, Cebus__V1__Role role, int64_t at_s, char *out,
+                         size_t size)
+{
+    Cebus__V1__CreateApiKeyRequest req = CEBUS__V1__CREATE_API_KEY_REQUEST__INIT;
+    Cebus__V1__CreateApiKeyResponse *resp = NULL;
+    Google__Protobuf__Timestamp at = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    cebus_error err;
+
+    at.seconds = at_s;
+    req.role = role;
+    req.description = "expires soon";
+    req.expire_time = &at;
+    h_assert_status("CreateApiKey", cebus_create_api_key(a_adm, &req, &resp, &err), &err, 0,
+                    NULL);
+    assert_non_null(resp->key->expire_time);
+    assert_int_equal(resp->key->expire_time->seconds, at_s);
+    snprintf(out, size, "%s", resp->secret);
+    cebus__v1__create_api_key_response__free_unpacked(resp, NULL);
+}
+
+/* Keys created with an expiry work until then; after it, new calls are
+ * UNAUTHENTICATED and an open stream ends the same way, like a revoked
+ * key's, while the tenant's other keys go on. */
+static void test_expiring_key(void **state)
+{
+    struct h_env *env = *state;
+    cebus_client *a_adm = cebus_client_new(env->srv[0].addr, A.admin_key);
+    cebus_client *a_pub = cebus_client_new(env->srv[0].addr, A.publisher_key);
+    cebus_client *pub, *sub;
+    char pub_key[160], sub_key[160];
+    int64_t at_s = (int64_t)time(NULL) + 4;
+    cebus_stream *s;
+
+    expiring_key(a_adm, CEBUS__V1__ROLE__ROLE_PUBLISHER, at_s, pub_key, sizeof pub_key);
+    expiring_key(a_adm, CEBUS__V1__ROLE__ROLE_SUBSCRIBER, at_s, sub_key, sizeof sub_key);
+    pub = cebus_client_new(env->srv[0].addr, pub_key);
+    sub = cebus_client_new(env->srv[0].addr, sub_key);
+    s = h_subscribe_ok(sub, "orders", "{}", CEBUS__V1__START_POSITION__START_POSITION_LATEST, 0);
+    h_stream_sync_ok(a_pub, "orders", s);
+    h_put_one_ok(pub, "orders", "before-expiry", "t", NULL);
+
+    while ((int64_t)time(NULL) < at_s)
+        usleep(100 * 1000);
+    wait_put_status(env->srv[0].addr, pub_key, "orders", GRPC_STATUS_UNAUTHENTICATED,
+                    NEW_CALL_LIMIT_MS);
+    expect_stream_end(s, GRPC_STATUS_UNAUTHENTICATED, STREAM_END_LIMIT_MS);
+    h_put_one_ok(a_pub, "orders", "after-expiry", "t", NULL);
+
+    cebus_stream_close(s);
+    cebus_client_free(pub);
+    cebus_client_free(sub);
+    cebus_client_free(a_adm);
+    cebus_client_free(a_pub);
+}
+
 /* Disabling a tenant stops its keys on new calls within about a second and
  * ends its open streams with UNAUTHENTICATED; enabling it again restores
  * the keys. */
@@ -1082,6 +1140,7 @@ int main(void)
         cmocka_unit_test(test_role_matrix),
         cmocka_unit_test(test_api_keys_list_and_revoke),
         cmocka_unit_test(test_revocation_ends_open_stream),
+        cmocka_unit_test(test_expiring_key),
         cmocka_unit_test(test_tenant_disable),
         cmocka_unit_test(test_buses_get_update_delete),
         cmocka_unit_test(test_delete_tenant),
