@@ -77,6 +77,21 @@ static const struct setting settings[] = {
      "PEM CA certificates; set: every client must present a certificate they signed (mTLS)"},
     {"allow-plaintext", "CEBUS_ALLOW_PLAINTEXT", BOOL, OFF(allow_plaintext), "false", 0, 0,
      "true: serve plaintext without TLS on a non-loopback listen address"},
+    /* The bounds are those of SetQuota (server/quota.h). */
+    {"quota-events-per-second", "CEBUS_QUOTA_EVENTS_PER_SECOND", NUM,
+     OFF(quota_events_per_second), "100000", 1, 10000000,
+     "default quota: PutEvents events per second per tenant, across servers"},
+    {"quota-bytes-per-second", "CEBUS_QUOTA_BYTES_PER_SECOND", NUM, OFF(quota_bytes_per_second),
+     "104857600", 1, 4000000000, "default quota: PutEvents request bytes per second per tenant"},
+    {"quota-burst-seconds", "CEBUS_QUOTA_BURST_SECONDS", NUM, OFF(quota_burst_seconds), "10", 1,
+     3600, "default quota: seconds of the rates a tenant may spend at once"},
+    {"quota-rules-per-bus", "CEBUS_QUOTA_RULES_PER_BUS", NUM, OFF(quota_rules_per_bus), "10000", 1,
+     100000, "default quota: rules per bus"},
+    {"quota-subscriptions", "CEBUS_QUOTA_SUBSCRIPTIONS", NUM, OFF(quota_subscriptions), "10000", 1,
+     1000000, "default quota: subscription targets per tenant"},
+    {"quota-concurrent-streams", "CEBUS_QUOTA_CONCURRENT_STREAMS", NUM,
+     OFF(quota_concurrent_streams), "10000", 1, 1000000,
+     "default quota: open Subscribe streams per tenant, across servers"},
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])

@@ -32,6 +32,13 @@ struct eb_config {
     char *tls_key_file;      /* CEBUS_TLS_KEY_FILE; set exactly when tls_cert_file is */
     char *tls_client_ca_file; /* CEBUS_TLS_CLIENT_CA_FILE; set: client certificates required */
     bool allow_plaintext;    /* CEBUS_ALLOW_PLAINTEXT: plaintext on a non-loopback address */
+    /* CEBUS_QUOTA_*: each tenant's quota where it has not set its own. */
+    long quota_events_per_second;
+    long quota_bytes_per_second;
+    long quota_burst_seconds;
+    long quota_rules_per_bus;
+    long quota_subscriptions;
+    long quota_concurrent_streams;
     const char *command;     /* "serve" or "migrate" */
 };
 

@@ -185,6 +185,33 @@ void eb_rule_rec_clear(struct eb_rule_rec *r);
  * "subscription"). */
 eb_status eb_store_rule_insert(eb_db *db, int64_t bus_id, struct eb_rule_rec *r,
                                const char **conflict);
+
+/* Quota limits checked inside the transaction that adds rules or
+ * subscription targets (README.md, Quotas). */
+struct eb_rule_limits {
+    int64_t tenant_id;         /* the bus owner, whose quota applies */
+    int64_t max_rules;         /* rules on the bus */
+    int64_t max_subscriptions; /* subscription targets on all of the tenant's buses */
+    const char *exceeded;      /* out, on EB_EEXHAUSTED: "rules_per_bus" or "subscriptions" */
+};
+
+/* eb_store_rule_insert() within lim: EB_EEXHAUSTED (lim->exceeded set)
+ * when the bus would hold more than lim->max_rules rules or the tenant more
+ * than lim->max_subscriptions subscription targets. */
+eb_status eb_store_rule_insert_limited(eb_db *db, int64_t bus_id, struct eb_rule_rec *r,
+                                       struct eb_rule_limits *lim, const char **conflict);
+
+/* Checks lim inside the caller's transaction (store_quota.c): first takes a
+ * lock on lim->tenant_id's rule changes, held until the transaction ends,
+ * then counts the rules of bus_id and the tenant's subscription targets,
+ * both without rule except_rule_id (the rule being updated; 0 for a new
+ * rule, which also counts one more rule). Returns EB_EEXHAUSTED, with
+ * lim->exceeded set, when one more rule (new rules only) or
+ * new_subscriptions more subscription targets would exceed lim.
+ * REQUIRES: inside a transaction on db. */
+eb_status eb_store_rule_limits_check_tx(eb_db *db, int64_t bus_id, int64_t except_rule_id,
+                                        int64_t new_subscriptions,
+                                        struct eb_rule_limits *lim);
 eb_status eb_store_rule_get(eb_db *db, int64_t bus_id, const char *name,
                             struct eb_rule_rec *out);
 /* Up to limit rules with names after `after`, by name; *out is a new array

@@ -308,6 +308,12 @@ static eb_status insert_targets(eb_db *db, int64_t bus_id, int64_t rule_id,
 eb_status eb_store_rule_insert(eb_db *db, int64_t bus_id, struct eb_rule_rec *r,
                                const char **conflict)
 {
+    return eb_store_rule_insert_limited(db, bus_id, r, NULL, conflict);
+}
+
+eb_status eb_store_rule_insert_limited(eb_db *db, int64_t bus_id, struct eb_rule_rec *r,
+                                       struct eb_rule_limits *lim, const char **conflict)
+{
     char bid[24], enabled[2] = {r->enabled ? 't' : 'f', '\0'};
     const char *params[5] = {bid, r->name, r->pattern, r->description ? r->description : "",
                              enabled};
@@ -319,6 +325,14 @@ eb_status eb_store_rule_insert(eb_db *db, int64_t bus_id, struct eb_rule_rec *r,
     st = eb_db_simple(db, "rule_begin", "BEGIN");
     if (st)
         return st;
+    if (lim) {
+        int64_t subs = 0;
+        for (size_t i = 0; i < r->ntargets; i++)
+            subs += r->targets[i].kind == EB_TARGET_SUBSCRIPTION;
+        st = eb_store_rule_limits_check_tx(db, bus_id, 0, subs, lim);
+        if (st)
+            goto fail;
+    }
     st = eb_db_exec(db, "rule_insert",
                     "INSERT INTO rules AS r (bus_id, name, pattern, description, enabled)"
                     " VALUES ($1, $2, $3, $4, $5) RETURNING " RULE_COLS,
