@@ -28,6 +28,10 @@ typedef struct cebus_stream cebus_stream;
 typedef struct cebus_error {
     int code;           /* gRPC status code; 0 when OK */
     char message[512];  /* the server's (or the library's) explanation */
+    /* How long the server asks the client to wait before retrying, from
+     * trailing metadata "retry-after-ms" (quotas: RESOURCE_EXHAUSTED);
+     * 0 when it gave no hint. */
+    int64_t retry_after_ms;
 } cebus_error;
 
 /* Default deadline of unary calls, in milliseconds. */

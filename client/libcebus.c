@@ -74,6 +74,7 @@ static void set_error(cebus_error *err, int code, const char *fmt, ...)
     if (!err)
         return;
     err->code = code;
+    err->retry_after_ms = 0;
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof(err->message), fmt, ap);
     va_end(ap);
@@ -85,6 +86,7 @@ static void clear_error(cebus_error *err)
         return;
     err->code = GRPC_STATUS_OK;
     err->message[0] = '\0';
+    err->retry_after_ms = 0;
 }
 
 /* Fills err from a received status; the details slice stays the caller's. */
@@ -101,8 +103,36 @@ static void set_status_error(cebus_error *err, grpc_status_code status, grpc_sli
     if (len >= sizeof(err->message))
         len = sizeof(err->message) - 1;
     err->code = status;
+    err->retry_after_ms = 0;
     memcpy(err->message, GRPC_SLICE_START_PTR(details), len);
     err->message[len] = '\0';
+}
+
+/* Sets err->retry_after_ms from trailing metadata "retry-after-ms", which
+ * the server sends with RESOURCE_EXHAUSTED when it knows the wait. */
+static void set_retry_after(cebus_error *err, const grpc_metadata_array *md)
+{
+    static const char key[] = "retry-after-ms";
+
+    if (!err)
+        return;
+    for (size_t i = 0; i < md->count; i++) {
+        const grpc_metadata *m = &md->metadata[i];
+        char value[24];
+        size_t len = GRPC_SLICE_LENGTH(m->value);
+        char *end;
+        long long v;
+
+        if (GRPC_SLICE_LENGTH(m->key) != sizeof key - 1 ||
+            memcmp(GRPC_SLICE_START_PTR(m->key), key, sizeof key - 1) != 0 ||
+            len == 0 || len >= sizeof value)
+            continue;
+        memcpy(value, GRPC_SLICE_START_PTR(m->value), len);
+        value[len] = '\0';
+        v = strtoll(value, &end, 10);
+        if (*end == '\0' && v > 0)
+            err->retry_after_ms = (int64_t)v;
+    }
 }
 
 #define INVALID_KEY_MESSAGE "API key is not valid as gRPC metadata (printable ASCII only)"
@@ -448,6 +478,7 @@ int cebus_call_unary(cebus_client *c, const char *method, const ProtobufCMessage
     pluck_forever(cq, &tag);
     if (status != GRPC_STATUS_OK) {
         set_status_error(err, status, details);
+        set_retry_after(err, &trailing_md);
         rc = status;
         goto out;
     }
@@ -772,8 +803,10 @@ static void finish_stream(cebus_stream *s)
         s->status_pending = false;
         if (s->status == GRPC_STATUS_OK)
             clear_error(&s->end);
-        else
+        else {
             set_status_error(&s->end, s->status, s->details);
+            set_retry_after(&s->end, &s->trailing_md);
+        }
     }
     s->ended = true;
 }

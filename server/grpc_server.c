@@ -107,6 +107,7 @@ struct eb_call {
     struct eb_tag write_tag;
     grpc_byte_buffer *status_buf; /* reply message of unary calls */
     grpc_byte_buffer *write_buf;
+    char retry_after[24]; /* value of trailing "retry-after-ms"; lives with the call */
 
     const struct eb_stream_ops *ops;
     void *ops_arg;
@@ -240,8 +241,9 @@ static grpc_byte_buffer *buffer_from_message(const ProtobufCMessage *msg)
 /* Sends the final status, with an optional message for unary calls.
  * Consumes the handler's reference. */
 static void send_status(eb_call *c, grpc_status_code code, const char *details,
-                        const ProtobufCMessage *msg, bool with_initial_md)
+                        const ProtobufCMessage *msg, bool with_initial_md, int64_t retry_after_ms)
 {
+    grpc_metadata trailer;
     grpc_op ops[3];
     size_t n = 0;
     grpc_slice detail_slice;
@@ -279,6 +281,16 @@ static void send_status(eb_call *c, grpc_status_code code, const char *details,
         ops[n].data.send_status_from_server.status = code;
         ops[n].data.send_status_from_server.status_details = &detail_slice;
         ops[n].data.send_status_from_server.trailing_metadata_count = 0;
+        if (retry_after_ms > 0) {
+            /* Static slices: the key is a literal and the value lives in
+             * the call, which outlives the batch. */
+            snprintf(c->retry_after, sizeof c->retry_after, "%lld", (long long)retry_after_ms);
+            memset(&trailer, 0, sizeof trailer);
+            trailer.key = grpc_slice_from_static_string("retry-after-ms");
+            trailer.value = grpc_slice_from_static_string(c->retry_after);
+            ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+            ops[n].data.send_status_from_server.trailing_metadata = &trailer;
+        }
         n++;
         c->status_tag.fn = on_status_sent;
         err = grpc_call_start_batch(c->call, ops, n, &c->status_tag, NULL);
@@ -293,7 +305,7 @@ static void send_status(eb_call *c, grpc_status_code code, const char *details,
 
 void eb_call_reply(eb_call *c, const ProtobufCMessage *msg)
 {
-    send_status(c, GRPC_STATUS_OK, NULL, msg, true);
+    send_status(c, GRPC_STATUS_OK, NULL, msg, true, 0);
 }
 
 void eb_call_fail(eb_call *c, eb_status st, const char *fmt, ...)
@@ -304,7 +316,13 @@ void eb_call_fail(eb_call *c, eb_status st, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    send_status(c, eb_status_to_grpc(st), buf, NULL, !c->method->streaming || !c->ops);
+    send_status(c, eb_status_to_grpc(st), buf, NULL, !c->method->streaming || !c->ops, 0);
+}
+
+void eb_call_fail_retry(eb_call *c, eb_status st, int64_t retry_after_ms, const char *message)
+{
+    send_status(c, eb_status_to_grpc(st), message, NULL, !c->method->streaming || !c->ops,
+                retry_after_ms);
 }
 
 bool eb_call_stream_start(eb_call *c, const struct eb_stream_ops *ops, void *arg)
@@ -384,7 +402,7 @@ bool eb_call_write_slice(eb_call *c, grpc_slice slice, bool buffer_hint)
 
 void eb_call_finish(eb_call *c, eb_status st, const char *message)
 {
-    send_status(c, eb_status_to_grpc(st), message, NULL, false);
+    send_status(c, eb_status_to_grpc(st), message, NULL, false, 0);
 }
 
 const uint8_t *eb_call_request(const eb_call *c, size_t *len)

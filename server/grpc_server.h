@@ -91,6 +91,11 @@ void eb_call_reply(eb_call *c, const ProtobufCMessage *msg);
 void eb_call_fail(eb_call *c, eb_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Like eb_call_fail() with a fixed message, and with trailing metadata
+ * "retry-after-ms" set to retry_after_ms (> 0) so that clients can wait
+ * that long before retrying. Consumes the handler's reference. */
+void eb_call_fail_retry(eb_call *c, eb_status st, int64_t retry_after_ms, const char *message);
+
 /* Streams: attaches callbacks (see struct eb_stream_ops) and sends the
  * response headers. Returns false when the client is already gone (no
  * callback will come; finish the call). REQUIRES: a server-streaming call,
