@@ -89,6 +89,13 @@ static const struct cli_opt grant_opts[] = {{"--bus", CLI_VALUE},
                                             {"--permission", CLI_VALUE},
                                             {NULL, CLI_FLAG}};
 static const struct cli_opt source_opts[] = {{"--tenant", CLI_VALUE}, {NULL, CLI_FLAG}};
+static const struct cli_opt quota_set_opts[] = {{"--events-per-second", CLI_VALUE},
+                                                {"--bytes-per-second", CLI_VALUE},
+                                                {"--burst-seconds", CLI_VALUE},
+                                                {"--rules-per-bus", CLI_VALUE},
+                                                {"--subscriptions", CLI_VALUE},
+                                                {"--concurrent-streams", CLI_VALUE},
+                                                {NULL, CLI_FLAG}};
 static const struct cli_opt pattern_test_opts[] = {{"--pattern", CLI_VALUE},
                                                    {"--event", CLI_VALUE},
                                                    {"--bus", CLI_VALUE},
@@ -240,6 +247,22 @@ static const struct cli_command commands[] = {
      "usage: cebus source remove [--tenant T] PREFIX\n\n"
      "Removes a registered prefix; publishing under it stops within about a\n"
      "second.\n"},
+    {"quota", "get", cli_cmd_quota_get, no_opts, 0, 1, "show a tenant's quota",
+     "usage: cebus quota get [TENANT]\n\n"
+     "Prints the tenant's effective quota (the server's defaults filled in) as\n"
+     "JSON. Without TENANT, the key's own tenant. A tenant admin may read its\n"
+     "own tenant's quota only; a platform admin any tenant's.\n"},
+    {"quota", "set", cli_cmd_quota_set, quota_set_opts, 1, 1, "set a tenant's quota",
+     "usage: cebus quota set TENANT [--events-per-second N] [--bytes-per-second N]\n"
+     "                       [--burst-seconds N] [--rules-per-bus N]\n"
+     "                       [--subscriptions N] [--concurrent-streams N]\n\n"
+     "Replaces the tenant's quota and prints the effective one as JSON. A flag\n"
+     "left out, or given as 0, means the server's default, so each call states\n"
+     "the whole quota. Needs a platform admin key. Past the rates, PutEvents\n"
+     "answers RESOURCE_EXHAUSTED with the wait in the message and in trailing\n"
+     "metadata retry-after-ms; past the counts, CreateRule and Subscribe answer\n"
+     "RESOURCE_EXHAUSTED. Changes apply at once on the server that made them and\n"
+     "within about a second on the others.\n"},
     {"pattern", "test", cli_cmd_pattern_test, pattern_test_opts, 0, 0,
      "test a pattern on an event or a bus's history",
      "usage: cebus pattern test --pattern JSON|@FILE --event JSON|@FILE|-\n"

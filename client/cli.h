@@ -134,5 +134,7 @@ int cli_cmd_grant_revoke(cebus_client *c, const struct cli_args *a);
 int cli_cmd_source_add(cebus_client *c, const struct cli_args *a);
 int cli_cmd_source_list(cebus_client *c, const struct cli_args *a);
 int cli_cmd_source_remove(cebus_client *c, const struct cli_args *a);
+int cli_cmd_quota_get(cebus_client *c, const struct cli_args *a); /* cli_quota.c */
+int cli_cmd_quota_set(cebus_client *c, const struct cli_args *a);
 
 #endif

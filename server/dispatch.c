@@ -46,6 +46,7 @@ struct stream {
     eb_call *call;
     int64_t key_id;        /* the API key that opened it */
     int64_t grantee_id;    /* opened through a grant: the grantee tenant; else 0 */
+    int64_t tenant_id;     /* the caller's tenant, for stream_ended */
     eb_pattern *pattern;
     /* Opened through a rule's subscription target (rule_id != 0): the rule
      * version its pattern and rule_disabled come from (check_rules). */
@@ -90,6 +91,8 @@ struct eb_dispatch {
     char *url;
     int catchup_ms;
     int max_streams;
+    void (*stream_ended)(void *arg, int64_t tenant_id);
+    void *stream_ended_arg;
     int wakefd;
     pthread_t thread;
 
@@ -167,6 +170,8 @@ static void unlink_locked(eb_dispatch *d, struct stream *s)
     s->bus = NULL;
     d->nstreams--;
     eb_metrics_gauge_add(EB_G_STREAMS_OPEN, -1);
+    if (d->stream_ended)
+        d->stream_ended(d->stream_ended_arg, s->tenant_id);
     b->matcher_stale = true;
     if (!b->streams) {
         struct bus **bp;
@@ -266,7 +271,7 @@ static void stream_ops_close(void *arg)
 }
 
 eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t grantee_id,
-                          int64_t bus_id,
+                          int64_t tenant_id, int64_t bus_id,
                           int64_t after_seq, eb_pattern *pattern, int max_in_flight,
                           const struct eb_dispatch_rule *rule)
 {
@@ -295,6 +300,7 @@ eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t
     s->call = call;
     s->key_id = key_id;
     s->grantee_id = grantee_id;
+    s->tenant_id = tenant_id;
     s->pattern = pattern;
     if (rule) {
         s->rule_id = rule->id;
@@ -1001,6 +1007,8 @@ eb_dispatch *eb_dispatch_new(const struct eb_dispatch_opts *opts)
     d->url = eb_strdup(opts->database_url);
     d->catchup_ms = opts->catchup_ms;
     d->max_streams = opts->max_streams;
+    d->stream_ended = opts->stream_ended;
+    d->stream_ended_arg = opts->stream_ended_arg;
     d->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (d->wakefd < 0) {
         eb_log_error("msg=\"eventfd failed\" errno=%d", errno);

@@ -34,6 +34,12 @@ struct eb_dispatch_opts {
     const char *database_url;
     int catchup_ms;
     int max_streams;
+    /* Called once for each stream that eb_dispatch_add() took, when it
+     * ends, with its tenant_id (quotas count open streams); may be NULL.
+     * Runs with the dispatcher's lock held: it must not call back into the
+     * dispatcher. */
+    void (*stream_ended)(void *arg, int64_t tenant_id);
+    void *stream_ended_arg;
 };
 
 /* Starts the delivery thread. Free with eb_dispatch_stop() then
@@ -55,14 +61,15 @@ struct eb_dispatch_rule {
  * bus was deleted with NOT_FOUND. grantee_id is the caller's tenant when
  * the bus is another tenant's, reached through a SUBSCRIBE grant (else 0):
  * the same check ends the stream with PERMISSION_DENIED once that grant is
- * revoked. rule is the rule the stream was opened through (NULL for an
+ * revoked. tenant_id is the caller's tenant, handed to the stream_ended
+ * option when the stream ends. rule is the rule the stream was opened through (NULL for an
  * inline pattern, which never changes): pattern is then compiled from
  * rule->version of the rule, and the stream follows later versions. Takes
  * the handler's call reference and
  * ownership of pattern on success; on failure (EB_EEXHAUSTED: too many
  * streams; EB_EUNAVAIL: stopping) takes neither. */
 eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t grantee_id,
-                          int64_t bus_id,
+                          int64_t tenant_id, int64_t bus_id,
                           int64_t after_seq, eb_pattern *pattern, int max_in_flight,
                           const struct eb_dispatch_rule *rule);
 

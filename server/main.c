@@ -16,6 +16,7 @@
 #include "grpc_server.h"
 #include "log.h"
 #include "metrics.h"
+#include "quota.h"
 #include "retention.h"
 #include "rpc.h"
 #include "store.h"
@@ -94,6 +95,13 @@ static eb_status bootstrap_admin(eb_db *db, const struct eb_config *cfg)
     printf("cebusd: platform admin key (shown once, store it now): %s\n", key);
     fflush(stdout);
     return EB_OK;
+}
+
+/* A stream ended: its place in its tenant's concurrent_streams quota is
+ * free again. */
+static void on_stream_ended(void *arg, int64_t tenant_id)
+{
+    eb_quota_stream_release(arg, tenant_id);
 }
 
 int main(int argc, char **argv)
@@ -188,9 +196,24 @@ int main(int argc, char **argv)
     app.cfg = &cfg;
     app.auth = eb_auth_new(AUTH_CACHE_TTL_US);
     app.exec = eb_exec_new(url, (int)cfg.db_pool, EXEC_MAX_QUEUED);
+    {
+        struct eb_quota_limits defaults = {
+            .events_per_second = cfg.quota_events_per_second,
+            .bytes_per_second = cfg.quota_bytes_per_second,
+            .burst_seconds = cfg.quota_burst_seconds,
+            .rules_per_bus = cfg.quota_rules_per_bus,
+            .subscriptions = cfg.quota_subscriptions,
+            .concurrent_streams = cfg.quota_concurrent_streams,
+        };
+        app.quota = eb_quota_new(&defaults, AUTH_CACHE_TTL_US);
+    }
+    eb_quota_start(app.quota, url);
+    memset(&dopts, 0, sizeof dopts);
     dopts.database_url = url;
     dopts.catchup_ms = (int)cfg.catchup_ms;
     dopts.max_streams = (int)cfg.max_streams;
+    dopts.stream_ended = on_stream_ended;
+    dopts.stream_ended_arg = app.quota;
     app.dispatch = eb_dispatch_new(&dopts);
     app.appender = eb_appender_new(url, APPEND_MAX_ROWS,
                                    on_commit, app.dispatch);
@@ -211,6 +234,8 @@ int main(int argc, char **argv)
         eb_dispatch_stop(app.dispatch);
         eb_dispatch_free(app.dispatch);
         eb_exec_free(app.exec);
+        eb_quota_stop(app.quota);
+        eb_quota_free(app.quota);
         eb_auth_free(app.auth);
         grpc_shutdown();
         goto out;
@@ -241,6 +266,10 @@ int main(int argc, char **argv)
     eb_retention_free(retention);
     eb_server_free(srv);
     eb_dispatch_free(app.dispatch);
+    /* After every stream and call: nothing counts against quotas any more,
+     * and the other servers take over this one's share of the rates. */
+    eb_quota_stop(app.quota);
+    eb_quota_free(app.quota);
     eb_auth_free(app.auth);
     grpc_shutdown();
     eb_log_info("msg=\"stopped\"");

@@ -47,6 +47,8 @@ static const struct method methods[] = {
     {"/cebus.v1.Admin/CreateEventSource", false, false, eb_rpc_create_event_source},
     {"/cebus.v1.Admin/ListEventSources", false, false, eb_rpc_list_event_sources},
     {"/cebus.v1.Admin/DeleteEventSource", false, false, eb_rpc_delete_event_source},
+    {"/cebus.v1.Admin/SetQuota", false, false, eb_rpc_set_quota},
+    {"/cebus.v1.Admin/GetQuota", false, false, eb_rpc_get_quota},
     {"/grpc.health.v1.Health/Check", false, true, rpc_health_check},
 };
 
@@ -144,6 +146,13 @@ void eb_rpc_fail(struct eb_rpc *rpc, eb_status st, const char *fmt, ...)
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     eb_call_fail(rpc->call, st, "%s", buf);
+    free(rpc);
+}
+
+void eb_rpc_fail_retry(struct eb_rpc *rpc, eb_status st, int64_t retry_after_ms,
+                       const char *message)
+{
+    eb_call_fail_retry(rpc->call, st, retry_after_ms, message);
     free(rpc);
 }
 

@@ -19,6 +19,7 @@
 #include "dispatch.h"
 #include "exec.h"
 #include "grpc_server.h"
+#include "quota.h"
 #include "store.h"
 
 struct eb_app {
@@ -27,6 +28,7 @@ struct eb_app {
     eb_auth *auth;
     eb_appender *appender;
     eb_dispatch *dispatch;
+    eb_quota *quota;
 };
 
 struct eb_rpc {
@@ -52,6 +54,11 @@ void eb_rpc_reply(struct eb_rpc *rpc, const ProtobufCMessage *msg);
 /* Ends the call with an error and frees rpc. */
 void eb_rpc_fail(struct eb_rpc *rpc, eb_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Ends the call with status st and message (a quota's), with trailing
+ * metadata "retry-after-ms" = retry_after_ms, and frees rpc. */
+void eb_rpc_fail_retry(struct eb_rpc *rpc, eb_status st, int64_t retry_after_ms,
+                       const char *message);
 
 /* Ends the call with the store status st, using a message suited to
  * clients (never the database's text), and frees rpc. */
@@ -93,6 +100,20 @@ void eb_rpc_revoke_grant(struct eb_rpc *rpc);
 void eb_rpc_create_event_source(struct eb_rpc *rpc);
 void eb_rpc_list_event_sources(struct eb_rpc *rpc);
 void eb_rpc_delete_event_source(struct eb_rpc *rpc);
+void eb_rpc_set_quota(struct eb_rpc *rpc);
+void eb_rpc_get_quota(struct eb_rpc *rpc);
+
+/* Sets *lim to the rule limits of bus's owner (for
+ * eb_store_rule_insert_limited()). Fails the call (freeing rpc) and
+ * returns false when its quota cannot be read. */
+bool eb_rpc_rule_limits(struct eb_rpc *rpc, const struct eb_bus_rec *bus,
+                        struct eb_rule_limits *lim);
+
+/* Ends the call with RESOURCE_EXHAUSTED for a rule change that lim
+ * refused (after EB_EEXHAUSTED from the store), naming the quota. Frees
+ * rpc. */
+void eb_rpc_fail_rule_limits(struct eb_rpc *rpc, const struct eb_rule_limits *lim,
+                             const char *bus_ref);
 
 /* Resolves the tenant an Admin request names ("" = the caller's); another
  * tenant is reachable by the platform admin only and is NOT_FOUND for

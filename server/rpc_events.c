@@ -294,6 +294,23 @@ void eb_rpc_put_events(struct eb_rpc *rpc)
                     cfg->max_batch, got);
         return;
     }
+    /* The publishing tenant's rate quotas, charged before the batch is
+     * looked at further: a batch that does not fit is refused whole, and
+     * a tenant over its rates costs the server little. */
+    {
+        int64_t retry_ms = 0;
+        st = eb_quota_charge_put(rpc->app->quota, rpc->db, rpc->who.tenant_id,
+                                 (int64_t)p->req->n_events, (int64_t)rpc->req_len, &retry_ms,
+                                 rpc->err, sizeof rpc->err);
+        if (st) {
+            put_free(p);
+            if (st == EB_EEXHAUSTED)
+                eb_rpc_fail_retry(rpc, st, retry_ms, rpc->err);
+            else
+                eb_rpc_fail(rpc, st, "%s", rpc->err);
+            return;
+        }
+    }
     /* The publishing tenant's prefixes, also on a bus it was granted:
      * sources are about who speaks, not where. */
     st = eb_auth_sources_get(rpc->app->auth, rpc->db, rpc->who.tenant_id, &sources);

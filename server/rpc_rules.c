@@ -15,7 +15,6 @@
 
 /* Limits, documented in README.md. */
 #define MAX_TARGETS 5
-#define MAX_RULES_PER_BUS 10000
 #define MAX_DESCRIPTION 512
 
 /* A Rule message built from a record; owns its pieces until rule_msg_clear. */
@@ -149,6 +148,7 @@ void eb_rpc_create_rule(struct eb_rpc *rpc)
 {
     Cebus__V1__CreateRuleRequest *req;
     struct eb_rule_rec rec = {0};
+    struct eb_rule_limits limits;
     struct eb_bus_rec bus;
     struct rule_msg msg;
     const char *conflict;
@@ -185,28 +185,19 @@ void eb_rpc_create_rule(struct eb_rpc *rpc)
         eb_rpc_fail(rpc, EB_EINVAL, "targets: at most %d per rule", MAX_TARGETS);
         goto out;
     }
-    {
-        int64_t count = 0;
-        st = eb_store_rule_count(rpc->db, bus.id, &count);
-        if (st) {
-            eb_rpc_fail_store(rpc, st, "rules");
-            goto out;
-        }
-        /* Checked before the insert, so concurrent creates may pass it by a
-         * few; the limit protects the matcher, not an exact count. */
-        if (count >= MAX_RULES_PER_BUS) {
-            eb_rpc_fail(rpc, EB_EEXHAUSTED, "rules: bus \"%s\" has %d rules, the limit",
-                        req->bus, MAX_RULES_PER_BUS);
-            goto out;
-        }
-    }
+    if (!eb_rpc_rule_limits(rpc, &bus, &limits)) /* rpc_quota.c */
+        goto out;
     if (!targets_from_request(rpc, req->targets, req->n_targets, &rec))
         goto out;
     eb_strlcpy(rec.name, req->name, sizeof rec.name);
     rec.pattern = eb_strdup(req->pattern);
     rec.description = eb_strdup(req->description);
     rec.enabled = !req->disabled;
-    st = eb_store_rule_insert(rpc->db, bus.id, &rec, &conflict);
+    st = eb_store_rule_insert_limited(rpc->db, bus.id, &rec, &limits, &conflict);
+    if (st == EB_EEXHAUSTED) {
+        eb_rpc_fail_rule_limits(rpc, &limits, req->bus);
+        goto out;
+    }
     if (st == EB_EEXIST) {
         if (strcmp(conflict, "name") == 0)
             eb_rpc_fail(rpc, st, "name: rule \"%s\" already exists on bus \"%s\"", req->name,

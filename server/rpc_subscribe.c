@@ -150,15 +150,25 @@ void eb_rpc_subscribe(struct eb_rpc *rpc)
         eb_rpc_fail(rpc, st, "%s", rpc->err);
         goto out;
     }
+    /* Streams count against the caller's tenant, whoever owns the bus; the
+     * dispatcher gives the place back when the stream ends. */
+    st = eb_quota_stream_acquire(rpc->app->quota, rpc->db, rpc->who.tenant_id, rpc->err,
+                                 sizeof rpc->err);
+    if (st) {
+        eb_rpc_fail(rpc, st, "%s", rpc->err);
+        goto out;
+    }
     {
         struct eb_dispatch_rule follow = {.id = rule.id, .version = rule.version,
                                           .subscription = req->subscription,
                                           .enabled = rule.enabled};
         st = eb_dispatch_add(rpc->app->dispatch, rpc->call, rpc->who.key_id,
-                             via_grant ? rpc->who.tenant_id : 0, bus.id, after, pat, in_flight,
+                             via_grant ? rpc->who.tenant_id : 0, rpc->who.tenant_id, bus.id, after,
+                             pat, in_flight,
                              req->subscription[0] ? &follow : NULL);
     }
     if (st) {
+        eb_quota_stream_release(rpc->app->quota, rpc->who.tenant_id);
         eb_rpc_fail(rpc, st, "%s",
                     st == EB_EEXHAUSTED ? "streams: this server has reached its stream limit; "
                                           "retry elsewhere"

@@ -422,7 +422,7 @@ static void call_delete_event_source(cebus_client *c, const struct target *t, st
           &cebus__v1__delete_event_source_response__descriptor, o);
 }
 
-/* -- Admin: quotas and dead letters (not implemented) -- */
+/* -- Admin: quotas, and dead letters (not implemented) -- */
 
 static void call_set_quota(cebus_client *c, const struct target *t, struct outcome *o)
 {
@@ -522,9 +522,10 @@ static const struct row rows[] = {
     {"CreateEventSource(in A)", call_create_event_source, {NF, PD, PD}, {0, 0, 0}},
     {"ListEventSources(A)", call_list_event_sources, {NF, PD, PD}, {0, 0, 0}},
     {"DeleteEventSource(A's prefix)", call_delete_event_source, {NF, PD, PD}, {0, 0, 0}},
+    /* Admin: quotas (SetQuota is the platform admin's alone) */
+    {"SetQuota(A)", call_set_quota, {PD, PD, PD}, {0, 0, 0}},
+    {"GetQuota(A)", call_get_quota, {NF, PD, PD}, {0, 0, 0}},
     /* Admin: not implemented */
-    {"SetQuota(A)", call_set_quota, {UI, UI, UI}, {0, 0, 0}},
-    {"GetQuota(A)", call_get_quota, {UI, UI, UI}, {0, 0, 0}},
     {"ListDeadLetters(A's subscription)", call_list_dead_letters, {UI, UI, UI}, {0, 0, 0}},
     {"RedriveDeadLetters(A's subscription)", call_redrive_dead_letters, {UI, UI, UI}, {0, 0, 0}},
     {"PurgeDeadLetters(A's subscription)", call_purge_dead_letters, {UI, UI, UI}, {0, 0, 0}},
