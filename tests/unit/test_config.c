@@ -28,6 +28,9 @@ static const char *const setting_envs[] = {
     "CEBUS_SHUTDOWN_GRACE_MS", "CEBUS_REQUIRE_SOURCES", "CEBUS_METRICS_LISTEN",
     "CEBUS_TLS_CERT_FILE",    "CEBUS_TLS_KEY_FILE",    "CEBUS_TLS_CLIENT_CA_FILE",
     "CEBUS_ALLOW_PLAINTEXT",
+    "CEBUS_QUOTA_EVENTS_PER_SECOND", "CEBUS_QUOTA_BYTES_PER_SECOND",
+    "CEBUS_QUOTA_BURST_SECONDS", "CEBUS_QUOTA_RULES_PER_BUS", "CEBUS_QUOTA_SUBSCRIPTIONS",
+    "CEBUS_QUOTA_CONCURRENT_STREAMS",
 };
 #define NENVS (sizeof setting_envs / sizeof setting_envs[0])
 
@@ -421,6 +424,38 @@ static void test_event_larger_than_request(void **state)
     INVALID("max-event-bytes", "max-request-bytes", "--max-request-bytes=100000");
 }
 
+/* The quota defaults (README.md, Quotas) and their bounds, which are
+ * SetQuota's maxima. */
+static void test_quota_defaults(void **state)
+{
+    struct run r;
+
+    (void)state;
+    LOAD(&r, "serve");
+    assert_int_equal(r.st, EB_OK);
+    assert_int_equal(r.cfg.quota_events_per_second, 100000);
+    assert_int_equal(r.cfg.quota_bytes_per_second, 104857600);
+    assert_int_equal(r.cfg.quota_burst_seconds, 10);
+    assert_int_equal(r.cfg.quota_rules_per_bus, 10000);
+    assert_int_equal(r.cfg.quota_subscriptions, 10000);
+    assert_int_equal(r.cfg.quota_concurrent_streams, 10000);
+    run_free(&r);
+    setenv("CEBUS_QUOTA_BURST_SECONDS", "3600", 1);
+    LOAD(&r, "--quota-bytes-per-second", "4000000000", "--quota-rules-per-bus=1");
+    assert_int_equal(r.st, EB_OK);
+    assert_int_equal(r.cfg.quota_burst_seconds, 3600);
+    assert_int_equal(r.cfg.quota_bytes_per_second, 4000000000L);
+    assert_int_equal(r.cfg.quota_rules_per_bus, 1);
+    run_free(&r);
+    setenv("CEBUS_QUOTA_BURST_SECONDS", "3601", 1);
+    LOAD(&r, "serve");
+    expect_invalid(&r, "CEBUS_QUOTA_BURST_SECONDS", "1 to 3600");
+    run_free(&r);
+    clear_env(NULL);
+    INVALID("quota-concurrent-streams", "1 to 1000000", "--quota-concurrent-streams=0");
+    INVALID("quota-events-per-second", NULL, "--quota-events-per-second", "10000001");
+}
+
 static void test_help_lists_every_variable(void **state)
 {
     const char *spellings[] = {"--help", "-h"};
@@ -606,6 +641,7 @@ int main(void)
         cmocka_unit_test_setup(test_require_sources, clear_env),
         cmocka_unit_test_setup(test_tls_settings_go_together, clear_env),
         cmocka_unit_test_setup(test_plaintext_only_on_loopback, clear_env),
+        cmocka_unit_test_setup(test_quota_defaults, clear_env),
     };
 
     return cmocka_run_group_tests(tests, NULL, clear_env);
