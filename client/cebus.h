@@ -185,6 +185,12 @@ int cebus_delete_event_source(cebus_client *c, const Cebus__V1__DeleteEventSourc
                               cebus_error *err);
 int cebus_test_event_pattern(cebus_client *c, const Cebus__V1__TestEventPatternRequest *req,
                              Cebus__V1__TestEventPatternResponse **resp, cebus_error *err);
+/* Quotas. Past a rate quota, PutEvents fails with RESOURCE_EXHAUSTED and
+ * err->retry_after_ms says how long to wait. */
+int cebus_set_quota(cebus_client *c, const Cebus__V1__SetQuotaRequest *req,
+                    Cebus__V1__Quota **resp, cebus_error *err);
+int cebus_get_quota(cebus_client *c, const Cebus__V1__GetQuotaRequest *req,
+                    Cebus__V1__Quota **resp, cebus_error *err);
 
 #ifdef __cplusplus
 }

@@ -9,31 +9,35 @@
 
 #include "cebus/v1/admin.pb-c.h"
 
-/* Prints the Quota answered by method for req. */
-static int quota_call(cebus_client *c, const char *method, const ProtobufCMessage *req)
+/* Prints the quota of a finished call, or reports its error. */
+static int quota_print(int rc, Cebus__V1__Quota *resp, const cebus_error *err)
 {
-    ProtobufCMessage *resp = NULL;
-    cebus_error err;
-
-    if (cebus_call_unary(c, method, req, &cebus__v1__quota__descriptor, 0, &resp, &err) != 0)
-        return cli_rpc_error(&err);
-    cli_print_message(stdout, resp);
-    protobuf_c_message_free_unpacked(resp, NULL);
+    if (rc != 0)
+        return cli_rpc_error(err);
+    cli_print_message(stdout, &resp->base);
+    cebus__v1__quota__free_unpacked(resp, NULL);
     return CLI_EXIT_OK;
 }
 
 int cli_cmd_quota_get(cebus_client *c, const struct cli_args *a)
 {
     Cebus__V1__GetQuotaRequest req = CEBUS__V1__GET_QUOTA_REQUEST__INIT;
+    Cebus__V1__Quota *resp = NULL;
+    cebus_error err;
+    int rc;
 
     req.tenant = a->npos > 0 ? (char *)a->pos[0] : "";
-    return quota_call(c, "/cebus.v1.Admin/GetQuota", &req.base);
+    rc = cebus_get_quota(c, &req, &resp, &err);
+    return quota_print(rc, resp, &err);
 }
 
 int cli_cmd_quota_set(cebus_client *c, const struct cli_args *a)
 {
     Cebus__V1__SetQuotaRequest req = CEBUS__V1__SET_QUOTA_REQUEST__INIT;
     Cebus__V1__Quota quota = CEBUS__V1__QUOTA__INIT;
+    Cebus__V1__Quota *resp = NULL;
+    cebus_error err;
+    int rc;
     const struct {
         const char *flag;
         uint32_t *field;
@@ -58,5 +62,6 @@ int cli_cmd_quota_set(cebus_client *c, const struct cli_args *a)
         *flags[i].field = (uint32_t)n;
     }
     req.quota = &quota;
-    return quota_call(c, "/cebus.v1.Admin/SetQuota", &req.base);
+    rc = cebus_set_quota(c, &req, &resp, &err);
+    return quota_print(rc, resp, &err);
 }

@@ -668,6 +668,20 @@ int cebus_list_event_sources(cebus_client *c, const Cebus__V1__ListEventSourcesR
                             &cebus__v1__list_event_sources_response__descriptor, resp, err);
 }
 
+int cebus_set_quota(cebus_client *c, const Cebus__V1__SetQuotaRequest *req,
+                    Cebus__V1__Quota **resp, cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/SetQuota", req, &cebus__v1__quota__descriptor,
+                            resp, err);
+}
+
+int cebus_get_quota(cebus_client *c, const Cebus__V1__GetQuotaRequest *req,
+                    Cebus__V1__Quota **resp, cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/GetQuota", req, &cebus__v1__quota__descriptor,
+                            resp, err);
+}
+
 int cebus_delete_tenant(cebus_client *c, const Cebus__V1__DeleteTenantRequest *req,
                         cebus_error *err)
 {
