@@ -330,6 +330,7 @@ void eb_rpc_update_rule(struct eb_rpc *rpc)
     const Cebus__V1__Rule *in;
     struct eb_rule_change change = {.enabled = -1};
     struct eb_rule_rec targets = {0}, rec = {0};
+    struct eb_rule_limits limits;
     struct eb_bus_rec bus;
     struct rule_msg msg;
     const char *conflict;
@@ -401,8 +402,15 @@ void eb_rpc_update_rule(struct eb_rpc *rpc)
             goto out;
         change.targets = targets.targets;
         change.ntargets = targets.ntargets;
+        if (!eb_rpc_rule_limits(rpc, &bus, &limits)) /* rpc_quota.c */
+            goto out;
+        change.limits = &limits;
     }
     st = eb_store_rule_update(rpc->db, bus.id, req->name, &change, &rec, &conflict);
+    if (st == EB_EEXHAUSTED) {
+        eb_rpc_fail_rule_limits(rpc, &limits, req->bus);
+        goto out;
+    }
     if (st == EB_ENOTFOUND) {
         eb_rpc_fail(rpc, st, "name: no rule \"%s\" on bus \"%s\"", req->name, req->bus);
         goto out;

@@ -202,14 +202,16 @@ eb_status eb_store_rule_insert_limited(eb_db *db, int64_t bus_id, struct eb_rule
                                        struct eb_rule_limits *lim, const char **conflict);
 
 /* Checks lim inside the caller's transaction (store_quota.c): first takes a
- * lock on lim->tenant_id's rule changes, held until the transaction ends,
- * then counts the rules of bus_id and the tenant's subscription targets,
- * both without rule except_rule_id (the rule being updated; 0 for a new
- * rule, which also counts one more rule). Returns EB_EEXHAUSTED, with
- * lim->exceeded set, when one more rule (new rules only) or
- * new_subscriptions more subscription targets would exceed lim.
+ * lock on lim->tenant_id's rule changes, held until the transaction ends
+ * (take it before any row lock of the transaction: rule creates take it
+ * first), then counts the rules of bus_id and the tenant's subscription
+ * targets, both without the rule named except_rule on bus_id (the rule
+ * being updated; NULL for a new rule, which also counts one more rule).
+ * Returns EB_EEXHAUSTED, with lim->exceeded set, when one more rule (new
+ * rules only) or new_subscriptions more subscription targets would exceed
+ * lim; EB_ENOTFOUND when except_rule does not exist.
  * REQUIRES: inside a transaction on db. */
-eb_status eb_store_rule_limits_check_tx(eb_db *db, int64_t bus_id, int64_t except_rule_id,
+eb_status eb_store_rule_limits_check_tx(eb_db *db, int64_t bus_id, const char *except_rule,
                                         int64_t new_subscriptions,
                                         struct eb_rule_limits *lim);
 eb_status eb_store_rule_get(eb_db *db, int64_t bus_id, const char *name,
@@ -230,9 +232,13 @@ struct eb_rule_change {
     bool set_targets;                   /* replace the targets with these */
     const struct eb_target_rec *targets; /* borrowed */
     size_t ntargets;
+    /* Set with set_targets: the new targets must fit these quota limits,
+     * else EB_EEXHAUSTED with limits->exceeded set; NULL: unchecked. */
+    struct eb_rule_limits *limits;
 };
 
-/* Applies c to the rule `name` of the bus in one transaction: sets its
+/* Applies c to the rule `name` of the bus in one transaction (within
+ * c->limits when it replaces the targets): sets its
  * update time, adds one to its version, and notifies channel "cebus_rules"
  * with the bus id, so that open streams follow it. On success *out is the
  * rule as it now is (clear it with eb_rule_rec_clear()). EB_ENOTFOUND when

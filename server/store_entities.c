@@ -329,7 +329,7 @@ eb_status eb_store_rule_insert_limited(eb_db *db, int64_t bus_id, struct eb_rule
         int64_t subs = 0;
         for (size_t i = 0; i < r->ntargets; i++)
             subs += r->targets[i].kind == EB_TARGET_SUBSCRIPTION;
-        st = eb_store_rule_limits_check_tx(db, bus_id, 0, subs, lim);
+        st = eb_store_rule_limits_check_tx(db, bus_id, NULL, subs, lim);
         if (st)
             goto fail;
     }
@@ -460,6 +460,15 @@ eb_status eb_store_rule_update(eb_db *db, int64_t bus_id, const char *name,
     st = eb_db_simple(db, "rule_update_begin", "BEGIN");
     if (st)
         return st;
+    if (c->set_targets && c->limits) {
+        int64_t subs = 0;
+        for (size_t i = 0; i < c->ntargets; i++)
+            subs += c->targets[i].kind == EB_TARGET_SUBSCRIPTION;
+        /* Before the rule's row lock, in the order rule creates take them. */
+        st = eb_store_rule_limits_check_tx(db, bus_id, name, subs, c->limits);
+        if (st)
+            goto fail;
+    }
     st = eb_db_exec(db, "rule_update",
                     "UPDATE rules AS r SET pattern = COALESCE($3, r.pattern),"
                     " description = COALESCE($4, r.description),"

@@ -143,19 +143,20 @@ eb_status eb_store_heartbeat_remove(eb_db *db, const char *server_id)
                       1, params, NULL, NULL, 0, NULL);
 }
 
-eb_status eb_store_rule_limits_check_tx(eb_db *db, int64_t bus_id, int64_t except_rule_id,
+eb_status eb_store_rule_limits_check_tx(eb_db *db, int64_t bus_id, const char *except_rule,
                                         int64_t new_subscriptions,
                                         struct eb_rule_limits *lim)
 {
-    char tid[24], bid[24], rid[24];
-    const char *params[3] = {tid, bid, rid};
+    char tid[24], bid[24];
+    /* Rule names are never empty: "" excludes nothing. */
+    const char *params[3] = {tid, bid, except_rule ? except_rule : ""};
     PGresult *res;
     int64_t rules, subs;
+    bool exists;
     eb_status st;
 
     eb_db_fmt_i64(tid, sizeof tid, lim->tenant_id);
     eb_db_fmt_i64(bid, sizeof bid, bus_id);
-    eb_db_fmt_i64(rid, sizeof rid, except_rule_id);
     /* One lock per owning tenant, held to the end of the transaction: rule
      * changes of one tenant pass the count one at a time, so concurrent
      * creates cannot both take the last place. It is not the bus row,
@@ -166,17 +167,23 @@ eb_status eb_store_rule_limits_check_tx(eb_db *db, int64_t bus_id, int64_t excep
     if (st)
         return st;
     st = eb_db_exec(db, "rule_limits_count",
-                    "SELECT (SELECT count(*) FROM rules WHERE bus_id = $2 AND id <> $3),"
+                    "SELECT (SELECT count(*) FROM rules WHERE bus_id = $2 AND name <> $3),"
                     " (SELECT count(*) FROM targets g JOIN buses b ON b.id = g.bus_id"
-                    "   WHERE b.tenant_id = $1 AND g.subscription IS NOT NULL AND g.rule_id <> $3)",
+                    "   JOIN rules r ON r.id = g.rule_id"
+                    "   WHERE b.tenant_id = $1 AND g.subscription IS NOT NULL"
+                    "   AND NOT (r.bus_id = $2 AND r.name = $3)),"
+                    " EXISTS (SELECT 1 FROM rules WHERE bus_id = $2 AND name = $3)",
                     3, params, NULL, NULL, 0, &res);
     if (st)
         return st;
     rules = eb_db_int(res, 0, 0);
     subs = eb_db_int(res, 0, 1);
+    exists = PQgetvalue(res, 0, 2)[0] == 't';
     PQclear(res);
     lim->exceeded = NULL;
-    if (except_rule_id == 0 && rules + 1 > lim->max_rules)
+    if (except_rule && !exists)
+        return EB_ENOTFOUND; /* the update's own answer, not a quota's */
+    if (!except_rule && rules + 1 > lim->max_rules)
         lim->exceeded = "rules_per_bus";
     else if (new_subscriptions > 0 && subs + new_subscriptions > lim->max_subscriptions)
         lim->exceeded = "subscriptions";

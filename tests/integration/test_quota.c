@@ -356,7 +356,8 @@ static void test_bytes_per_second(void **state)
     set_quota_ok(env->admin, "acme", NULL);
 }
 
-/* rules_per_bus and subscriptions are checked when a rule is created. */
+/* rules_per_bus and subscriptions are checked when a rule is created, and
+ * subscriptions when an update replaces its targets. */
 static void test_rules_and_subscriptions(void **state)
 {
     struct h_env *env = *state;
@@ -383,6 +384,35 @@ static void test_rules_and_subscriptions(void **state)
     h_assert_status("one more subscription", rc, &err, GRPC_STATUS_OK, NULL);
     rc = create_rule(a_admin, "billing", "r5", NULL, 0, &err);
     h_assert_status("a rule without subscription", rc, &err, GRPC_STATUS_OK, NULL);
+
+    /* UpdateRule may not add subscriptions past the quota either. */
+    {
+        Cebus__V1__UpdateRuleRequest upd = CEBUS__V1__UPDATE_RULE_REQUEST__INIT;
+        Cebus__V1__Rule rule = CEBUS__V1__RULE__INIT;
+        Cebus__V1__Target target = CEBUS__V1__TARGET__INIT, *tp = &target;
+        Cebus__V1__SubscriptionTarget st = CEBUS__V1__SUBSCRIPTION_TARGET__INIT;
+        Cebus__V1__Rule *got = NULL;
+        char *mask[] = {"targets"};
+
+        st.name = "s5";
+        target.kind_case = CEBUS__V1__TARGET__KIND_SUBSCRIPTION;
+        target.subscription = &st;
+        rule.targets = &tp;
+        rule.n_targets = 1;
+        upd.bus = "billing";
+        upd.name = "r5";
+        upd.rule = &rule;
+        upd.update_mask = mask;
+        upd.n_update_mask = 1;
+        rc = cebus_update_rule(a_admin, &upd, &got, &err);
+        h_assert_status("UpdateRule adding a subscription", rc, &err,
+                        GRPC_STATUS_RESOURCE_EXHAUSTED, "subscriptions quota of 3 reached");
+        /* Swapping r4's own subscription fits. */
+        upd.name = "r4";
+        rc = cebus_update_rule(a_admin, &upd, &got, &err);
+        h_assert_status("UpdateRule swapping a subscription", rc, &err, GRPC_STATUS_OK, NULL);
+        cebus__v1__rule__free_unpacked(got, NULL);
+    }
 
     /* B's buses are B's own business. */
     {

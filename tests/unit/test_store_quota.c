@@ -1,7 +1,7 @@
 /* Unit tests for server/store_quota.c against a real PostgreSQL: stored
  * quotas (unset, set, reset, missing tenant, deleted with the tenant), the
  * live-server heartbeat (live count, the other servers' streams, servers
- * that fell silent), and rule inserts within rules_per_bus and
+ * that fell silent), and rule inserts and updates within rules_per_bus and
  * subscriptions, also from concurrent connections.
  *
  * The process creates its own database on the cluster named by
@@ -263,6 +263,53 @@ static void test_rule_limits(void **state)
     assert_int_equal(insert_rule(f->db, b2.id, "r5", 0, NULL), EB_OK);
 }
 
+/* Replaces rule name's targets with nsubs subscriptions named prefix-0...
+ * within lim. */
+static eb_status update_targets(eb_db *db, int64_t bus_id, const char *name, const char *prefix,
+                                size_t nsubs, struct eb_rule_limits *lim)
+{
+    struct eb_rule_change c = {.enabled = -1, .set_targets = true, .limits = lim};
+    struct eb_target_rec targets[5];
+    struct eb_rule_rec out = {0};
+    char subs[5][80];
+    const char *conflict = NULL;
+    eb_status st;
+
+    for (size_t i = 0; i < nsubs; i++) {
+        snprintf(subs[i], sizeof subs[i], "%s-%zu", prefix, i);
+        targets[i].kind = EB_TARGET_SUBSCRIPTION;
+        targets[i].value = subs[i];
+    }
+    c.targets = targets;
+    c.ntargets = nsubs;
+    st = eb_store_rule_update(db, bus_id, name, &c, &out, &conflict);
+    eb_rule_rec_clear(&out);
+    return st;
+}
+
+/* An update may keep or swap a rule's own subscriptions, not add past the
+ * quota; rules_per_bus does not apply to updates. */
+static void test_rule_update_limits(void **state)
+{
+    struct fixture *f = *state;
+    int64_t t = new_tenant(f, "q-update");
+    struct eb_bus_rec b = new_bus(f, t, "upd");
+    struct eb_rule_limits lim = {.tenant_id = t, .max_rules = 2, .max_subscriptions = 3};
+
+    assert_int_equal(insert_rule(f->db, b.id, "u1", 1, &lim), EB_OK);
+    assert_int_equal(insert_rule(f->db, b.id, "u2", 2, &lim), EB_OK);
+    /* At both limits now; u1 may still swap its one subscription. */
+    assert_int_equal(update_targets(f->db, b.id, "u1", "swap", 1, &lim), EB_OK);
+    assert_int_equal(update_targets(f->db, b.id, "u1", "grow", 2, &lim), EB_EEXHAUSTED);
+    assert_string_equal(lim.exceeded, "subscriptions");
+    /* The refused update changed nothing. */
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM targets WHERE subscription = 'swap-0'"),
+                     1);
+    assert_int_equal(update_targets(f->db, b.id, "u2", "none", 0, &lim), EB_OK);
+    assert_int_equal(update_targets(f->db, b.id, "u1", "grow", 3, &lim), EB_OK);
+    assert_int_equal(update_targets(f->db, b.id, "nope", "x", 1, &lim), EB_ENOTFOUND);
+}
+
 struct racer {
     const char *url;
     int64_t bus_id, tenant_id;
@@ -316,6 +363,7 @@ int main(void)
         cmocka_unit_test(test_heartbeat),
         cmocka_unit_test(test_rule_limits),
         cmocka_unit_test(test_rule_limits_concurrent),
+        cmocka_unit_test(test_rule_update_limits),
     };
 
     return cmocka_run_group_tests(tests, setup_db, teardown_db);
