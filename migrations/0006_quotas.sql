@@ -16,7 +16,7 @@ CREATE TABLE quotas (
 );
 
 -- Each running cebusd refreshes its row every second (see
--- docs/decisions/0012-quotas.md). A server whose row is older than a few
+-- docs/decisions/0013-quotas.md). A server whose row is older than a few
 -- seconds is gone: rate quotas are split among the live ones. Unlogged:
 -- the rows are rewritten every second and worthless after a crash.
 CREATE UNLOGGED TABLE server_heartbeats (

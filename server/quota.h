@@ -5,7 +5,7 @@
  * Rate quotas are shared among the live servers: each enforces rate / N,
  * N learned from a heartbeat row that every server refreshes once a second;
  * the same heartbeat publishes this server's open streams per tenant and
- * reads the others'. See docs/decisions/0012-quotas.md.
+ * reads the others'. See docs/decisions/0013-quotas.md.
  */
 #ifndef EB_QUOTA_H
 #define EB_QUOTA_H
