@@ -13,7 +13,7 @@ deps:
 	@scripts/deps.sh
 
 build: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCEBUS_SANITIZE=OFF >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS) --target cebusd cebus
 
 run: build
@@ -42,6 +42,7 @@ fuzz: deps
 	@scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 bench: build
+	@cmake --build $(BUILD) -j $(JOBS) --target cebus-bench
 	@scripts/bench.sh $(BUILD)
 
 clean:
