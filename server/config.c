@@ -103,15 +103,23 @@ static void usage(FILE *out)
             "  serve     run the server (default); applies pending migrations first\n"
             "  migrate   apply pending migrations and exit\n\n"
             "Every flag has an environment equivalent; flags win.\n\n");
+    /* Columns as wide as the longest flag and variable, so they line up. */
+    int fw = 0, ew = 0;
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        if ((int)strlen(settings[i].flag) > fw)
+            fw = (int)strlen(settings[i].flag);
+        if ((int)strlen(settings[i].env) > ew)
+            ew = (int)strlen(settings[i].env);
+    }
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct setting *s = &settings[i];
-        fprintf(out, "  --%-20s %-26s %s", s->flag, s->env, s->help);
+        fprintf(out, "  --%-*s %-*s %s", fw, s->flag, ew, s->env, s->help);
         if (s->def)
             fprintf(out, " (default %s)", s->def);
         fputc('\n', out);
     }
-    fprintf(out, "  --%-20s %-26s %s\n", "help", "", "print this help");
-    fprintf(out, "  --%-20s %-26s %s\n", "version", "", "print the version");
+    fprintf(out, "  --%-*s %-*s %s\n", fw, "help", ew, "", "print this help");
+    fprintf(out, "  --%-*s %-*s %s\n", fw, "version", ew, "", "print the version");
 }
 
 static eb_status assign(struct eb_config *cfg, const struct setting *s, const char *value,
