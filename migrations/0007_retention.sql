@@ -17,8 +17,10 @@
 
 ALTER TABLE events RENAME TO events_v1;
 ALTER TABLE events_default RENAME TO events_v1_default;
-ALTER INDEX events_bus_seq RENAME TO events_v1_bus_seq;
-ALTER INDEX events_received RENAME TO events_v1_received;
+-- IF EXISTS: databases created by early builds named the receive-time index
+-- differently; whatever it is called, it goes with events_v1.
+ALTER INDEX IF EXISTS events_bus_seq RENAME TO events_v1_bus_seq;
+ALTER INDEX IF EXISTS events_received RENAME TO events_v1_received;
 
 -- The expiry of the bus's last appended event. Updated under the counter
 -- row lock that appends already take.
