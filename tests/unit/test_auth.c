@@ -15,12 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
 #include <libpq-fe.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "auth.h"
+#include "db_fixture.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
@@ -29,14 +29,6 @@
 #define TTL_LONG_US (60LL * 1000000)
 #define INVALID_KEY_MSG "authorization: invalid API key"
 
-struct fixture {
-    PGconn *admin; /* the cluster's "postgres" database */
-    PGconn *raw;   /* the test database, for direct SQL */
-    eb_db *db;
-    char dbname[64];
-    char url[1024];
-};
-
 static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -44,71 +36,8 @@ static void sleep_ms(long ms)
         ;
 }
 
-static void sql_ok(PGconn *c, const char *sql)
-{
-    PGresult *res = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(res);
-
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        print_error("SQL failed: %s: %s\n", sql, PQerrorMessage(c));
-    assert_true(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
-    PQclear(res);
-}
-
-static int setup_db(void **state)
-{
-    const char *base = getenv("CEBUS_TEST_DATABASE_URL");
-    const char *src = getenv("CEBUS_TEST_SOURCE_DIR");
-    char sql[256], migrations[1024];
-    struct fixture *f;
-    int applied = 0;
-
-    if (!base || !src) {
-        fprintf(stderr, "test_auth: CEBUS_TEST_DATABASE_URL and CEBUS_TEST_SOURCE_DIR must be set"
-                        " (run through ctest)\n");
-        return -1;
-    }
-    eb_log_set_level(EB_LOG_ERROR);
-    f = eb_calloc(1, sizeof *f);
-    snprintf(f->dbname, sizeof f->dbname, "cebus_unit_auth_%ld_%lld", (long)getpid(),
-             (long long)(eb_now_wall_us() % 1000000000));
-    snprintf(f->url, sizeof f->url, "%s dbname=%s", base, f->dbname);
-    snprintf(migrations, sizeof migrations, "%s/migrations", src);
-    f->admin = PQconnectdb(base);
-    if (PQstatus(f->admin) != CONNECTION_OK) {
-        fprintf(stderr, "test_auth: cannot connect: %s\n", PQerrorMessage(f->admin));
-        return -1;
-    }
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", f->dbname);
-    sql_ok(f->admin, sql);
-    f->raw = PQconnectdb(f->url);
-    if (PQstatus(f->raw) != CONNECTION_OK || eb_db_connect(f->url, &f->db) != EB_OK ||
-        eb_store_migrate(f->db, migrations, &applied) != EB_OK || applied < 1) {
-        fprintf(stderr, "test_auth: cannot prepare database %s\n", f->dbname);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int teardown_db(void **state)
-{
-    struct fixture *f = *state;
-    char sql[256];
-
-    if (!f)
-        return 0;
-    eb_db_close(f->db);
-    PQfinish(f->raw);
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->dbname);
-    sql_ok(f->admin, sql);
-    PQfinish(f->admin);
-    free(f);
-    return 0;
-}
-
 /* Returns the id of tenant name, creating it when needed. */
-static int64_t tenant_id(struct fixture *f, const char *name)
+static int64_t tenant_id(struct ut_db *f, const char *name)
 {
     struct eb_tenant_rec t;
 
@@ -121,7 +50,7 @@ static int64_t tenant_id(struct fixture *f, const char *name)
 /* Creates a key for tenant with role, expiring at expires_us (0: never);
  * writes the "Bearer ..." header into header and returns the prefix in
  * prefix. */
-static void make_key(struct fixture *f, const char *tenant, int role, int64_t expires_us,
+static void make_key(struct ut_db *f, const char *tenant, int role, int64_t expires_us,
                      char header[EB_KEY_LEN + 8], char prefix[EB_KEY_PREFIX_LEN + 1])
 {
     char key[EB_KEY_LEN + 1];
@@ -366,7 +295,7 @@ static void test_require(void **state)
 
 static void test_authenticate_malformed(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     eb_auth *a = eb_auth_new(TTL_LONG_US);
     char header[EB_KEY_LEN + 8], prefix[EB_KEY_PREFIX_LEN + 1], err[256];
     char longhdr[400];
@@ -413,7 +342,7 @@ static void test_authenticate_malformed(void **state)
 
 static void test_authenticate_valid(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     eb_auth *a = eb_auth_new(TTL_LONG_US);
     char header[EB_KEY_LEN + 8], prefix[EB_KEY_PREFIX_LEN + 1], err[256];
     char variant[EB_KEY_LEN + 16];
@@ -458,7 +387,7 @@ static void test_authenticate_valid(void **state)
 
 static void test_authenticate_revoked(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     eb_auth *a = eb_auth_new(TTL_SHORT_US);
     char header[EB_KEY_LEN + 8], prefix[EB_KEY_PREFIX_LEN + 1], err[256], sql[128];
     struct eb_principal p;
@@ -467,7 +396,7 @@ static void test_authenticate_revoked(void **state)
     assert_int_equal(eb_auth_authenticate(a, f->db, header, &p, err, sizeof err), EB_OK);
     snprintf(sql, sizeof sql, "UPDATE api_keys SET revoked_at = now() WHERE prefix = '%s'",
              prefix);
-    sql_ok(f->raw, sql);
+    ut_sql_ok(f->raw, sql);
     sleep_ms(2 * TTL_SHORT_US / 1000);
     expect_unauth(a, f->db, header, INVALID_KEY_MSG);
     /* And with a fresh authenticator, straight from the database. */
@@ -479,7 +408,7 @@ static void test_authenticate_revoked(void **state)
 
 static void test_authenticate_expired(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     eb_auth *a = eb_auth_new(TTL_LONG_US);
     char header[EB_KEY_LEN + 8], prefix[EB_KEY_PREFIX_LEN + 1], err[256];
     struct eb_principal p;
@@ -497,18 +426,18 @@ static void test_authenticate_expired(void **state)
 
 static void test_authenticate_disabled_tenant(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     eb_auth *a = eb_auth_new(TTL_SHORT_US);
     char header[EB_KEY_LEN + 8], prefix[EB_KEY_PREFIX_LEN + 1], err[256];
     struct eb_principal p;
 
     make_key(f, "soon-disabled", EB_ROLE_TENANT_ADMIN, 0, header, prefix);
     assert_int_equal(eb_auth_authenticate(a, f->db, header, &p, err, sizeof err), EB_OK);
-    sql_ok(f->raw, "UPDATE tenants SET disabled = true WHERE name = 'soon-disabled'");
+    ut_sql_ok(f->raw, "UPDATE tenants SET disabled = true WHERE name = 'soon-disabled'");
     sleep_ms(2 * TTL_SHORT_US / 1000);
     expect_unauth(a, f->db, header, INVALID_KEY_MSG);
     /* Enabled again: valid again after the TTL. */
-    sql_ok(f->raw, "UPDATE tenants SET disabled = false WHERE name = 'soon-disabled'");
+    ut_sql_ok(f->raw, "UPDATE tenants SET disabled = false WHERE name = 'soon-disabled'");
     sleep_ms(2 * TTL_SHORT_US / 1000);
     assert_int_equal(eb_auth_authenticate(a, f->db, header, &p, err, sizeof err), EB_OK);
     eb_auth_free(a);
@@ -517,7 +446,7 @@ static void test_authenticate_disabled_tenant(void **state)
 /* An unknown key is remembered as unknown only for the TTL. */
 static void test_authenticate_unknown_then_created(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     eb_auth *a = eb_auth_new(TTL_SHORT_US);
     char key[EB_KEY_LEN + 1], prefix[EB_KEY_PREFIX_LEN + 1], header[EB_KEY_LEN + 8], err[256];
     uint8_t hash[32];
@@ -537,7 +466,7 @@ static void test_authenticate_unknown_then_created(void **state)
 
 static void test_authenticate_db_down(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     eb_auth *a = eb_auth_new(TTL_LONG_US);
     eb_db *down = eb_db_open("host=/nonexistent/cebus port=1 dbname=x connect_timeout=2");
     char header[EB_KEY_LEN + 8], prefix[EB_KEY_PREFIX_LEN + 1], other[EB_KEY_LEN + 8];
@@ -563,7 +492,7 @@ struct buses {
     int64_t acme, globex;
 };
 
-static struct buses make_buses(struct fixture *f)
+static struct buses make_buses(struct ut_db *f)
 {
     struct buses b;
     struct eb_bus_rec tmp;
@@ -606,7 +535,7 @@ static void expect_not_found(eb_auth *a, eb_db *db, const struct eb_principal *p
 
 static void test_resolve_own_bus(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     struct buses b = make_buses(f);
     eb_auth *a = eb_auth_new(TTL_LONG_US);
     static const enum eb_role roles[] = {EB_ROLE_TENANT_ADMIN, EB_ROLE_PUBLISHER,
@@ -636,7 +565,7 @@ static void test_resolve_own_bus(void **state)
 
 static void test_resolve_other_tenant(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     struct buses b = make_buses(f);
     eb_auth *a = eb_auth_new(TTL_LONG_US);
     struct eb_principal p = principal("acme", b.acme, EB_ROLE_TENANT_ADMIN);
@@ -679,7 +608,7 @@ static void test_resolve_other_tenant(void **state)
 
 static void test_resolve_platform_admin(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     struct buses b = make_buses(f);
     eb_auth *a = eb_auth_new(TTL_LONG_US);
     struct eb_principal admin = principal(EB_PLATFORM_TENANT, 1, EB_ROLE_PLATFORM_ADMIN);
@@ -704,7 +633,7 @@ static void test_resolve_platform_admin(void **state)
 
 static void test_resolve_malformed(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     struct buses b = make_buses(f);
     eb_auth *a = eb_auth_new(TTL_LONG_US);
     struct eb_principal p = principal("acme", b.acme, EB_ROLE_TENANT_ADMIN);
@@ -756,7 +685,7 @@ static void test_resolve_malformed(void **state)
  * that cannot be asked is UNAVAILABLE, not NOT_FOUND. */
 static void test_resolve_cache_and_db_down(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     struct buses b = make_buses(f);
     eb_auth *a = eb_auth_new(TTL_SHORT_US);
     struct eb_principal p = principal("acme", b.acme, EB_ROLE_PUBLISHER);
@@ -770,7 +699,7 @@ static void test_resolve_cache_and_db_down(void **state)
     /* Cached: resolves without a database. */
     assert_int_equal(eb_auth_resolve_bus(a, down, &p, "short-lived", &bus, err, sizeof err),
                      EB_OK);
-    sql_ok(f->raw, "DELETE FROM buses WHERE name = 'short-lived'");
+    ut_sql_ok(f->raw, "DELETE FROM buses WHERE name = 'short-lived'");
     sleep_ms(2 * TTL_SHORT_US / 1000);
     expect_not_found(a, f->db, &p, "short-lived");
 
@@ -779,6 +708,15 @@ static void test_resolve_cache_and_db_down(void **state)
     assert_non_null(strstr(err, "bus"));
     eb_db_close(down);
     eb_auth_free(a);
+}
+
+static int setup_db(void **state)
+{
+    int rc = ut_db_setup(state, "auth");
+
+    /* Refused keys are logged as warnings; the tests cause many. */
+    eb_log_set_level(EB_LOG_ERROR);
+    return rc;
 }
 
 int main(void)
@@ -803,5 +741,5 @@ int main(void)
         cmocka_unit_test(test_resolve_cache_and_db_down),
     };
 
-    return cmocka_run_group_tests(tests, setup_db, teardown_db);
+    return cmocka_run_group_tests(tests, setup_db, ut_db_teardown);
 }

@@ -15,124 +15,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
 #include <libpq-fe.h>
 #include <unistd.h>
 
+#include "db_fixture.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
 
-struct fixture {
-    PGconn *admin; /* the cluster's "postgres" database */
-    PGconn *raw;   /* the test database, for direct SQL */
-    eb_db *db;     /* the test database, through the store */
-    char dbname[64];
-    char url[1024];
-};
-
 /* --- Helpers ------------------------------------------------------------- */
-
-static void sql_ok(PGconn *c, const char *sql)
-{
-    PGresult *res = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(res);
-
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        print_error("SQL failed: %s: %s\n", sql, PQerrorMessage(c));
-    assert_true(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
-    PQclear(res);
-}
 
 /* The integer in the first cell of a query's result; sql is a format
  * taking one id. */
-static int64_t sql_count(struct fixture *f, const char *fmt, int64_t id)
+static int64_t sql_count(struct ut_db *f, const char *fmt, int64_t id)
 {
     char sql[512];
-    PGresult *res;
-    int64_t v;
 
     snprintf(sql, sizeof sql, fmt, (long long)id);
-    res = PQexec(f->raw, sql);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-        print_error("SQL failed: %s: %s\n", sql, PQerrorMessage(f->raw));
-    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
-    v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    return v;
-}
-
-static int setup_db(void **state)
-{
-    const char *base = getenv("CEBUS_TEST_DATABASE_URL");
-    const char *src = getenv("CEBUS_TEST_SOURCE_DIR");
-    char sql[256], migrations[1024];
-    struct fixture *f;
-    int applied = -1;
-
-    if (!base || !src) {
-        fprintf(stderr, "test_store_admin: CEBUS_TEST_DATABASE_URL and CEBUS_TEST_SOURCE_DIR"
-                        " must be set (run through ctest)\n");
-        return -1;
-    }
-    eb_log_set_level(EB_LOG_WARN);
-    f = eb_calloc(1, sizeof *f);
-    snprintf(f->dbname, sizeof f->dbname, "cebus_unit_store_admin_%ld_%lld", (long)getpid(),
-             (long long)(eb_now_wall_us() % 1000000000));
-    snprintf(f->url, sizeof f->url, "%s dbname=%s", base, f->dbname);
-    snprintf(migrations, sizeof migrations, "%s/migrations", src);
-    f->admin = PQconnectdb(base);
-    if (PQstatus(f->admin) != CONNECTION_OK) {
-        fprintf(stderr, "test_store_admin: cannot connect: %s\n", PQerrorMessage(f->admin));
-        return -1;
-    }
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", f->dbname);
-    sql_ok(f->admin, sql);
-    f->raw = PQconnectdb(f->url);
-    if (PQstatus(f->raw) != CONNECTION_OK)
-        return -1;
-    if (eb_db_connect(f->url, &f->db) != EB_OK ||
-        eb_store_migrate(f->db, migrations, &applied) != EB_OK || applied < 1)
-        return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown_db(void **state)
-{
-    struct fixture *f = *state;
-    char sql[256];
-
-    if (!f)
-        return 0;
-    eb_db_close(f->db);
-    PQfinish(f->raw);
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->dbname);
-    sql_ok(f->admin, sql);
-    PQfinish(f->admin);
-    free(f);
-    return 0;
-}
-
-static int64_t new_tenant(struct fixture *f, const char *name)
-{
-    struct eb_tenant_rec t;
-
-    assert_int_equal(eb_store_tenant_insert(f->db, name, "", &t), EB_OK);
-    return t.id;
-}
-
-static struct eb_bus_rec new_bus(struct fixture *f, int64_t tenant_id, const char *name)
-{
-    struct eb_bus_rec b;
-
-    assert_int_equal(eb_store_bus_insert(f->db, tenant_id, name, 168, 300, &b), EB_OK);
-    return b;
+    return ut_sql_int(f->raw, sql);
 }
 
 /* Inserts a key with prefix (also the seed of its fake hash); returns its
  * id. */
-static int64_t new_key(struct fixture *f, int64_t tenant_id, const char *prefix, int role,
+static int64_t new_key(struct ut_db *f, int64_t tenant_id, const char *prefix, int role,
                        int64_t expires_us)
 {
     struct eb_key_rec rec;
@@ -147,7 +52,7 @@ static int64_t new_key(struct fixture *f, int64_t tenant_id, const char *prefix,
 }
 
 /* Appends n events (with dedup entries) to a bus. */
-static void add_events(struct fixture *f, int64_t bus_id, int n)
+static void add_events(struct ut_db *f, int64_t bus_id, int n)
 {
     struct eb_append_row rows[8];
     char ids[8][16];
@@ -179,15 +84,15 @@ static bool contains(const int64_t *ids, size_t n, int64_t id)
 
 static void test_tenant_list_paging(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     struct eb_tenant_rec *page;
     char after[EB_NAME_MAX + 1] = "";
     size_t n, total = 0;
     bool saw_platform = false;
 
-    new_tenant(f, "list-a");
-    new_tenant(f, "list-b");
-    new_tenant(f, "list-c");
+    ut_tenant(f, "list-a");
+    ut_tenant(f, "list-b");
+    ut_tenant(f, "list-c");
     for (int pages = 0;; pages++) {
         assert_true(pages < 20);
         assert_int_equal(eb_store_tenant_list(f->db, after, 2, &page, &n), EB_OK);
@@ -208,8 +113,8 @@ static void test_tenant_list_paging(void **state)
 
 static void test_tenant_update(void **state)
 {
-    struct fixture *f = *state;
-    int64_t id = new_tenant(f, "upd");
+    struct ut_db *f = *state;
+    int64_t id = ut_tenant(f, "upd");
     struct eb_tenant_rec t;
 
     assert_int_equal(eb_store_tenant_update(f->db, id, "Updated", -1, &t), EB_OK);
@@ -227,10 +132,10 @@ static void test_tenant_update(void **state)
  * dedup entries, and nothing of another tenant. */
 static void test_tenant_delete(void **state)
 {
-    struct fixture *f = *state;
-    int64_t gone = new_tenant(f, "del-me"), kept = new_tenant(f, "del-keep");
-    struct eb_bus_rec b1 = new_bus(f, gone, "b1"), b2 = new_bus(f, gone, "b2");
-    struct eb_bus_rec k1 = new_bus(f, kept, "b1");
+    struct ut_db *f = *state;
+    int64_t gone = ut_tenant(f, "del-me"), kept = ut_tenant(f, "del-keep");
+    struct eb_bus_rec b1 = ut_bus(f, gone, "b1"), b2 = ut_bus(f, gone, "b2");
+    struct eb_bus_rec k1 = ut_bus(f, kept, "b1");
     struct eb_target_rec target = {EB_TARGET_SUBSCRIPTION, "s1"};
     struct eb_rule_rec rule = {0};
     const char *conflict;
@@ -267,15 +172,15 @@ static void test_tenant_delete(void **state)
                      1);
     assert_int_equal(eb_store_tenant_delete(f->db, gone), EB_ENOTFOUND);
     /* A tenant without buses is deleted too (an empty id array). */
-    assert_int_equal(eb_store_tenant_delete(f->db, new_tenant(f, "del-empty")), EB_OK);
+    assert_int_equal(eb_store_tenant_delete(f->db, ut_tenant(f, "del-empty")), EB_OK);
 }
 
 /* --- Keys ------------------------------------------------------------------ */
 
 static void test_key_list_and_revoke(void **state)
 {
-    struct fixture *f = *state;
-    int64_t t1 = new_tenant(f, "keys-1"), t2 = new_tenant(f, "keys-2");
+    struct ut_db *f = *state;
+    int64_t t1 = ut_tenant(f, "keys-1"), t2 = ut_tenant(f, "keys-2");
     struct eb_key_info *keys, k;
     size_t n;
 
@@ -312,16 +217,16 @@ static void test_key_list_and_revoke(void **state)
  * does not count. */
 static void test_last_admin_key(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     struct eb_tenant_rec platform;
     struct eb_key_info k;
 
     assert_int_equal(eb_store_tenant_get(f->db, "platform", &platform), EB_OK);
-    sql_ok(f->raw, "UPDATE api_keys SET revoked_at = now() WHERE role = 1");
+    ut_sql_ok(f->raw, "UPDATE api_keys SET revoked_at = now() WHERE role = 1");
     new_key(f, platform.id, "cb_admin001", 1, 0);
     new_key(f, platform.id, "cb_admin002", 1, 0);
     new_key(f, platform.id, "cb_admin003", 1, eb_now_wall_us() + 1000000);
-    sql_ok(f->raw, "UPDATE api_keys SET expires_at = now() - interval '1 hour'"
+    ut_sql_ok(f->raw, "UPDATE api_keys SET expires_at = now() - interval '1 hour'"
                    " WHERE prefix = 'cb_admin003'");
     /* Only a platform admin may revoke platform admin keys. */
     assert_int_equal(eb_store_key_revoke(f->db, platform.id, "cb_admin001", false, &k), EB_EPERM);
@@ -339,9 +244,9 @@ static void test_last_admin_key(void **state)
 
 static void test_bus_update_delete(void **state)
 {
-    struct fixture *f = *state;
-    int64_t t = new_tenant(f, "bus-ud");
-    struct eb_bus_rec b = new_bus(f, t, "b"), other = new_bus(f, t, "other"), u;
+    struct ut_db *f = *state;
+    int64_t t = ut_tenant(f, "bus-ud");
+    struct eb_bus_rec b = ut_bus(f, t, "b"), other = ut_bus(f, t, "other"), u;
 
     assert_int_equal(eb_store_bus_update(f->db, b.id, 24, -1, &u), EB_OK);
     assert_int_equal(u.retention_hours, 24);
@@ -367,13 +272,13 @@ static void test_bus_update_delete(void **state)
 
 static void test_streams_check(void **state)
 {
-    struct fixture *f = *state;
-    int64_t t = new_tenant(f, "chk"), off = new_tenant(f, "chk-off");
+    struct ut_db *f = *state;
+    int64_t t = ut_tenant(f, "chk"), off = ut_tenant(f, "chk-off");
     int64_t ok_key = new_key(f, t, "cb_chkok001", 4, 0);
     int64_t revoked = new_key(f, t, "cb_chkrev01", 4, 0);
     int64_t expired = new_key(f, t, "cb_chkexp01", 4, eb_now_wall_us() + 1000000);
     int64_t disabled = new_key(f, off, "cb_chkoff01", 4, 0);
-    struct eb_bus_rec live = new_bus(f, t, "live"), dead = new_bus(f, t, "dead");
+    struct eb_bus_rec live = ut_bus(f, t, "live"), dead = ut_bus(f, t, "dead");
     int64_t keys[] = {ok_key, revoked, expired, disabled, 987654, ok_key};
     int64_t buses[] = {live.id, dead.id, live.id};
     int64_t *bad, *gone;
@@ -382,7 +287,7 @@ static void test_streams_check(void **state)
     struct eb_key_info k;
 
     assert_int_equal(eb_store_key_revoke(f->db, t, "cb_chkrev01", true, &k), EB_OK);
-    sql_ok(f->raw, "UPDATE api_keys SET expires_at = now() - interval '1 second'"
+    ut_sql_ok(f->raw, "UPDATE api_keys SET expires_at = now() - interval '1 second'"
                    " WHERE prefix = 'cb_chkexp01'");
     assert_int_equal(eb_store_tenant_update(f->db, off, NULL, 1, &tr), EB_OK);
     assert_int_equal(eb_store_bus_delete(f->db, dead.id), EB_OK);
@@ -408,6 +313,11 @@ static void test_streams_check(void **state)
     free(gone);
 }
 
+static int setup_db(void **state)
+{
+    return ut_db_setup(state, "store_admin");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,5 +330,5 @@ int main(void)
         cmocka_unit_test(test_streams_check),
     };
 
-    return cmocka_run_group_tests(tests, setup_db, teardown_db);
+    return cmocka_run_group_tests(tests, setup_db, ut_db_teardown);
 }

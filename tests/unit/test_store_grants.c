@@ -17,110 +17,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
 #include <libpq-fe.h>
 #include <unistd.h>
 
 #include "auth.h"
+#include "db_fixture.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
 
-struct fixture {
-    PGconn *admin; /* the cluster's "postgres" database */
-    PGconn *raw;   /* the test database, for direct SQL */
-    eb_db *db;     /* the test database, through the store */
-    char dbname[64];
-    char url[1024];
-};
-
-/* --- Helpers ------------------------------------------------------------- */
-
-static void sql_ok(PGconn *c, const char *sql)
-{
-    PGresult *res = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(res);
-
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        print_error("SQL failed: %s: %s\n", sql, PQerrorMessage(c));
-    assert_true(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
-    PQclear(res);
-}
-
-static int setup_db(void **state)
-{
-    const char *base = getenv("CEBUS_TEST_DATABASE_URL");
-    const char *src = getenv("CEBUS_TEST_SOURCE_DIR");
-    char sql[256], migrations[1024];
-    struct fixture *f;
-    int applied = -1;
-
-    if (!base || !src) {
-        fprintf(stderr, "test_store_grants: CEBUS_TEST_DATABASE_URL and CEBUS_TEST_SOURCE_DIR"
-                        " must be set (run through ctest)\n");
-        return -1;
-    }
-    eb_log_set_level(EB_LOG_WARN);
-    f = eb_calloc(1, sizeof *f);
-    snprintf(f->dbname, sizeof f->dbname, "cebus_unit_store_grants_%ld_%lld", (long)getpid(),
-             (long long)(eb_now_wall_us() % 1000000000));
-    snprintf(f->url, sizeof f->url, "%s dbname=%s", base, f->dbname);
-    snprintf(migrations, sizeof migrations, "%s/migrations", src);
-    f->admin = PQconnectdb(base);
-    if (PQstatus(f->admin) != CONNECTION_OK) {
-        fprintf(stderr, "test_store_grants: cannot connect: %s\n", PQerrorMessage(f->admin));
-        return -1;
-    }
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", f->dbname);
-    sql_ok(f->admin, sql);
-    f->raw = PQconnectdb(f->url);
-    if (PQstatus(f->raw) != CONNECTION_OK)
-        return -1;
-    if (eb_db_connect(f->url, &f->db) != EB_OK ||
-        eb_store_migrate(f->db, migrations, &applied) != EB_OK || applied < 1)
-        return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown_db(void **state)
-{
-    struct fixture *f = *state;
-    char sql[256];
-
-    if (!f)
-        return 0;
-    eb_db_close(f->db);
-    PQfinish(f->raw);
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->dbname);
-    sql_ok(f->admin, sql);
-    PQfinish(f->admin);
-    free(f);
-    return 0;
-}
-
-static int64_t new_tenant(struct fixture *f, const char *name)
-{
-    struct eb_tenant_rec t;
-
-    assert_int_equal(eb_store_tenant_insert(f->db, name, "", &t), EB_OK);
-    return t.id;
-}
-
-static struct eb_bus_rec new_bus(struct fixture *f, int64_t tenant_id, const char *name)
-{
-    struct eb_bus_rec b;
-
-    assert_int_equal(eb_store_bus_insert(f->db, tenant_id, name, 168, 300, &b), EB_OK);
-    return b;
-}
-
 static void test_grants(void **state)
 {
-    struct fixture *f = *state;
-    int64_t owner = new_tenant(f, "g-owner"), alpha = new_tenant(f, "g-alpha");
-    int64_t beta = new_tenant(f, "g-beta"), created = 0;
-    struct eb_bus_rec bus = new_bus(f, owner, "orders"), other = new_bus(f, owner, "other");
+    struct ut_db *f = *state;
+    int64_t owner = ut_tenant(f, "g-owner"), alpha = ut_tenant(f, "g-alpha");
+    int64_t beta = ut_tenant(f, "g-beta"), created = 0;
+    struct eb_bus_rec bus = ut_bus(f, owner, "orders"), other = ut_bus(f, owner, "other");
     struct eb_grant_rec *list = NULL;
     unsigned mask = 99;
     size_t n = 0;
@@ -198,10 +109,10 @@ static void test_grants(void **state)
 
 static void test_grants_check(void **state)
 {
-    struct fixture *f = *state;
-    int64_t owner = new_tenant(f, "c-owner"), alpha = new_tenant(f, "c-alpha");
-    int64_t beta = new_tenant(f, "c-beta"), created;
-    struct eb_bus_rec b1 = new_bus(f, owner, "one"), b2 = new_bus(f, owner, "two");
+    struct ut_db *f = *state;
+    int64_t owner = ut_tenant(f, "c-owner"), alpha = ut_tenant(f, "c-alpha");
+    int64_t beta = ut_tenant(f, "c-beta"), created;
+    struct eb_bus_rec b1 = ut_bus(f, owner, "one"), b2 = ut_bus(f, owner, "two");
     int64_t grantees[4] = {alpha, beta, alpha, alpha}, buses[4] = {b1.id, b1.id, b2.id, b1.id};
     bool present[4] = {false, true, true, false};
 
@@ -225,8 +136,8 @@ static void test_grants_check(void **state)
 
 static void test_sources(void **state)
 {
-    struct fixture *f = *state;
-    int64_t t = new_tenant(f, "s-tenant"), u = new_tenant(f, "s-other");
+    struct ut_db *f = *state;
+    int64_t t = ut_tenant(f, "s-tenant"), u = ut_tenant(f, "s-other");
     struct eb_source_rec *list = NULL;
     size_t n = 0;
 
@@ -267,9 +178,9 @@ static void test_sources(void **state)
  * permission, and one NOT_FOUND message for "no grant" and "no bus". */
 static void test_resolve_through_grants(void **state)
 {
-    struct fixture *f = *state;
-    int64_t owner = new_tenant(f, "r-owner"), alpha = new_tenant(f, "r-alpha"), created;
-    struct eb_bus_rec bus = new_bus(f, owner, "orders"), got;
+    struct ut_db *f = *state;
+    int64_t owner = ut_tenant(f, "r-owner"), alpha = ut_tenant(f, "r-alpha"), created;
+    struct eb_bus_rec bus = ut_bus(f, owner, "orders"), got;
     struct eb_principal p;
     eb_auth *a = eb_auth_new(1); /* 1 us: every call reads the database */
     char e1[256], e2[256];
@@ -330,8 +241,8 @@ static void test_resolve_through_grants(void **state)
  * prefix, and the cache serving a list until its TTL passes. */
 static void test_sources_check(void **state)
 {
-    struct fixture *f = *state;
-    int64_t t = new_tenant(f, "sc-tenant");
+    struct ut_db *f = *state;
+    int64_t t = ut_tenant(f, "sc-tenant");
     eb_auth *a = eb_auth_new(200000); /* 200 ms */
     eb_sources *s = NULL;
 
@@ -381,9 +292,9 @@ static bool brute_owned(int64_t tenant, const char *source, const struct eb_sour
  * over random prefixes and sources. */
 static void test_sources_ownership(void **state)
 {
-    struct fixture *f = *state;
-    int64_t owner = new_tenant(f, "so-owner"), other = new_tenant(f, "so-other"),
-            free_t = new_tenant(f, "so-free"), tenants[3];
+    struct ut_db *f = *state;
+    int64_t owner = ut_tenant(f, "so-owner"), other = ut_tenant(f, "so-other"),
+            free_t = ut_tenant(f, "so-free"), tenants[3];
     eb_auth *a = eb_auth_new(0); /* no caching: every get reads */
     eb_sources *s = NULL;
     struct eb_source_owner *v = NULL;
@@ -422,7 +333,7 @@ static void test_sources_ownership(void **state)
     /* Random prefixes over a small alphabet, so that they share starts. */
     tenants[0] = owner;
     tenants[1] = other;
-    tenants[2] = new_tenant(f, "so-third");
+    tenants[2] = ut_tenant(f, "so-third");
     for (int i = 0; i < 200; i++) {
         int len = 1 + (int)((rng = rng * 6364136223846793005ULL + 1) >> 61);
         src[0] = '/';
@@ -454,6 +365,11 @@ static void test_sources_ownership(void **state)
     eb_auth_free(a);
 }
 
+static int setup_db(void **state)
+{
+    return ut_db_setup(state, "store_grants");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -465,5 +381,5 @@ int main(void)
         cmocka_unit_test(test_sources_ownership),
     };
 
-    return cmocka_run_group_tests(tests, setup_db, teardown_db);
+    return cmocka_run_group_tests(tests, setup_db, ut_db_teardown);
 }

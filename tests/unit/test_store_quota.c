@@ -16,120 +16,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <unistd.h>
 
+#include "db_fixture.h"
 #include "log.h"
 #include "store.h"
 #include "store_quota.h"
 #include "util.h"
 
-struct fixture {
-    PGconn *admin; /* the cluster's "postgres" database */
-    PGconn *raw;   /* the test database, for direct SQL */
-    eb_db *db;     /* the test database, through the store */
-    char dbname[64];
-    char url[1024];
-};
-
-/* --- Helpers ------------------------------------------------------------- */
-
-static void sql_ok(PGconn *c, const char *sql)
-{
-    PGresult *res = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(res);
-
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        print_error("SQL failed: %s: %s\n", sql, PQerrorMessage(c));
-    assert_true(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
-    PQclear(res);
-}
-
-static int setup_db(void **state)
-{
-    const char *base = getenv("CEBUS_TEST_DATABASE_URL");
-    const char *src = getenv("CEBUS_TEST_SOURCE_DIR");
-    char sql[256], migrations[1024];
-    struct fixture *f;
-    int applied = -1;
-
-    if (!base || !src) {
-        fprintf(stderr, "test_store_quota: CEBUS_TEST_DATABASE_URL and CEBUS_TEST_SOURCE_DIR"
-                        " must be set (run through ctest)\n");
-        return -1;
-    }
-    eb_log_set_level(EB_LOG_WARN);
-    f = eb_calloc(1, sizeof *f);
-    snprintf(f->dbname, sizeof f->dbname, "cebus_unit_store_quota_%ld_%lld", (long)getpid(),
-             (long long)(eb_now_wall_us() % 1000000000));
-    snprintf(f->url, sizeof f->url, "%s dbname=%s", base, f->dbname);
-    snprintf(migrations, sizeof migrations, "%s/migrations", src);
-    f->admin = PQconnectdb(base);
-    if (PQstatus(f->admin) != CONNECTION_OK) {
-        fprintf(stderr, "test_store_quota: cannot connect: %s\n", PQerrorMessage(f->admin));
-        return -1;
-    }
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", f->dbname);
-    sql_ok(f->admin, sql);
-    f->raw = PQconnectdb(f->url);
-    if (PQstatus(f->raw) != CONNECTION_OK)
-        return -1;
-    if (eb_db_connect(f->url, &f->db) != EB_OK ||
-        eb_store_migrate(f->db, migrations, &applied) != EB_OK || applied < 1)
-        return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown_db(void **state)
-{
-    struct fixture *f = *state;
-    char sql[256];
-
-    if (!f)
-        return 0;
-    eb_db_close(f->db);
-    PQfinish(f->raw);
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->dbname);
-    sql_ok(f->admin, sql);
-    PQfinish(f->admin);
-    free(f);
-    return 0;
-}
-
-static int64_t new_tenant(struct fixture *f, const char *name)
-{
-    struct eb_tenant_rec t;
-
-    assert_int_equal(eb_store_tenant_insert(f->db, name, "", &t), EB_OK);
-    return t.id;
-}
-
-static struct eb_bus_rec new_bus(struct fixture *f, int64_t tenant_id, const char *name)
-{
-    struct eb_bus_rec b;
-
-    assert_int_equal(eb_store_bus_insert(f->db, tenant_id, name, 168, 300, &b), EB_OK);
-    return b;
-}
-
-static int64_t count_rows(struct fixture *f, const char *sql)
-{
-    PGresult *res = PQexec(f->raw, sql);
-    int64_t n;
-
-    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
-    n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    return n;
-}
-
 static void test_quota_get_set(void **state)
 {
-    struct fixture *f = *state;
-    int64_t t = new_tenant(f, "q-one");
+    struct ut_db *f = *state;
+    int64_t t = ut_tenant(f, "q-one");
     const struct eb_quota_limits some = {50, 0, 3, 0, 7, 9};
     const struct eb_quota_limits none = {0, 0, 0, 0, 0, 0};
     struct eb_quota_limits got;
@@ -141,7 +41,7 @@ static void test_quota_get_set(void **state)
     assert_int_equal(eb_store_quota_get(f->db, t, &got), EB_OK);
     assert_memory_equal(&got, &some, sizeof got);
     /* Unset fields are NULL in the table: the server's default. */
-    assert_int_equal(count_rows(f, "SELECT count(*) FROM quotas WHERE bytes_per_second IS NULL"
+    assert_int_equal(ut_sql_int(f->raw, "SELECT count(*) FROM quotas WHERE bytes_per_second IS NULL"
                                    " AND rules_per_bus IS NULL AND events_per_second = 50"),
                      1);
     assert_int_equal(eb_store_quota_set(f->db, t, &none), EB_OK);
@@ -151,12 +51,12 @@ static void test_quota_get_set(void **state)
     assert_int_equal(eb_store_quota_set(f->db, 987654321, &some), EB_ENOTFOUND);
     assert_int_equal(eb_store_quota_set(f->db, t, &some), EB_OK);
     assert_int_equal(eb_store_tenant_delete(f->db, t), EB_OK);
-    assert_int_equal(count_rows(f, "SELECT count(*) FROM quotas"), 0);
+    assert_int_equal(ut_sql_int(f->raw, "SELECT count(*) FROM quotas"), 0);
 }
 
 static void test_heartbeat(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     const int64_t t1[] = {11}, s1[] = {2};
     const int64_t t2[] = {11, 12}, s2[] = {3, 1};
     int64_t *rt = NULL, *rs = NULL;
@@ -186,12 +86,12 @@ static void test_heartbeat(void **state)
         assert_int_equal(rs[i], rt[i] == 11 ? 3 : 1);
     free(rt);
     free(rs);
-    assert_int_equal(count_rows(f, "SELECT count(*) FROM server_streams WHERE server_id = 'srv-a'"),
+    assert_int_equal(ut_sql_int(f->raw, "SELECT count(*) FROM server_streams WHERE server_id = 'srv-a'"),
                      0);
 
     /* srv-b falls silent: not live, its streams ignored; after a minute
      * its rows are gone. */
-    sql_ok(f->raw, "UPDATE server_heartbeats SET heartbeat_at = now() - interval '10 seconds'"
+    ut_sql_ok(f->raw, "UPDATE server_heartbeats SET heartbeat_at = now() - interval '10 seconds'"
                    " WHERE server_id = 'srv-b'");
     assert_int_equal(eb_store_heartbeat(f->db, "srv-a", NULL, NULL, 0, &live, &rt, &rs, &rn),
                      EB_OK);
@@ -199,17 +99,17 @@ static void test_heartbeat(void **state)
     assert_int_equal(rn, 0);
     free(rt);
     free(rs);
-    sql_ok(f->raw, "UPDATE server_heartbeats SET heartbeat_at = now() - interval '2 minutes'"
+    ut_sql_ok(f->raw, "UPDATE server_heartbeats SET heartbeat_at = now() - interval '2 minutes'"
                    " WHERE server_id = 'srv-b'");
     assert_int_equal(eb_store_heartbeat(f->db, "srv-a", NULL, NULL, 0, &live, &rt, &rs, &rn),
                      EB_OK);
     free(rt);
     free(rs);
-    assert_int_equal(count_rows(f, "SELECT count(*) FROM server_streams"), 0);
-    assert_int_equal(count_rows(f, "SELECT count(*) FROM server_heartbeats"), 1);
+    assert_int_equal(ut_sql_int(f->raw, "SELECT count(*) FROM server_streams"), 0);
+    assert_int_equal(ut_sql_int(f->raw, "SELECT count(*) FROM server_heartbeats"), 1);
 
     assert_int_equal(eb_store_heartbeat_remove(f->db, "srv-a"), EB_OK);
-    assert_int_equal(count_rows(f, "SELECT count(*) FROM server_heartbeats"), 0);
+    assert_int_equal(ut_sql_int(f->raw, "SELECT count(*) FROM server_heartbeats"), 0);
 }
 
 /* Inserts rule name on bus_id with nsubs subscriptions named name-0...
@@ -239,10 +139,10 @@ static eb_status insert_rule(eb_db *db, int64_t bus_id, const char *name, size_t
 
 static void test_rule_limits(void **state)
 {
-    struct fixture *f = *state;
-    int64_t t = new_tenant(f, "q-rules"), other = new_tenant(f, "q-other");
-    struct eb_bus_rec b1 = new_bus(f, t, "one"), b2 = new_bus(f, t, "two");
-    struct eb_bus_rec ob = new_bus(f, other, "one");
+    struct ut_db *f = *state;
+    int64_t t = ut_tenant(f, "q-rules"), other = ut_tenant(f, "q-other");
+    struct eb_bus_rec b1 = ut_bus(f, t, "one"), b2 = ut_bus(f, t, "two");
+    struct eb_bus_rec ob = ut_bus(f, other, "one");
     struct eb_rule_limits lim = {.tenant_id = t, .max_rules = 2, .max_subscriptions = 2};
     struct eb_rule_limits olim = {.tenant_id = other, .max_rules = 2, .max_subscriptions = 2};
 
@@ -259,7 +159,7 @@ static void test_rule_limits(void **state)
     /* Another tenant's counts are its own. */
     assert_int_equal(insert_rule(f->db, ob.id, "r1", 2, &olim), EB_OK);
     /* A refused insert left nothing behind and the connection usable. */
-    assert_int_equal(count_rows(f, "SELECT count(*) FROM rules"), 4);
+    assert_int_equal(ut_sql_int(f->raw, "SELECT count(*) FROM rules"), 4);
     assert_int_equal(insert_rule(f->db, b2.id, "r5", 0, NULL), EB_OK);
 }
 
@@ -291,9 +191,9 @@ static eb_status update_targets(eb_db *db, int64_t bus_id, const char *name, con
  * quota; rules_per_bus does not apply to updates. */
 static void test_rule_update_limits(void **state)
 {
-    struct fixture *f = *state;
-    int64_t t = new_tenant(f, "q-update");
-    struct eb_bus_rec b = new_bus(f, t, "upd");
+    struct ut_db *f = *state;
+    int64_t t = ut_tenant(f, "q-update");
+    struct eb_bus_rec b = ut_bus(f, t, "upd");
     struct eb_rule_limits lim = {.tenant_id = t, .max_rules = 2, .max_subscriptions = 3};
 
     assert_int_equal(insert_rule(f->db, b.id, "u1", 1, &lim), EB_OK);
@@ -303,7 +203,7 @@ static void test_rule_update_limits(void **state)
     assert_int_equal(update_targets(f->db, b.id, "u1", "grow", 2, &lim), EB_EEXHAUSTED);
     assert_string_equal(lim.exceeded, "subscriptions");
     /* The refused update changed nothing. */
-    assert_int_equal(count_rows(f, "SELECT count(*) FROM targets WHERE subscription = 'swap-0'"),
+    assert_int_equal(ut_sql_int(f->raw, "SELECT count(*) FROM targets WHERE subscription = 'swap-0'"),
                      1);
     assert_int_equal(update_targets(f->db, b.id, "u2", "none", 0, &lim), EB_OK);
     assert_int_equal(update_targets(f->db, b.id, "u1", "grow", 3, &lim), EB_OK);
@@ -336,9 +236,9 @@ static void *race(void *arg)
 /* Concurrent creates cannot both take the last place. */
 static void test_rule_limits_concurrent(void **state)
 {
-    struct fixture *f = *state;
-    int64_t t = new_tenant(f, "q-race");
-    struct eb_bus_rec b = new_bus(f, t, "race");
+    struct ut_db *f = *state;
+    int64_t t = ut_tenant(f, "q-race");
+    struct eb_bus_rec b = ut_bus(f, t, "race");
     struct racer r[8];
     pthread_t th[8];
     int ok = 0, exhausted = 0;
@@ -356,6 +256,11 @@ static void test_rule_limits_concurrent(void **state)
     assert_int_equal(exhausted, 5);
 }
 
+static int setup_db(void **state)
+{
+    return ut_db_setup(state, "store_quota");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,5 +271,5 @@ int main(void)
         cmocka_unit_test(test_rule_update_limits),
     };
 
-    return cmocka_run_group_tests(tests, setup_db, teardown_db);
+    return cmocka_run_group_tests(tests, setup_db, ut_db_teardown);
 }
