@@ -18,12 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
 #include <dirent.h>
 #include <libpq-fe.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "db_fixture.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
@@ -31,104 +31,23 @@
 #define HOUR_US (3600LL * 1000000)
 #define DAY_US (24 * HOUR_US)
 
-struct fixture {
-    PGconn *admin; /* the cluster's "postgres" database */
-    PGconn *raw;   /* the test database, for direct SQL */
-    eb_db *db;     /* the test database, through the store */
-    char dbname[64];
-    char url[1024];
-    char base[1024];
-    char migrations[1024];
-};
-
 /* --- Helpers ------------------------------------------------------------- */
 
-static void sql_ok(PGconn *c, const char *sql)
-{
-    PGresult *res = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(res);
+/* ut_sql_int() with a printf-style query. */
+static int64_t sql_int(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        print_error("SQL failed: %s: %s\n", sql, PQerrorMessage(c));
-    assert_true(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
-    PQclear(res);
-}
-
-/* Returns the integer in the first cell of a query's result. */
 static int64_t sql_int(PGconn *c, const char *fmt, ...)
 {
     char sql[1024];
-    PGresult *res;
     va_list ap;
-    int64_t v;
 
     va_start(ap, fmt);
     vsnprintf(sql, sizeof sql, fmt, ap);
     va_end(ap);
-    res = PQexec(c, sql);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-        print_error("SQL failed: %s: %s\n", sql, PQerrorMessage(c));
-    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
-    assert_int_equal(PQntuples(res), 1);
-    v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    return v;
+    return ut_sql_int(c, sql);
 }
 
-static int setup_db(void **state)
-{
-    const char *base = getenv("CEBUS_TEST_DATABASE_URL");
-    const char *src = getenv("CEBUS_TEST_SOURCE_DIR");
-    char sql[256];
-    struct fixture *f;
-    int applied = -1;
-
-    if (!base || !src) {
-        fprintf(stderr, "test_store_retention: CEBUS_TEST_DATABASE_URL and "
-                        "CEBUS_TEST_SOURCE_DIR must be set (run through ctest)\n");
-        return -1;
-    }
-    eb_log_set_level(EB_LOG_WARN);
-    f = eb_calloc(1, sizeof *f);
-    snprintf(f->base, sizeof f->base, "%s", base);
-    snprintf(f->dbname, sizeof f->dbname, "cebus_unit_store_ret_%ld_%lld", (long)getpid(),
-             (long long)(eb_now_wall_us() % 1000000000));
-    snprintf(f->url, sizeof f->url, "%s dbname=%s", base, f->dbname);
-    snprintf(f->migrations, sizeof f->migrations, "%s/migrations", src);
-    f->admin = PQconnectdb(base);
-    if (PQstatus(f->admin) != CONNECTION_OK) {
-        fprintf(stderr, "test_store_retention: cannot connect: %s\n", PQerrorMessage(f->admin));
-        return -1;
-    }
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", f->dbname);
-    sql_ok(f->admin, sql);
-    f->raw = PQconnectdb(f->url);
-    if (PQstatus(f->raw) != CONNECTION_OK)
-        return -1;
-    if (eb_db_connect(f->url, &f->db) != EB_OK ||
-        eb_store_migrate(f->db, f->migrations, &applied) != EB_OK || applied < 1)
-        return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown_db(void **state)
-{
-    struct fixture *f = *state;
-    char sql[256];
-
-    if (!f)
-        return 0;
-    eb_db_close(f->db);
-    PQfinish(f->raw);
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->dbname);
-    sql_ok(f->admin, sql);
-    PQfinish(f->admin);
-    free(f);
-    return 0;
-}
-
-static struct eb_bus_rec new_bus(struct fixture *f, const char *tenant, const char *name,
+static struct eb_bus_rec new_bus(struct ut_db *f, const char *tenant, const char *name,
                                  int retention_hours)
 {
     struct eb_tenant_rec t;
@@ -142,7 +61,7 @@ static struct eb_bus_rec new_bus(struct fixture *f, const char *tenant, const ch
 
 /* Appends n events to bus_id, received at received_us; returns the first
  * sequence. */
-static int64_t append_at(struct fixture *f, int64_t bus_id, int64_t received_us, int n)
+static int64_t append_at(struct ut_db *f, int64_t bus_id, int64_t received_us, int n)
 {
     struct eb_append_row rows[16];
     char ids[16][32];
@@ -170,7 +89,7 @@ static int64_t append_at(struct fixture *f, int64_t bus_id, int64_t received_us,
 }
 
 /* The sequences events_read returns for bus_id after after_seq. */
-static size_t read_seqs(struct fixture *f, int64_t bus_id, int64_t after_seq, int64_t *seqs,
+static size_t read_seqs(struct ut_db *f, int64_t bus_id, int64_t after_seq, int64_t *seqs,
                         size_t max)
 {
     struct eb_event_rec *ev = NULL;
@@ -186,14 +105,14 @@ static size_t read_seqs(struct fixture *f, int64_t bus_id, int64_t after_seq, in
     return n;
 }
 
-static int64_t partition_count(struct fixture *f)
+static int64_t partition_count(struct ut_db *f)
 {
     return sql_int(f->raw, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass"
                            " AND inhrelid::regclass::text ~ '^events_e[0-9]{8}$'");
 }
 
 /* Whether the day partition holding expiry time at_us exists. */
-static bool partition_exists(struct fixture *f, int64_t at_us)
+static bool partition_exists(struct ut_db *f, int64_t at_us)
 {
     return sql_int(f->raw,
                    "SELECT (to_regclass('events_e' || to_char(to_timestamp(%lld / 1000000.0)"
@@ -201,14 +120,14 @@ static bool partition_exists(struct fixture *f, int64_t at_us)
                    (long long)at_us) == 1;
 }
 
-static int64_t recorded_oldest(struct fixture *f, int64_t bus_id)
+static int64_t recorded_oldest(struct ut_db *f, int64_t bus_id)
 {
     return sql_int(f->raw, "SELECT COALESCE((SELECT oldest_seq FROM event_retention"
                            " WHERE bus_id = %lld), 1)",
                    (long long)bus_id);
 }
 
-static struct eb_maintain_result maintain_ok(struct fixture *f, int64_t now_us)
+static struct eb_maintain_result maintain_ok(struct ut_db *f, int64_t now_us)
 {
     struct eb_maintain_result r = {.created = -1, .dropped = -1};
 
@@ -224,7 +143,7 @@ static struct eb_maintain_result maintain_ok(struct fixture *f, int64_t now_us)
  * land in them, and the default partition stays empty. */
 static void test_partitions_ahead(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     struct eb_bus_rec week = new_bus(f, "ahead", "week", 168);
     struct eb_bus_rec hour = new_bus(f, "ahead", "hour", 1);
     int64_t now = eb_now_wall_us();
@@ -269,7 +188,7 @@ static void test_partitions_ahead(void **state)
  * follows. */
 static void test_drop_whole_partitions(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     struct eb_bus_rec shortb = new_bus(f, "drop", "short", 1);
     struct eb_bus_rec longb = new_bus(f, "drop", "long", 72);
     int64_t now = eb_now_wall_us(), seqs[16], first_long, oldest = 0, head = 0;
@@ -325,7 +244,7 @@ static void test_drop_whole_partitions(void **state)
  * still there. */
 static void test_expired_events_invisible(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     struct eb_bus_rec b = new_bus(f, "invisible", "b", 1);
     int64_t now = eb_now_wall_us(), seqs[16], oldest = 0, after = -1;
     struct eb_event_rec *ev = NULL;
@@ -367,7 +286,7 @@ static void test_expired_events_invisible(void **state)
  * partition created for them. */
 static void test_retention_change_and_default(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     struct eb_bus_rec b = new_bus(f, "change", "b", 24), upd;
     int64_t now = eb_now_wall_us();
     int64_t far = now + 900 * DAY_US, seqs[16];
@@ -391,13 +310,13 @@ static void test_retention_change_and_default(void **state)
                  " event_id, type, body) VALUES (%lld, 3, now(), to_timestamp(%lld /"
                  " 1000000.0), '/ret', 'strayed', 't', 'x')",
                  (long long)b.id, (long long)far);
-        sql_ok(f->raw, sql);
+        ut_sql_ok(f->raw, sql);
         /* As an append would: the counter and the last expiry. */
         snprintf(sql, sizeof sql,
                  "UPDATE buses SET next_seq = 4, last_expires_at = to_timestamp(%lld /"
                  " 1000000.0) WHERE id = %lld",
                  (long long)far, (long long)b.id);
-        sql_ok(f->raw, sql);
+        ut_sql_ok(f->raw, sql);
     }
     assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 1);
     assert_int_equal(eb_store_bus_update(f->db, b.id, 900 * 24, -1, &upd), EB_OK);
@@ -413,7 +332,7 @@ static void test_retention_change_and_default(void **state)
  * leaving out any below the floor. */
 static void test_expiries_never_decrease(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     struct eb_bus_rec b = new_bus(f, "monotone", "b", 72), upd;
     int64_t now = eb_now_wall_us(), first, second, third, e1, e2, e3;
     struct eb_event_rec *ev = NULL;
@@ -471,21 +390,21 @@ static void test_expiries_never_decrease(void **state)
  * maintenance run moves them into the partition it creates. */
 static void test_retention_partitions_left_to_maintenance(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     struct eb_bus_rec b = new_bus(f, "busy", "b", 24), upd;
     int64_t now = eb_now_wall_us(), t0, seqs[16];
     struct eb_maintain_result r;
 
     PGconn *reader = PQconnectdb(f->url);
     assert_int_equal(PQstatus(reader), CONNECTION_OK);
-    sql_ok(reader, "BEGIN");
-    sql_ok(reader, "LOCK TABLE events IN ACCESS SHARE MODE");
+    ut_sql_ok(reader, "BEGIN");
+    ut_sql_ok(reader, "LOCK TABLE events IN ACCESS SHARE MODE");
     t0 = eb_now_mono_us();
     assert_int_equal(eb_store_bus_update(f->db, b.id, 333 * 24, -1, &upd), EB_OK);
     assert_true(eb_now_mono_us() - t0 < 5000000);
     assert_int_equal(upd.retention_hours, 333 * 24);
     assert_false(partition_exists(f, now + 333 * DAY_US));
-    sql_ok(reader, "COMMIT");
+    ut_sql_ok(reader, "COMMIT");
     PQfinish(reader);
 
     append_at(f, b.id, now, 2);
@@ -502,16 +421,16 @@ static void test_retention_partitions_left_to_maintenance(void **state)
 /* One session at a time: the others skip the run. */
 static void test_maintenance_lock(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     struct eb_maintain_result r = {0};
 
-    sql_ok(f->raw, "BEGIN");
-    sql_ok(f->raw, "SELECT pg_advisory_xact_lock(1667588725, 3)");
+    ut_sql_ok(f->raw, "BEGIN");
+    ut_sql_ok(f->raw, "SELECT pg_advisory_xact_lock(1667588725, 3)");
     assert_int_equal(eb_store_partitions_maintain(f->db, 0, &r), EB_OK);
     assert_true(r.skipped);
     assert_int_equal(r.created, 0);
     assert_int_equal(r.dropped, 0);
-    sql_ok(f->raw, "COMMIT");
+    ut_sql_ok(f->raw, "COMMIT");
     r = maintain_ok(f, 0);
     assert_false(r.skipped);
 }
@@ -559,7 +478,7 @@ static void unlink_dir(const char *dir)
  * sequences and drops the expired ones. */
 static void test_migration_keeps_events(void **state)
 {
-    struct fixture *f = *state;
+    struct ut_db *f = *state;
     char name[80], url[1200], sql[1024], dir[256];
     PGconn *raw;
     eb_db *db = NULL;
@@ -571,7 +490,7 @@ static void test_migration_keeps_events(void **state)
     unlink_dir(dir);
     link_old_migrations(f->migrations, dir);
     snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
-    sql_ok(f->admin, sql);
+    ut_sql_ok(f->admin, sql);
     raw = PQconnectdb(url);
     assert_int_equal(PQstatus(raw), CONNECTION_OK);
     assert_int_equal(eb_db_connect(url, &db), EB_OK);
@@ -579,9 +498,9 @@ static void test_migration_keeps_events(void **state)
     assert_true(applied >= 4);
 
     /* The old log: bus 1 keeps a week; seq 1 expired, 2 and 3 not. */
-    sql_ok(raw, "INSERT INTO buses (tenant_id, name, retention_hours, next_seq)"
+    ut_sql_ok(raw, "INSERT INTO buses (tenant_id, name, retention_hours, next_seq)"
                 " VALUES (1, 'old', 168, 4)");
-    sql_ok(raw, "INSERT INTO events (bus_id, seq, received_at, source, event_id, type, body)"
+    ut_sql_ok(raw, "INSERT INTO events (bus_id, seq, received_at, source, event_id, type, body)"
                 " SELECT b.id, s, now() - make_interval(hours => h), '/old', 'e' || s, 't', 'b'"
                 " FROM buses b, (VALUES (1, 200), (2, 100), (3, 1)) v(s, h)");
     assert_int_equal(eb_store_migrate(db, f->migrations, &applied), EB_OK);
@@ -617,8 +536,13 @@ static void test_migration_keeps_events(void **state)
     eb_db_close(db);
     PQfinish(raw);
     snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
-    sql_ok(f->admin, sql);
+    ut_sql_ok(f->admin, sql);
     unlink_dir(dir);
+}
+
+static int setup_db(void **state)
+{
+    return ut_db_setup(state, "store_retention");
 }
 
 int main(void)
@@ -634,5 +558,5 @@ int main(void)
         cmocka_unit_test(test_migration_keeps_events),
     };
 
-    return cmocka_run_group_tests(tests, setup_db, teardown_db);
+    return cmocka_run_group_tests(tests, setup_db, ut_db_teardown);
 }
