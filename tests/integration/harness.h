@@ -266,6 +266,50 @@ uint64_t h_stream_sync_ok(cebus_client *publisher, const char *bus, cebus_stream
 int h_call_raw(const char *addr, const char *api_key, const char *method, const void *body,
                size_t len, int timeout_ms, size_t *resp_len, cebus_error *err);
 
+/* ---- Who may do what (harness_ops.c) ------------------------------------------ */
+
+/* The calls a key may try on a bus reference, for tests of roles, grants
+ * and tenancy. */
+enum h_op {
+    H_OP_PUT,
+    H_OP_SUBSCRIBE,
+    H_OP_TEST_PATTERN,
+    H_OP_CREATE_RULE,
+    H_OP_GET_RULE,
+    H_OP_LIST_RULES,
+    H_OP_DELETE_RULE,
+    H_NOPS
+};
+
+/* The RPC name of each h_op ("PutEvents"...). */
+extern const char *const h_op_names[H_NOPS];
+
+/* What the calls use: H_OP_PUT's event id and source, and the rules that
+ * H_OP_GET_RULE reads, H_OP_CREATE_RULE creates and H_OP_DELETE_RULE
+ * deletes. */
+struct h_op_args {
+    const char *event_id;
+    const char *source;
+    const char *get_rule;
+    const char *create_rule;
+    const char *delete_rule;
+};
+
+/* Makes call op on bus with c and returns its status code (err filled).
+ * H_OP_SUBSCRIBE reports as h_subscribe_status. A PutEvents call that
+ * succeeds with a failed entry fails the test. */
+int h_try_op(cebus_client *c, enum h_op op, const char *bus, const struct h_op_args *a,
+             cebus_error *err);
+
+/* Creates or (create false) revokes grant perm on bus for tenant grantee;
+ * returns the call's status code. */
+int h_grant(cebus_client *c, bool create, const char *bus, const char *grantee,
+            Cebus__V1__Permission perm, cebus_error *err);
+
+/* Copies msg into out[0..size) with every occurrence of ref replaced by
+ * "<bus>", so that answers about different buses can be compared. */
+void h_normalize(const char *msg, const char *ref, char *out, size_t size);
+
 /* ---- CLI (harness_cli.c) ------------------------------------------------------ */
 
 struct h_cli_result {

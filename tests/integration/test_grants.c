@@ -30,40 +30,6 @@ static int group_setup(void **state)
 
 /* ---- Helpers -------------------------------------------------------------- */
 
-static int create_grant(cebus_client *c, const char *bus, const char *grantee,
-                        Cebus__V1__Permission perm, cebus_error *err)
-{
-    Cebus__V1__CreateGrantRequest req = CEBUS__V1__CREATE_GRANT_REQUEST__INIT;
-    ProtobufCMessage *resp = NULL;
-    int rc;
-
-    req.bus = (char *)bus;
-    req.grantee_tenant = (char *)grantee;
-    req.permission = perm;
-    rc = cebus_call_unary(c, "/cebus.v1.Admin/CreateGrant", &req.base,
-                          &cebus__v1__grant__descriptor, 0, &resp, err);
-    if (rc == 0)
-        protobuf_c_message_free_unpacked(resp, NULL);
-    return rc;
-}
-
-static int revoke_grant(cebus_client *c, const char *bus, const char *grantee,
-                        Cebus__V1__Permission perm, cebus_error *err)
-{
-    Cebus__V1__RevokeGrantRequest req = CEBUS__V1__REVOKE_GRANT_REQUEST__INIT;
-    ProtobufCMessage *resp = NULL;
-    int rc;
-
-    req.bus = (char *)bus;
-    req.grantee_tenant = (char *)grantee;
-    req.permission = perm;
-    rc = cebus_call_unary(c, "/cebus.v1.Admin/RevokeGrant", &req.base,
-                          &cebus__v1__revoke_grant_response__descriptor, 0, &resp, err);
-    if (rc == 0)
-        protobuf_c_message_free_unpacked(resp, NULL);
-    return rc;
-}
-
 /* Adds (add) or removes a source prefix of tenant ("": the caller's). */
 static int source_call(cebus_client *c, bool add, const char *tenant, const char *prefix,
                        cebus_error *err)
@@ -87,112 +53,20 @@ static int source_call(cebus_client *c, bool add, const char *tenant, const char
     return rc;
 }
 
-/* Replaces every occurrence of ref in msg by "<bus>". */
-static void normalize(const char *msg, const char *ref, char *out, size_t size)
-{
-    size_t n = 0, rlen = strlen(ref);
-
-    while (*msg && n + 6 < size) {
-        if (strncmp(msg, ref, rlen) == 0) {
-            n += (size_t)snprintf(out + n, size - n, "<bus>");
-            msg += rlen;
-        } else {
-            out[n++] = *msg++;
-        }
-    }
-    out[n] = '\0';
-}
-
-enum op { OP_PUT, OP_SUBSCRIBE, OP_TEST_PATTERN, OP_CREATE_RULE, OP_GET_RULE, OP_LIST_RULES,
-          OP_DELETE_RULE, NOPS };
-static const char *const op_names[] = {"PutEvents", "Subscribe", "TestEventPattern",
-                                       "CreateRule", "GetRule", "ListRules", "DeleteRule"};
-
-/* The source of OP_PUT's event: a test whose tenant registered prefixes
+/* The source of H_OP_PUT's event: a test whose tenant registered prefixes
  * sets one of them. */
 static const char *put_source = "/it/granted";
 
-static int try_op(cebus_client *c, enum op op, const char *bus, cebus_error *err)
+static int try_op(cebus_client *c, enum h_op op, const char *bus, cebus_error *err)
 {
-    switch (op) {
-    case OP_PUT: {
-        h_event *ev = h_event_new("granted", put_source, "t", NULL);
-        Cebus__V1__PutEventsResponse *resp = NULL;
-        int rc = h_put(c, bus, &ev, 1, &resp, err);
-        if (rc == 0) {
-            if (resp->failed_count)
-                fail_msg("PutEvents entry failed: %s", resp->results[0]->message);
-            cebus__v1__put_events_response__free_unpacked(resp, NULL);
-        }
-        h_event_free(ev);
-        return rc;
-    }
-    case OP_SUBSCRIBE: {
-        Cebus__V1__SubscribeRequest req;
-        h_subscribe_request(&req, bus, "{}", NULL,
-                            CEBUS__V1__START_POSITION__START_POSITION_EARLIEST, 0);
-        return h_subscribe_status(c, &req, err);
-    }
-    case OP_TEST_PATTERN: {
-        Cebus__V1__TestEventPatternRequest req = CEBUS__V1__TEST_EVENT_PATTERN_REQUEST__INIT;
-        ProtobufCMessage *resp = NULL;
-        int rc;
-        req.bus = (char *)bus;
-        req.pattern = "{}";
-        rc = cebus_call_unary(c, "/cebus.v1.EventBus/TestEventPattern", &req.base,
-                              &cebus__v1__test_event_pattern_response__descriptor, 0, &resp, err);
-        if (rc == 0)
-            protobuf_c_message_free_unpacked(resp, NULL);
-        return rc;
-    }
-    case OP_CREATE_RULE: {
-        Cebus__V1__CreateRuleRequest req = CEBUS__V1__CREATE_RULE_REQUEST__INIT;
-        Cebus__V1__Rule *rule = NULL;
-        int rc;
-        req.bus = (char *)bus;
-        req.name = "granted-rule";
-        req.pattern = "{}";
-        rc = cebus_create_rule(c, &req, &rule, err);
-        if (rc == 0)
-            cebus__v1__rule__free_unpacked(rule, NULL);
-        return rc;
-    }
-    case OP_GET_RULE: {
-        Cebus__V1__GetRuleRequest req = CEBUS__V1__GET_RULE_REQUEST__INIT;
-        Cebus__V1__Rule *rule = NULL;
-        int rc;
-        req.bus = (char *)bus;
-        req.name = "owner-rule";
-        rc = cebus_get_rule(c, &req, &rule, err);
-        if (rc == 0)
-            cebus__v1__rule__free_unpacked(rule, NULL);
-        return rc;
-    }
-    case OP_LIST_RULES: {
-        Cebus__V1__ListRulesRequest req = CEBUS__V1__LIST_RULES_REQUEST__INIT;
-        Cebus__V1__ListRulesResponse *resp = NULL;
-        int rc;
-        req.bus = (char *)bus;
-        rc = cebus_list_rules(c, &req, &resp, err);
-        if (rc == 0)
-            cebus__v1__list_rules_response__free_unpacked(resp, NULL);
-        return rc;
-    }
-    case OP_DELETE_RULE: {
-        Cebus__V1__DeleteRuleRequest req = CEBUS__V1__DELETE_RULE_REQUEST__INIT;
-        req.bus = (char *)bus;
-        req.name = "granted-rule";
-        return cebus_delete_rule(c, &req, err);
-    }
-    case NOPS:
-        break;
-    }
-    return -1;
+    const struct h_op_args a = {"granted", put_source, "owner-rule", "granted-rule",
+                                "granted-rule"};
+    return h_try_op(c, op, bus, &a, err);
 }
 
 /* Retries op until it answers code (grants and their absence are cached
  * for up to a second); fails the test after SETTLE_LIMIT_MS. */
-static void wait_op(cebus_client *c, enum op op, const char *bus, int code)
+static void wait_op(cebus_client *c, enum h_op op, const char *bus, int code)
 {
     int64_t start = h_now_ms();
     cebus_error err;
@@ -200,7 +74,7 @@ static void wait_op(cebus_client *c, enum op op, const char *bus, int code)
 
     while ((rc = try_op(c, op, bus, &err)) != code) {
         if (h_now_ms() - start > SETTLE_LIMIT_MS)
-            fail_msg("%s on %s still %s (%s) after %d ms, expected %s", op_names[op], bus,
+            fail_msg("%s on %s still %s (%s) after %d ms, expected %s", h_op_names[op], bus,
                      cebus_status_name(rc), err.message, SETTLE_LIMIT_MS,
                      cebus_status_name(code));
         usleep(100 * 1000);
@@ -258,23 +132,25 @@ static void test_grant_rpcs(void **state)
     assert_non_null(g->create_time);
     cebus__v1__grant__free_unpacked(g, NULL);
 
-    h_assert_status("duplicate", create_grant(a_adm, "orders", "globex",
+    h_assert_status("duplicate", h_grant(a_adm, true, "orders", "globex",
                                        CEBUS__V1__PERMISSION__PERMISSION_PUBLISH, &err),
                     &err, GRPC_STATUS_ALREADY_EXISTS, NULL);
-    h_assert_status("missing grantee", create_grant(a_adm, "orders", "nobody", sub, &err), &err,
+    h_assert_status("missing grantee", h_grant(a_adm, true, "orders", "nobody", sub, &err), &err,
                     GRPC_STATUS_NOT_FOUND, "grantee_tenant");
     h_assert_status("unspecified permission",
-                    create_grant(a_adm, "orders", "globex",
+                    h_grant(a_adm, true, "orders", "globex",
                           CEBUS__V1__PERMISSION__PERMISSION_UNSPECIFIED, &err),
                     &err, GRPC_STATUS_INVALID_ARGUMENT, "permission");
-    h_assert_status("grant to itself", create_grant(a_adm, "orders", "acme", sub, &err), &err,
+    h_assert_status("grant to itself", h_grant(a_adm, true, "orders", "acme", sub, &err), &err,
                     GRPC_STATUS_INVALID_ARGUMENT, "grantee_tenant");
-    h_assert_status("publisher", create_grant(a_pub, "orders", "globex", sub, &err), &err,
+    h_assert_status("publisher", h_grant(a_pub, true, "orders", "globex", sub, &err), &err,
                     GRPC_STATUS_PERMISSION_DENIED, NULL);
-    h_assert_status("other tenant's admin", create_grant(b_adm, "acme/orders", "globex", sub, &err),
-                    &err, GRPC_STATUS_NOT_FOUND, "bus");
-    h_assert_status("platform admin", create_grant(env->admin, "acme/orders", "globex", sub, &err), &err,
-                    0, NULL);
+    h_assert_status("other tenant's admin",
+                    h_grant(b_adm, true, "acme/orders", "globex", sub, &err), &err,
+                    GRPC_STATUS_NOT_FOUND, "bus");
+    h_assert_status("platform admin",
+                    h_grant(env->admin, true, "acme/orders", "globex", sub, &err), &err, 0,
+                    NULL);
 
     lreq.bus = "orders";
     h_assert_status("ListGrants",
@@ -294,10 +170,10 @@ static void test_grant_rpcs(void **state)
                                      (ProtobufCMessage **)&list, &err),
                     &err, GRPC_STATUS_NOT_FOUND, NULL);
 
-    h_assert_status("revoke", revoke_grant(a_adm, "orders", "globex", sub, &err), &err, 0, NULL);
-    h_assert_status("revoke again", revoke_grant(a_adm, "orders", "globex", sub, &err), &err,
+    h_assert_status("revoke", h_grant(a_adm, false, "orders", "globex", sub, &err), &err, 0, NULL);
+    h_assert_status("revoke again", h_grant(a_adm, false, "orders", "globex", sub, &err), &err,
                     GRPC_STATUS_NOT_FOUND, NULL);
-    h_assert_status("revoke", revoke_grant(a_adm, "orders", "globex",
+    h_assert_status("revoke", h_grant(a_adm, false, "orders", "globex",
                                      CEBUS__V1__PERMISSION__PERMISSION_PUBLISH, &err),
                     &err, 0, NULL);
     cebus_client_free(a_adm);
@@ -313,18 +189,18 @@ static void test_grant_matrix(void **state)
     struct h_env *env = *state;
     static const struct {
         Cebus__V1__Permission perm;
-        enum op probe; /* a call the grant opens */
-        bool opens[NOPS];
+        enum h_op probe; /* a call the grant opens */
+        bool opens[H_NOPS];
     } rows[] = {
-        {CEBUS__V1__PERMISSION__PERMISSION_PUBLISH, OP_PUT, {[OP_PUT] = true}},
+        {CEBUS__V1__PERMISSION__PERMISSION_PUBLISH, H_OP_PUT, {[H_OP_PUT] = true}},
         {CEBUS__V1__PERMISSION__PERMISSION_SUBSCRIBE,
-         OP_LIST_RULES,
-         {[OP_SUBSCRIBE] = true, [OP_TEST_PATTERN] = true, [OP_GET_RULE] = true,
-          [OP_LIST_RULES] = true}},
+         H_OP_LIST_RULES,
+         {[H_OP_SUBSCRIBE] = true, [H_OP_TEST_PATTERN] = true, [H_OP_GET_RULE] = true,
+          [H_OP_LIST_RULES] = true}},
         {CEBUS__V1__PERMISSION__PERMISSION_MANAGE_RULES,
-         OP_LIST_RULES,
-         {[OP_CREATE_RULE] = true, [OP_GET_RULE] = true, [OP_LIST_RULES] = true,
-          [OP_DELETE_RULE] = true}},
+         H_OP_LIST_RULES,
+         {[H_OP_CREATE_RULE] = true, [H_OP_GET_RULE] = true, [H_OP_LIST_RULES] = true,
+          [H_OP_DELETE_RULE] = true}},
     };
     cebus_client *a_adm = cebus_client_new(env->srv[0].addr, A.admin_key);
     cebus_client *b_adm = cebus_client_new(env->srv[0].addr, B.admin_key);
@@ -342,10 +218,11 @@ static void test_grant_matrix(void **state)
     h_put_one_ok(a_adm, "orders", "matrix-0", "t", NULL);
 
     for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
-        h_assert_status("CreateGrant", create_grant(a_adm, "orders", "globex", rows[r].perm, &err), &err,
-                        0, NULL);
+        h_assert_status("CreateGrant",
+                        h_grant(a_adm, true, "orders", "globex", rows[r].perm, &err), &err, 0,
+                        NULL);
         wait_op(b_adm, rows[r].probe, "acme/orders", 0);
-        for (enum op op = 0; op < NOPS; op++) {
+        for (enum h_op op = 0; op < H_NOPS; op++) {
             cebus_error e1, e2;
             char n1[600], n2[600];
             int rc1 = try_op(b_adm, op, "acme/orders", &e1);
@@ -353,33 +230,34 @@ static void test_grant_matrix(void **state)
             if (rows[r].opens[op]) {
                 if (rc1 != 0)
                     fail_msg("permission %d: %s gave %s (%s); want OK", (int)rows[r].perm,
-                             op_names[op], cebus_status_name(rc1), e1.message);
+                             h_op_names[op], cebus_status_name(rc1), e1.message);
                 continue;
             }
             if (try_op(b_adm, op, "acme/ghost", &e2) != GRPC_STATUS_NOT_FOUND ||
                 rc1 != GRPC_STATUS_NOT_FOUND)
                 fail_msg("permission %d: %s gave %s (%s); want NOT_FOUND", (int)rows[r].perm,
-                         op_names[op], cebus_status_name(rc1), e1.message);
-            normalize(e1.message, "acme/orders", n1, sizeof n1);
-            normalize(e2.message, "acme/ghost", n2, sizeof n2);
+                         h_op_names[op], cebus_status_name(rc1), e1.message);
+            h_normalize(e1.message, "acme/orders", n1, sizeof n1);
+            h_normalize(e2.message, "acme/ghost", n2, sizeof n2);
             if (strcmp(n1, n2) != 0)
                 fail_msg("%s tells an existing bus from a missing one: \"%s\" vs \"%s\"",
-                         op_names[op], e1.message, e2.message);
+                         h_op_names[op], e1.message, e2.message);
         }
-        h_assert_status("RevokeGrant", revoke_grant(a_adm, "orders", "globex", rows[r].perm, &err),
-                        &err, 0, NULL);
+        h_assert_status("RevokeGrant",
+                        h_grant(a_adm, false, "orders", "globex", rows[r].perm, &err), &err, 0,
+                        NULL);
         wait_op(b_adm, rows[r].probe, "acme/orders", GRPC_STATUS_NOT_FOUND);
     }
 
     /* A grant does not lift the role checks: a subscriber key may not
      * publish through a PUBLISH grant. */
-    h_assert_status("CreateGrant", create_grant(a_adm, "orders", "globex",
+    h_assert_status("CreateGrant", h_grant(a_adm, true, "orders", "globex",
                                          CEBUS__V1__PERMISSION__PERMISSION_PUBLISH, &err),
                     &err, 0, NULL);
-    wait_op(b_adm, OP_PUT, "acme/orders", 0);
-    h_assert_status("subscriber PutEvents", try_op(b_sub, OP_PUT, "acme/orders", &err), &err,
+    wait_op(b_adm, H_OP_PUT, "acme/orders", 0);
+    h_assert_status("subscriber PutEvents", try_op(b_sub, H_OP_PUT, "acme/orders", &err), &err,
                     GRPC_STATUS_PERMISSION_DENIED, NULL);
-    h_assert_status("RevokeGrant", revoke_grant(a_adm, "orders", "globex",
+    h_assert_status("RevokeGrant", h_grant(a_adm, false, "orders", "globex",
                                           CEBUS__V1__PERMISSION__PERMISSION_PUBLISH, &err),
                     &err, 0, NULL);
     cebus_client_free(a_adm);
@@ -401,10 +279,10 @@ static void test_revoking_a_grant_ends_streams(void **state)
     uint64_t seq;
     int64_t start;
 
-    h_assert_status("CreateGrant", create_grant(a_adm, "orders", "globex",
+    h_assert_status("CreateGrant", h_grant(a_adm, true, "orders", "globex",
                                          CEBUS__V1__PERMISSION__PERMISSION_SUBSCRIBE, &err),
                     &err, 0, NULL);
-    wait_op(b_sub, OP_LIST_RULES, "acme/orders", 0);
+    wait_op(b_sub, H_OP_LIST_RULES, "acme/orders", 0);
     bs = h_subscribe_ok(b_sub, "acme/orders", "{\"type\":[\"rev\"]}",
                         CEBUS__V1__START_POSITION__START_POSITION_LATEST, 0);
     as = h_subscribe_ok(a_sub, "orders", "{\"type\":[\"rev\"]}",
@@ -416,7 +294,7 @@ static void test_revoking_a_grant_ends_streams(void **state)
     cebus__v1__subscribe_response__free_unpacked(m, NULL);
 
     start = h_now_ms();
-    h_assert_status("RevokeGrant", revoke_grant(a_adm, "orders", "globex",
+    h_assert_status("RevokeGrant", h_grant(a_adm, false, "orders", "globex",
                                           CEBUS__V1__PERMISSION__PERMISSION_SUBSCRIBE, &err),
                     &err, 0, NULL);
     expect_stream_end(bs, GRPC_STATUS_PERMISSION_DENIED, SETTLE_LIMIT_MS);
@@ -516,7 +394,7 @@ static void test_grantee_dedup_is_its_own(void **state)
     o_pub = cebus_client_new(env->srv[0].addr, O.publisher_key);
     o_adm = cebus_client_new(env->srv[0].addr, O.admin_key);
     g_pub = cebus_client_new(env->srv[0].addr, G.publisher_key);
-    h_assert_status("grant", create_grant(o_adm, "ledger", "dd-grantee",
+    h_assert_status("grant", h_grant(o_adm, true, "ledger", "dd-grantee",
                                           CEBUS__V1__PERMISSION__PERMISSION_PUBLISH, &err),
                     &err, 0, NULL);
 
@@ -686,11 +564,11 @@ static void test_source_spoofing_rejected_per_entry(void **state)
     cebus__v1__put_events_response__free_unpacked(resp, NULL);
 
     /* The publishing tenant's prefixes apply on a granted bus too. */
-    h_assert_status("CreateGrant", create_grant(a_adm, "orders", "initech",
+    h_assert_status("CreateGrant", h_grant(a_adm, true, "orders", "initech",
                                          CEBUS__V1__PERMISSION__PERMISSION_PUBLISH, &err),
                     &err, 0, NULL);
     put_source = "/initech/probe";
-    wait_op(t_pub, OP_PUT, "acme/orders", GRPC_STATUS_OK);
+    wait_op(t_pub, H_OP_PUT, "acme/orders", GRPC_STATUS_OK);
     put_source = "/it/granted";
     resp = put3(t_pub, "acme/orders", "/acme/spoofed", "/initech/x", "/platform/y");
     assert_int_equal(resp->failed_count, 2);

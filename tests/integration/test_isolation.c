@@ -22,87 +22,12 @@ static int group_setup(void **state)
     return 0;
 }
 
-/* Replaces every occurrence of ref in msg by "<bus>", so that answers for
- * two different references can be compared. */
-static void normalize(const char *msg, const char *ref, char *out, size_t size)
-{
-    size_t n = 0, rlen = strlen(ref);
-
-    while (*msg && n + 6 < size) {
-        if (strncmp(msg, ref, rlen) == 0) {
-            n += (size_t)snprintf(out + n, size - n, "<bus>");
-            msg += rlen;
-        } else {
-            out[n++] = *msg++;
-        }
-    }
-    out[n] = '\0';
-}
-
 /* The calls a key may try on a bus reference; each returns its status. */
-enum op { OP_PUT, OP_SUBSCRIBE, OP_CREATE_RULE, OP_GET_RULE, OP_LIST_RULES, OP_DELETE_RULE };
-static const char *const op_names[] = {"PutEvents", "Subscribe", "CreateRule",
-                                       "GetRule",   "ListRules", "DeleteRule"};
-
-static int try_op(cebus_client *c, enum op op, const char *bus, cebus_error *err)
+static int try_op(cebus_client *c, enum h_op op, const char *bus, cebus_error *err)
 {
-    switch (op) {
-    case OP_PUT: {
-        h_event *ev = h_event_new("intruder", "/it/intruder", "t", NULL);
-        Cebus__V1__PutEventsResponse *resp = NULL;
-        int rc = h_put(c, bus, &ev, 1, &resp, err);
-        if (rc == 0)
-            cebus__v1__put_events_response__free_unpacked(resp, NULL);
-        h_event_free(ev);
-        return rc;
-    }
-    case OP_SUBSCRIBE: {
-        Cebus__V1__SubscribeRequest req;
-        h_subscribe_request(&req, bus, "{}", NULL,
-                            CEBUS__V1__START_POSITION__START_POSITION_EARLIEST, 0);
-        return h_subscribe_status(c, &req, err);
-    }
-    case OP_CREATE_RULE: {
-        Cebus__V1__CreateRuleRequest req = CEBUS__V1__CREATE_RULE_REQUEST__INIT;
-        Cebus__V1__Rule *rule = NULL;
-        int rc;
-        req.bus = (char *)bus;
-        req.name = "intruder-rule";
-        req.pattern = "{}";
-        rc = cebus_create_rule(c, &req, &rule, err);
-        if (rc == 0)
-            cebus__v1__rule__free_unpacked(rule, NULL);
-        return rc;
-    }
-    case OP_GET_RULE: {
-        Cebus__V1__GetRuleRequest req = CEBUS__V1__GET_RULE_REQUEST__INIT;
-        Cebus__V1__Rule *rule = NULL;
-        int rc;
-        req.bus = (char *)bus;
-        req.name = "secret-rule";
-        rc = cebus_get_rule(c, &req, &rule, err);
-        if (rc == 0)
-            cebus__v1__rule__free_unpacked(rule, NULL);
-        return rc;
-    }
-    case OP_LIST_RULES: {
-        Cebus__V1__ListRulesRequest req = CEBUS__V1__LIST_RULES_REQUEST__INIT;
-        Cebus__V1__ListRulesResponse *resp = NULL;
-        int rc;
-        req.bus = (char *)bus;
-        rc = cebus_list_rules(c, &req, &resp, err);
-        if (rc == 0)
-            cebus__v1__list_rules_response__free_unpacked(resp, NULL);
-        return rc;
-    }
-    case OP_DELETE_RULE: {
-        Cebus__V1__DeleteRuleRequest req = CEBUS__V1__DELETE_RULE_REQUEST__INIT;
-        req.bus = (char *)bus;
-        req.name = "secret-rule";
-        return cebus_delete_rule(c, &req, err);
-    }
-    }
-    return -1;
+    const struct h_op_args a = {"intruder", "/it/intruder", "secret-rule", "intruder-rule",
+                                "secret-rule"};
+    return h_try_op(c, op, bus, &a, err);
 }
 
 /* B's keys, each on the calls its role allows, get NOT_FOUND for
@@ -114,15 +39,16 @@ static void test_other_tenants_bus_is_not_found_like_a_missing_one(void **state)
     struct {
         const char *role;
         const char *key;
-        enum op ops[6];
+        enum h_op ops[6];
         size_t nops;
     } keys[] = {
         {"tenant admin",
          B.admin_key,
-         {OP_PUT, OP_SUBSCRIBE, OP_CREATE_RULE, OP_GET_RULE, OP_LIST_RULES, OP_DELETE_RULE},
+         {H_OP_PUT, H_OP_SUBSCRIBE, H_OP_CREATE_RULE, H_OP_GET_RULE, H_OP_LIST_RULES,
+          H_OP_DELETE_RULE},
          6},
-        {"publisher", B.publisher_key, {OP_PUT}, 1},
-        {"subscriber", B.subscriber_key, {OP_SUBSCRIBE, OP_GET_RULE, OP_LIST_RULES}, 3},
+        {"publisher", B.publisher_key, {H_OP_PUT}, 1},
+        {"subscriber", B.subscriber_key, {H_OP_SUBSCRIBE, H_OP_GET_RULE, H_OP_LIST_RULES}, 3},
     };
     Cebus__V1__CreateRuleRequest rreq = CEBUS__V1__CREATE_RULE_REQUEST__INIT;
     Cebus__V1__GetRuleRequest greq = CEBUS__V1__GET_RULE_REQUEST__INIT;
@@ -144,7 +70,7 @@ static void test_other_tenants_bus_is_not_found_like_a_missing_one(void **state)
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
         cebus_client *c = cebus_client_new(env->srv[0].addr, keys[k].key);
         for (size_t i = 0; i < keys[k].nops; i++) {
-            enum op op = keys[k].ops[i];
+            enum h_op op = keys[k].ops[i];
             cebus_error e1, e2;
             char n1[600], n2[600];
             int rc1 = try_op(c, op, "acme/orders", &e1);
@@ -153,14 +79,14 @@ static void test_other_tenants_bus_is_not_found_like_a_missing_one(void **state)
             if (rc1 != GRPC_STATUS_NOT_FOUND || rc2 != GRPC_STATUS_NOT_FOUND)
                 fail_msg("B %s %s: acme/orders gave %s (%s), acme/ghost gave %s (%s); want "
                          "NOT_FOUND for both",
-                         keys[k].role, op_names[op], cebus_status_name(rc1), e1.message,
+                         keys[k].role, h_op_names[op], cebus_status_name(rc1), e1.message,
                          cebus_status_name(rc2), e2.message);
-            normalize(e1.message, "acme/orders", n1, sizeof n1);
-            normalize(e2.message, "acme/ghost", n2, sizeof n2);
+            h_normalize(e1.message, "acme/orders", n1, sizeof n1);
+            h_normalize(e2.message, "acme/ghost", n2, sizeof n2);
             if (strcmp(n1, n2) != 0)
                 fail_msg("B %s %s: the answer tells an existing bus from a missing one: "
                          "\"%s\" vs \"%s\"",
-                         keys[k].role, op_names[op], e1.message, e2.message);
+                         keys[k].role, h_op_names[op], e1.message, e2.message);
         }
         cebus_client_free(c);
     }
@@ -184,7 +110,7 @@ static void test_other_tenants_bus_is_not_found_like_a_missing_one(void **state)
     cebus_stream_close(s);
 
     /* The platform admin does reach acme/orders (the reference form works). */
-    assert_int_equal(try_op(env->admin, OP_LIST_RULES, "acme/orders", &err), 0);
+    assert_int_equal(try_op(env->admin, H_OP_LIST_RULES, "acme/orders", &err), 0);
 
     cebus_client_free(a_admin);
     cebus_client_free(a_sub);
@@ -209,8 +135,8 @@ static void test_other_tenant_cannot_be_administered(void **state)
     rc2 = cebus_list_buses(b_admin, &lreq, &lresp, &e2);
     h_assert_status("B ListBuses acme", rc1, &e1, GRPC_STATUS_NOT_FOUND, NULL);
     h_assert_status("B ListBuses no-such-tenant", rc2, &e2, GRPC_STATUS_NOT_FOUND, NULL);
-    normalize(e1.message, "acme", n1, sizeof n1);
-    normalize(e2.message, "no-such-tenant", n2, sizeof n2);
+    h_normalize(e1.message, "acme", n1, sizeof n1);
+    h_normalize(e2.message, "no-such-tenant", n2, sizeof n2);
     assert_string_equal(n1, n2);
 
     h_assert_status("B CreateBus in acme", h_bus_create(b_admin, "acme", "stolen", &err), &err,
@@ -250,17 +176,17 @@ static void test_roles_are_enforced(void **state)
     cebus_error err;
     char key[160];
 
-    h_assert_status("publisher CreateRule", try_op(pub, OP_CREATE_RULE, "orders", &err), &err,
+    h_assert_status("publisher CreateRule", try_op(pub, H_OP_CREATE_RULE, "orders", &err), &err,
                     GRPC_STATUS_PERMISSION_DENIED, NULL);
-    h_assert_status("publisher DeleteRule", try_op(pub, OP_DELETE_RULE, "orders", &err), &err,
+    h_assert_status("publisher DeleteRule", try_op(pub, H_OP_DELETE_RULE, "orders", &err), &err,
                     GRPC_STATUS_PERMISSION_DENIED, NULL);
-    h_assert_status("publisher Subscribe", try_op(pub, OP_SUBSCRIBE, "orders", &err), &err,
+    h_assert_status("publisher Subscribe", try_op(pub, H_OP_SUBSCRIBE, "orders", &err), &err,
                     GRPC_STATUS_PERMISSION_DENIED, NULL);
     h_assert_status("publisher CreateBus", h_bus_create(pub, NULL, "pub-bus", &err), &err,
                     GRPC_STATUS_PERMISSION_DENIED, NULL);
-    h_assert_status("subscriber PutEvents", try_op(sub, OP_PUT, "orders", &err), &err,
+    h_assert_status("subscriber PutEvents", try_op(sub, H_OP_PUT, "orders", &err), &err,
                     GRPC_STATUS_PERMISSION_DENIED, NULL);
-    h_assert_status("subscriber CreateRule", try_op(sub, OP_CREATE_RULE, "orders", &err), &err,
+    h_assert_status("subscriber CreateRule", try_op(sub, H_OP_CREATE_RULE, "orders", &err), &err,
                     GRPC_STATUS_PERMISSION_DENIED, NULL);
     h_assert_status("subscriber CreateApiKey",
                     h_key_create(sub, NULL, CEBUS__V1__ROLE__ROLE_PUBLISHER, key, sizeof key, &err),
@@ -274,11 +200,11 @@ static void test_roles_are_enforced(void **state)
         GRPC_STATUS_PERMISSION_DENIED, NULL);
 
     /* What the roles may do. */
-    h_assert_status("subscriber ListRules", try_op(sub, OP_LIST_RULES, "orders", &err), &err, 0,
+    h_assert_status("subscriber ListRules", try_op(sub, H_OP_LIST_RULES, "orders", &err), &err, 0,
                     NULL);
-    h_assert_status("subscriber Subscribe", try_op(sub, OP_SUBSCRIBE, "orders", &err), &err, 0,
+    h_assert_status("subscriber Subscribe", try_op(sub, H_OP_SUBSCRIBE, "orders", &err), &err, 0,
                     NULL);
-    h_assert_status("publisher PutEvents", try_op(pub, OP_PUT, "orders", &err), &err, 0, NULL);
+    h_assert_status("publisher PutEvents", try_op(pub, H_OP_PUT, "orders", &err), &err, 0, NULL);
     h_assert_status("tenant admin CreateApiKey",
                     h_key_create(adm, NULL, CEBUS__V1__ROLE__ROLE_PUBLISHER, key, sizeof key, &err),
                     &err, 0, NULL);

@@ -627,40 +627,6 @@ static void assert_no_secret(const char *cell, const char *where, const void *te
 
 /* ---- Fixture -------------------------------------------------------------------- */
 
-static int create_grant(cebus_client *c, const char *bus, const char *grantee,
-                        Cebus__V1__Permission perm, cebus_error *err)
-{
-    Cebus__V1__CreateGrantRequest req = CEBUS__V1__CREATE_GRANT_REQUEST__INIT;
-    ProtobufCMessage *resp = NULL;
-    int rc;
-
-    req.bus = (char *)bus;
-    req.grantee_tenant = (char *)grantee;
-    req.permission = perm;
-    rc = cebus_call_unary(c, "/cebus.v1.Admin/CreateGrant", &req.base,
-                          &cebus__v1__grant__descriptor, 0, &resp, err);
-    if (rc == 0)
-        protobuf_c_message_free_unpacked(resp, NULL);
-    return rc;
-}
-
-static int revoke_grant(cebus_client *c, const char *bus, const char *grantee,
-                        Cebus__V1__Permission perm, cebus_error *err)
-{
-    Cebus__V1__RevokeGrantRequest req = CEBUS__V1__REVOKE_GRANT_REQUEST__INIT;
-    ProtobufCMessage *resp = NULL;
-    int rc;
-
-    req.bus = (char *)bus;
-    req.grantee_tenant = (char *)grantee;
-    req.permission = perm;
-    rc = cebus_call_unary(c, "/cebus.v1.Admin/RevokeGrant", &req.base,
-                          &cebus__v1__revoke_grant_response__descriptor, 0, &resp, err);
-    if (rc == 0)
-        protobuf_c_message_free_unpacked(resp, NULL);
-    return rc;
-}
-
 /* Makes sure A's rule exists (a MANAGE_RULES pass deletes it) and that B's
  * intruder rule does not. */
 static void restore_a_rule(cebus_client *a_admin)
@@ -739,7 +705,7 @@ static int group_setup(void **state)
     h_assert_status("A CreateEventSource", rc, &err, 0, NULL);
     protobuf_c_message_free_unpacked(resp, NULL);
     h_assert_status("A grants C",
-                    create_grant(a_admin, A_BUS, C_TENANT,
+                    h_grant(a_admin, true, A_BUS, C_TENANT,
                                  CEBUS__V1__PERMISSION__PERMISSION_SUBSCRIBE, &err),
                     &err, 0, NULL);
     /* A's events, on the bus B aims at, carry the payload marker. */
@@ -840,9 +806,9 @@ static void matrix_with_grant(struct h_env *env, Cebus__V1__Permission perm)
     /* A pass that failed midway may have left its grant behind. */
     for (int k = CEBUS__V1__PERMISSION__PERMISSION_PUBLISH;
          k <= CEBUS__V1__PERMISSION__PERMISSION_MANAGE_RULES; k++)
-        revoke_grant(a_admin, A_BUS, B_TENANT, (Cebus__V1__Permission)k, &err);
+        h_grant(a_admin, false, A_BUS, B_TENANT, (Cebus__V1__Permission)k, &err);
     restore_a_rule(a_admin);
-    h_assert_status("A grants B", create_grant(a_admin, A_BUS, B_TENANT, perm, &err), &err, 0,
+    h_assert_status("A grants B", h_grant(a_admin, true, A_BUS, B_TENANT, perm, &err), &err, 0,
                     NULL);
     for (size_t r = 0; r < NROWS; r++)
         for (int role = 0; role < NROLES; role++) {
@@ -851,7 +817,7 @@ static void matrix_with_grant(struct h_env *env, Cebus__V1__Permission perm)
             cebus_client_free(c);
         }
     assert_int_equal(cells, (int)NROWS * NROLES);
-    h_assert_status("A revokes B's grant", revoke_grant(a_admin, A_BUS, B_TENANT, perm, &err),
+    h_assert_status("A revokes B's grant", h_grant(a_admin, false, A_BUS, B_TENANT, perm, &err),
                     &err, 0, NULL);
     restore_a_rule(a_admin);
     cebus_client_free(a_admin);
@@ -967,7 +933,7 @@ static void test_b_lists_show_only_b(void **state)
     /* B's grant on its own bus, to a tenant of its own choosing. */
     h_tenant_create_ok(env->admin, "hooli", "hbus", &D);
     h_assert_status("B grants hooli",
-                    create_grant(b_admin, B_BUS, "hooli",
+                    h_grant(b_admin, true, B_BUS, "hooli",
                                  CEBUS__V1__PERMISSION__PERMISSION_PUBLISH, &err),
                     &err, 0, NULL);
     sreq.prefix = "/it"; /* the source h_put_one_ok publishes under */

@@ -105,7 +105,8 @@ static void test_counters_follow_the_work(void **state)
     h_tenant_create_ok(env->admin, "metrics-acme-corp", "secret-orders-bus", &t);
     pub = cebus_client_new(env->srv[0].addr, t.publisher_key);
     sub = cebus_client_new(env->srv[0].addr, t.subscriber_key);
-    nobody = cebus_client_new(env->srv[0].addr, "cb_nosuchke_0000000000000000000000000000000000000000000");
+    nobody = cebus_client_new(env->srv[0].addr,
+                              "cb_nosuchke_0000000000000000000000000000000000000000000");
 
     before = scrape(maddr);
     appended0 = sample(before, "cebus_events_appended_total");

@@ -527,8 +527,6 @@ static void test_update_rule_access(void **state)
     cebus_client *a_pub = cebus_client_new(env->srv[0].addr, A.publisher_key);
     cebus_client *a_sub = cebus_client_new(env->srv[0].addr, A.subscriber_key);
     cebus_client *b_adm = cebus_client_new(env->srv[0].addr, B.admin_key);
-    Cebus__V1__CreateGrantRequest greq = CEBUS__V1__CREATE_GRANT_REQUEST__INIT;
-    ProtobufCMessage *gresp = NULL;
     struct rule_buf b;
     cebus_error err, missing;
     int64_t deadline;
@@ -565,14 +563,10 @@ static void test_update_rule_access(void **state)
 
     /* A MANAGE_RULES grantee may; grants reach new calls through a cache
      * of about a second, so poll. */
-    greq.bus = "orders";
-    greq.grantee_tenant = "globex";
-    greq.permission = CEBUS__V1__PERMISSION__PERMISSION_MANAGE_RULES;
     h_assert_status("CreateGrant",
-                    cebus_call_unary(a_adm, "/cebus.v1.Admin/CreateGrant", &greq.base,
-                                     &cebus__v1__grant__descriptor, 0, &gresp, &err),
+                    h_grant(a_adm, true, "orders", "globex",
+                            CEBUS__V1__PERMISSION__PERMISSION_MANAGE_RULES, &err),
                     &err, 0, NULL);
-    protobuf_c_message_free_unpacked(gresp, NULL);
     deadline = h_now_ms() + PROPAGATION_LIMIT_MS;
     while ((rc = update_rule(b_adm, "acme/orders", "acl", &b.rule, ARGS("pattern"), NULL,
                              &err)) != 0 &&
