@@ -80,10 +80,8 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-char *ce_base64_encode(const uint8_t *data, size_t len)
+size_t ce_base64_encode_to(const uint8_t *data, size_t len, char *out)
 {
-    size_t outlen = 4 * ((len + 2) / 3);
-    char *out = xmalloc(outlen + 1);
     size_t i, o = 0;
 
     for (i = 0; i + 2 < len; i += 3) {
@@ -102,7 +100,14 @@ char *ce_base64_encode(const uint8_t *data, size_t len)
         out[o++] = i + 1 < len ? b64_alphabet[v >> 6 & 63] : '=';
         out[o++] = '=';
     }
-    out[o] = '\0';
+    return o;
+}
+
+char *ce_base64_encode(const uint8_t *data, size_t len)
+{
+    char *out = xmalloc(4 * ((len + 2) / 3) + 1);
+
+    out[ce_base64_encode_to(data, len, out)] = '\0';
     return out;
 }
 

@@ -64,6 +64,9 @@ int ce_content_type_is_json(const char *ct);
  * buffer in *out (free() it; *outlen bytes) or -1 when s is not valid
  * base64 (nothing written). */
 char *ce_base64_encode(const uint8_t *data, size_t len);
+/* Writes the base64 of data[0..len) into out, which must hold
+ * 4 * ((len + 2) / 3) bytes (no NUL is added); returns that length. */
+size_t ce_base64_encode_to(const uint8_t *data, size_t len, char *out);
 int ce_base64_decode(const char *s, uint8_t **out, size_t *outlen);
 
 #endif

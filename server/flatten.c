@@ -968,31 +968,13 @@ bool eb_flatten_json(eb_flat *f, const eb_ftrie *t, const char *json, size_t len
     return true;
 }
 
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /* A base64 string value of data[0..len), as ce_base64_encode() writes it. */
 static uint32_t b64_val(eb_flat *f, uint32_t node, const uint8_t *data, size_t len)
 {
-    size_t outlen = 4 * ((len + 2) / 3), off = f->nstr, i, o = 0;
-    char *out = str_reserve(f, outlen);
+    size_t off = f->nstr, o;
+    char *out = str_reserve(f, 4 * ((len + 2) / 3));
 
-    for (i = 0; i + 2 < len; i += 3) {
-        uint32_t v = (uint32_t)data[i] << 16 | (uint32_t)data[i + 1] << 8 | data[i + 2];
-        out[o++] = b64_alphabet[v >> 18 & 63];
-        out[o++] = b64_alphabet[v >> 12 & 63];
-        out[o++] = b64_alphabet[v >> 6 & 63];
-        out[o++] = b64_alphabet[v & 63];
-    }
-    if (i < len) {
-        uint32_t v = (uint32_t)data[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)data[i + 1] << 8;
-        out[o++] = b64_alphabet[v >> 18 & 63];
-        out[o++] = b64_alphabet[v >> 12 & 63];
-        out[o++] = i + 1 < len ? b64_alphabet[v >> 6 & 63] : '=';
-        out[o++] = '=';
-    }
+    o = ce_base64_encode_to(data, len, out);
     f->nstr += o;
     return str_val(f, node, off, o);
 }
