@@ -738,27 +738,6 @@ static void lookup_scalar(struct match_ctx *c, uint32_t node, const struct eb_sc
     }
 }
 
-static void lookup_json(struct match_ctx *c, uint32_t node, const json_t *v)
-{
-    struct eb_scalar s = { .kind = EB_SCALAR_NULL };
-
-    if (json_is_string(v)) {
-        s.kind = EB_SCALAR_STRING;
-        s.s = json_string_value(v);
-        s.len = json_string_length(v);
-    } else if (json_is_number(v)) {
-        s.kind = EB_SCALAR_NUMBER;
-        s.num = json_number_value(v);
-    } else if (json_is_true(v)) {
-        s.kind = EB_SCALAR_TRUE;
-    } else if (json_is_false(v)) {
-        s.kind = EB_SCALAR_FALSE;
-    } else if (!json_is_null(v)) {
-        return;
-    }
-    lookup_scalar(c, node, &s);
-}
-
 /* The leaf values of v: v itself or, for arrays, their elements flattened,
  * as eb_pattern_match() sees them. */
 static void visit_leaves(struct match_ctx *c, uint32_t node, const json_t *v, int depth)
@@ -772,7 +751,8 @@ static void visit_leaves(struct match_ctx *c, uint32_t node, const json_t *v, in
         json_array_foreach(v, i, e)
             visit_leaves(c, node, e, depth + 1);
     } else if (!json_is_object(v)) {
-        lookup_json(c, node, v);
+        struct eb_scalar s = eb_scalar_of_json(v);
+        lookup_scalar(c, node, &s);
     }
 }
 
@@ -860,35 +840,18 @@ static const struct eb_fval *fkid(const eb_flat *f, const struct eb_fval *v, siz
 static void flat_leaves(struct match_ctx *c, const eb_flat *f, uint32_t node,
                         const struct eb_fval *v, int depth)
 {
-    struct eb_scalar s = { .kind = EB_SCALAR_NULL };
+    struct eb_scalar s;
 
-    switch (v->kind) {
-    case EB_FV_ARRAY:
+    if (v->kind == EB_FV_ARRAY) {
         if (depth >= ARRAY_FLATTEN_DEPTH)
             return;
         for (size_t i = 0; i < v->n; i++)
             flat_leaves(c, f, node, fkid(f, v, i), depth + 1);
         return;
-    case EB_FV_OBJECT:
-        return;
-    case EB_FV_STRING:
-        s.kind = EB_SCALAR_STRING;
-        s.s = v->s;
-        s.len = v->len;
-        break;
-    case EB_FV_NUMBER:
-        s.kind = EB_SCALAR_NUMBER;
-        s.num = v->num;
-        break;
-    case EB_FV_TRUE:
-        s.kind = EB_SCALAR_TRUE;
-        break;
-    case EB_FV_FALSE:
-        s.kind = EB_SCALAR_FALSE;
-        break;
-    case EB_FV_NULL:
-        break;
     }
+    if (v->kind == EB_FV_OBJECT)
+        return;
+    s = eb_scalar_of_flat(v);
     lookup_scalar(c, node, &s);
 }
 

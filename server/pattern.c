@@ -865,26 +865,6 @@ bool eb_pattern_cond_match(const struct cond *c, const struct eb_scalar *v)
     return false;
 }
 
-/* The scalar form of the jansson value v (not an array or object). */
-static struct eb_scalar json_scalar(const json_t *v)
-{
-    struct eb_scalar s = { .kind = EB_SCALAR_NULL };
-
-    if (json_is_string(v)) {
-        s.kind = EB_SCALAR_STRING;
-        s.s = json_string_value(v);
-        s.len = json_string_length(v);
-    } else if (json_is_number(v)) {
-        s.kind = EB_SCALAR_NUMBER;
-        s.num = json_number_value(v);
-    } else if (json_is_true(v)) {
-        s.kind = EB_SCALAR_TRUE;
-    } else if (json_is_false(v)) {
-        s.kind = EB_SCALAR_FALSE;
-    }
-    return s;
-}
-
 /* Returns whether any scalar in v (v itself, or the elements of an array,
  * flattened) satisfies c. Objects are not leaves and never match. */
 static bool cond_match_any(const struct cond *c, const json_t *v, int depth)
@@ -902,7 +882,7 @@ static bool cond_match_any(const struct cond *c, const json_t *v, int depth)
     }
     if (json_is_object(v))
         return false;
-    struct eb_scalar s = json_scalar(v);
+    struct eb_scalar s = eb_scalar_of_json(v);
     return eb_pattern_cond_match(c, &s);
 }
 

@@ -173,32 +173,6 @@ static const struct eb_fval *kid(const eb_flat *f, const struct eb_fval *c, size
     return &f->vals[f->kids[c->first + i]];
 }
 
-static struct eb_scalar scalar_of(const struct eb_fval *v)
-{
-    struct eb_scalar s = { .kind = EB_SCALAR_NULL };
-
-    switch (v->kind) {
-    case EB_FV_STRING:
-        s.kind = EB_SCALAR_STRING;
-        s.s = v->s;
-        s.len = v->len;
-        break;
-    case EB_FV_NUMBER:
-        s.kind = EB_SCALAR_NUMBER;
-        s.num = v->num;
-        break;
-    case EB_FV_TRUE:
-        s.kind = EB_SCALAR_TRUE;
-        break;
-    case EB_FV_FALSE:
-        s.kind = EB_SCALAR_FALSE;
-        break;
-    default:
-        break;
-    }
-    return s;
-}
-
 /* As cond_match_any() in pattern.c. */
 static bool cond_any(const eb_flat *f, const struct cond *c, const struct eb_fval *v, int depth)
 {
@@ -214,7 +188,7 @@ static bool cond_any(const eb_flat *f, const struct cond *c, const struct eb_fva
     }
     if (v->kind == EB_FV_OBJECT)
         return false;
-    s = scalar_of(v);
+    s = eb_scalar_of_flat(v);
     return eb_pattern_cond_match(c, &s);
 }
 

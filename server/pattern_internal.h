@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "flatten.h"
 #include "pattern.h"
 
 /* Arrays nested inside arrays in an event are flattened up to this depth;
@@ -113,6 +114,55 @@ struct eb_scalar {
     size_t len;
     double num;    /* EB_SCALAR_NUMBER */
 };
+
+/* The scalar form of the jansson value v: EB_SCALAR_NULL for null, and
+ * also for objects and arrays, which callers handle before. Inline: it runs
+ * once per event leaf. */
+static inline struct eb_scalar eb_scalar_of_json(const json_t *v)
+{
+    struct eb_scalar s = {.kind = EB_SCALAR_NULL};
+
+    if (json_is_string(v)) {
+        s.kind = EB_SCALAR_STRING;
+        s.s = json_string_value(v);
+        s.len = json_string_length(v);
+    } else if (json_is_number(v)) {
+        s.kind = EB_SCALAR_NUMBER;
+        s.num = json_number_value(v);
+    } else if (json_is_true(v)) {
+        s.kind = EB_SCALAR_TRUE;
+    } else if (json_is_false(v)) {
+        s.kind = EB_SCALAR_FALSE;
+    }
+    return s;
+}
+
+/* The same for a value of a flattened event (flatten.h). */
+static inline struct eb_scalar eb_scalar_of_flat(const struct eb_fval *v)
+{
+    struct eb_scalar s = {.kind = EB_SCALAR_NULL};
+
+    switch (v->kind) {
+    case EB_FV_STRING:
+        s.kind = EB_SCALAR_STRING;
+        s.s = v->s;
+        s.len = v->len;
+        break;
+    case EB_FV_NUMBER:
+        s.kind = EB_SCALAR_NUMBER;
+        s.num = v->num;
+        break;
+    case EB_FV_TRUE:
+        s.kind = EB_SCALAR_TRUE;
+        break;
+    case EB_FV_FALSE:
+        s.kind = EB_SCALAR_FALSE;
+        break;
+    default:
+        break;
+    }
+    return s;
+}
 
 /* Returns whether the scalar v satisfies c. Every condition but
  * anything-but is false for values of the wrong type; exists is not about
