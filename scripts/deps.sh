@@ -3,8 +3,8 @@
 # is missing. Idempotent; quiet when everything is present.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
-      libjansson-dev libcmocka-dev libpq-dev libssl-dev protobuf-compiler protobuf-compiler-grpc
-      python3-grpcio python3-protobuf postgresql clang libclang-rt-14-dev valgrind openssl)
+      libjansson-dev libcmocka-dev libpq-dev libssl-dev libprotobuf-dev protobuf-compiler
+      protobuf-compiler-grpc python3-grpcio python3-protobuf postgresql clang libclang-rt-14-dev valgrind openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
