@@ -158,9 +158,19 @@ eb_status eb_store_streams_check(eb_db *db, const int64_t *key_ids, size_t nkeys
 
 enum eb_target_kind { EB_TARGET_SUBSCRIPTION = 1, EB_TARGET_HTTP = 2, EB_TARGET_BUS = 3 };
 
+/* Settings of a subscription target (cebus.v1.SubscriptionTarget); 0 means
+ * the default, which eb_sub_settings_resolve() fills in. */
+struct eb_sub_settings {
+    int32_t ack_deadline_s;  /* 1..600; default 30 */
+    int32_t max_attempts;    /* 1..100; default 5 */
+    int32_t max_age_s;       /* 0: only the bus's retention; else >= 1 */
+    int32_t max_outstanding; /* 1..100000; default 10000 */
+};
+
 struct eb_target_rec {
     enum eb_target_kind kind;
     char *value; /* subscription name, URL or bus reference */
+    struct eb_sub_settings sub; /* EB_TARGET_SUBSCRIPTION only; as stored (0: default) */
 };
 
 struct eb_rule_rec {
