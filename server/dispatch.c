@@ -10,97 +10,13 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <grpc/slice.h>
-
 #include "cloudevents.pb-c.h"
+#include "dispatch_internal.h"
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
+#include "store_durable.h"
 #include "util.h"
-
-/* Events read from the log per query. */
-#define READ_PAGE 256
-/* Reconnect delay when the database is down. */
-#define RETRY_MS 500
-/* How often open streams' keys and buses are checked against the database:
- * a revoked key, a disabled or deleted tenant, or a deleted bus ends its
- * streams within about this long, on every replica. */
-#define CHECK_MS 1000
-/* Bytes queued per stream, whatever its window: with 256 KiB events a
- * window of 1,000 could otherwise pin 256 MiB for one slow consumer. A
- * stream always gets at least one message. */
-#define STREAM_MAX_QUEUED_BYTES (4u << 20)
-
-/* A queued delivery: one reference to a slice that every stream receiving
- * the same event shares. */
-struct outmsg {
-    grpc_slice msg;
-};
-
-struct bus;
-
-struct stream {
-    struct eb_dispatch *d;
-    struct bus *bus;
-    struct stream *next;   /* in bus->streams */
-    eb_call *call;
-    int64_t key_id;        /* the API key that opened it */
-    int64_t grantee_id;    /* opened through a grant: the grantee tenant; else 0 */
-    int64_t tenant_id;     /* the caller's tenant, for stream_ended */
-    eb_pattern *pattern;
-    /* Opened through a rule's subscription target (rule_id != 0): the rule
-     * version its pattern and rule_disabled come from (check_rules). */
-    int64_t rule_id;
-    int64_t rule_version;
-    char *subscription;
-    bool rule_disabled;    /* the rule is disabled: matches nothing */
-    int64_t cursor;        /* last sequence examined */
-    int64_t floor_us;      /* the expiry of the event at cursor; 0: unknown */
-    struct outmsg *q;      /* ring of qcap */
-    size_t qhead, qlen, qcap;
-    size_t qbytes;         /* bytes queued */
-    bool stalled;          /* filled up since the last read; re-read on room */
-    bool writing;          /* a write is outstanding */
-    bool closed;           /* over: client gone or server ended it */
-    bool released;         /* on_close came: no callback will follow */
-    /* Takes part in the current read of its bus. A stream that had no room
-     * when the read began, or ran out of room during it, must not accept
-     * later events of that read: it would skip the ones it missed. It is
-     * re-read from its cursor next time. */
-    bool reading;
-};
-
-struct bus {
-    int64_t id;
-    bool dirty;
-    struct stream *streams;
-    struct bus *next;
-    /* One matcher over the streams' patterns: stream slots[i] has id i. It
-     * is rebuilt on the next event after a stream joins or leaves
-     * (matcher_stale), so slots never holds an unlinked stream when used. */
-    eb_matcher *matcher;
-    eb_matcher_scratch *scratch;
-    struct stream **slots;
-    unsigned char *hit; /* per slot: matches the event being offered */
-    size_t nslots;
-    bool matcher_stale;
-    bool rules_dirty; /* a rule of the bus changed: check its rule streams */
-};
-
-struct eb_dispatch {
-    char *url;
-    int catchup_ms;
-    int max_streams;
-    void (*stream_ended)(void *arg, int64_t tenant_id);
-    void *stream_ended_arg;
-    int wakefd;
-    pthread_t thread;
-
-    pthread_mutex_t mu; /* everything below; taken before any call's lock */
-    bool stopping;
-    int nstreams;
-    struct bus *buses;
-};
 
 static void stream_ops_write_done(void *arg, bool ok);
 static void stream_ops_close(void *arg);
@@ -110,14 +26,14 @@ static const struct eb_stream_ops stream_ops = {
     .on_close = stream_ops_close,
 };
 
-static void signal_wake(eb_dispatch *d)
+void eb_dispatch_signal(eb_dispatch *d)
 {
     uint64_t one = 1;
     ssize_t n = write(d->wakefd, &one, sizeof one);
     (void)n; /* a full counter already means "wake up" */
 }
 
-static struct bus *find_bus_locked(eb_dispatch *d, int64_t id)
+struct bus *eb_dispatch_find_bus_locked(eb_dispatch *d, int64_t id)
 {
     for (struct bus *b = d->buses; b; b = b->next)
         if (b->id == id)
@@ -139,6 +55,7 @@ static void stream_free(struct stream *s)
         s->qlen--;
     }
     free(s->q);
+    eb_durable_stream_free(s);
     eb_pattern_free(s->pattern);
     free(s->subscription);
     free(s);
@@ -162,6 +79,8 @@ static void unlink_locked(eb_dispatch *d, struct stream *s)
 
     if (!b)
         return;
+    if (s->dsub)
+        eb_durable_leave_locked(d, s);
     for (pp = &b->streams; *pp; pp = &(*pp)->next)
         if (*pp == s) {
             *pp = s->next;
@@ -194,7 +113,7 @@ static void maybe_free_locked(struct stream *s)
 
 /* Ends s: unlinks it and gives back the handler's call reference with a
  * final status. REQUIRES: d->mu. */
-static void end_locked(eb_dispatch *d, struct stream *s, eb_status st, const char *msg)
+void eb_dispatch_end_locked(eb_dispatch *d, struct stream *s, eb_status st, const char *msg)
 {
     eb_call *call = s->call;
 
@@ -208,7 +127,7 @@ static void end_locked(eb_dispatch *d, struct stream *s, eb_status st, const cha
 }
 
 /* Starts the next write when none is outstanding. REQUIRES: d->mu. */
-static void pump_locked(struct stream *s)
+void eb_dispatch_pump_locked(struct stream *s)
 {
     struct outmsg m;
 
@@ -239,19 +158,22 @@ static void stream_ops_write_done(void *arg, bool ok)
         return;
     }
     if (!ok) {
-        end_locked(d, s, EB_EUNAVAIL, "stream write failed");
+        eb_dispatch_end_locked(d, s, EB_EUNAVAIL, "stream write failed");
         pthread_mutex_unlock(&d->mu);
         return;
     }
-    pump_locked(s);
+    eb_dispatch_pump_locked(s);
     /* A stream that filled its queue was left behind by the reader; now
      * that there is room, have its bus read again. */
     resume = s->stalled && has_room(s);
     if (resume)
         s->stalled = false;
-    if (resume && s->bus) {
+    if (resume && s->dsub) {
+        s->dsub->dirty = true;
+        eb_dispatch_signal(d);
+    } else if (resume && s->bus) {
         s->bus->dirty = true;
-        signal_wake(d);
+        eb_dispatch_signal(d);
     }
     pthread_mutex_unlock(&d->mu);
 }
@@ -264,7 +186,7 @@ static void stream_ops_close(void *arg)
     pthread_mutex_lock(&d->mu);
     s->released = true;
     if (!s->closed)
-        end_locked(d, s, EB_ECANCELLED, "client went away"); /* frees s when it can */
+        eb_dispatch_end_locked(d, s, EB_ECANCELLED, "client went away"); /* frees s when it can */
     else
         maybe_free_locked(s);
     pthread_mutex_unlock(&d->mu);
@@ -287,7 +209,7 @@ eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t
         pthread_mutex_unlock(&d->mu);
         return EB_EEXHAUSTED;
     }
-    b = find_bus_locked(d, bus_id);
+    b = eb_dispatch_find_bus_locked(d, bus_id);
     if (!b) {
         b = eb_calloc(1, sizeof *b);
         b->id = bus_id;
@@ -319,16 +241,18 @@ eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t
     b->streams = s;
     b->dirty = true;
     b->matcher_stale = true;
+    if (rule && rule->sub_id)
+        eb_durable_join_locked(s, rule->sub_id, rule->frontier);
     d->nstreams++;
     eb_metrics_add(EB_M_STREAMS_OPENED, 1);
     eb_metrics_gauge_add(EB_G_STREAMS_OPEN, 1);
     /* Under d->mu so that a close arriving at once finds the stream. */
     if (!eb_call_stream_start(call, &stream_ops, s)) {
         s->released = true; /* on_close already ran, before ops were set */
-        end_locked(d, s, EB_ECANCELLED, "client went away");
+        eb_dispatch_end_locked(d, s, EB_ECANCELLED, "client went away");
     }
     pthread_mutex_unlock(&d->mu);
-    signal_wake(d);
+    eb_dispatch_signal(d);
     return EB_OK;
 }
 
@@ -337,24 +261,34 @@ void eb_dispatch_wake(eb_dispatch *d, int64_t bus_id)
     struct bus *b;
 
     pthread_mutex_lock(&d->mu);
-    b = find_bus_locked(d, bus_id);
-    if (b)
+    b = eb_dispatch_find_bus_locked(d, bus_id);
+    if (b) {
         b->dirty = true;
+        eb_durable_bus_dirty_locked(b);
+    }
     pthread_mutex_unlock(&d->mu);
     if (b)
-        signal_wake(d);
+        eb_dispatch_signal(d);
 }
 
 static void on_notify(void *arg, enum eb_notify_channel ch, int64_t bus_id)
 {
     eb_dispatch *d = arg;
-    struct bus *b = find_bus_locked(d, bus_id);
+    struct bus *b;
+
+    if (ch == EB_NOTIFY_SUBS) { /* bus_id is a subscription's id */
+        eb_durable_notified_locked(d, bus_id);
+        return;
+    }
+    b = eb_dispatch_find_bus_locked(d, bus_id);
     if (!b)
         return;
-    if (ch == EB_NOTIFY_RULES)
+    if (ch == EB_NOTIFY_RULES) {
         b->rules_dirty = true;
-    else
+    } else {
         b->dirty = true;
+        eb_durable_bus_dirty_locked(b);
+    }
 }
 
 /* Encodes a SubscribeResponse {sequence = 1, event = 2} around the stored
@@ -403,7 +337,7 @@ static void matcher_refresh_locked(struct bus *b)
     n = 0;
     for (struct stream *s = b->streams; s; s = s->next) {
         b->slots[n] = s;
-        if (!s->rule_disabled)
+        if (!s->rule_disabled && !s->dsub)
             eb_matcher_add(b->matcher, s->pattern, (uint32_t)n);
         n++;
     }
@@ -481,7 +415,7 @@ static void end_out_of_range(eb_dispatch *d, int64_t bus_id, const struct eb_eve
     struct bus *b;
 
     pthread_mutex_lock(&d->mu);
-    b = find_bus_locked(d, bus_id);
+    b = eb_dispatch_find_bus_locked(d, bus_id);
     for (struct stream *s = b ? b->streams : NULL; s; s = s->next) {
         size_t lo = 0, hi = n;
         if (!s->reading || s->closed || s->cursor >= evs[n - 1].seq)
@@ -509,7 +443,7 @@ static void end_out_of_range(eb_dispatch *d, int64_t bus_id, const struct eb_eve
                  "position: the events after this stream's last sequence expired (the bus's "
                  "retention); the oldest retained sequence after it is %lld",
                  (long long)doomed[i]->cursor);
-        end_locked(d, doomed[i], EB_ERANGE, msg);
+        eb_dispatch_end_locked(d, doomed[i], EB_ERANGE, msg);
     }
     pthread_mutex_unlock(&d->mu);
     if (ndoomed)
@@ -532,12 +466,12 @@ static eb_status serve_bus(eb_dispatch *d, eb_db *db, int64_t bus_id)
         bool more;
 
         pthread_mutex_lock(&d->mu);
-        b = find_bus_locked(d, bus_id);
+        b = eb_dispatch_find_bus_locked(d, bus_id);
         if (b) {
             b->dirty = false;
             for (struct stream *s = b->streams; s; s = s->next) {
-                s->reading = has_room(s);
-                if (!s->reading)
+                s->reading = !s->dsub && has_room(s);
+                if (!s->reading && !s->dsub)
                     s->stalled = true;
                 if (s->reading && s->cursor < from)
                     from = s->cursor;
@@ -555,7 +489,7 @@ static eb_status serve_bus(eb_dispatch *d, eb_db *db, int64_t bus_id)
         st = eb_store_events_tail(db, bus_id, from, floor_us, READ_PAGE, &evs, &n);
         if (st) {
             pthread_mutex_lock(&d->mu);
-            if ((b = find_bus_locked(d, bus_id)) != NULL)
+            if ((b = eb_dispatch_find_bus_locked(d, bus_id)) != NULL)
                 b->dirty = true;
             pthread_mutex_unlock(&d->mu);
             return st == EB_EUNAVAIL ? EB_EUNAVAIL : EB_OK;
@@ -567,11 +501,11 @@ static eb_status serve_bus(eb_dispatch *d, eb_db *db, int64_t bus_id)
 
         for (size_t i = 0; i < n; i++) {
             pthread_mutex_lock(&d->mu);
-            b = find_bus_locked(d, bus_id);
+            b = eb_dispatch_find_bus_locked(d, bus_id);
             if (b) {
                 offer_locked(b, &evs[i]);
                 for (struct stream *s = b->streams; s; s = s->next)
-                    pump_locked(s);
+                    eb_dispatch_pump_locked(s);
             }
             pthread_mutex_unlock(&d->mu);
         }
@@ -641,15 +575,15 @@ static eb_status check_streams(eb_dispatch *d, eb_db *db)
                 if (bsearch(&s->key_id, bad, nbad, sizeof *bad, cmp_i64))
                     doomed[ndoomed++] = s;
         for (size_t i = 0; i < ndoomed; i++)
-            end_locked(d, doomed[i], EB_EUNAUTH, "authorization: invalid API key");
+            eb_dispatch_end_locked(d, doomed[i], EB_EUNAUTH, "authorization: invalid API key");
     }
     /* After the keys: a deleted tenant's streams lost their key and their
      * bus at once, and for them the key is what matters. */
     for (size_t i = 0; i < ngone; i++) {
         struct bus *b;
         /* The last stream's end frees the bus. */
-        while ((b = find_bus_locked(d, gone[i])) != NULL) {
-            end_locked(d, b->streams, EB_ENOTFOUND, "bus: the bus was deleted");
+        while ((b = eb_dispatch_find_bus_locked(d, gone[i])) != NULL) {
+            eb_dispatch_end_locked(d, b->streams, EB_ENOTFOUND, "bus: the bus was deleted");
             nbus_ended++;
         }
     }
@@ -704,7 +638,7 @@ static eb_status check_grant_streams(eb_dispatch *d, eb_db *db)
                     }
             }
         for (size_t i = 0; i < ndoomed; i++)
-            end_locked(d, doomed[i], EB_EPERM, "bus: the grant this stream was opened through "
+            eb_dispatch_end_locked(d, doomed[i], EB_EPERM, "bus: the grant this stream was opened through "
                                                "was revoked");
         pthread_mutex_unlock(&d->mu);
         if (ndoomed)
@@ -861,16 +795,18 @@ static eb_status check_rules(eb_dispatch *d, eb_db *db, bool all)
     }
     /* Collected first: ending a stream unlinks it, and may free its bus. */
     for (size_t i = 0; i < ndoomed; i++)
-        end_locked(d, doomed[i], doomed_bad[i] ? EB_EPRECOND : EB_ENOTFOUND,
+        eb_dispatch_end_locked(d, doomed[i], doomed_bad[i] ? EB_EPRECOND : EB_ENOTFOUND,
                    doomed_bad[i] ? "subscription: the rule's new pattern cannot be used by "
                                    "this server; reconnect to another"
                                  : "subscription: its rule was deleted or no longer targets "
                                    "this subscription");
     /* Rebuilt now rather than on the next event: the swap takes effect
      * between two events either way. */
-    for (struct bus *b = d->buses; b; b = b->next)
+    for (struct bus *b = d->buses; b; b = b->next) {
         if (b->matcher_stale)
             matcher_refresh_locked(b);
+        eb_durable_rules_changed_locked(b);
+    }
     pthread_mutex_unlock(&d->mu);
     if (nchanged || ndoomed)
         eb_log_info("msg=\"rule streams updated\" changed=%zu ended=%zu", nchanged, ndoomed);
@@ -896,6 +832,7 @@ static void *dispatch_main(void *arg)
     eb_dispatch *d = arg;
     eb_db *db = NULL;
     int64_t last_catchup = eb_now_mono_us(), last_check = last_catchup;
+    bool recount_all = false;
 
     for (;;) {
         struct pollfd fds[2];
@@ -905,18 +842,22 @@ static void *dispatch_main(void *arg)
         bool stopping, all;
 
         if (!db) {
-            if (eb_db_connect(d->url, &db) != EB_OK || eb_store_listen(db) != EB_OK) {
+            if (eb_db_connect(d->url, &db) != EB_OK || eb_store_listen(db) != EB_OK ||
+                eb_store_listen_subs(db) != EB_OK) {
                 eb_db_close(db);
                 db = NULL;
                 timeout = RETRY_MS;
             } else {
                 /* Notifications sent while there was no LISTEN are lost:
                  * read every active bus now rather than at the next
-                 * catch-up. */
+                 * catch-up, and recount every durable stream's leases. */
                 pthread_mutex_lock(&d->mu);
-                for (struct bus *b = d->buses; b; b = b->next)
+                for (struct bus *b = d->buses; b; b = b->next) {
                     b->dirty = true;
+                    eb_durable_bus_dirty_locked(b);
+                }
                 pthread_mutex_unlock(&d->mu);
+                recount_all = true;
             }
         }
         /* Notifications that libpq read along with serve_bus()'s results
@@ -930,7 +871,8 @@ static void *dispatch_main(void *arg)
                 db = NULL;
             }
             for (struct bus *b = d->buses; b && !due; b = b->next)
-                due = b->dirty || b->rules_dirty;
+                due = b->dirty || b->rules_dirty || eb_durable_due_locked(b);
+            timeout = eb_durable_timeout_locked(d, timeout);
             pthread_mutex_unlock(&d->mu);
             if (due)
                 timeout = 0;
@@ -966,8 +908,9 @@ static void *dispatch_main(void *arg)
             eb_db_close(db);
             db = NULL;
         }
+        (void)eb_durable_timeout_locked(d, 0); /* marks the subscriptions due */
         for (struct bus *b = d->buses; b; b = b->next) {
-            if (b->dirty || all) {
+            if (b->dirty || all || eb_durable_due_locked(b)) {
                 ids = eb_realloc(ids, (nids + 1) * sizeof *ids);
                 ids[nids++] = b->id;
             }
@@ -975,10 +918,15 @@ static void *dispatch_main(void *arg)
         pthread_mutex_unlock(&d->mu);
         if (stopping) {
             free(ids);
+            /* The streams' leases go back at once rather than at their
+             * deadlines: consumers on other replicas take them over. */
+            if (db)
+                eb_durable_housekeeping(d, db, false);
             break;
         }
         for (size_t i = 0; db && i < nids; i++) {
-            if (serve_bus(d, db, ids[i]) == EB_EUNAVAIL) {
+            if (serve_bus(d, db, ids[i]) == EB_EUNAVAIL ||
+                eb_durable_serve_bus(d, db, ids[i], all) == EB_EUNAVAIL) {
                 eb_db_close(db);
                 db = NULL;
             }
@@ -986,11 +934,17 @@ static void *dispatch_main(void *arg)
         free(ids);
         if (db && eb_now_mono_us() - last_check >= (int64_t)CHECK_MS * 1000) {
             last_check = eb_now_mono_us();
+            recount_all = true;
             if (check_streams(d, db) == EB_EUNAVAIL || check_rules(d, db, true) == EB_EUNAVAIL) {
                 eb_db_close(db);
                 db = NULL;
             }
         }
+        if (db && eb_durable_housekeeping(d, db, recount_all) == EB_EUNAVAIL) {
+            eb_db_close(db);
+            db = NULL;
+        }
+        recount_all = recount_all && !db;
         if (db && check_rules(d, db, false) == EB_EUNAVAIL) {
             eb_db_close(db);
             db = NULL;
@@ -1030,10 +984,10 @@ void eb_dispatch_stop(eb_dispatch *d)
     }
     d->stopping = true;
     while (d->buses && d->buses->streams)
-        end_locked(d, d->buses->streams, EB_EUNAVAIL,
+        eb_dispatch_end_locked(d, d->buses->streams, EB_EUNAVAIL,
                    "server shutting down; reconnect to resume from the last sequence");
     pthread_mutex_unlock(&d->mu);
-    signal_wake(d);
+    eb_dispatch_signal(d);
     pthread_join(d->thread, NULL);
 }
 

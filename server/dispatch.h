@@ -18,6 +18,15 @@
  * events, gives their streams the new pattern, stops or resumes them as the
  * rule is disabled or enabled, or ends them (NOT_FOUND) when the rule is
  * deleted or no longer targets the subscription.
+ *
+ * A durable stream (a subscription opened without a start position,
+ * docs/decisions/0014) takes no part in its bus's read: its subscription,
+ * one reader per subscription on this replica whatever its streams, reads
+ * the bus from the subscription's shared frontier, matches each event once,
+ * claims leases in the database for its streams with room (round robin) and
+ * delivers them with ack ids. Each durable stream holds at most N leases
+ * (its max_in_flight); acks, nacks, deadlines and recounts (on "cebus_subs"
+ * notifications and every second) free its places.
  */
 #ifndef EB_DISPATCH_H
 #define EB_DISPATCH_H
@@ -52,6 +61,10 @@ struct eb_dispatch_rule {
     int64_t version;
     const char *subscription; /* the target's name; copied */
     bool enabled;
+    /* Durable streams: the subscription's id and its frontier as the call
+     * read it (sub_id 0: not durable). */
+    int64_t sub_id;
+    int64_t frontier;
 };
 
 /* Adds a stream on bus_id that delivers matching events with sequence >
@@ -64,7 +77,8 @@ struct eb_dispatch_rule {
  * revoked. tenant_id is the caller's tenant, handed to the stream_ended
  * option when the stream ends. rule is the rule the stream was opened through (NULL for an
  * inline pattern, which never changes): pattern is then compiled from
- * rule->version of the rule, and the stream follows later versions. Takes
+ * rule->version of the rule, and the stream follows later versions. With
+ * rule->sub_id set the stream is durable and after_seq is not used. Takes
  * the handler's call reference and
  * ownership of pattern on success; on failure (EB_EEXHAUSTED: too many
  * streams; EB_EUNAVAIL: stopping) takes neither. */
@@ -72,6 +86,19 @@ eb_status eb_dispatch_add(eb_dispatch *d, eb_call *call, int64_t key_id, int64_t
                           int64_t tenant_id, int64_t bus_id,
                           int64_t after_seq, eb_pattern *pattern, int max_in_flight,
                           const struct eb_dispatch_rule *rule);
+
+struct eb_ack_item;
+
+/* Sets *out to a new sorted array (free()) of the lease owners of this
+ * replica's durable streams and returns its length: acks of their leases
+ * need no notification. THREAD SAFETY: any thread. */
+size_t eb_dispatch_owners(eb_dispatch *d, int64_t **out);
+
+/* After acks or nacks were committed: removes the applied items[0..n) from
+ * the lease sets of the local streams that held them (by owner, seq and
+ * attempt), so that those streams get new deliveries, and has their
+ * subscriptions served. THREAD SAFETY: any thread. */
+void eb_dispatch_settled(eb_dispatch *d, const struct eb_ack_item *items, size_t n);
 
 /* Tells the delivery thread that bus_id has new events. Any thread. */
 void eb_dispatch_wake(eb_dispatch *d, int64_t bus_id);

@@ -6,6 +6,7 @@
 
 #include <grpc/grpc.h>
 
+#include "acker.h"
 #include "addr.h"
 #include "appender.h"
 #include "auth.h"
@@ -25,6 +26,8 @@
 
 /* Rows per group-commit transaction. */
 #define APPEND_MAX_ROWS 10000
+/* Ack ids applied in one transaction, at most (a request is never split). */
+#define ACK_MAX_ITEMS 10000
 /* Executor queue bound: past it, calls get RESOURCE_EXHAUSTED. */
 #define EXEC_MAX_QUEUED 100000
 /* How long cached keys and buses live: revocations apply within it. */
@@ -95,6 +98,17 @@ static eb_status bootstrap_admin(eb_db *db, const struct eb_config *cfg)
     printf("cebusd: platform admin key (shown once, store it now): %s\n", key);
     fflush(stdout);
     return EB_OK;
+}
+
+/* The ack committer's view of this replica's durable streams. */
+static size_t dispatch_owners(void *dispatch, int64_t **out)
+{
+    return eb_dispatch_owners(dispatch, out);
+}
+
+static void dispatch_settled(void *dispatch, const struct eb_ack_item *items, size_t n)
+{
+    eb_dispatch_settled(dispatch, items, n);
 }
 
 /* A stream ended: its place in its tenant's concurrent_streams quota is
@@ -217,6 +231,12 @@ int main(int argc, char **argv)
     app.dispatch = eb_dispatch_new(&dopts);
     app.appender = eb_appender_new(url, APPEND_MAX_ROWS,
                                    on_commit, app.dispatch);
+    {
+        struct eb_acker_hooks hooks = {.owners = dispatch_owners,
+                                       .settled = dispatch_settled,
+                                       .arg = app.dispatch};
+        app.acker = eb_acker_new(url, ACK_MAX_ITEMS, &hooks);
+    }
     retention = eb_retention_new(url);
 
     sopts.listen = cfg.listen;
@@ -230,6 +250,7 @@ int main(int argc, char **argv)
                      cfg.listen);
         /* Nothing was accepted; tear down what exists. */
         eb_retention_free(retention);
+        eb_acker_free(app.acker);
         eb_appender_free(app.appender);
         eb_dispatch_stop(app.dispatch);
         eb_dispatch_free(app.dispatch);
@@ -262,6 +283,7 @@ int main(int argc, char **argv)
     eb_dispatch_stop(app.dispatch);
     eb_server_shutdown(srv, (int)cfg.shutdown_grace_ms);
     eb_exec_free(app.exec);
+    eb_acker_free(app.acker);
     eb_appender_free(app.appender);
     eb_retention_free(retention);
     eb_server_free(srv);

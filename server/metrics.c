@@ -49,6 +49,12 @@ static const struct {
     [EB_M_STREAM_MESSAGES] = {"cebus_stream_messages_total",
                               "Messages written to Subscribe streams."},
     [EB_M_STREAMS_OPENED] = {"cebus_streams_opened_total", "Subscribe streams accepted."},
+    [EB_M_SUB_DELIVERIES] = {"cebus_subscription_deliveries_total",
+                             "Deliveries of durable subscriptions, redeliveries included."},
+    [EB_M_SUB_ACKS] = {"cebus_subscription_acks_total",
+                       "Acks that removed an outstanding delivery of a durable subscription."},
+    [EB_M_SUB_NACKS] = {"cebus_subscription_nacks_total",
+                        "Nacks that released an outstanding delivery for redelivery."},
 };
 
 static const struct {

@@ -27,6 +27,9 @@ enum eb_counter {
     EB_M_LOG_EVENTS_READ,     /* events those reads returned */
     EB_M_STREAM_MESSAGES,     /* messages written to Subscribe streams */
     EB_M_STREAMS_OPENED,      /* Subscribe streams accepted */
+    EB_M_SUB_DELIVERIES,      /* deliveries of durable subscriptions (leases sent) */
+    EB_M_SUB_ACKS,            /* acks that removed an outstanding delivery */
+    EB_M_SUB_NACKS,           /* nacks that released an outstanding delivery */
     EB_M_NCOUNTERS
 };
 

@@ -28,6 +28,8 @@ static const struct method methods[] = {
     {"/cebus.v1.EventBus/DeleteRule", false, false, eb_rpc_delete_rule},
     {"/cebus.v1.EventBus/TestEventPattern", false, false, eb_rpc_test_event_pattern},
     {"/cebus.v1.EventBus/Subscribe", true, false, eb_rpc_subscribe},
+    {"/cebus.v1.EventBus/Ack", false, false, eb_rpc_ack},
+    {"/cebus.v1.EventBus/Nack", false, false, eb_rpc_nack},
     {"/cebus.v1.Admin/CreateTenant", false, false, eb_rpc_create_tenant},
     {"/cebus.v1.Admin/CreateApiKey", false, false, eb_rpc_create_api_key},
     {"/cebus.v1.Admin/CreateBus", false, false, eb_rpc_create_bus},

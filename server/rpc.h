@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "acker.h"
 #include "appender.h"
 #include "auth.h"
 #include "config.h"
@@ -27,6 +28,7 @@ struct eb_app {
     eb_exec *exec;
     eb_auth *auth;
     eb_appender *appender;
+    eb_acker *acker;
     eb_dispatch *dispatch;
     eb_quota *quota;
 };
@@ -81,6 +83,8 @@ void eb_rpc_update_rule(struct eb_rpc *rpc);
 void eb_rpc_delete_rule(struct eb_rpc *rpc);
 void eb_rpc_test_event_pattern(struct eb_rpc *rpc);
 void eb_rpc_subscribe(struct eb_rpc *rpc);
+void eb_rpc_ack(struct eb_rpc *rpc);
+void eb_rpc_nack(struct eb_rpc *rpc);
 void eb_rpc_create_tenant(struct eb_rpc *rpc);
 void eb_rpc_create_api_key(struct eb_rpc *rpc);
 void eb_rpc_create_bus(struct eb_rpc *rpc);

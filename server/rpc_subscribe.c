@@ -1,7 +1,9 @@
 /* Subscribe: ephemeral streams from an inline pattern or a rule's
- * subscription target, from a chosen start position. A stream opened
- * through a rule follows the rule's later changes (see dispatch.h); while
- * the rule is disabled it delivers nothing. */
+ * subscription target, from a chosen start position, and durable streams:
+ * a subscription without a start position resumes from the subscription's
+ * state, with ack ids (docs/decisions/0014). A stream opened through a
+ * rule follows the rule's later changes (see dispatch.h); while the rule is
+ * disabled it delivers nothing. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include "log.h"
 #include "pattern.h"
 #include "rpc.h"
+#include "store_durable.h"
 #include "util.h"
 
 /* Sets *after to the sequence after which the stream starts. A start
@@ -75,6 +78,36 @@ static eb_status start_position(struct eb_rpc *rpc, const Cebus__V1__SubscribeRe
     return st;
 }
 
+/* For a durable stream: reads the subscription and checks that the events
+ * after its frontier are still retained (0014, "Retention"): otherwise they
+ * expired unseen, and the stream is refused with OUT_OF_RANGE until a Seek
+ * acknowledges the loss. Fills *sub, or sets rpc->err and returns the
+ * status. */
+static eb_status durable_start(struct eb_rpc *rpc, const Cebus__V1__SubscribeRequest *req,
+                               int64_t bus_id, struct eb_sub_rec *sub)
+{
+    int64_t oldest = 1;
+    eb_status st;
+
+    st = eb_store_sub_get(rpc->db, bus_id, req->subscription, sub);
+    if (st == EB_OK)
+        st = eb_store_events_oldest(rpc->db, bus_id, &oldest);
+    if (st == EB_OK && oldest > sub->frontier + 1) {
+        snprintf(rpc->err, sizeof rpc->err,
+                 "subscription: events from %lld expired before delivery; the oldest retained "
+                 "sequence is %lld; Seek to continue",
+                 (long long)sub->frontier + 1, (long long)oldest);
+        return EB_ERANGE;
+    }
+    if (st == EB_ENOTFOUND)
+        snprintf(rpc->err, sizeof rpc->err, "subscription: no subscription \"%s\" on bus \"%s\"",
+                 req->subscription, req->bus);
+    else if (st)
+        snprintf(rpc->err, sizeof rpc->err,
+                 st == EB_EUNAVAIL ? "database unavailable; retry" : "internal error");
+    return st;
+}
+
 void eb_rpc_subscribe(struct eb_rpc *rpc)
 {
     const struct eb_config *cfg = rpc->app->cfg;
@@ -84,7 +117,8 @@ void eb_rpc_subscribe(struct eb_rpc *rpc)
     const char *pattern_text;
     eb_pattern *pat = NULL;
     int64_t after = 0;
-    bool via_grant = false;
+    struct eb_sub_rec sub = {0};
+    bool via_grant = false, durable;
     int in_flight;
     char err[512];
     eb_status st;
@@ -145,7 +179,10 @@ void eb_rpc_subscribe(struct eb_rpc *rpc)
         eb_rpc_fail_pattern(rpc, err);
         goto out;
     }
-    st = start_position(rpc, req, bus.id, &after);
+    durable = req->subscription[0] &&
+              req->start == CEBUS__V1__START_POSITION__START_POSITION_UNSPECIFIED;
+    st = durable ? durable_start(rpc, req, bus.id, &sub)
+                 : start_position(rpc, req, bus.id, &after);
     if (st) {
         eb_rpc_fail(rpc, st, "%s", rpc->err);
         goto out;
@@ -161,7 +198,9 @@ void eb_rpc_subscribe(struct eb_rpc *rpc)
     {
         struct eb_dispatch_rule follow = {.id = rule.id, .version = rule.version,
                                           .subscription = req->subscription,
-                                          .enabled = rule.enabled};
+                                          .enabled = rule.enabled,
+                                          .sub_id = durable ? sub.id : 0,
+                                          .frontier = sub.frontier};
         st = eb_dispatch_add(rpc->app->dispatch, rpc->call, rpc->who.key_id,
                              via_grant ? rpc->who.tenant_id : 0, rpc->who.tenant_id, bus.id, after,
                              pat, in_flight,
@@ -176,8 +215,8 @@ void eb_rpc_subscribe(struct eb_rpc *rpc)
         goto out;
     }
     pat = NULL; /* the stream owns it now */
-    eb_log_debug("msg=\"stream opened\" tenant=%s bus=%s after=%lld", rpc->who.tenant, bus.name,
-                 (long long)after);
+    eb_log_debug("msg=\"stream opened\" tenant=%s bus=%s after=%lld durable=%d", rpc->who.tenant,
+                 bus.name, (long long)(durable ? sub.frontier : after), (int)durable);
     eb_rpc_free(rpc);
 out:
     eb_pattern_free(pat);

@@ -384,8 +384,12 @@ eb_status eb_store_drain_notifications(eb_db *db,
         return EB_EUNAVAIL;
     }
     while ((note = PQnotifies(db->conn)) != NULL) {
-        fn(arg, strcmp(note->relname, "cebus_rules") == 0 ? EB_NOTIFY_RULES : EB_NOTIFY_EVENTS,
-           strtoll(note->extra, NULL, 10));
+        enum eb_notify_channel ch = EB_NOTIFY_EVENTS;
+        if (strcmp(note->relname, "cebus_rules") == 0)
+            ch = EB_NOTIFY_RULES;
+        else if (strcmp(note->relname, "cebus_subs") == 0)
+            ch = EB_NOTIFY_SUBS;
+        fn(arg, ch, strtoll(note->extra, NULL, 10));
         PQfreemem(note);
     }
     return EB_OK;
