@@ -146,9 +146,21 @@ const char *cebus_status_name(int code);
  * THREAD SAFETY: call before sharing c between threads. */
 void cebus_client_set_timeout(cebus_client *c, int timeout_ms);
 
-/* Acknowledges deliveries of a durable subscription; same contract as the
- * other typed calls. */
-int cebus_ack(cebus_client *c, const Cebus__V1__AckRequest *req, cebus_error *err);
+/* Durable subscriptions (a Subscribe on a subscription without a start
+ * position): each delivery carries ack_id, attempt (1 for the first
+ * delivery) and ack_deadline, after which it is delivered again unless
+ * acked. cebus_ack() confirms a batch of deliveries (at most 1000 ids);
+ * cebus_nack() hands them back for redelivery after redelivery_delay_ms.
+ * Same contract as the other typed calls; resp may be NULL when the caller
+ * does not need it, else it is set on success (free with its
+ * *__free_unpacked()) and its not_applied lists the indexes of ids that
+ * changed nothing (already acked, delivered again since, dead-lettered,
+ * cancelled by a Seek, or not of this subscription). An id that is not an
+ * ack id fails the whole call with INVALID_ARGUMENT. */
+int cebus_ack(cebus_client *c, const Cebus__V1__AckRequest *req, Cebus__V1__AckResponse **resp,
+              cebus_error *err);
+int cebus_nack(cebus_client *c, const Cebus__V1__NackRequest *req,
+               Cebus__V1__NackResponse **resp, cebus_error *err);
 
 /* The rest of cebus.v1.Admin, and TestEventPattern: typed calls with the
  * contract of cebus_call_unary() and the client's timeout. On success *resp

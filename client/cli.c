@@ -213,8 +213,12 @@ static const struct cli_command commands[] = {
      "                       [--count N] [--idle-timeout-ms N] [--sequence]\n\n"
      "Prints each matching event as one line of CloudEvents JSON; with\n"
      "--sequence, as {\"sequence\":N,\"event\":{...}}. Without --pattern or\n"
-     "--subscription, the pattern is {}. Deliveries that carry an ack id\n"
-     "(durable subscriptions) are acknowledged once printed. Exits 0 after --count events, after\n"
+     "--subscription, the pattern is {}. --subscription without --from is the\n"
+     "subscription's durable stream: it resumes where the subscription is, each\n"
+     "event is acknowledged once printed (unacknowledged ones come back after\n"
+     "the ack deadline), and --sequence adds \"attempt\":A, the delivery's number.\n"
+     "With --from it only reads the rule's matches and acknowledges nothing.\n"
+     "Exits 0 after --count events, after\n"
      "--idle-timeout-ms without events, on SIGINT or SIGTERM, or when the server\n"
      "ends the stream cleanly; exits 1 when the stream ends with an error.\n"},
     {"grant", "create", cli_cmd_grant_create, grant_opts, 0, 0,

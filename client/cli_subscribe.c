@@ -89,7 +89,7 @@ static int flush_acks(cebus_client *c, const char *bus, const char *subscription
     req.subscription = (char *)subscription;
     req.n_ack_ids = k->n;
     req.ack_ids = k->ids;
-    if (cebus_ack(c, &req, &err) != 0)
+    if (cebus_ack(c, &req, NULL, &err) != 0)
         rc = cli_rpc_error(&err);
     for (size_t i = 0; i < k->n; i++)
         free(k->ids[i]);
@@ -112,6 +112,9 @@ static void print_delivery(const Cebus__V1__SubscribeResponse *m, bool with_sequ
         if (!obj)
             abort();
         json_object_set_new(obj, "sequence", json_integer((json_int_t)m->sequence));
+        /* Durable deliveries: how many times this event was delivered. */
+        if (m->attempt > 0)
+            json_object_set_new(obj, "attempt", json_integer((json_int_t)m->attempt));
         json_object_set_new(obj, "event", ce_to_json(ev));
         cli_print_json(stdout, obj);
     } else {

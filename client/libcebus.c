@@ -559,14 +559,31 @@ int cebus_delete_rule(cebus_client *c, const Cebus__V1__DeleteRuleRequest *req, 
     return rc;
 }
 
-int cebus_ack(cebus_client *c, const Cebus__V1__AckRequest *req, cebus_error *err)
+int cebus_ack(cebus_client *c, const Cebus__V1__AckRequest *req, Cebus__V1__AckResponse **resp,
+              cebus_error *err)
 {
-    Cebus__V1__AckResponse *resp = NULL;
+    Cebus__V1__AckResponse *r = NULL;
     int rc = CEBUS_TYPED_CALL(c, "/cebus.v1.EventBus/Ack", req,
-                              &cebus__v1__ack_response__descriptor, &resp, err);
+                              &cebus__v1__ack_response__descriptor, &r, err);
 
-    if (rc == GRPC_STATUS_OK)
-        cebus__v1__ack_response__free_unpacked(resp, NULL);
+    if (rc == GRPC_STATUS_OK && resp)
+        *resp = r;
+    else if (rc == GRPC_STATUS_OK)
+        cebus__v1__ack_response__free_unpacked(r, NULL);
+    return rc;
+}
+
+int cebus_nack(cebus_client *c, const Cebus__V1__NackRequest *req,
+               Cebus__V1__NackResponse **resp, cebus_error *err)
+{
+    Cebus__V1__NackResponse *r = NULL;
+    int rc = CEBUS_TYPED_CALL(c, "/cebus.v1.EventBus/Nack", req,
+                              &cebus__v1__nack_response__descriptor, &r, err);
+
+    if (rc == GRPC_STATUS_OK && resp)
+        *resp = r;
+    else if (rc == GRPC_STATUS_OK)
+        cebus__v1__nack_response__free_unpacked(r, NULL);
     return rc;
 }
 

@@ -323,7 +323,8 @@ static char *partition_key(const uint8_t *body, size_t len)
             a->value->attr_case ==
                 IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING &&
             a->value->ce_string)
-            key = eb_strndup(a->value->ce_string, PARTITION_KEY_MAX);
+            key = eb_strndup(a->value->ce_string,
+                             strnlen(a->value->ce_string, PARTITION_KEY_MAX));
     }
     io__cloudevents__v1__cloud_event__free_unpacked(ev, NULL);
     return key;
