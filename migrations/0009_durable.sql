@@ -67,7 +67,7 @@ CREATE TABLE sub_pending (
     PRIMARY KEY (sub_id, seq)
 ) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
 CREATE INDEX sub_pending_due ON sub_pending (sub_id, due_at) WHERE NOT blocked;
-CREATE INDEX sub_pending_pkey ON sub_pending (sub_id, pkey, seq) WHERE pkey IS NOT NULL;
+CREATE INDEX sub_pending_key ON sub_pending (sub_id, pkey, seq) WHERE pkey IS NOT NULL;
 CREATE INDEX sub_pending_owner ON sub_pending (owner) WHERE owner IS NOT NULL;
 
 -- Events that were not acked within max_attempts deliveries or max_age.
