@@ -25,8 +25,10 @@ struct eb_ackid {
 /* Writes the id of a to out (EB_ACKID_LEN characters and a NUL). */
 void eb_ackid_encode(const struct eb_ackid *a, char out[EB_ACKID_LEN + 1]);
 
-/* Decodes s[0..len): false when it is not an ack id (wrong length, a
- * character outside base64url, padding bits set, unknown version). */
+/* Decodes s[0..len) (need not be NUL-terminated): false when it is not an
+ * ack id (a length other than EB_ACKID_LEN, a character outside base64url,
+ * '=' padding included, an unknown version). 21 bytes fill 28 characters
+ * exactly, so no character carries padding bits. */
 bool eb_ackid_decode(const char *s, size_t len, struct eb_ackid *out);
 
 #endif

@@ -1,6 +1,7 @@
 /* Connections, the statement helper and migrations. Entity statements live
  * in store_entities.c and store_events.c. */
 #include "store.h"
+#include "store_durable.h"
 #include "store_internal.h"
 
 #include <dirent.h>
@@ -87,6 +88,8 @@ eb_status eb_db_ensure(eb_db *db)
     db->broken = false;
     db->down = false;
     if (db->listening && eb_store_listen(db) != EB_OK)
+        return EB_EUNAVAIL;
+    if (db->listening_subs && eb_store_listen_subs(db) != EB_OK)
         return EB_EUNAVAIL;
     eb_log_info("msg=\"database reconnected\"");
     return EB_OK;
@@ -372,9 +375,17 @@ eb_status eb_store_listen(eb_db *db)
     return st;
 }
 
+eb_status eb_store_listen_subs(eb_db *db)
+{
+    eb_status st = eb_db_simple(db, "listen_subs", "LISTEN cebus_subs");
+    if (st == EB_OK)
+        db->listening_subs = true;
+    return st;
+}
+
 eb_status eb_store_drain_notifications(eb_db *db,
                                        void (*fn)(void *arg, enum eb_notify_channel ch,
-                                                  int64_t bus_id),
+                                                  int64_t id),
                                        void *arg)
 {
     PGnotify *note;
@@ -384,8 +395,13 @@ eb_status eb_store_drain_notifications(eb_db *db,
         return EB_EUNAVAIL;
     }
     while ((note = PQnotifies(db->conn)) != NULL) {
-        fn(arg, strcmp(note->relname, "cebus_rules") == 0 ? EB_NOTIFY_RULES : EB_NOTIFY_EVENTS,
-           strtoll(note->extra, NULL, 10));
+        enum eb_notify_channel ch = EB_NOTIFY_EVENTS;
+
+        if (strcmp(note->relname, "cebus_rules") == 0)
+            ch = EB_NOTIFY_RULES;
+        else if (strcmp(note->relname, "cebus_subs") == 0)
+            ch = EB_NOTIFY_SUBS;
+        fn(arg, ch, strtoll(note->extra, NULL, 10));
         PQfreemem(note);
     }
     return EB_OK;

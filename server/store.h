@@ -380,15 +380,16 @@ void eb_store_partitions_for_retention(eb_db *db, int retention_hours);
  * changed or was deleted) on this connection. */
 eb_status eb_store_listen(eb_db *db);
 
-/* The channels eb_store_listen() listens on. */
-enum eb_notify_channel { EB_NOTIFY_EVENTS, EB_NOTIFY_RULES };
+/* The channels eb_store_listen() and eb_store_listen_subs() listen on. */
+enum eb_notify_channel { EB_NOTIFY_EVENTS, EB_NOTIFY_RULES, EB_NOTIFY_SUBS };
 
-/* Consumes input and calls fn with the channel and bus id of each
- * notification that arrived. Returns EB_EUNAVAIL when the connection
- * broke. */
+/* Consumes input and calls fn with the channel and id of each notification
+ * that arrived: a bus id for EB_NOTIFY_EVENTS and EB_NOTIFY_RULES, a
+ * subscription id for EB_NOTIFY_SUBS. Returns EB_EUNAVAIL when the
+ * connection broke. */
 eb_status eb_store_drain_notifications(eb_db *db,
                                        void (*fn)(void *arg, enum eb_notify_channel ch,
-                                                  int64_t bus_id),
+                                                  int64_t id),
                                        void *arg);
 
 /* Reads, newest first, up to limit events of a bus with

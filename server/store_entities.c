@@ -253,7 +253,9 @@ static eb_status load_targets(eb_db *db, struct eb_rule_rec *rules, size_t n)
     free(rule_ids);
     params[0] = ids;
     st = eb_db_exec(db, "targets_load",
-                    "SELECT rule_id, kind, COALESCE(subscription, url, target_bus, '')"
+                    "SELECT rule_id, kind, COALESCE(subscription, url, target_bus, ''),"
+                    " COALESCE(ack_deadline_s, 0), COALESCE(max_attempts, 0),"
+                    " COALESCE(max_age_s, 0), COALESCE(max_outstanding, 0)"
                     " FROM targets WHERE rule_id = ANY($1::bigint[]) ORDER BY rule_id, position",
                     1, params, NULL, NULL, 0, &res);
     free(ids);
@@ -265,15 +267,33 @@ static eb_status load_targets(eb_db *db, struct eb_rule_rec *rules, size_t n)
             struct eb_rule_rec *r = &rules[i];
             if (r->id != rid)
                 continue;
+            struct eb_target_rec *t;
+
             r->targets = eb_realloc(r->targets, (r->ntargets + 1) * sizeof *r->targets);
-            r->targets[r->ntargets].kind = (enum eb_target_kind)eb_db_int(res, row, 1);
-            r->targets[r->ntargets].value = eb_strdup(PQgetvalue(res, row, 2));
-            r->ntargets++;
+            t = &r->targets[r->ntargets++];
+            memset(t, 0, sizeof *t);
+            t->kind = (enum eb_target_kind)eb_db_int(res, row, 1);
+            t->value = eb_strdup(PQgetvalue(res, row, 2));
+            t->sub.ack_deadline_s = (int32_t)eb_db_int(res, row, 3);
+            t->sub.max_attempts = (int32_t)eb_db_int(res, row, 4);
+            t->sub.max_age_s = (int32_t)eb_db_int(res, row, 5);
+            t->sub.max_outstanding = (int32_t)eb_db_int(res, row, 6);
             break;
         }
     }
     PQclear(res);
     return EB_OK;
+}
+
+/* Formats a subscription setting for a parameter: NULL (the default) when
+ * v is 0 or the target is no subscription. */
+static const char *setting_param(char *buf, size_t size, const struct eb_target_rec *t,
+                                 int32_t v)
+{
+    if (t->kind != EB_TARGET_SUBSCRIPTION || v == 0)
+        return NULL;
+    snprintf(buf, size, "%d", (int)v);
+    return buf;
 }
 
 /* Inserts targets[0..n) of rule rule_id. REQUIRES: an open transaction. */
@@ -285,24 +305,43 @@ static eb_status insert_targets(eb_db *db, int64_t bus_id, int64_t rule_id,
     eb_db_fmt_i64(bid, sizeof bid, bus_id);
     eb_db_fmt_i64(rid, sizeof rid, rule_id);
     for (size_t i = 0; i < n; i++) {
-        char pos[24], kind[24];
+        char pos[24], kind[24], dl[16], ma[16], age[16], mo[16];
         const struct eb_target_rec *t = &targets[i];
-        const char *tp[7] = {rid, bid, pos, kind,
-                             t->kind == EB_TARGET_SUBSCRIPTION ? t->value : NULL,
-                             t->kind == EB_TARGET_HTTP ? t->value : NULL,
-                             t->kind == EB_TARGET_BUS ? t->value : NULL};
+        const char *tp[11] = {rid, bid, pos, kind,
+                              t->kind == EB_TARGET_SUBSCRIPTION ? t->value : NULL,
+                              t->kind == EB_TARGET_HTTP ? t->value : NULL,
+                              t->kind == EB_TARGET_BUS ? t->value : NULL,
+                              setting_param(dl, sizeof dl, t, t->sub.ack_deadline_s),
+                              setting_param(ma, sizeof ma, t, t->sub.max_attempts),
+                              setting_param(age, sizeof age, t, t->sub.max_age_s),
+                              setting_param(mo, sizeof mo, t, t->sub.max_outstanding)};
         eb_status st;
 
         snprintf(pos, sizeof pos, "%zu", i);
         snprintf(kind, sizeof kind, "%d", (int)t->kind);
         st = eb_db_exec(db, "target_insert",
                         "INSERT INTO targets (rule_id, bus_id, position, kind, subscription, url,"
-                        " target_bus) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                        7, tp, NULL, NULL, 0, NULL);
+                        " target_bus, ack_deadline_s, max_attempts, max_age_s, max_outstanding)"
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                        11, tp, NULL, NULL, 0, NULL);
         if (st)
             return st;
     }
     return EB_OK;
+}
+
+/* Creates the subscription state of new subscription targets of the bus
+ * and deletes that of names no target has any more (cebus_subs_sync), so
+ * that a subscription lives exactly as long as its name has a target.
+ * REQUIRES: an open transaction, after the targets changed. */
+static eb_status sync_subscriptions(eb_db *db, int64_t bus_id)
+{
+    char bid[24];
+    const char *params[1] = {bid};
+
+    eb_db_fmt_i64(bid, sizeof bid, bus_id);
+    return eb_db_exec(db, "subs_sync", "SELECT cebus_subs_sync($1)", 1, params, NULL, NULL, 0,
+                      NULL);
 }
 
 eb_status eb_store_rule_insert(eb_db *db, int64_t bus_id, struct eb_rule_rec *r,
@@ -349,6 +388,9 @@ eb_status eb_store_rule_insert_limited(eb_db *db, int64_t bus_id, struct eb_rule
         *conflict = "subscription";
         goto fail;
     }
+    st = sync_subscriptions(db, bus_id);
+    if (st)
+        goto fail;
     /* No notification: a new rule concerns no open stream. */
     st = eb_db_simple(db, "rule_commit", "COMMIT");
     if (st)
@@ -435,7 +477,12 @@ eb_status eb_store_rule_delete(eb_db *db, int64_t bus_id, const char *name)
      * commits. */
     st = eb_db_exec(db, "rule_delete",
                     "WITH d AS (DELETE FROM rules WHERE bus_id = $1 AND name = $2"
-                    " RETURNING bus_id) SELECT pg_notify('cebus_rules', bus_id::text) FROM d",
+                    " RETURNING id, bus_id),"
+                    /* A subscription name has one target on its bus: the
+                     * rule's targets' subscriptions go with the rule. */
+                    " s AS (DELETE FROM subscriptions WHERE bus_id = $1 AND name IN"
+                    " (SELECT t.subscription FROM targets t JOIN d ON t.rule_id = d.id))"
+                    " SELECT pg_notify('cebus_rules', bus_id::text) FROM d",
                     2, params, NULL, NULL, 0, &res);
     if (st)
         return st;
@@ -494,6 +541,8 @@ eb_status eb_store_rule_update(eb_db *db, int64_t bus_id, const char *name,
                         tp, NULL, NULL, 0, NULL);
         if (!st)
             st = insert_targets(db, bus_id, r.id, c->targets, c->ntargets);
+        if (!st)
+            st = sync_subscriptions(db, bus_id);
     }
     if (!st)
         st = load_targets(db, &r, 1);

@@ -15,6 +15,7 @@ struct eb_db {
     char *url;
     bool broken;    /* a statement saw the connection fail */
     bool listening; /* re-LISTEN after a reconnect */
+    bool listening_subs; /* the same for "cebus_subs" */
     bool down;      /* the last reconnect failed: logged once per outage */
     int64_t retry_us; /* no reconnect before this monotonic time */
 };
