@@ -3,7 +3,8 @@
  * (migrations/0010_dead_letters_seek.sql, server/store_dead.c): seeks to
  * each kind of position, below the retention, clearing the outstanding rows
  * and changing the epoch; pages of dead letters with their events;
- * redrive and purge by sequences and reason; the sweep dead-lettering rows
+ * redrive and purge by sequences and reason, and the claim taking redriven
+ * ones back; the sweep dead-lettering rows
  * nobody claims and removing dead letters of expired events. Time moves
  * through the now_us parameters (p_now), never by waiting.
  *
@@ -406,6 +407,65 @@ static void test_dead_redrive(void **state)
                          (long long)sub, (long long)(first + 100)));
 }
 
+/* The next claim takes redriven dead letters back as outstanding rows
+ * with attempt 0 (then delivers them as attempt 1), and leaves the others;
+ * an ack id from before a seek no longer applies. */
+static void test_redrive_then_claim(void **state)
+{
+    struct ut_db *f = *state;
+    struct eb_bus_rec bus = new_bus(f, "redclaim", 168);
+    int64_t sub = new_sub(f, bus.id, "s-redclaim", 0, 0);
+    int64_t first = append_at(f, bus.id, eb_now_wall_us(), 3);
+    int64_t seqs[1] = {first + 1};
+    struct eb_dead_filter one = {seqs, 1, 0};
+    struct eb_sub_claim_in in;
+    struct eb_sub_claim_out out;
+    struct eb_ack_item ack;
+    int64_t count = 0, next = 0, oldest = 0, front;
+
+    for (int i = 0; i < 3; i++)
+        dead(f, sub, bus.id, first + i, EB_DEAD_MAX_ATTEMPTS);
+    assert_int_equal(eb_store_dead_redrive(f->db, sub, &one, &count), EB_OK);
+    assert_int_equal(count, 1);
+
+    front = frontier(f, sub);
+    memset(&in, 0, sizeof in);
+    in.sub_id = sub;
+    in.rule_version = sql_int(f->raw, "SELECT version FROM rules WHERE name = 'r-s-redclaim'");
+    in.from_seq = in.to_seq = front;
+    in.owner = 5;
+    in.room = 0;
+    memset(&out, 0, sizeof out);
+    assert_int_equal(eb_store_sub_claim(f->db, &in, &out), EB_OK);
+    free(out.leases);
+    assert_int_equal(count_dead(f, sub), 2);
+    assert_int_equal(sql_int(f->raw,
+                             "SELECT attempt FROM sub_pending WHERE sub_id = %lld AND seq = %lld",
+                             (long long)sub, (long long)(first + 1)),
+                     0);
+
+    in.room = 10;
+    memset(&out, 0, sizeof out);
+    assert_int_equal(eb_store_sub_claim(f->db, &in, &out), EB_OK);
+    assert_int_equal(out.nleases, 1);
+    assert_int_equal(out.leases[0].seq, first + 1);
+    assert_int_equal(out.leases[0].attempt, 1);
+    free(out.leases);
+
+    /* A seek cancels the lease: its ack id (old epoch) changes nothing. */
+    memset(&ack, 0, sizeof ack);
+    ack.sub_id = sub;
+    ack.epoch = out.epoch;
+    ack.seq = first + 1;
+    ack.attempt = 1;
+    assert_int_equal(eb_store_sub_seek(f->db, sub, EB_SEEK_LATEST, 0, 0, 0, &next, &oldest),
+                     EB_OK);
+    assert_int_equal(eb_store_sub_ack(f->db, &ack, 1, NULL, 0), EB_OK);
+    assert_false(ack.applied);
+    assert_int_equal(count_pending(f, sub), 0);
+    assert_int_equal(count_dead(f, sub), 2); /* dead letters stay */
+}
+
 /* Purge deletes the selected dead letters and nothing else. */
 static void test_dead_purge(void **state)
 {
@@ -584,6 +644,7 @@ int main(void)
         cmocka_unit_test(test_seek_clears_rows),
         cmocka_unit_test(test_dead_list_pages),
         cmocka_unit_test(test_dead_redrive),
+        cmocka_unit_test(test_redrive_then_claim),
         cmocka_unit_test(test_dead_purge),
         cmocka_unit_test(test_sweep_dead_letters),
         cmocka_unit_test(test_sweep_expired_dead_letters),
