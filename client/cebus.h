@@ -203,6 +203,17 @@ int cebus_set_quota(cebus_client *c, const Cebus__V1__SetQuotaRequest *req,
                     Cebus__V1__Quota **resp, cebus_error *err);
 int cebus_get_quota(cebus_client *c, const Cebus__V1__GetQuotaRequest *req,
                     Cebus__V1__Quota **resp, cebus_error *err);
+/* Durable subscriptions: moving one (Seek; outstanding deliveries are
+ * cancelled), and its dead letters (list, redrive, purge; see
+ * docs/dead-letters.md). */
+int cebus_seek(cebus_client *c, const Cebus__V1__SeekRequest *req,
+               Cebus__V1__SeekResponse **resp, cebus_error *err);
+int cebus_list_dead_letters(cebus_client *c, const Cebus__V1__ListDeadLettersRequest *req,
+                            Cebus__V1__ListDeadLettersResponse **resp, cebus_error *err);
+int cebus_redrive_dead_letters(cebus_client *c, const Cebus__V1__RedriveDeadLettersRequest *req,
+                               Cebus__V1__RedriveDeadLettersResponse **resp, cebus_error *err);
+int cebus_purge_dead_letters(cebus_client *c, const Cebus__V1__PurgeDeadLettersRequest *req,
+                             Cebus__V1__PurgeDeadLettersResponse **resp, cebus_error *err);
 
 #ifdef __cplusplus
 }

@@ -104,6 +104,19 @@ static const struct cli_opt quota_set_opts[] = {{"--events-per-second", CLI_VALU
                                                 {"--subscriptions", CLI_VALUE},
                                                 {"--concurrent-streams", CLI_VALUE},
                                                 {NULL, CLI_FLAG}};
+static const struct cli_opt dlq_list_opts[] = {{"--bus", CLI_VALUE},
+                                               {"--subscription", CLI_VALUE},
+                                               {NULL, CLI_FLAG}};
+static const struct cli_opt dlq_change_opts[] = {{"--bus", CLI_VALUE},
+                                                 {"--subscription", CLI_VALUE},
+                                                 {"--sequence", CLI_MULTI},
+                                                 {"--reason", CLI_VALUE},
+                                                 {"--all", CLI_FLAG},
+                                                 {NULL, CLI_FLAG}};
+static const struct cli_opt seek_opts[] = {{"--bus", CLI_VALUE},     {"--subscription", CLI_VALUE},
+                                           {"--time", CLI_VALUE},    {"--sequence", CLI_VALUE},
+                                           {"--earliest", CLI_FLAG}, {"--latest", CLI_FLAG},
+                                           {NULL, CLI_FLAG}};
 static const struct cli_opt pattern_test_opts[] = {{"--pattern", CLI_VALUE},
                                                    {"--event", CLI_VALUE},
                                                    {"--bus", CLI_VALUE},
@@ -285,6 +298,39 @@ static const struct cli_command commands[] = {
      "metadata retry-after-ms; past the counts, CreateRule and Subscribe answer\n"
      "RESOURCE_EXHAUSTED. Changes apply at once on the server that made them and\n"
      "within about a second on the others.\n"},
+    {"subscription", "seek", cli_cmd_subscription_seek, seek_opts, 0, 0,
+     "move a durable subscription",
+     "usage: cebus subscription seek --bus B --subscription S\n"
+     "                               (--time RFC3339 | --sequence N | --earliest | --latest)\n\n"
+     "Moves subscription S of bus B: its next delivery is the first matching\n"
+     "event received at or after --time, from sequence N, from the oldest retained\n"
+     "event, or only events published from now on. Seeking back delivers acked\n"
+     "events again; deliveries outstanding are cancelled (their acks no longer\n"
+     "apply); dead letters stay. Prints {\"next_sequence\":N}. A sequence older than\n"
+     "the bus's retention fails with OUT_OF_RANGE naming the oldest retained one.\n"
+     "Needs an admin or subscriber key of the bus's tenant, or of a tenant holding\n"
+     "subscribe on it.\n"},
+    {"dlq", "list", cli_cmd_dlq_list, dlq_list_opts, 0, 0,
+     "list a durable subscription's dead letters",
+     "usage: cebus dlq list --bus B --subscription S\n\n"
+     "Prints every dead letter of subscription S (all pages), one JSON object per\n"
+     "line: sequence, reason (max_attempts or max_age), last_error, attempts,\n"
+     "create_time, and the event while the bus still retains it. Needs an admin\n"
+     "key of the bus's tenant or of a tenant holding manage-rules on it, or a\n"
+     "platform admin key.\n"},
+    {"dlq", "redrive", cli_cmd_dlq_redrive, dlq_change_opts, 0, 0,
+     "deliver dead letters again",
+     "usage: cebus dlq redrive --bus B --subscription S [--sequence N]...\n"
+     "                         [--reason max_attempts|max_age]\n\n"
+     "Marks the selected dead letters (those with these sequences and this\n"
+     "reason; without either, all of them) to be delivered again, attempts\n"
+     "counted from zero, and prints {\"count\":N}, how many it marked. Dead\n"
+     "letters whose event has expired are skipped. Keys as for dlq list.\n"},
+    {"dlq", "purge", cli_cmd_dlq_purge, dlq_change_opts, 0, 0, "delete dead letters",
+     "usage: cebus dlq purge --bus B --subscription S\n"
+     "                       ([--sequence N]... [--reason max_attempts|max_age] | --all)\n\n"
+     "Deletes the selected dead letters (--all: every one) and prints\n"
+     "{\"count\":N}, how many it deleted. Keys as for dlq list.\n"},
     {"pattern", "test", cli_cmd_pattern_test, pattern_test_opts, 0, 0,
      "test a pattern on an event or a bus's history",
      "usage: cebus pattern test --pattern JSON|@FILE --event JSON|@FILE|-\n"
@@ -480,7 +526,7 @@ static void print_main_usage(FILE *f)
         char name[48];
         snprintf(name, sizeof(name), "%s%s%s", commands[i].group, commands[i].name ? " " : "",
                  commands[i].name ? commands[i].name : "");
-        fprintf(f, "  %-16s %s\n", name, commands[i].summary);
+        fprintf(f, "  %-17s %s\n", name, commands[i].summary);
     }
     fprintf(f, "\n" GLOBAL_USAGE "\nRun 'cebus COMMAND --help' for a command's options.\n");
 }

@@ -103,7 +103,7 @@ int cli_list_all(cebus_client *c, const char *method, ProtobufCMessage *req,
 /* Prints j compactly on one line of f. Takes the reference. */
 void cli_print_json(FILE *f, json_t *j);
 
-/* Command handlers (cli_admin.c, cli_put.c, cli_subscribe.c). */
+/* Command handlers (cli_admin.c, cli_put.c, cli_subscribe.c, and as noted). */
 int cli_cmd_health(cebus_client *c, const struct cli_args *a);
 int cli_cmd_tenant_create(cebus_client *c, const struct cli_args *a);
 int cli_cmd_key_create(cebus_client *c, const struct cli_args *a);
@@ -136,5 +136,9 @@ int cli_cmd_source_list(cebus_client *c, const struct cli_args *a);
 int cli_cmd_source_remove(cebus_client *c, const struct cli_args *a);
 int cli_cmd_quota_get(cebus_client *c, const struct cli_args *a); /* cli_quota.c */
 int cli_cmd_quota_set(cebus_client *c, const struct cli_args *a);
+int cli_cmd_dlq_list(cebus_client *c, const struct cli_args *a); /* cli_dead.c */
+int cli_cmd_dlq_redrive(cebus_client *c, const struct cli_args *a);
+int cli_cmd_dlq_purge(cebus_client *c, const struct cli_args *a);
+int cli_cmd_subscription_seek(cebus_client *c, const struct cli_args *a);
 
 #endif

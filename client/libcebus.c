@@ -699,6 +699,34 @@ int cebus_get_quota(cebus_client *c, const Cebus__V1__GetQuotaRequest *req,
                             resp, err);
 }
 
+int cebus_seek(cebus_client *c, const Cebus__V1__SeekRequest *req,
+               Cebus__V1__SeekResponse **resp, cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.EventBus/Seek", req,
+                            &cebus__v1__seek_response__descriptor, resp, err);
+}
+
+int cebus_list_dead_letters(cebus_client *c, const Cebus__V1__ListDeadLettersRequest *req,
+                            Cebus__V1__ListDeadLettersResponse **resp, cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/ListDeadLetters", req,
+                            &cebus__v1__list_dead_letters_response__descriptor, resp, err);
+}
+
+int cebus_redrive_dead_letters(cebus_client *c, const Cebus__V1__RedriveDeadLettersRequest *req,
+                               Cebus__V1__RedriveDeadLettersResponse **resp, cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/RedriveDeadLetters", req,
+                            &cebus__v1__redrive_dead_letters_response__descriptor, resp, err);
+}
+
+int cebus_purge_dead_letters(cebus_client *c, const Cebus__V1__PurgeDeadLettersRequest *req,
+                             Cebus__V1__PurgeDeadLettersResponse **resp, cebus_error *err)
+{
+    return CEBUS_TYPED_CALL(c, "/cebus.v1.Admin/PurgeDeadLetters", req,
+                            &cebus__v1__purge_dead_letters_response__descriptor, resp, err);
+}
+
 int cebus_delete_tenant(cebus_client *c, const Cebus__V1__DeleteTenantRequest *req,
                         cebus_error *err)
 {

@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "store.h"
+#include "store_durable.h"
 #include "util.h"
 
 /* Retry delay after a failed run (database down, lock timeout). */
@@ -19,6 +20,25 @@ struct eb_retention {
     bool stopping; /* guarded by mu */
     pthread_t thread;
 };
+
+/* Dead-letters what durable subscriptions nobody claims hold past their
+ * limits, and drops dead letters whose event expired. Returns false when
+ * it failed. */
+static bool sweep_subscriptions(eb_db *db)
+{
+    int64_t dead = 0, expired = 0;
+    eb_status st = eb_store_sub_sweep(db, 0, &dead, &expired);
+
+    if (st) {
+        eb_log_warn("msg=\"subscription sweep failed; retrying\" status=\"%s\"",
+                    eb_status_text(st));
+        return false;
+    }
+    if (dead || expired)
+        eb_log_info("msg=\"subscription sweep\" dead_lettered=%lld expired=%lld",
+                    (long long)dead, (long long)expired);
+    return true;
+}
 
 /* One run. Returns false when it failed and should be retried soon. */
 static bool run_once(eb_db **db, const char *url)
@@ -45,7 +65,7 @@ static bool run_once(eb_db **db, const char *url)
                     r.created, r.dropped, (long long)((eb_now_mono_us() - t0) / 1000));
     else
         eb_log_debug("msg=\"partition maintenance\" skipped=%d", r.skipped ? 1 : 0);
-    return true;
+    return sweep_subscriptions(*db);
 }
 
 static void *retention_main(void *arg)

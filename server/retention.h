@@ -1,9 +1,11 @@
 /* Retention: a thread that runs partition maintenance (creates the event
  * log's partitions ahead of need, records each bus's oldest retained
- * sequence, drops wholly expired partitions) at start and then every
- * EB_RETENTION_EVERY_MS. Every replica runs one; an advisory lock in the
- * database lets one of them do a given run and the others skip it. See
- * docs/decisions/0011-retention.md. */
+ * sequence, drops wholly expired partitions) and the sweep of durable
+ * subscriptions (rows past their limits become dead letters; dead letters
+ * of expired events go) at start and then every EB_RETENTION_EVERY_MS.
+ * Every replica runs one; an advisory lock in the database lets one of
+ * them do a given run and the others skip it. See
+ * docs/decisions/0011-retention.md and 0014-durable-subscriptions.md. */
 #ifndef EB_RETENTION_H
 #define EB_RETENTION_H
 

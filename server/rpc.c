@@ -51,6 +51,10 @@ static const struct method methods[] = {
     {"/cebus.v1.Admin/DeleteEventSource", false, false, eb_rpc_delete_event_source},
     {"/cebus.v1.Admin/SetQuota", false, false, eb_rpc_set_quota},
     {"/cebus.v1.Admin/GetQuota", false, false, eb_rpc_get_quota},
+    {"/cebus.v1.EventBus/Seek", false, false, eb_rpc_seek},
+    {"/cebus.v1.Admin/ListDeadLetters", false, false, eb_rpc_list_dead_letters},
+    {"/cebus.v1.Admin/RedriveDeadLetters", false, false, eb_rpc_redrive_dead_letters},
+    {"/cebus.v1.Admin/PurgeDeadLetters", false, false, eb_rpc_purge_dead_letters},
     {"/grpc.health.v1.Health/Check", false, true, rpc_health_check},
 };
 

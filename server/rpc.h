@@ -106,6 +106,10 @@ void eb_rpc_list_event_sources(struct eb_rpc *rpc);
 void eb_rpc_delete_event_source(struct eb_rpc *rpc);
 void eb_rpc_set_quota(struct eb_rpc *rpc);
 void eb_rpc_get_quota(struct eb_rpc *rpc);
+void eb_rpc_seek(struct eb_rpc *rpc);
+void eb_rpc_list_dead_letters(struct eb_rpc *rpc);
+void eb_rpc_redrive_dead_letters(struct eb_rpc *rpc);
+void eb_rpc_purge_dead_letters(struct eb_rpc *rpc);
 
 /* Sets *lim to the rule limits of bus's owner (for
  * eb_store_rule_insert_limited()). Fails the call (freeing rpc) and

@@ -184,8 +184,13 @@ struct eb_dead_rec {
 /* Frees what v[0..n) own, then v. */
 void eb_dead_recs_free(struct eb_dead_rec *v, size_t n);
 
+/* Bodies of one page of dead letters, at most (plus the one that crosses it). */
+#define EB_DEAD_PAGE_BYTES (1024 * 1024)
+
 /* Up to limit dead letters of a subscription with seq > after_seq, by seq,
- * with their events. */
+ * with their events. Stops early, after at least one, once the bodies read
+ * reach EB_DEAD_PAGE_BYTES, so that a page of large events stays small.
+ * *out is a new array (eb_dead_recs_free()). */
 eb_status eb_store_dead_list(eb_db *db, int64_t sub_id, int64_t after_seq, int limit,
                              struct eb_dead_rec **out, size_t *n);
 

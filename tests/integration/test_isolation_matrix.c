@@ -227,6 +227,16 @@ static void call_nack(cebus_client *c, const struct target *t, struct outcome *o
     unary(c, "/cebus.v1.EventBus/Nack", &req.base, &cebus__v1__nack_response__descriptor, o);
 }
 
+static void call_seek(cebus_client *c, const struct target *t, struct outcome *o)
+{
+    Cebus__V1__SeekRequest req = CEBUS__V1__SEEK_REQUEST__INIT;
+
+    req.bus = (char *)t->busref;
+    req.subscription = (char *)t->sub;
+    req.position = CEBUS__V1__START_POSITION__START_POSITION_LATEST;
+    unary(c, "/cebus.v1.EventBus/Seek", &req.base, &cebus__v1__seek_response__descriptor, o);
+}
+
 /* -- Admin: tenants -- */
 
 static void call_create_tenant(cebus_client *c, const struct target *t, struct outcome *o)
@@ -422,7 +432,7 @@ static void call_delete_event_source(cebus_client *c, const struct target *t, st
           &cebus__v1__delete_event_source_response__descriptor, o);
 }
 
-/* -- Admin: quotas, and dead letters (not implemented) -- */
+/* -- Admin: quotas, and dead letters -- */
 
 static void call_set_quota(cebus_client *c, const struct target *t, struct outcome *o)
 {
@@ -499,6 +509,7 @@ static const struct row rows[] = {
     {"Subscribe(A's subscription)", call_subscribe_sub, {NF, PD, NF}, {S, 0, S}},
     {"Ack(A's subscription)", call_ack, {UI, UI, UI}, {0, 0, 0}},
     {"Nack(A's subscription)", call_nack, {UI, UI, UI}, {0, 0, 0}},
+    {"Seek(A's subscription)", call_seek, {NF, PD, NF}, {S, 0, S}},
     /* Admin: tenants */
     {"CreateTenant(A's name)", call_create_tenant, {PD, PD, PD}, {0, 0, 0}},
     {"GetTenant(A)", call_get_tenant, {NF, PD, PD}, {0, 0, 0}},
@@ -525,10 +536,10 @@ static const struct row rows[] = {
     /* Admin: quotas (SetQuota is the platform admin's alone) */
     {"SetQuota(A)", call_set_quota, {PD, PD, PD}, {0, 0, 0}},
     {"GetQuota(A)", call_get_quota, {NF, PD, PD}, {0, 0, 0}},
-    /* Admin: not implemented */
-    {"ListDeadLetters(A's subscription)", call_list_dead_letters, {UI, UI, UI}, {0, 0, 0}},
-    {"RedriveDeadLetters(A's subscription)", call_redrive_dead_letters, {UI, UI, UI}, {0, 0, 0}},
-    {"PurgeDeadLetters(A's subscription)", call_purge_dead_letters, {UI, UI, UI}, {0, 0, 0}},
+    /* Admin: dead letters, managed like rules */
+    {"ListDeadLetters(A's subscription)", call_list_dead_letters, {NF, PD, PD}, {M, 0, 0}},
+    {"RedriveDeadLetters(A's subscription)", call_redrive_dead_letters, {NF, PD, PD}, {M, 0, 0}},
+    {"PurgeDeadLetters(A's subscription)", call_purge_dead_letters, {NF, PD, PD}, {M, 0, 0}},
     /* Last: these change A's bus when a grant lets them. */
     {"UpdateRule(A's rule)", call_update_rule, {NF, PD, PD}, {M, 0, 0}},
     {"DeleteRule(A's rule)", call_delete_rule, {NF, PD, PD}, {M, 0, 0}},
