@@ -26,9 +26,9 @@ struct ack_call {
     struct eb_rpc *rpc;
 };
 
-/* Checks the ids' count and sizes (before anything is looked up), then
- * authorizes the caller on the bus and subscription as Subscribe does, then
- * decodes the ids. On success sets *items (a new array of nids; free()).
+/* Checks the ids' count and decodes them (before anything is looked up),
+ * then authorizes the caller on the bus and subscription as Subscribe
+ * does. On success sets *items (a new array of nids; free()).
  * Otherwise fails the call (freeing rpc) and returns false. */
 static bool resolve(struct eb_rpc *rpc, const char *what, const char *busref,
                     const char *subscription, char **ids, size_t nids,
@@ -55,51 +55,53 @@ static bool resolve(struct eb_rpc *rpc, const char *what, const char *busref,
                     nids);
         return false;
     }
-    for (size_t i = 0; i < nids; i++)
-        if (strlen(ids[i]) > EB_ACKID_MAX) {
+    /* Decoded before anything is looked up: an id that is not an ack id
+     * gets the same answer on every bus and subscription. */
+    v = eb_calloc(nids, sizeof *v);
+    for (size_t i = 0; i < nids; i++) {
+        struct eb_ackid a;
+        size_t len = strnlen(ids[i], EB_ACKID_MAX + 1);
+        if (len > EB_ACKID_MAX || !eb_ackid_decode(ids[i], len, &a)) {
+            free(v);
             eb_rpc_fail(rpc, EB_EINVAL, "ack_ids[%zu]: not an ack id", i);
             return false;
         }
+        v[i].epoch = a.epoch;
+        v[i].seq = a.seq;
+        v[i].attempt = a.attempt;
+    }
     st = eb_auth_resolve_bus_granted(rpc->app->auth, rpc->db, &rpc->who, busref,
                                      EB_PERMS(EB_PERMISSION_SUBSCRIBE), &bus, &via_grant,
                                      rpc->err, sizeof rpc->err);
     if (st) {
         eb_rpc_fail(rpc, st, "%s", rpc->err);
-        return false;
+        goto fail;
     }
     if (!subscription[0]) {
         eb_rpc_fail(rpc, EB_EINVAL, "subscription: required");
-        return false;
+        goto fail;
     }
     if (!eb_name_valid(subscription)) {
         eb_rpc_fail(rpc, EB_EINVAL, "subscription: not a valid name");
-        return false;
+        goto fail;
     }
     st = eb_store_sub_get(rpc->db, bus.id, subscription, &sub);
     if (st == EB_ENOTFOUND) {
         eb_rpc_fail(rpc, st, "subscription: no subscription \"%s\" on bus \"%s\"", subscription,
                     busref);
-        return false;
+        goto fail;
     }
     if (st) {
         eb_rpc_fail_store(rpc, st, "subscription");
-        return false;
+        goto fail;
     }
-    v = eb_calloc(nids, sizeof *v);
-    for (size_t i = 0; i < nids; i++) {
-        struct eb_ackid a;
-        if (!eb_ackid_decode(ids[i], strlen(ids[i]), &a)) {
-            free(v);
-            eb_rpc_fail(rpc, EB_EINVAL, "ack_ids[%zu]: not an ack id", i);
-            return false;
-        }
+    for (size_t i = 0; i < nids; i++)
         v[i].sub_id = sub.id;
-        v[i].epoch = a.epoch;
-        v[i].seq = a.seq;
-        v[i].attempt = a.attempt;
-    }
     *items = v;
     return true;
+fail:
+    free(v);
+    return false;
 }
 
 /* Answers not_applied: the indexes of items[0..n) that changed nothing.

@@ -430,22 +430,29 @@ static void test_missing_or_wrong_key_is_unauthenticated(void **state)
     }
 }
 
-/* Declared but unimplemented RPCs, and methods nobody declared, are
- * UNIMPLEMENTED. */
+/* Methods nobody declared are UNIMPLEMENTED (every declared one is
+ * implemented); Ack and Nack bodies that are not their message, or carry
+ * ids that are not ack ids, are INVALID_ARGUMENT. */
 static void test_unimplemented_rpc_is_unimplemented(void **state)
 {
     struct h_env *env = *state;
     Cebus__V1__NackRequest req = CEBUS__V1__NACK_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
+    char *ids[1] = {"\xff\xfe not an id"};
     cebus_error err;
     int rc;
 
     fixture_once(env);
     req.bus = "orders";
     req.subscription = "s";
+    req.n_ack_ids = 1;
+    req.ack_ids = ids;
     rc = cebus_call_unary(fx.admin, "/cebus.v1.EventBus/Nack", &req.base,
                           &cebus__v1__nack_response__descriptor, 10000, &resp, &err);
-    h_assert_status("Nack", rc, &err, GRPC_STATUS_UNIMPLEMENTED, NULL);
+    h_assert_status("Nack", rc, &err, GRPC_STATUS_INVALID_ARGUMENT, NULL);
+    rc = h_call_raw(env->srv[0].addr, fx.t.admin_key, "/cebus.v1.EventBus/Ack", "\xff\xff\xff",
+                    3, 10000, NULL, &err);
+    h_assert_status("Ack raw garbage", rc, &err, GRPC_STATUS_INVALID_ARGUMENT, "request");
     rc = h_call_raw(env->srv[0].addr, fx.t.admin_key, "/cebus.v1.EventBus/NoSuchMethod", "", 0,
                     10000, NULL, &err);
     h_assert_status("NoSuchMethod", rc, &err, GRPC_STATUS_UNIMPLEMENTED, NULL);
