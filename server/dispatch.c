@@ -996,6 +996,7 @@ void eb_dispatch_free(eb_dispatch *d)
     if (!d)
         return;
     close(d->wakefd);
+    free(d->releases); /* left when the database was down at the end */
     pthread_mutex_destroy(&d->mu);
     free(d->url);
     free(d);

@@ -391,6 +391,22 @@ static void end_expired(eb_dispatch *d, int64_t bus_id, int64_t sub_id, int64_t 
                 (long long)bus_id, (long long)sub_id, n);
 }
 
+/* The subscription was moved by a Seek (its epoch changed): deliveries
+ * queued and not yet sent carry ids that no longer apply, and the leases
+ * they stood for are gone. Drops both. REQUIRES: d->mu. */
+static void seeked_locked(struct dsub *ds)
+{
+    for (struct stream *s = ds->streams; s; s = s->dnext) {
+        while (s->qlen) {
+            s->qbytes -= GRPC_SLICE_LENGTH(s->q[s->qhead].msg);
+            grpc_slice_unref(s->q[s->qhead].msg);
+            s->qhead = (s->qhead + 1) % s->qcap;
+            s->qlen--;
+        }
+        s->nleases = 0;
+    }
+}
+
 static void free_events(struct eb_event_rec *evs, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -578,6 +594,9 @@ static eb_status claim_once(eb_dispatch *d, eb_db *db, int64_t bus_id, int64_t s
         if (r.out.frontier != ds->frontier)
             ds->floor_us = at ? at->expires_us : 0;
         ds->frontier = r.out.frontier;
+        if (ds->epoch && ds->epoch != r.out.epoch)
+            seeked_locked(ds);
+        ds->epoch = r.out.epoch;
         if (r.out.next_due_us) {
             int64_t soonest = eb_now_wall_us() + MIN_WAKE_US;
             ds->wake_us = r.out.next_due_us > soonest ? r.out.next_due_us : soonest;
@@ -587,8 +606,14 @@ static eb_status claim_once(eb_dispatch *d, eb_db *db, int64_t bus_id, int64_t s
     }
     pthread_mutex_unlock(&d->mu);
     st = deliver_round(d, db, bus_id, sub_id, in.owner, &r);
-    *more = r.out.result == EB_CLAIM_MOVED || r.n == READ_PAGE ||
-            r.out.frontier < in.to_seq || r.out.nleases == (size_t)room;
+    /* Again at once when another replica moved the frontier, when this
+     * claim made progress and the log has more, or when the stream filled
+     * up (another may have room). A claim that moved nothing (the
+     * subscription is at max_outstanding) waits for an ack or a deadline,
+     * or it would spin. */
+    *more = r.out.result == EB_CLAIM_MOVED ||
+            (r.out.frontier > in.from_seq && (r.n == READ_PAGE || r.out.frontier < in.to_seq)) ||
+            (r.out.nleases > 0 && r.out.nleases == (size_t)room);
     round_clear(&r);
     return st;
 

@@ -93,6 +93,7 @@ struct dsub {
     struct stream *streams;
     unsigned turn;         /* round robin among the streams with room */
     int64_t frontier;      /* as the last claim left it */
+    int64_t epoch;         /* as the last claim gave it; 0: no claim yet */
     int64_t floor_us;      /* the expiry of the event at frontier; 0: unknown */
     int64_t wake_us;       /* serve again at this time (database clock); 0: none */
     bool dirty;            /* serve at the next turn of the loop */

@@ -8,6 +8,7 @@
 #include "harness.h"
 #include "harness_load.h"
 
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -527,6 +528,91 @@ static void test_ids_that_do_not_apply(void **state)
     cebus_client_free(sub_b);
 }
 
+/* Runs sql with params[0..n) on the test's database; fails the test unless
+ * it succeeds. */
+static void sql_ok(struct h_env *env, const char *sql, int n, const char *const *params)
+{
+    PGconn *c = PQconnectdb(env->db.conninfo);
+    PGresult *res;
+    ExecStatusType st;
+
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("connect: %s", PQerrorMessage(c));
+    res = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    st = PQresultStatus(res);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        fail_msg("SQL failed: %s: %s", sql, PQerrorMessage(c));
+    PQclear(res);
+    PQfinish(c);
+}
+
+/* Events that expire after the subscription's frontier before it examined
+ * them (0014, "Retention"): the open stream ends OUT_OF_RANGE naming the
+ * first lost sequence and the oldest retained one, and new streams are
+ * refused the same way, since skipping them would hide their loss. Expiry
+ * is made by hand, as in test_retention.c. */
+static void test_events_expired_before_delivery(void **state)
+{
+    struct h_env *env = *state;
+    struct h_tenant t;
+    cebus_client *admin, *pub, *sub;
+    cebus_stream *s;
+    delivery *first, *m = NULL;
+    Cebus__V1__SubscribeRequest req;
+    uint64_t seqs[4];
+    char want[128], lost[32];
+    const char *params[1] = {lost};
+    cebus_error err;
+    int rc;
+
+    h_tenant_create_ok(env->admin, "du-expired", "orders", &t);
+    admin = cebus_client_new(env->srv[0].addr, t.admin_key);
+    pub = cebus_client_new(env->srv[0].addr, t.publisher_key);
+    sub = cebus_client_new(env->srv[0].addr, t.subscriber_key);
+    rule_ok(admin, "orders", "r", "late", NULL);
+
+    /* One delivery in flight: the stream (N = 1) reads nothing more. */
+    s = durable_ok(sub, "orders", "late", 1);
+    put_n(pub, "orders", "x", 3, seqs);
+    first = h_expect_next(s);
+    assert_delivery(first, seqs[0], 1);
+    snprintf(lost, sizeof lost, "%llu", (unsigned long long)seqs[2]);
+    sql_ok(env,
+           "UPDATE events SET expires_at = now() - interval '1 second' WHERE seq <= $1::bigint"
+           " AND bus_id = (SELECT b.id FROM buses b JOIN tenants t ON t.id = b.tenant_id"
+           " WHERE t.name = 'du-expired' AND b.name = 'orders')",
+           1, params);
+    seqs[3] = h_put_one_ok(pub, "orders", "x-3", "it.durable", NULL);
+    /* The ack makes room; the next read finds seqs[1] and [2] gone. */
+    ack_one_ok(sub, "orders", "late", first->ack_id);
+    snprintf(want, sizeof want,
+             "events from %llu expired before delivery; the oldest retained sequence is %llu",
+             (unsigned long long)seqs[1], (unsigned long long)seqs[3]);
+    do {
+        if (m)
+            cebus__v1__subscribe_response__free_unpacked(m, NULL);
+        m = NULL;
+        rc = cebus_stream_next(s, H_EVENT_TIMEOUT_MS, &m, &err);
+        if (rc == 1 && m->sequence > seqs[0])
+            fail_msg("delivered sequence %llu past the lost ones",
+                     (unsigned long long)m->sequence);
+    } while (rc == 1);
+    assert_int_equal(rc, -1);
+    h_assert_status("the stream's end", err.code, &err, GRPC_STATUS_OUT_OF_RANGE, want);
+    assert_null(strstr(err.message, "du-expired"));
+    cebus_stream_close(s);
+
+    h_subscribe_request(&req, "orders", NULL, "late",
+                        CEBUS__V1__START_POSITION__START_POSITION_UNSPECIFIED, 0);
+    rc = h_subscribe_status(sub, &req, &err);
+    h_assert_status("a new durable stream", rc, &err, GRPC_STATUS_OUT_OF_RANGE, want);
+
+    cebus__v1__subscribe_response__free_unpacked(first, NULL);
+    cebus_client_free(admin);
+    cebus_client_free(pub);
+    cebus_client_free(sub);
+}
+
 /* ---- Sharing ------------------------------------------------------------------ */
 
 /* Consumers on streams[0..n) that ack what they get, until every sequence
@@ -807,6 +893,7 @@ int main(void)
         cmocka_unit_test(test_nack_redelivers),
         cmocka_unit_test(test_max_in_flight_respected),
         cmocka_unit_test(test_ids_that_do_not_apply),
+        cmocka_unit_test(test_events_expired_before_delivery),
         cmocka_unit_test(test_two_streams_share),
         cmocka_unit_test(test_partition_key_one_in_flight_in_order),
         cmocka_unit_test_teardown(test_concurrent_publishers_exactly_once, h_load_teardown),
