@@ -54,6 +54,10 @@ static const struct cli_opt rule_create_opts[] = {{"--bus", CLI_VALUE},
                                                   {"--subscription", CLI_MULTI},
                                                   {"--description", CLI_VALUE},
                                                   {"--disabled", CLI_FLAG},
+                                                  {"--ack-deadline-seconds", CLI_VALUE},
+                                                  {"--max-attempts", CLI_VALUE},
+                                                  {"--max-age-seconds", CLI_VALUE},
+                                                  {"--max-outstanding", CLI_VALUE},
                                                   {NULL, CLI_FLAG}};
 static const struct cli_opt rule_bus_opts[] = {{"--bus", CLI_VALUE}, {NULL, CLI_FLAG}};
 static const struct cli_opt rule_update_opts[] = {{"--bus", CLI_VALUE},
@@ -61,6 +65,10 @@ static const struct cli_opt rule_update_opts[] = {{"--bus", CLI_VALUE},
                                                   {"--description", CLI_VALUE},
                                                   {"--subscription", CLI_MULTI},
                                                   {"--no-subscriptions", CLI_FLAG},
+                                                  {"--ack-deadline-seconds", CLI_VALUE},
+                                                  {"--max-attempts", CLI_VALUE},
+                                                  {"--max-age-seconds", CLI_VALUE},
+                                                  {"--max-outstanding", CLI_VALUE},
                                                   {NULL, CLI_FLAG}};
 static const struct cli_opt put_opts[] = {{"--bus", CLI_VALUE},
                                           {"--type", CLI_VALUE},
@@ -180,9 +188,15 @@ static const struct cli_command commands[] = {
      "it end with NOT_FOUND. This cannot be undone.\n"},
     {"rule", "create", cli_cmd_rule_create, rule_create_opts, 1, 1, "create a rule",
      "usage: cebus rule create --bus B NAME --pattern JSON|@FILE [--subscription S]...\n"
-     "                         [--description S] [--disabled]\n\n"
+     "                         [--description S] [--disabled]\n"
+     "                         [--ack-deadline-seconds N] [--max-attempts N]\n"
+     "                         [--max-age-seconds N] [--max-outstanding N]\n\n"
      "Creates a rule whose targets are the named subscriptions and prints it\n"
-     "as JSON. --pattern @FILE reads the pattern from FILE.\n"},
+     "as JSON. --pattern @FILE reads the pattern from FILE. The settings apply to\n"
+     "every --subscription given (0 or absent: the default): the ack deadline\n"
+     "(30; 1 to 600), deliveries before an event becomes a dead letter (5; 1 to\n"
+     "100), the age at which it does (0: the bus's retention only) and the events\n"
+     "outstanding at most (10000; 1 to 100000).\n"},
     {"rule", "get", cli_cmd_rule_get, rule_bus_opts, 1, 1, "show a rule",
      "usage: cebus rule get --bus B NAME\n\nPrints the rule as JSON.\n"},
     {"rule", "list", cli_cmd_rule_list, rule_bus_opts, 0, 0, "list the rules of a bus",
@@ -190,9 +204,13 @@ static const struct cli_command commands[] = {
      "Prints every rule of the bus (all pages), one JSON object per line.\n"},
     {"rule", "update", cli_cmd_rule_update, rule_update_opts, 1, 1, "change a rule",
      "usage: cebus rule update --bus B NAME [--pattern JSON|@FILE] [--description S]\n"
-     "                         [--subscription S]... [--no-subscriptions]\n\n"
+     "                         [--subscription S]... [--no-subscriptions]\n"
+     "                         [--ack-deadline-seconds N] [--max-attempts N]\n"
+     "                         [--max-age-seconds N] [--max-outstanding N]\n\n"
      "Replaces what is given and prints the rule as JSON. --subscription (repeatable)\n"
-     "replaces the rule's subscription targets; --no-subscriptions removes them all.\n"
+     "replaces the rule's subscription targets, with the settings given (as in\n"
+     "rule create; a subscription keeps its deliveries and position when its name\n"
+     "stays); --no-subscriptions removes them all.\n"
      "Open streams on the rule's subscriptions follow the change within about a\n"
      "second, on every server, without losing or repeating events; streams on a\n"
      "subscription the rule no longer targets end with NOT_FOUND.\n"},

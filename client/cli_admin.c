@@ -193,6 +193,31 @@ static const char *require_bus(const struct cli_args *a)
     return bus && *bus ? bus : NULL;
 }
 
+/* Reads the subscription settings options into *out (a template for each
+ * --subscription target). Returns 0, or a usage error's exit code. */
+static int sub_settings_from_args(const struct cli_args *a, int nsubs,
+                                  Cebus__V1__SubscriptionTarget *out)
+{
+    static const char *const names[4] = {"--ack-deadline-seconds", "--max-attempts",
+                                         "--max-age-seconds", "--max-outstanding"};
+    uint32_t *fields[4] = {&out->ack_deadline_seconds, &out->max_attempts,
+                           &out->max_age_seconds, &out->max_outstanding};
+
+    for (int i = 0; i < 4; i++) {
+        const char *v = cli_get(a, names[i]);
+        uint64_t n;
+
+        if (!v)
+            continue;
+        if (nsubs == 0)
+            return cli_usage_error(a, "subscription settings need --subscription");
+        if (cli_parse_uint(v, UINT32_MAX, &n) != 0)
+            return cli_usage_error(a, "subscription settings must be numbers");
+        *fields[i] = (uint32_t)n;
+    }
+    return 0;
+}
+
 int cli_cmd_rule_create(cebus_client *c, const struct cli_args *a)
 {
     Cebus__V1__CreateRuleRequest req = CEBUS__V1__CREATE_RULE_REQUEST__INIT;
@@ -200,6 +225,7 @@ int cli_cmd_rule_create(cebus_client *c, const struct cli_args *a)
     int nsubs = cli_count(a, "--subscription");
     Cebus__V1__Target *targets = NULL, **target_ptrs = NULL;
     Cebus__V1__SubscriptionTarget *subs = NULL;
+    Cebus__V1__SubscriptionTarget settings = CEBUS__V1__SUBSCRIPTION_TARGET__INIT;
     char *pattern = NULL;
     cebus_error err;
     int rc = CLI_EXIT_OK;
@@ -208,6 +234,9 @@ int cli_cmd_rule_create(cebus_client *c, const struct cli_args *a)
         return cli_usage_error(a, "--bus is required");
     if (!cli_get(a, "--pattern"))
         return cli_usage_error(a, "--pattern is required");
+    rc = sub_settings_from_args(a, nsubs, &settings);
+    if (rc != 0)
+        return rc;
     pattern = cli_value_or_file("--pattern", cli_get(a, "--pattern"));
     if (!pattern)
         return CLI_EXIT_ERROR;
@@ -226,9 +255,8 @@ int cli_cmd_rule_create(cebus_client *c, const struct cli_args *a)
         abort();
     for (int i = 0; i < nsubs; i++) {
         Cebus__V1__Target t = CEBUS__V1__TARGET__INIT;
-        Cebus__V1__SubscriptionTarget s = CEBUS__V1__SUBSCRIPTION_TARGET__INIT;
 
-        subs[i] = s;
+        subs[i] = settings;
         subs[i].name = (char *)cli_nth(a, "--subscription", i);
         targets[i] = t;
         targets[i].kind_case = CEBUS__V1__TARGET__KIND_SUBSCRIPTION;
@@ -300,6 +328,7 @@ int cli_cmd_rule_update(cebus_client *c, const struct cli_args *a)
     int nsubs = cli_count(a, "--subscription");
     Cebus__V1__Target *targets = NULL, **target_ptrs = NULL;
     Cebus__V1__SubscriptionTarget *subs = NULL;
+    Cebus__V1__SubscriptionTarget settings = CEBUS__V1__SUBSCRIPTION_TARGET__INIT;
     char *mask[3], *pattern = NULL;
     size_t nmask = 0;
     int rc;
@@ -308,6 +337,9 @@ int cli_cmd_rule_update(cebus_client *c, const struct cli_args *a)
         return cli_usage_error(a, "--bus is required");
     if (nsubs > 0 && cli_get(a, "--no-subscriptions"))
         return cli_usage_error(a, "--subscription and --no-subscriptions exclude each other");
+    rc = sub_settings_from_args(a, nsubs, &settings);
+    if (rc != 0)
+        return rc;
     if (cli_get(a, "--pattern")) {
         pattern = cli_value_or_file("--pattern", cli_get(a, "--pattern"));
         if (!pattern)
@@ -327,9 +359,8 @@ int cli_cmd_rule_update(cebus_client *c, const struct cli_args *a)
             abort();
         for (int i = 0; i < nsubs; i++) {
             Cebus__V1__Target t = CEBUS__V1__TARGET__INIT;
-            Cebus__V1__SubscriptionTarget st = CEBUS__V1__SUBSCRIPTION_TARGET__INIT;
 
-            subs[i] = st;
+            subs[i] = settings;
             subs[i].name = (char *)cli_nth(a, "--subscription", i);
             targets[i] = t;
             targets[i].kind_case = CEBUS__V1__TARGET__KIND_SUBSCRIPTION;

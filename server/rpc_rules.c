@@ -11,6 +11,7 @@
 #include "google/protobuf/timestamp.pb-c.h"
 #include "pattern.h"
 #include "rpc.h"
+#include "store_durable.h"
 #include "util.h"
 
 /* Limits, documented in README.md. */
@@ -54,6 +55,11 @@ static void rule_msg_init(struct rule_msg *m, const char *bus, const struct eb_r
         case EB_TARGET_SUBSCRIPTION:
             cebus__v1__subscription_target__init(&m->subs[i]);
             m->subs[i].name = r->targets[i].value;
+            /* As stored: 0 stands for the default, as in requests. */
+            m->subs[i].ack_deadline_seconds = (uint32_t)r->targets[i].sub.ack_deadline_s;
+            m->subs[i].max_attempts = (uint32_t)r->targets[i].sub.max_attempts;
+            m->subs[i].max_age_seconds = (uint32_t)r->targets[i].sub.max_age_s;
+            m->subs[i].max_outstanding = (uint32_t)r->targets[i].sub.max_outstanding;
             t->kind_case = CEBUS__V1__TARGET__KIND_SUBSCRIPTION;
             t->subscription = &m->subs[i];
             break;
@@ -105,10 +111,46 @@ static bool rule_bus(struct eb_rpc *rpc, unsigned roles, unsigned perms, const c
     return true;
 }
 
-/* Validates targets[0..n) (the caller has capped n) and appends them to
- * rec's targets. Fails the call and returns false on the first bad one. */
+/* Checks one setting of targets[i].subscription: 0 (the default) or
+ * lo..hi. Fails the call and returns false when out of range. */
+static bool setting_ok(struct eb_rpc *rpc, size_t i, const char *field, uint32_t v, uint32_t lo,
+                       uint32_t hi, const char *why)
+{
+    if (v == 0 || (v >= lo && v <= hi))
+        return true;
+    eb_rpc_fail(rpc, EB_EINVAL, "targets[%zu].subscription.%s: %u to %u%s (0: the default)", i,
+                field, lo, hi, why);
+    return false;
+}
+
+/* Validates the settings of subscription target i against their limits
+ * (store_durable.h) and the bus's retention, and copies them to out. */
+static bool sub_settings_from_request(struct eb_rpc *rpc, size_t i,
+                                      const Cebus__V1__SubscriptionTarget *t,
+                                      int retention_hours, struct eb_sub_settings *out)
+{
+    uint32_t max_age = (uint32_t)retention_hours * 3600u;
+
+    if (!setting_ok(rpc, i, "ack_deadline_seconds", t->ack_deadline_seconds, 1,
+                    EB_SUB_ACK_DEADLINE_MAX, "") ||
+        !setting_ok(rpc, i, "max_attempts", t->max_attempts, 1, EB_SUB_MAX_ATTEMPTS_MAX, "") ||
+        !setting_ok(rpc, i, "max_age_seconds", t->max_age_seconds, 1, max_age,
+                    ", the bus's retention") ||
+        !setting_ok(rpc, i, "max_outstanding", t->max_outstanding, 1,
+                    EB_SUB_MAX_OUTSTANDING_MAX, ""))
+        return false;
+    out->ack_deadline_s = (int32_t)t->ack_deadline_seconds;
+    out->max_attempts = (int32_t)t->max_attempts;
+    out->max_age_s = (int32_t)t->max_age_seconds;
+    out->max_outstanding = (int32_t)t->max_outstanding;
+    return true;
+}
+
+/* Validates targets[0..n) (the caller has capped n) of a rule on a bus
+ * with retention_hours and appends them to rec's targets. Fails the call
+ * and returns false on the first bad one. */
 static bool targets_from_request(struct eb_rpc *rpc, Cebus__V1__Target *const *targets, size_t n,
-                                 struct eb_rule_rec *rec)
+                                 int retention_hours, struct eb_rule_rec *rec)
 {
     rec->targets = eb_calloc(n ? n : 1, sizeof *rec->targets);
     for (size_t i = 0; i < n; i++) {
@@ -127,6 +169,9 @@ static bool targets_from_request(struct eb_rpc *rpc, Cebus__V1__Target *const *t
                     eb_rpc_fail(rpc, EB_EINVAL, "targets[%zu].subscription.name: duplicate", i);
                     return false;
                 }
+            if (!sub_settings_from_request(rpc, i, t->subscription, retention_hours,
+                                           &rec->targets[rec->ntargets].sub))
+                return false;
             rec->targets[rec->ntargets].kind = EB_TARGET_SUBSCRIPTION;
             rec->targets[rec->ntargets++].value = eb_strdup(t->subscription->name);
             break;
@@ -187,7 +232,7 @@ void eb_rpc_create_rule(struct eb_rpc *rpc)
     }
     if (!eb_rpc_rule_limits(rpc, &bus, &limits)) /* rpc_quota.c */
         goto out;
-    if (!targets_from_request(rpc, req->targets, req->n_targets, &rec))
+    if (!targets_from_request(rpc, req->targets, req->n_targets, bus.retention_hours, &rec))
         goto out;
     eb_strlcpy(rec.name, req->name, sizeof rec.name);
     rec.pattern = eb_strdup(req->pattern);
@@ -398,7 +443,8 @@ void eb_rpc_update_rule(struct eb_rpc *rpc)
             eb_rpc_fail(rpc, EB_EINVAL, "targets: at most %d per rule", MAX_TARGETS);
             goto out;
         }
-        if (!targets_from_request(rpc, in->targets, in->n_targets, &targets))
+        if (!targets_from_request(rpc, in->targets, in->n_targets, bus.retention_hours,
+                                  &targets))
             goto out;
         change.targets = targets.targets;
         change.ntargets = targets.ntargets;

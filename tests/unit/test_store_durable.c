@@ -4,8 +4,9 @@
  * between two connections, rule version checks, partition key blocking,
  * dead letters after max_attempts and max_age (time moved through p_now),
  * stale acks, nacks with a delay, releases, max_outstanding and room
- * cutting the range, the subscription row following its target, and reads
- * by sequence.
+ * cutting the range, the subscription row following its target, reads by
+ * sequence, redriven dead letters, rows of expired events, and the
+ * notifications acks send to other replicas.
  *
  * The process creates its own database on the cluster named by
  * CEBUS_TEST_DATABASE_URL and drops it at the end. Migrations come from
@@ -20,6 +21,8 @@
 #include <string.h>
 
 #include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
 
 #include "db_fixture.h"
 #include "store.h"
@@ -587,6 +590,235 @@ static void test_read_seqs(void **state)
     free(recs);
 }
 
+static void test_dead_letter_frees_key_and_redrive(void **state)
+{
+    struct ut_db *f = *state;
+    struct eb_sub_settings set = {.ack_deadline_s = 10, .max_attempts = 1};
+    struct sub s = new_sub(f, "redrive", set);
+    int64_t now = eb_now_wall_us(), seqs[2] = {1, 2};
+    const char *keys[2] = {"k", "k"};
+    struct eb_sub_claim_out out;
+    struct eb_ack_item it;
+
+    append(f, s.bus_id, 2);
+    out = claim_at(f->db, &s, 0, 2, seqs, keys, 2, 1, 10, now, now);
+    assert_int_equal(out.nleases, 1);
+    free(out.leases);
+    /* 1 used its only attempt: a dead letter, and 2 goes out in its place
+     * in the same claim. */
+    out = claim_at(f->db, &s, 2, 2, NULL, NULL, 0, 2, 10, now, now + 11 * SEC_US);
+    assert_int_equal(out.dead, 1);
+    assert_int_equal(out.nleases, 1);
+    assert_int_equal(out.leases[0].seq, 2);
+    assert_int_equal(out.leases[0].attempt, 1);
+    free(out.leases);
+
+    /* Redriven, 1 comes back behind 2, the row of its key. */
+    ut_sql_ok(f->raw, "UPDATE dead_letters SET redrive = true");
+    out = claim_at(f->db, &s, 2, 2, NULL, NULL, 0, 2, 10, now, now + 12 * SEC_US);
+    assert_int_equal(out.nleases, 0);
+    free(out.leases);
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM dead_letters WHERE sub_id = %lld",
+                             (long long)s.id),
+                     0);
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM sub_pending WHERE sub_id = %lld"
+                                     " AND seq = 1 AND blocked AND attempt = 0",
+                             (long long)s.id),
+                     1);
+    it = item(&s, s.epoch, 2, 1);
+    assert_int_equal(eb_store_sub_ack(f->db, &it, 1, NULL, 0), EB_OK);
+    assert_true(it.applied);
+    out = claim_at(f->db, &s, 2, 2, NULL, NULL, 0, 2, 10, now, now + 13 * SEC_US);
+    assert_int_equal(out.nleases, 1);
+    assert_int_equal(out.leases[0].seq, 1);
+    assert_int_equal(out.leases[0].attempt, 1);
+    free(out.leases);
+    assert_int_equal(sql_int(f->raw, "SELECT claimed FROM subscriptions WHERE id = %lld",
+                             (long long)s.id) -
+                         sql_int(f->raw, "SELECT acked FROM sub_acked WHERE sub_id = %lld",
+                                 (long long)s.id),
+                     1);
+}
+
+static void test_expired_event_row_deleted(void **state)
+{
+    struct ut_db *f = *state;
+    struct eb_bus_rec b;
+    struct eb_target_rec t = {.kind = EB_TARGET_SUBSCRIPTION, .value = "s",
+                              .sub = {.ack_deadline_s = 10}};
+    struct eb_rule_rec r = {.pattern = "{}", .description = "", .enabled = true,
+                            .ntargets = 1, .targets = &t};
+    const char *conflict;
+    struct eb_sub_rec rec;
+    struct sub s;
+    int64_t now = eb_now_wall_us(), seqs[1] = {1};
+    struct eb_sub_claim_out out;
+
+    /* A bus that keeps events one hour. */
+    assert_int_equal(eb_store_bus_insert(f->db, ut_tenant(f, "expiry"), "expiry", 1, 300, &b),
+                     EB_OK);
+    eb_strlcpy(r.name, "r", sizeof r.name);
+    assert_int_equal(eb_store_rule_insert(f->db, b.id, &r, &conflict), EB_OK);
+    assert_int_equal(eb_store_sub_get(f->db, b.id, "s", &rec), EB_OK);
+    s.bus_id = b.id;
+    s.id = rec.id;
+    s.version = r.version;
+    s.epoch = rec.epoch;
+    append(f, b.id, 1);
+    out = claim_at(f->db, &s, 0, 1, seqs, NULL, 1, 1, 10, now, now);
+    assert_int_equal(out.nleases, 1);
+    free(out.leases);
+    /* Two hours on, the event has expired: its row goes, with no dead
+     * letter (there is nothing left to redrive). */
+    out = claim_at(f->db, &s, 1, 1, NULL, NULL, 0, 1, 10, now, now + 7200 * SEC_US);
+    assert_int_equal(out.nleases, 0);
+    assert_int_equal(out.dead, 0);
+    free(out.leases);
+    assert_int_equal(pending(f, &s), 0);
+    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM dead_letters WHERE sub_id = %lld",
+                             (long long)s.id),
+                     0);
+    assert_int_equal(eb_store_sub_get(f->db, b.id, "s", &rec), EB_OK);
+    assert_int_equal(rec.outstanding, 0);
+}
+
+/* Collects EB_NOTIFY_SUBS ids. */
+struct notes {
+    int64_t ids[16];
+    int n;
+};
+
+static void on_note(void *arg, enum eb_notify_channel ch, int64_t id)
+{
+    struct notes *n = arg;
+
+    if (ch == EB_NOTIFY_SUBS && n->n < 16)
+        n->ids[n->n++] = id;
+}
+
+/* Waits (up to a generous deadline) until a notification with id arrives
+ * on db; the ids that came before it are in *n. */
+static void wait_note(eb_db *db, int64_t id, struct notes *n)
+{
+    for (int tries = 0; tries < 300; tries++) {
+        struct pollfd p = {.fd = eb_db_socket(db), .events = POLLIN};
+
+        assert_int_equal(eb_store_drain_notifications(db, on_note, n), EB_OK);
+        for (int i = 0; i < n->n; i++)
+            if (n->ids[i] == id)
+                return;
+        poll(&p, 1, 100);
+    }
+    fail_msg("notification %lld did not arrive", (long long)id);
+}
+
+static void test_ack_notifies_other_replicas(void **state)
+{
+    struct ut_db *f = *state;
+    struct eb_sub_settings set = {0};
+    struct sub s = new_sub(f, "notify", set);
+    int64_t now = eb_now_wall_us(), seqs[2] = {1, 2}, local[1] = {41};
+    struct eb_sub_claim_out out;
+    struct eb_ack_item it;
+    struct notes n = {.n = 0};
+    eb_db *listener;
+
+    assert_int_equal(eb_db_connect(f->url, &listener), EB_OK);
+    assert_int_equal(eb_store_listen_subs(listener), EB_OK);
+    append(f, s.bus_id, 2);
+    out = claim_at(f->db, &s, 0, 1, seqs, NULL, 1, 41, 1, now, now);
+    free(out.leases);
+    out = claim_at(f->db, &s, 1, 2, &seqs[1], NULL, 1, 42, 1, now, now);
+    free(out.leases);
+
+    /* Owner 41 is local: no notification; a marker shows none came. */
+    it = item(&s, s.epoch, 1, 1);
+    assert_int_equal(eb_store_sub_ack(f->db, &it, 1, local, 1), EB_OK);
+    assert_true(it.applied);
+    ut_sql_ok(f->raw, "SELECT pg_notify('cebus_subs', '-1')");
+    wait_note(listener, -1, &n);
+    assert_int_equal(n.n, 1);
+
+    /* Owner 42 is another replica's stream: it is told to recount. */
+    n.n = 0;
+    it = item(&s, s.epoch, 2, 1);
+    assert_int_equal(eb_store_sub_ack(f->db, &it, 1, local, 1), EB_OK);
+    assert_true(it.applied);
+    assert_int_equal(it.owner, 42);
+    wait_note(listener, s.id, &n);
+    eb_db_close(listener);
+}
+
+/* One racer of test_concurrent_claims: claims (0, 10] on its own
+ * connection. */
+struct racer {
+    const char *url;
+    const struct sub *s;
+    int64_t owner;
+    int64_t now;
+    eb_status st;
+    struct eb_sub_claim_out out;
+};
+
+static void *race(void *arg)
+{
+    struct racer *r = arg;
+    int64_t seqs[10], received[10];
+    struct eb_sub_claim_in in = {.sub_id = r->s->id, .rule_version = r->s->version,
+                                 .from_seq = 0, .to_seq = 10, .seqs = seqs,
+                                 .received_us = received, .n = 10, .owner = r->owner,
+                                 .room = 100, .now_us = r->now};
+    eb_db *db;
+
+    for (int i = 0; i < 10; i++) {
+        seqs[i] = i + 1;
+        received[i] = r->now;
+    }
+    r->st = eb_db_connect(r->url, &db);
+    if (r->st == EB_OK) {
+        r->st = eb_store_sub_claim(db, &in, &r->out);
+        eb_db_close(db);
+    }
+    return NULL;
+}
+
+static void test_concurrent_claims(void **state)
+{
+    struct ut_db *f = *state;
+    struct eb_sub_settings set = {0};
+    struct sub s = new_sub(f, "race", set);
+    struct racer r[2];
+    pthread_t th[2];
+
+    append(f, s.bus_id, 10);
+    for (int i = 0; i < 2; i++) {
+        memset(&r[i], 0, sizeof r[i]);
+        r[i].url = f->url;
+        r[i].s = &s;
+        r[i].owner = 100 + i;
+        r[i].now = eb_now_wall_us();
+        assert_int_equal(pthread_create(&th[i], NULL, race, &r[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(r[0].st, EB_OK);
+    assert_int_equal(r[1].st, EB_OK);
+    /* Serialized by the row lock: one leases all ten, the other finds the
+     * frontier moved and leases nothing. */
+    assert_int_equal(r[0].out.nleases + r[1].out.nleases, 10);
+    assert_true((r[0].out.result == EB_CLAIM_DONE) != (r[1].out.result == EB_CLAIM_DONE));
+    assert_true(r[0].out.result == EB_CLAIM_MOVED || r[1].out.result == EB_CLAIM_MOVED);
+    assert_int_equal(r[0].out.frontier, 10);
+    assert_int_equal(r[1].out.frontier, 10);
+    assert_int_equal(pending(f, &s), 10);
+    assert_int_equal(sql_int(f->raw, "SELECT count(DISTINCT owner) FROM sub_pending"
+                                     " WHERE sub_id = %lld",
+                             (long long)s.id),
+                     1);
+    free(r[0].out.leases);
+    free(r[1].out.leases);
+}
+
 static int setup_db(void **state)
 {
     return ut_db_setup(state, "store_durable");
@@ -597,6 +829,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_claim_leases_matches_and_moves_frontier),
         cmocka_unit_test(test_claim_compare_and_set),
+        cmocka_unit_test(test_concurrent_claims),
         cmocka_unit_test(test_claim_rule_changed),
         cmocka_unit_test(test_partition_key_blocking),
         cmocka_unit_test(test_max_attempts_dead_letter),
@@ -608,6 +841,9 @@ int main(void)
         cmocka_unit_test(test_subscription_lifecycle),
         cmocka_unit_test(test_new_subscription_starts_at_head),
         cmocka_unit_test(test_read_seqs),
+        cmocka_unit_test(test_dead_letter_frees_key_and_redrive),
+        cmocka_unit_test(test_expired_event_row_deleted),
+        cmocka_unit_test(test_ack_notifies_other_replicas),
     };
 
     return cmocka_run_group_tests(tests, setup_db, ut_db_teardown);
