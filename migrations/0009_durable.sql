@@ -160,12 +160,13 @@ $$;
 -- are then claimed again). Under the subscription's row lock:
 --   1. when the rule's version is not p_rule_version, returns result 1 and
 --      changes nothing;
---   2. due rows past max_attempts or max_age move to dead_letters, due rows
---      whose event expired are deleted; the partition keys they and acks
---      (sub_freed) freed are unblocked; dead letters marked for redrive come
---      back (attempt 0, blocked behind their key, max_age counted from now)
---      within max_outstanding; then up to p_room due rows are leased to
---      p_owner (attempt + 1, due at p_now + the ack deadline);
+--   2. due rows past max_attempts or max_age move to dead_letters; the
+--      partition keys they and acks (sub_freed) freed are unblocked; dead
+--      letters marked for redrive come back (attempt 0, blocked behind
+--      their key, max_age counted from now) within max_outstanding; then
+--      up to p_room due rows are leased to p_owner (attempt + 1, due at
+--      p_now + the ack deadline), and those of them whose event expired
+--      are deleted instead;
 --   3. only when the frontier is p_from (else result 2, new events
 --      untouched): each match p_seqs[i] (ascending, in (p_from, p_to],
 --      with its partitionkey and receive time in microseconds) gets a row:
@@ -220,8 +221,9 @@ BEGIN
     v_age := make_interval(secs => v_set.max_age_s);
     v_due := p_now + make_interval(secs => v_set.ack_deadline_s);
 
-    -- Step 2: dead letters and expired events first, so that the keys
-    -- they free are unblocked before leasing.
+    -- Step 2: dead letters first, so that the keys they free are
+    -- unblocked before leasing. One whose event expired meanwhile is
+    -- deleted without a dead letter.
     WITH f AS (DELETE FROM sub_freed f WHERE f.sub_id = p_sub RETURNING f.pkey)
     SELECT COALESCE(array_agg(f.pkey), '{}') INTO v_freed FROM f;
     FOR r IN SELECT p.seq, p.pkey, p.attempt, p.last_error, e.expires_at
@@ -230,8 +232,7 @@ BEGIN
                                AND e.expires_at > p_now
              WHERE p.sub_id = p_sub AND NOT p.blocked AND p.due_at <= p_now
                AND (p.attempt >= v_set.max_attempts
-                    OR (v_set.max_age_s > 0 AND p.received_at <= p_now - v_age)
-                    OR e.seq IS NULL)
+                    OR (v_set.max_age_s > 0 AND p.received_at <= p_now - v_age))
              FOR UPDATE OF p SKIP LOCKED
     LOOP
         DELETE FROM sub_pending WHERE sub_id = p_sub AND seq = r.seq;
@@ -278,17 +279,38 @@ BEGIN
         v_added := v_added + v_n;
     END IF;
 
+    -- Only the rows about to be leased are checked against the log, so a
+    -- claim probes at most p_room events whatever the backlog of due rows.
+    -- A row whose event expired (redelivered for longer than the
+    -- retention) cannot be delivered: it goes, and frees its key.
     IF p_room > 0 THEN
         WITH c AS (
-            SELECT q.seq FROM sub_pending q
+            SELECT q.seq,
+                   EXISTS (SELECT 1 FROM events e
+                           WHERE e.bus_id = v_sub.bus_id AND e.seq = q.seq
+                             AND e.expires_at > p_now) AS live
+            FROM sub_pending q
             WHERE q.sub_id = p_sub AND NOT q.blocked AND q.due_at <= p_now
             ORDER BY q.due_at, q.seq LIMIT p_room FOR UPDATE SKIP LOCKED),
         u AS (
             UPDATE sub_pending p SET owner = p_owner, attempt = p.attempt + 1, due_at = v_due
-            FROM c WHERE p.sub_id = p_sub AND p.seq = c.seq
-            RETURNING p.seq, p.attempt)
-        SELECT COALESCE(array_agg(u.seq), '{}'), COALESCE(array_agg(u.attempt), '{}')
-        INTO v_lseq, v_latt FROM u;
+            FROM c WHERE p.sub_id = p_sub AND p.seq = c.seq AND c.live
+            RETURNING p.seq, p.attempt),
+        g AS (
+            DELETE FROM sub_pending p USING c
+            WHERE p.sub_id = p_sub AND p.seq = c.seq AND NOT c.live
+            RETURNING p.seq, p.pkey)
+        SELECT (SELECT COALESCE(array_agg(u.seq ORDER BY u.seq), '{}') FROM u),
+               (SELECT COALESCE(array_agg(u.attempt ORDER BY u.seq), '{}') FROM u),
+               (SELECT COALESCE(array_agg(g.pkey), '{}') FROM g),
+               (SELECT count(*) FROM g)
+        INTO v_lseq, v_latt, v_freed, v_n;
+        IF v_n > 0 THEN
+            v_removed := v_removed + v_n;
+            PERFORM cebus_sub_unblock(p_sub, v_freed);
+            RAISE LOG 'cebus: subscription % lost % events that expired before they were acked',
+                p_sub, v_n;
+        END IF;
     END IF;
 
     -- Step 3: new events, only from the frontier this caller read from.

@@ -98,7 +98,9 @@ struct eb_sub_claim_out {
  * is still from_seq, gives each match a row (leased to owner, or blocked
  * behind a row of the same partition key) until room or max_outstanding
  * runs out, cutting the range before the first match without a row, and
- * moves the frontier to the end of the range. */
+ * moves the frontier to the end of the range. Rows whose event expired are
+ * deleted. One statement (cebus_sub_claim), one round trip. EB_ENOTFOUND
+ * when the subscription is gone; on EB_OK free out->leases. */
 eb_status eb_store_sub_claim(eb_db *db, const struct eb_sub_claim_in *in,
                              struct eb_sub_claim_out *out);
 

@@ -447,7 +447,7 @@ static void test_rule_list_paging(void **state)
     static const int order[] = {4, 0, 6, 2, 5, 1, 3};
     for (size_t k = 0; k < 7; k++) {
         int i = order[k];
-        struct eb_target_rec t[3];
+        struct eb_target_rec t[3] = {{0}};
         char subs[3][32], name[16];
         struct eb_rule_rec r;
         for (int j = 0; j < 3; j++) {

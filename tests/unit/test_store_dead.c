@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include "db_fixture.h"
 #include "store.h"
@@ -177,6 +178,22 @@ static int64_t frontier(struct ut_db *f, int64_t sub)
     return sql_int(f->raw, "SELECT frontier FROM subscriptions WHERE id = %lld", (long long)sub);
 }
 
+/* The next notification on c, waiting up to 10 s for it to arrive; NULL
+ * when none did. Free with PQfreemem(). */
+static PGnotify *wait_notify(PGconn *c)
+{
+    for (int i = 0; i < 100; i++) {
+        struct pollfd p = {PQsocket(c), POLLIN, 0};
+        PGnotify *n;
+
+        assert_int_equal(PQconsumeInput(c), 1);
+        if ((n = PQnotifies(c)) != NULL)
+            return n;
+        poll(&p, 1, 100);
+    }
+    return NULL;
+}
+
 /* --- Seek ---------------------------------------------------------------- */
 
 /* Each target resolves to the sequence a Subscribe from that position
@@ -311,8 +328,7 @@ static void test_seek_clears_rows(void **state)
                         (long long)sub) != epoch);
     assert_int_equal(count_dead(f, sub), 1);
 
-    PQconsumeInput(listener);
-    note = PQnotifies(listener);
+    note = wait_notify(listener);
     assert_non_null(note);
     assert_string_equal(note->relname, "cebus_subs");
     snprintf(id, sizeof id, "%lld", (long long)sub);

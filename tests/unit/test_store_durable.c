@@ -22,6 +22,7 @@
 
 #include <libpq-fe.h>
 #include <poll.h>
+#include <pthread.h>
 
 #include "db_fixture.h"
 #include "store.h"
@@ -748,6 +749,76 @@ static void test_ack_notifies_other_replicas(void **state)
     eb_db_close(listener);
 }
 
+/* One racer of test_concurrent_claims: claims (0, 10] on its own
+ * connection. */
+struct racer {
+    const char *url;
+    const struct sub *s;
+    int64_t owner;
+    int64_t now;
+    eb_status st;
+    struct eb_sub_claim_out out;
+};
+
+static void *race(void *arg)
+{
+    struct racer *r = arg;
+    int64_t seqs[10], received[10];
+    struct eb_sub_claim_in in = {.sub_id = r->s->id, .rule_version = r->s->version,
+                                 .from_seq = 0, .to_seq = 10, .seqs = seqs,
+                                 .received_us = received, .n = 10, .owner = r->owner,
+                                 .room = 100, .now_us = r->now};
+    eb_db *db;
+
+    for (int i = 0; i < 10; i++) {
+        seqs[i] = i + 1;
+        received[i] = r->now;
+    }
+    r->st = eb_db_connect(r->url, &db);
+    if (r->st == EB_OK) {
+        r->st = eb_store_sub_claim(db, &in, &r->out);
+        eb_db_close(db);
+    }
+    return NULL;
+}
+
+static void test_concurrent_claims(void **state)
+{
+    struct ut_db *f = *state;
+    struct eb_sub_settings set = {0};
+    struct sub s = new_sub(f, "race", set);
+    struct racer r[2];
+    pthread_t th[2];
+
+    append(f, s.bus_id, 10);
+    for (int i = 0; i < 2; i++) {
+        memset(&r[i], 0, sizeof r[i]);
+        r[i].url = f->url;
+        r[i].s = &s;
+        r[i].owner = 100 + i;
+        r[i].now = eb_now_wall_us();
+        assert_int_equal(pthread_create(&th[i], NULL, race, &r[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(r[0].st, EB_OK);
+    assert_int_equal(r[1].st, EB_OK);
+    /* Serialized by the row lock: one leases all ten, the other finds the
+     * frontier moved and leases nothing. */
+    assert_int_equal(r[0].out.nleases + r[1].out.nleases, 10);
+    assert_true((r[0].out.result == EB_CLAIM_DONE) != (r[1].out.result == EB_CLAIM_DONE));
+    assert_true(r[0].out.result == EB_CLAIM_MOVED || r[1].out.result == EB_CLAIM_MOVED);
+    assert_int_equal(r[0].out.frontier, 10);
+    assert_int_equal(r[1].out.frontier, 10);
+    assert_int_equal(pending(f, &s), 10);
+    assert_int_equal(sql_int(f->raw, "SELECT count(DISTINCT owner) FROM sub_pending"
+                                     " WHERE sub_id = %lld",
+                             (long long)s.id),
+                     1);
+    free(r[0].out.leases);
+    free(r[1].out.leases);
+}
+
 static int setup_db(void **state)
 {
     return ut_db_setup(state, "store_durable");
@@ -758,6 +829,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_claim_leases_matches_and_moves_frontier),
         cmocka_unit_test(test_claim_compare_and_set),
+        cmocka_unit_test(test_concurrent_claims),
         cmocka_unit_test(test_claim_rule_changed),
         cmocka_unit_test(test_partition_key_blocking),
         cmocka_unit_test(test_max_attempts_dead_letter),

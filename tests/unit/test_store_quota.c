@@ -118,7 +118,7 @@ static eb_status insert_rule(eb_db *db, int64_t bus_id, const char *name, size_t
                              struct eb_rule_limits *lim)
 {
     struct eb_rule_rec r;
-    struct eb_target_rec targets[5];
+    struct eb_target_rec targets[5] = {{0}};
     char subs[5][80];
     const char *conflict = NULL;
 
@@ -169,7 +169,7 @@ static eb_status update_targets(eb_db *db, int64_t bus_id, const char *name, con
                                 size_t nsubs, struct eb_rule_limits *lim)
 {
     struct eb_rule_change c = {.enabled = -1, .set_targets = true, .limits = lim};
-    struct eb_target_rec targets[5];
+    struct eb_target_rec targets[5] = {{0}};
     struct eb_rule_rec out = {0};
     char subs[5][80];
     const char *conflict = NULL;
