@@ -321,6 +321,66 @@ static void test_cli_put_variants(void **state)
     free(out);
 }
 
+/* subscribe --subscription without --from is the durable stream: it
+ * prints each event with its attempt and acks it, so a second run gets
+ * only what was published since; --from still peeks at everything. */
+static void test_cli_durable_subscribe_acks(void **state)
+{
+    json_t *lines;
+    char *out;
+
+    set_addr(state);
+    events_tenant(*state);
+    free(run_ok(admin_key, NULL,
+                ARGS("rule", "create", "--bus", "orders", "durable-rule", "--pattern",
+                     "{\"type\":[\"durable\"]}", "--subscription", "durable-sub")));
+    for (int i = 0; i < 2; i++)
+        free(run_ok(pub_key, NULL,
+                    ARGS("put", "--bus", "orders", "--type", "durable", "--source", "/cli/d")));
+    out = run_ok(sub_key, NULL,
+                 ARGS("subscribe", "--bus", "orders", "--subscription", "durable-sub", "--count",
+                      "2", "--sequence"));
+    lines = json_lines(out);
+    assert_int_equal(json_array_size(lines), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *l = json_array_get(lines, i);
+        assert_int_equal(json_integer_value(json_object_get(l, "attempt")), 1);
+        assert_string_equal(jstr(json_object_get(l, "event"), "type"), "durable");
+    }
+    json_decref(lines);
+    free(out);
+
+    /* Acked: the next run's first event is the new one. */
+    out = run_ok(pub_key, NULL,
+                 ARGS("put", "--bus", "orders", "--type", "durable", "--source", "/cli/d"));
+    {
+        long long seq = atoll(out);
+        free(out);
+        assert_true(seq > 0);
+        out = run_ok(sub_key, NULL,
+                     ARGS("subscribe", "--bus", "orders", "--subscription", "durable-sub",
+                          "--count", "1", "--sequence"));
+        lines = json_lines(out);
+        assert_int_equal(json_array_size(lines), 1);
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(lines, 0), "sequence")),
+                         seq);
+        assert_int_equal(
+            json_integer_value(json_object_get(json_array_get(lines, 0), "attempt")), 1);
+        json_decref(lines);
+        free(out);
+    }
+
+    /* A peek from the start: all three, no attempt. */
+    out = run_ok(sub_key, NULL,
+                 ARGS("subscribe", "--bus", "orders", "--subscription", "durable-sub", "--from",
+                      "earliest", "--count", "3", "--sequence"));
+    lines = json_lines(out);
+    assert_int_equal(json_array_size(lines), 3);
+    assert_null(json_object_get(json_array_get(lines, 2), "attempt"));
+    json_decref(lines);
+    free(out);
+}
+
 /* --help on every command (and group, and the program) prints usage on
  * stdout and exits 0, without needing a server or a key. */
 static void test_cli_help_on_every_command_exits_zero(void **state)
@@ -455,6 +515,7 @@ int main(void)
         cmocka_unit_test(test_cli_administration),
         cmocka_unit_test(test_cli_put_and_subscribe),
         cmocka_unit_test(test_cli_put_variants),
+        cmocka_unit_test(test_cli_durable_subscribe_acks),
         cmocka_unit_test(test_cli_help_on_every_command_exits_zero),
         cmocka_unit_test(test_cli_errors_exit_nonzero_with_status_name),
     };

@@ -885,6 +885,41 @@ static void test_concurrent_publishers_exactly_once(void **state)
     cebus_client_free(sub);
 }
 
+/* An ack made through another replica than the stream's frees the
+ * stream's place: the replica holding the lease learns of it (the ack's
+ * notification, or its periodic recount) and delivers the next event. */
+static void test_ack_through_another_replica(void **state)
+{
+    struct h_env *env = *state;
+    struct h_tenant t;
+    cebus_client *admin, *pub, *sub0, *sub1;
+    cebus_stream *s;
+    uint64_t seqs[3];
+
+    while (env->nservers < 2)
+        h_env_add_server_ok(env, NULL);
+    h_tenant_create_ok(env->admin, "du-elsewhere", "orders", &t);
+    admin = cebus_client_new(env->srv[0].addr, t.admin_key);
+    pub = cebus_client_new(env->srv[0].addr, t.publisher_key);
+    sub0 = cebus_client_new(env->srv[0].addr, t.subscriber_key);
+    sub1 = cebus_client_new(env->srv[1].addr, t.subscriber_key);
+    rule_ok(admin, "orders", "r", "far", NULL);
+
+    s = durable_ok(sub0, "orders", "far", 1);
+    put_n(pub, "orders", "f", 3, seqs);
+    for (int i = 0; i < 3; i++) {
+        delivery *m = h_expect_next(s);
+        assert_delivery(m, seqs[i], 1);
+        ack_one_ok(sub1, "orders", "far", m->ack_id);
+        cebus__v1__subscribe_response__free_unpacked(m, NULL);
+    }
+    cebus_stream_close(s);
+    cebus_client_free(admin);
+    cebus_client_free(pub);
+    cebus_client_free(sub0);
+    cebus_client_free(sub1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -898,6 +933,7 @@ int main(void)
         cmocka_unit_test(test_partition_key_one_in_flight_in_order),
         cmocka_unit_test_teardown(test_concurrent_publishers_exactly_once, h_load_teardown),
         cmocka_unit_test(test_replicas_share),
+        cmocka_unit_test(test_ack_through_another_replica),
     };
 
     return cmocka_run_group_tests(tests, h_env_setup, h_env_teardown);
