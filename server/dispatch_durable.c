@@ -231,20 +231,18 @@ static int room_locked(struct stream *s)
 static struct stream *pick_locked(struct dsub *ds, int *room)
 {
     int64_t now = eb_now_wall_us(), earliest = 0;
-    size_t n = 0, start;
+    size_t n = 0;
     struct stream *s;
 
     for (s = ds->streams; s; s = s->dnext)
         n++;
     if (n == 0)
         return NULL;
-    start = ds->turn++ % n;
-    for (size_t k = 0; k < n; k++) {
-        size_t want = (start + k) % n, i = 0;
-        int64_t e;
-        for (s = ds->streams; i < want; s = s->dnext)
-            i++;
-        e = prune_locked(s, now);
+    s = ds->streams;
+    for (size_t i = ds->turn++ % n; i > 0; i--)
+        s = s->dnext;
+    for (size_t k = 0; k < n; k++, s = s->dnext ? s->dnext : ds->streams) {
+        int64_t e = prune_locked(s, now);
         if (e && (!earliest || e < earliest))
             earliest = e;
         *room = room_locked(s);
@@ -336,31 +334,38 @@ static int cmp_event_seq(const void *key, const void *elem)
     return k < s ? -1 : k > s;
 }
 
-/* Queues the delivery of lease l with event ev on the stream of ds whose
- * owner is owner, recording the lease in its set; nothing when that stream
- * is gone (its release, queued when it ended, runs after this claim and
- * gives the lease back). REQUIRES: d->mu. */
-static void deliver_locked(struct dsub *ds, int64_t owner, const struct lease *l,
-                           const struct eb_event_rec *ev, int64_t epoch)
+/* The stream of ds whose leases owner names, or NULL when it is gone (its
+ * release, queued when it ended, runs after this claim and gives the
+ * leases back). REQUIRES: d->mu. */
+static struct stream *owner_locked(struct dsub *ds, int64_t owner)
 {
     struct stream *s;
+
+    for (s = ds ? ds->streams : NULL; s && s->owner != owner; s = s->dnext)
+        ;
+    return s && !s->closed ? s : NULL;
+}
+
+/* Queues the delivery of lease l with event ev on s, recording the lease
+ * in its set. REQUIRES: d->mu. */
+static void deliver_locked(struct stream *s, const struct lease *l,
+                           const struct eb_event_rec *ev, int64_t epoch)
+{
     size_t i;
 
-    for (s = ds->streams; s && s->owner != owner; s = s->dnext)
-        ;
-    if (!s || s->closed || s->qlen == s->qcap)
-        return;
+    if (s->qlen == s->qcap)
+        return; /* not delivered: the lease ends unused */
     for (i = 0; i < s->nleases && s->leases[i].seq != l->seq; i++)
         ;
     if (i == s->nleases) {
         if (s->nleases == s->qcap)
-            return; /* not delivered: the lease ends unused */
+            return;
         s->nleases++;
     }
     s->leases[i] = *l;
     s->q[(s->qhead + s->qlen) % s->qcap].msg = encode_lease(ev, l, epoch);
+    s->qbytes += GRPC_SLICE_LENGTH(s->q[(s->qhead + s->qlen) % s->qcap].msg);
     s->qlen++;
-    s->qbytes += GRPC_SLICE_LENGTH(s->q[(s->qhead + s->qlen - 1) % s->qcap].msg);
     eb_metrics_add(EB_M_SUB_DELIVERIES, 1);
     eb_dispatch_pump_locked(s);
 }
@@ -477,48 +482,40 @@ static bool match_events(eb_dispatch *d, int64_t bus_id, int64_t sub_id, struct 
     return true;
 }
 
-/* Delivers the leases of r's claim to owner's stream: bodies from r's read,
- * the others (redeliveries) read by sequence. Returns EB_EUNAVAIL when the
- * database is unreachable. Called without d->mu. */
+/* Delivers the leases of r's claim to owner's stream, in the claim's
+ * (sequence) order: bodies from r's read, the others (redeliveries) read by
+ * sequence first. Returns EB_EUNAVAIL when the database is unreachable.
+ * Called without d->mu. */
 static eb_status deliver_round(eb_dispatch *d, eb_db *db, int64_t bus_id, int64_t sub_id,
                                int64_t owner, struct round *r)
 {
     int64_t *missing = eb_calloc(r->out.nleases + 1, sizeof *missing);
     struct eb_event_rec *more = NULL;
     size_t nmissing = 0, nmore = 0;
-    struct dsub *ds;
+    struct stream *s;
     eb_status st = EB_OK;
 
+    for (size_t i = 0; i < r->out.nleases; i++)
+        if (!bsearch(&r->out.leases[i].seq, r->evs, r->n, sizeof *r->evs, cmp_event_seq))
+            missing[nmissing++] = r->out.leases[i].seq;
+    if (nmissing > 0)
+        st = eb_store_events_read_seqs(db, bus_id, missing, nmissing, &more, &nmore);
     pthread_mutex_lock(&d->mu);
-    ds = find_dsub_locked(d, bus_id, sub_id);
-    for (size_t i = 0; ds && i < r->out.nleases; i++) {
+    s = st == EB_OK ? owner_locked(find_dsub_locked(d, bus_id, sub_id), owner) : NULL;
+    for (size_t i = 0; s && i < r->out.nleases; i++) {
         const struct eb_sub_lease *sl = &r->out.leases[i];
         struct lease l = {.seq = sl->seq, .attempt = sl->attempt, .due_us = sl->due_us};
         const struct eb_event_rec *ev = bsearch(&sl->seq, r->evs, r->n, sizeof *r->evs,
                                                 cmp_event_seq);
+        /* An expired event is not read back: its row goes with the next
+         * claims (0014), and the lease ends unused. */
+        if (!ev)
+            ev = bsearch(&sl->seq, more, nmore, sizeof *more, cmp_event_seq);
         if (ev)
-            deliver_locked(ds, owner, &l, ev, r->out.epoch);
-        else
-            missing[nmissing++] = sl->seq;
+            deliver_locked(s, &l, ev, r->out.epoch);
     }
     pthread_mutex_unlock(&d->mu);
-    if (ds && nmissing > 0) {
-        st = eb_store_events_read_seqs(db, bus_id, missing, nmissing, &more, &nmore);
-        pthread_mutex_lock(&d->mu);
-        ds = st == EB_OK ? find_dsub_locked(d, bus_id, sub_id) : NULL;
-        for (size_t i = 0; ds && i < r->out.nleases; i++) {
-            const struct eb_sub_lease *sl = &r->out.leases[i];
-            struct lease l = {.seq = sl->seq, .attempt = sl->attempt, .due_us = sl->due_us};
-            const struct eb_event_rec *ev = bsearch(&sl->seq, more, nmore, sizeof *more,
-                                                    cmp_event_seq);
-            /* Expired events are not read back: their rows go with the
-             * next claims (0014), and the lease ends unused. */
-            if (ev && !bsearch(&sl->seq, r->evs, r->n, sizeof *r->evs, cmp_event_seq))
-                deliver_locked(ds, owner, &l, ev, r->out.epoch);
-        }
-        pthread_mutex_unlock(&d->mu);
-        free_events(more, nmore);
-    }
+    free_events(more, nmore);
     free(missing);
     return st == EB_EUNAVAIL ? EB_EUNAVAIL : EB_OK;
 }
