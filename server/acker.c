@@ -41,6 +41,10 @@ static void commit_group(eb_acker *ak, eb_db *db, struct eb_ack_req *group)
     st = db ? eb_db_ensure(db) : EB_EUNAVAIL;
     if (st == EB_OK && total > 0)
         st = eb_store_sub_ack(db, items, total, owners, nowners);
+    /* The streams' sets first, so that a consumer that gets its answer
+     * finds its places free. */
+    if (st == EB_OK && ak->hooks.settled)
+        ak->hooks.settled(ak->hooks.arg, items, total);
     k = 0;
     for (struct eb_ack_req *r = group, *next; r; r = next) {
         next = r->next;
@@ -52,8 +56,6 @@ static void commit_group(eb_acker *ak, eb_db *db, struct eb_ack_req *group)
         }
         r->done(r, st);
     }
-    if (st == EB_OK && ak->hooks.settled)
-        ak->hooks.settled(ak->hooks.arg, items, total);
     free(owners);
     free(items);
 }

@@ -86,6 +86,8 @@ void eb_durable_leave_locked(eb_dispatch *d, struct stream *s)
             break;
         }
     s->dsub = NULL;
+    eb_metrics_gauge_add(EB_G_SUB_IN_FLIGHT, -(int64_t)s->nleases);
+    s->nleases = 0;
     d->releases = eb_realloc(d->releases, (d->nreleases + 1) * sizeof *d->releases);
     d->releases[d->nreleases++] = s->owner;
     ds->matcher_stale = true; /* its matcher may hold s's pattern */
@@ -201,6 +203,7 @@ static int64_t prune_locked(struct stream *s, int64_t now)
     for (size_t i = 0; i < s->nleases;) {
         if (s->leases[i].due_us <= now) {
             s->leases[i] = s->leases[--s->nleases];
+            eb_metrics_gauge_add(EB_G_SUB_IN_FLIGHT, -1);
             continue;
         }
         if (!earliest || s->leases[i].due_us < earliest)
@@ -361,6 +364,7 @@ static void deliver_locked(struct stream *s, const struct lease *l,
         if (s->nleases == s->qcap)
             return;
         s->nleases++;
+        eb_metrics_gauge_add(EB_G_SUB_IN_FLIGHT, 1);
     }
     s->leases[i] = *l;
     s->q[(s->qhead + s->qlen) % s->qcap].msg = encode_lease(ev, l, epoch);
@@ -408,6 +412,7 @@ static void seeked_locked(struct dsub *ds)
             s->qhead = (s->qhead + 1) % s->qcap;
             s->qlen--;
         }
+        eb_metrics_gauge_add(EB_G_SUB_IN_FLIGHT, -(int64_t)s->nleases);
         s->nleases = 0;
     }
 }
@@ -693,6 +698,7 @@ static void apply_recount_locked(eb_dispatch *d, const int64_t *owners, size_t n
                     s->leases[s->nleases++] = (struct lease){
                         .seq = held[k].seq, .attempt = held[k].attempt,
                         .due_us = held[k].due_us};
+                eb_metrics_gauge_add(EB_G_SUB_IN_FLIGHT, (int64_t)s->nleases - (int64_t)before);
                 if (s->nleases < before)
                     ds->dirty = true;
             }
@@ -799,6 +805,7 @@ void eb_dispatch_settled(eb_dispatch *d, const struct eb_ack_item *items, size_t
                         if (s->leases[k].seq == hit->seq &&
                             s->leases[k].attempt == hit->attempt) {
                             s->leases[k] = s->leases[--s->nleases];
+                            eb_metrics_gauge_add(EB_G_SUB_IN_FLIGHT, -1);
                             break;
                         }
                 ds->dirty = true;

@@ -62,6 +62,9 @@ static const struct {
 } gauge_info[EB_G_NGAUGES] = {
     [EB_G_STREAMS_OPEN] = {"cebus_streams_open", "Subscribe streams currently open."},
     [EB_G_EXEC_QUEUED] = {"cebus_rpc_queued", "RPCs waiting for a database connection."},
+    [EB_G_SUB_IN_FLIGHT] = {"cebus_subscription_in_flight",
+                            "Deliveries of durable subscriptions that this server's streams "
+                            "hold, not yet acked, nacked or past their deadline."},
 };
 
 static const struct {

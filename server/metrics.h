@@ -37,6 +37,7 @@ enum eb_counter {
 enum eb_gauge {
     EB_G_STREAMS_OPEN,  /* Subscribe streams currently open */
     EB_G_EXEC_QUEUED,   /* RPCs waiting for a database connection */
+    EB_G_SUB_IN_FLIGHT, /* deliveries durable streams of this server hold unacked */
     EB_G_NGAUGES
 };
 

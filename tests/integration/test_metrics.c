@@ -225,11 +225,90 @@ static void test_http_edges(void **state)
     close(idle);
 }
 
+/* Durable subscriptions: deliveries, acks and nacks are counted, and the
+ * in-flight gauge follows the deliveries the server's streams hold. */
+static void test_durable_subscription_metrics(void **state)
+{
+    struct h_env *env = *state;
+    const char *maddr = env->srv[0].metrics_addr;
+    Cebus__V1__CreateRuleRequest rreq = CEBUS__V1__CREATE_RULE_REQUEST__INIT;
+    Cebus__V1__Target target = CEBUS__V1__TARGET__INIT;
+    Cebus__V1__SubscriptionTarget st = CEBUS__V1__SUBSCRIPTION_TARGET__INIT;
+    Cebus__V1__Target *targets[1] = {&target};
+    Cebus__V1__SubscribeRequest sreq;
+    Cebus__V1__AckRequest areq = CEBUS__V1__ACK_REQUEST__INIT;
+    Cebus__V1__NackRequest nreq = CEBUS__V1__NACK_REQUEST__INIT;
+    Cebus__V1__SubscribeResponse *m[2];
+    Cebus__V1__Rule *rule = NULL;
+    struct h_tenant t;
+    cebus_client *admin, *pub, *sub;
+    cebus_stream *s = NULL;
+    cebus_error err;
+    double deliveries, acks, nacks;
+    char *text;
+
+    h_tenant_create_ok(env->admin, "metrics-durable", "orders", &t);
+    admin = cebus_client_new(env->srv[0].addr, t.admin_key);
+    pub = cebus_client_new(env->srv[0].addr, t.publisher_key);
+    sub = cebus_client_new(env->srv[0].addr, t.subscriber_key);
+    st.name = "q";
+    target.kind_case = CEBUS__V1__TARGET__KIND_SUBSCRIPTION;
+    target.subscription = &st;
+    rreq.bus = "orders";
+    rreq.name = "r";
+    rreq.pattern = "{}";
+    rreq.n_targets = 1;
+    rreq.targets = targets;
+    assert_int_equal(cebus_create_rule(admin, &rreq, &rule, &err), 0);
+    cebus__v1__rule__free_unpacked(rule, NULL);
+
+    text = scrape(maddr);
+    deliveries = sample(text, "cebus_subscription_deliveries_total");
+    acks = sample(text, "cebus_subscription_acks_total");
+    nacks = sample(text, "cebus_subscription_nacks_total");
+    assert_true(sample(text, "cebus_subscription_in_flight") == 0);
+    free(text);
+
+    h_subscribe_request(&sreq, "orders", NULL, "q",
+                        CEBUS__V1__START_POSITION__START_POSITION_UNSPECIFIED, 0);
+    assert_int_equal(cebus_subscribe(sub, &sreq, &s, &err), 0);
+    h_put_one_ok(pub, "orders", "m1", "t", NULL);
+    h_put_one_ok(pub, "orders", "m2", "t", NULL);
+    m[0] = h_expect_next(s);
+    m[1] = h_expect_next(s);
+    text = scrape(maddr);
+    assert_true(sample(text, "cebus_subscription_deliveries_total") >= deliveries + 2);
+    assert_true(sample(text, "cebus_subscription_in_flight") == 2);
+    free(text);
+
+    areq.bus = nreq.bus = "orders";
+    areq.subscription = nreq.subscription = "q";
+    areq.n_ack_ids = nreq.n_ack_ids = 1;
+    areq.ack_ids = &m[0]->ack_id;
+    nreq.ack_ids = &m[1]->ack_id;
+    nreq.redelivery_delay_ms = 3600000; /* not again during the test */
+    assert_int_equal(cebus_ack(sub, &areq, NULL, &err), 0);
+    assert_int_equal(cebus_nack(sub, &nreq, NULL, &err), 0);
+    text = scrape(maddr);
+    assert_true(sample(text, "cebus_subscription_acks_total") == acks + 1);
+    assert_true(sample(text, "cebus_subscription_nacks_total") == nacks + 1);
+    assert_true(sample(text, "cebus_subscription_in_flight") == 0);
+    free(text);
+
+    for (int i = 0; i < 2; i++)
+        cebus__v1__subscribe_response__free_unpacked(m[i], NULL);
+    cebus_stream_close(s);
+    cebus_client_free(admin);
+    cebus_client_free(pub);
+    cebus_client_free(sub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counters_follow_the_work),
         cmocka_unit_test(test_http_edges),
+        cmocka_unit_test(test_durable_subscription_metrics),
     };
 
     return cmocka_run_group_tests(tests, h_env_setup, h_env_teardown);
