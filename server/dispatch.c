@@ -638,8 +638,8 @@ static eb_status check_grant_streams(eb_dispatch *d, eb_db *db)
                     }
             }
         for (size_t i = 0; i < ndoomed; i++)
-            eb_dispatch_end_locked(d, doomed[i], EB_EPERM, "bus: the grant this stream was opened through "
-                                               "was revoked");
+            eb_dispatch_end_locked(d, doomed[i], EB_EPERM,
+                                   "bus: the grant this stream was opened through was revoked");
         pthread_mutex_unlock(&d->mu);
         if (ndoomed)
             eb_log_info("msg=\"streams ended by the periodic check\" grant_revoked=%zu",
@@ -796,10 +796,11 @@ static eb_status check_rules(eb_dispatch *d, eb_db *db, bool all)
     /* Collected first: ending a stream unlinks it, and may free its bus. */
     for (size_t i = 0; i < ndoomed; i++)
         eb_dispatch_end_locked(d, doomed[i], doomed_bad[i] ? EB_EPRECOND : EB_ENOTFOUND,
-                   doomed_bad[i] ? "subscription: the rule's new pattern cannot be used by "
-                                   "this server; reconnect to another"
-                                 : "subscription: its rule was deleted or no longer targets "
-                                   "this subscription");
+                               doomed_bad[i]
+                                   ? "subscription: the rule's new pattern cannot be used by "
+                                     "this server; reconnect to another"
+                                   : "subscription: its rule was deleted or no longer targets "
+                                     "this subscription");
     /* Rebuilt now rather than on the next event: the swap takes effect
      * between two events either way. */
     for (struct bus *b = d->buses; b; b = b->next) {
@@ -985,7 +986,7 @@ void eb_dispatch_stop(eb_dispatch *d)
     d->stopping = true;
     while (d->buses && d->buses->streams)
         eb_dispatch_end_locked(d, d->buses->streams, EB_EUNAVAIL,
-                   "server shutting down; reconnect to resume from the last sequence");
+                               "server shutting down; reconnect to resume from the last sequence");
     pthread_mutex_unlock(&d->mu);
     eb_dispatch_signal(d);
     pthread_join(d->thread, NULL);

@@ -90,6 +90,7 @@ void eb_durable_leave_locked(eb_dispatch *d, struct stream *s)
     s->nleases = 0;
     d->releases = eb_realloc(d->releases, (d->nreleases + 1) * sizeof *d->releases);
     d->releases[d->nreleases++] = s->owner;
+    eb_dispatch_signal(d); /* released at once: another consumer takes them */
     ds->matcher_stale = true; /* its matcher may hold s's pattern */
     if (!ds->streams) {
         struct dsub **dp;

@@ -817,7 +817,8 @@ static void test_concurrent_publishers_exactly_once(void **state)
     admin = cebus_client_new(env->srv[0].addr, t.admin_key);
     sub = cebus_client_new(env->srv[0].addr, t.subscriber_key);
     /* Every publisher's events match; nothing else is on the bus. */
-    rule_ok(admin, "orders", "r", "all", &(struct sub_opts){.pattern = "{\"type\":[\"faults.test\"]}"});
+    rule_ok(admin, "orders", "r", "all",
+            &(struct sub_opts){.pattern = "{\"type\":[\"faults.test\"]}"});
     s = durable_ok(sub, "orders", "all", 1);
 
     addrs[0] = env->srv[0].addr;
