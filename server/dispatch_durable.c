@@ -418,6 +418,44 @@ static void seeked_locked(struct dsub *ds)
     }
 }
 
+/* The read after frontier from began at first > from + 1. When the
+ * subscription's frontier is still from (not moved by another replica or a
+ * seek since this replica last claimed), the events in between expired
+ * unseen: its streams end. Otherwise sets *more to read from the new
+ * frontier. Returns EB_EUNAVAIL when the database is unreachable. Called
+ * without d->mu. */
+static eb_status check_expired(eb_dispatch *d, eb_db *db, int64_t bus_id, int64_t sub_id,
+                               int64_t from, int64_t first, bool *more)
+{
+    struct eb_sub_rec rec;
+    struct dsub *ds;
+    char name[EB_NAME_MAX + 1] = "";
+    eb_status st;
+
+    pthread_mutex_lock(&d->mu);
+    ds = find_dsub_locked(d, bus_id, sub_id);
+    if (ds)
+        snprintf(name, sizeof name, "%s", newest_locked(ds)->subscription);
+    pthread_mutex_unlock(&d->mu);
+    if (!ds)
+        return EB_OK;
+    st = eb_store_sub_get(db, bus_id, name, &rec);
+    if (st == EB_OK && rec.id == sub_id && rec.frontier != from) {
+        pthread_mutex_lock(&d->mu);
+        if ((ds = find_dsub_locked(d, bus_id, sub_id)) != NULL && ds->frontier == from) {
+            ds->frontier = rec.frontier;
+            ds->floor_us = 0;
+        }
+        pthread_mutex_unlock(&d->mu);
+        *more = true;
+        return EB_OK;
+    }
+    if (st == EB_OK && rec.id == sub_id)
+        end_expired(d, bus_id, sub_id, from + 1, first);
+    /* Gone or replaced: check_rules() ends its streams. */
+    return st == EB_EUNAVAIL ? EB_EUNAVAIL : EB_OK;
+}
+
 static void free_events(struct eb_event_rec *evs, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -561,9 +599,9 @@ static eb_status claim_once(eb_dispatch *d, eb_db *db, int64_t bus_id, int64_t s
     eb_metrics_add(EB_M_LOG_READS, 1);
     eb_metrics_add(EB_M_LOG_EVENTS_READ, r.n);
     if (r.n > 0 && r.evs[0].seq > in.from_seq + 1) {
-        end_expired(d, bus_id, sub_id, in.from_seq + 1, r.evs[0].seq);
+        st = check_expired(d, db, bus_id, sub_id, in.from_seq, r.evs[0].seq, more);
         round_clear(&r);
-        return EB_OK;
+        return st;
     }
     if (!match_events(d, bus_id, sub_id, &r, &in.rule_version)) {
         round_clear(&r);
