@@ -613,6 +613,135 @@ static void test_events_expired_before_delivery(void **state)
     cebus_client_free(sub);
 }
 
+/* A Seek back with a stream open: the ids delivered before it no longer
+ * apply, and the stream gets the events again from the new position, as
+ * first deliveries with new ids (replay). */
+static void test_seek_back_replays_to_open_stream(void **state)
+{
+    struct h_env *env = *state;
+    struct h_tenant t;
+    cebus_client *admin, *pub, *sub;
+    cebus_stream *s;
+    Cebus__V1__SeekRequest sreq = CEBUS__V1__SEEK_REQUEST__INIT;
+    Cebus__V1__SeekResponse *sresp = NULL;
+    delivery *old[3];
+    uint64_t seqs[3], na = 0;
+    cebus_error err;
+    char *ids[3];
+    int rc;
+
+    h_tenant_create_ok(env->admin, "du-seek", "orders", &t);
+    admin = cebus_client_new(env->srv[0].addr, t.admin_key);
+    pub = cebus_client_new(env->srv[0].addr, t.publisher_key);
+    sub = cebus_client_new(env->srv[0].addr, t.subscriber_key);
+    rule_ok(admin, "orders", "r", "replay", NULL);
+
+    s = durable_ok(sub, "orders", "replay", 0);
+    put_n(pub, "orders", "sk", 3, seqs);
+    for (int i = 0; i < 3; i++) {
+        old[i] = h_expect_next(s);
+        assert_delivery(old[i], seqs[i], 1);
+        ids[i] = old[i]->ack_id;
+    }
+    ack_one_ok(sub, "orders", "replay", old[0]->ack_id);
+
+    sreq.bus = "orders";
+    sreq.subscription = "replay";
+    sreq.position = CEBUS__V1__START_POSITION__START_POSITION_SEQUENCE;
+    sreq.sequence = seqs[0];
+    rc = cebus_seek(sub, &sreq, &sresp, &err);
+    h_assert_status("Seek", rc, &err, 0, NULL);
+    assert_int_equal(sresp->next_sequence, seqs[0]);
+    cebus__v1__seek_response__free_unpacked(sresp, NULL);
+
+    /* Every event again from the position, the acked one included. */
+    for (int i = 0; i < 3; i++) {
+        delivery *m = h_expect_next(s);
+        assert_delivery(m, seqs[i], 1);
+        assert_string_not_equal(m->ack_id, old[i]->ack_id);
+        ack_one_ok(sub, "orders", "replay", m->ack_id);
+        cebus__v1__subscribe_response__free_unpacked(m, NULL);
+    }
+    rc = ack(sub, "orders", "replay", ids, 3, &na, &err);
+    h_assert_status("Ack of ids from before the seek", rc, &err, 0, NULL);
+    assert_int_equal(na, 7);
+    assert_null(h_next(s, 300));
+
+    for (int i = 0; i < 3; i++)
+        cebus__v1__subscribe_response__free_unpacked(old[i], NULL);
+    cebus_stream_close(s);
+    cebus_client_free(admin);
+    cebus_client_free(pub);
+    cebus_client_free(sub);
+}
+
+/* An event nacked max_attempts times becomes a dead letter with the last
+ * Nack's error, and is delivered no more; redriven, it comes back. */
+static void test_nacked_to_dead_letter_and_redriven(void **state)
+{
+    struct h_env *env = *state;
+    struct sub_opts o = {.max_attempts = 2};
+    struct h_tenant t;
+    cebus_client *admin, *pub, *sub;
+    cebus_stream *s;
+    Cebus__V1__ListDeadLettersRequest lreq = CEBUS__V1__LIST_DEAD_LETTERS_REQUEST__INIT;
+    Cebus__V1__ListDeadLettersResponse *lresp = NULL;
+    Cebus__V1__RedriveDeadLettersRequest rreq = CEBUS__V1__REDRIVE_DEAD_LETTERS_REQUEST__INIT;
+    Cebus__V1__RedriveDeadLettersResponse *rresp = NULL;
+    uint64_t seq, next, na = 0;
+    cebus_error err;
+    int rc;
+
+    h_tenant_create_ok(env->admin, "du-dead", "orders", &t);
+    admin = cebus_client_new(env->srv[0].addr, t.admin_key);
+    pub = cebus_client_new(env->srv[0].addr, t.publisher_key);
+    sub = cebus_client_new(env->srv[0].addr, t.subscriber_key);
+    rule_ok(admin, "orders", "r", "poison", &o);
+
+    s = durable_ok(sub, "orders", "poison", 0);
+    seq = h_put_one_ok(pub, "orders", "p-1", "it.durable", NULL);
+    for (uint32_t attempt = 1; attempt <= 2; attempt++) {
+        delivery *m = h_expect_next(s);
+        assert_delivery(m, seq, attempt);
+        rc = nack(sub, "orders", "poison", m->ack_id, 0, "cannot parse", &na, &err);
+        h_assert_status("Nack", rc, &err, 0, NULL);
+        assert_int_equal(na, 0);
+        cebus__v1__subscribe_response__free_unpacked(m, NULL);
+    }
+    /* Not a third time: the next delivery is the next event. */
+    next = h_put_one_ok(pub, "orders", "p-2", "it.durable", NULL);
+    {
+        delivery *m = h_expect_next(s);
+        assert_delivery(m, next, 1);
+        ack_one_ok(sub, "orders", "poison", m->ack_id);
+        cebus__v1__subscribe_response__free_unpacked(m, NULL);
+    }
+    lreq.bus = rreq.bus = "orders";
+    lreq.subscription = rreq.subscription = "poison";
+    rc = cebus_list_dead_letters(admin, &lreq, &lresp, &err);
+    h_assert_status("ListDeadLetters", rc, &err, 0, NULL);
+    assert_int_equal(lresp->n_dead_letters, 1);
+    assert_int_equal(lresp->dead_letters[0]->sequence, seq);
+    assert_string_equal(lresp->dead_letters[0]->last_error, "cannot parse");
+    assert_int_equal(lresp->dead_letters[0]->attempts, 2);
+    cebus__v1__list_dead_letters_response__free_unpacked(lresp, NULL);
+
+    rc = cebus_redrive_dead_letters(admin, &rreq, &rresp, &err);
+    h_assert_status("RedriveDeadLetters", rc, &err, 0, NULL);
+    assert_int_equal(rresp->count, 1);
+    cebus__v1__redrive_dead_letters_response__free_unpacked(rresp, NULL);
+    {
+        delivery *m = h_expect_next(s);
+        assert_delivery(m, seq, 0);
+        ack_one_ok(sub, "orders", "poison", m->ack_id);
+        cebus__v1__subscribe_response__free_unpacked(m, NULL);
+    }
+    cebus_stream_close(s);
+    cebus_client_free(admin);
+    cebus_client_free(pub);
+    cebus_client_free(sub);
+}
+
 /* ---- Sharing ------------------------------------------------------------------ */
 
 /* Consumers on streams[0..n) that ack what they get, until every sequence
@@ -930,6 +1059,8 @@ int main(void)
         cmocka_unit_test(test_max_in_flight_respected),
         cmocka_unit_test(test_ids_that_do_not_apply),
         cmocka_unit_test(test_events_expired_before_delivery),
+        cmocka_unit_test(test_seek_back_replays_to_open_stream),
+        cmocka_unit_test(test_nacked_to_dead_letter_and_redriven),
         cmocka_unit_test(test_two_streams_share),
         cmocka_unit_test(test_partition_key_one_in_flight_in_order),
         cmocka_unit_test_teardown(test_concurrent_publishers_exactly_once, h_load_teardown),
