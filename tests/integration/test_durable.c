@@ -742,6 +742,69 @@ static void test_nacked_to_dead_letter_and_redriven(void **state)
     cebus_client_free(sub);
 }
 
+/* A durable stream follows its rule (0010): after UpdateRule changes the
+ * pattern, events are judged by the new one; the subscription keeps its
+ * state across the update (same target name). */
+static void test_rule_change_reaches_durable_stream(void **state)
+{
+    struct h_env *env = *state;
+    struct sub_opts o = {.pattern = "{\"type\":[\"a\"]}"};
+    struct h_tenant t;
+    cebus_client *admin, *pub, *sub;
+    cebus_stream *s;
+    Cebus__V1__UpdateRuleRequest ureq = CEBUS__V1__UPDATE_RULE_REQUEST__INIT;
+    Cebus__V1__Rule rule = CEBUS__V1__RULE__INIT;
+    Cebus__V1__Rule *resp = NULL;
+    char *mask[1] = {"pattern"};
+    uint64_t a1, b1, b2;
+    cebus_error err;
+    int rc;
+
+    h_tenant_create_ok(env->admin, "du-follow", "orders", &t);
+    admin = cebus_client_new(env->srv[0].addr, t.admin_key);
+    pub = cebus_client_new(env->srv[0].addr, t.publisher_key);
+    sub = cebus_client_new(env->srv[0].addr, t.subscriber_key);
+    rule_ok(admin, "orders", "r", "follow", &o);
+
+    s = durable_ok(sub, "orders", "follow", 0);
+    h_put_one_ok(pub, "orders", "b-0", "b", NULL);
+    a1 = h_put_one_ok(pub, "orders", "a-1", "a", NULL);
+    {
+        delivery *m = h_expect_next(s);
+        assert_delivery(m, a1, 1);
+        ack_one_ok(sub, "orders", "follow", m->ack_id);
+        cebus__v1__subscribe_response__free_unpacked(m, NULL);
+    }
+    rule.pattern = "{\"type\":[\"b\"]}";
+    ureq.bus = "orders";
+    ureq.name = "r";
+    ureq.rule = &rule;
+    ureq.n_update_mask = 1;
+    ureq.update_mask = mask;
+    rc = cebus_update_rule(admin, &ureq, &resp, &err);
+    h_assert_status("UpdateRule", rc, &err, 0, NULL);
+    cebus__v1__rule__free_unpacked(resp, NULL);
+
+    b1 = h_put_one_ok(pub, "orders", "b-1", "b", NULL);
+    h_put_one_ok(pub, "orders", "a-2", "a", NULL);
+    b2 = h_put_one_ok(pub, "orders", "b-2", "b", NULL);
+    {
+        delivery *m = h_expect_next(s);
+        assert_delivery(m, b1, 1);
+        ack_one_ok(sub, "orders", "follow", m->ack_id);
+        cebus__v1__subscribe_response__free_unpacked(m, NULL);
+        m = h_expect_next(s);
+        assert_delivery(m, b2, 1);
+        ack_one_ok(sub, "orders", "follow", m->ack_id);
+        cebus__v1__subscribe_response__free_unpacked(m, NULL);
+    }
+    assert_null(h_next(s, 300));
+    cebus_stream_close(s);
+    cebus_client_free(admin);
+    cebus_client_free(pub);
+    cebus_client_free(sub);
+}
+
 /* ---- Sharing ------------------------------------------------------------------ */
 
 /* Consumers on streams[0..n) that ack what they get, until every sequence
@@ -1060,6 +1123,7 @@ int main(void)
         cmocka_unit_test(test_ids_that_do_not_apply),
         cmocka_unit_test(test_events_expired_before_delivery),
         cmocka_unit_test(test_seek_back_replays_to_open_stream),
+        cmocka_unit_test(test_rule_change_reaches_durable_stream),
         cmocka_unit_test(test_nacked_to_dead_letter_and_redriven),
         cmocka_unit_test(test_two_streams_share),
         cmocka_unit_test(test_partition_key_one_in_flight_in_order),
