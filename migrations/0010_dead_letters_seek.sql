@@ -21,7 +21,8 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Moves the due rows of subscription p_sub that are past their limits to
--- dead_letters: a row not blocked behind its partition key, due at p_now
+-- dead_letters, by the rule of step 2 of cebus_sub_claim (0009), for the
+-- subscriptions no claim visits: a row not blocked behind its partition key, due at p_now
 -- (its lease ended, its Nack delay passed, or it was released), that was
 -- delivered max_attempts times (reason 1) or received more than max_age
 -- ago (reason 2). last_error is the row's own (a Nack's), else "ack
@@ -31,8 +32,8 @@ $$;
 -- sub_freed, so the next claim unblocks their next row, and claimed counts
 -- the removal (0014: claimed counts what claims, and this step of them,
 -- take out of sub_pending).
--- REQUIRES: the caller holds the subscription row lock (claims and the
--- sweep take it first). Returns the rows dead-lettered.
+-- REQUIRES: the caller holds the subscription row lock, as a claim does.
+-- Returns the rows dead-lettered.
 CREATE FUNCTION cebus_sub_dead_letter_due(p_sub bigint, p_now timestamptz)
 RETURNS integer
 LANGUAGE plpgsql AS $$

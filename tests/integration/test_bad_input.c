@@ -19,6 +19,8 @@ static const char *const unary_methods[] = {
     "/cebus.v1.EventBus/Subscribe",  "/cebus.v1.Admin/CreateTenant",
     "/cebus.v1.Admin/CreateApiKey",  "/cebus.v1.Admin/CreateBus",
     "/cebus.v1.Admin/ListBuses",
+    "/cebus.v1.EventBus/Seek",       "/cebus.v1.Admin/ListDeadLetters",
+    "/cebus.v1.Admin/RedriveDeadLetters", "/cebus.v1.Admin/PurgeDeadLetters",
 };
 
 struct garbage {

@@ -7,13 +7,15 @@
  * Dead letters are made the way the server makes them: outstanding rows
  * past their limits (written in the database, as deliveries would leave
  * them) moved by the subscription sweep, run here through SQL rather than
- * waiting for the server's once-a-minute run. */
+ * waiting for the server's once-a-minute run; one test waits for a
+ * server's own run. */
 #include "harness.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 #define CLI_TIMEOUT_MS 30000
@@ -575,6 +577,48 @@ static void test_dead_letters_who(void **state)
     PQfinish(pg);
 }
 
+/* The servers sweep by themselves: a server's maintenance run (at its
+ * start, then once a minute) makes dead letters of rows nobody claims.
+ * Waited for, with a deadline past one minute in case another server's
+ * run held the lock at that moment. */
+static void test_server_sweeps(void **state)
+{
+    struct h_env *env = *state;
+    struct h_tenant t;
+    uint64_t seqs[1];
+    PGconn *pg = sql_connect(env);
+    cebus_client *c;
+    cebus_error err;
+    int64_t sub, deadline;
+    size_t found = 0;
+
+    tenant_with_sub(env, "dlqsweep", &t, 1, seqs);
+    sub = sub_id(pg, "dlqsweep", "orders", SUB);
+    sql_int(pg,
+            "INSERT INTO sub_pending (sub_id, seq, attempt, owner, due_at, received_at)"
+            " VALUES (%lld, %llu, 5, 1, now() - interval '1 second', now())",
+            (long long)sub, (unsigned long long)seqs[0]);
+    sql_int(pg, "UPDATE subscriptions SET claimed = claimed + 1 WHERE id = %lld",
+            (long long)sub);
+    c = cebus_client_new(env->srv[h_env_add_server_ok(env, NULL)].addr, t.admin_key);
+    deadline = h_now_ms() + 150000;
+    while (found == 0 && h_now_ms() < deadline) {
+        Cebus__V1__ListDeadLettersResponse *page = NULL;
+        h_assert_status("list", list_page(c, "orders", SUB, 0, "", &page, &err), &err, 0, NULL);
+        found = page->n_dead_letters;
+        if (found) {
+            assert_int_equal(page->dead_letters[0]->sequence, seqs[0]);
+            assert_string_equal(page->dead_letters[0]->last_error, "ack deadline passed");
+        }
+        cebus__v1__list_dead_letters_response__free_unpacked(page, NULL);
+        if (!found)
+            usleep(100 * 1000);
+    }
+    assert_int_equal(found, 1);
+    cebus_client_free(c);
+    PQfinish(pg);
+}
+
 /* ---- CLI ------------------------------------------------------------------------- */
 
 static void cli(const char *addr, const char *key, const char *const *args, int want,
@@ -666,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_seek_who),
         cmocka_unit_test(test_dead_letters),
         cmocka_unit_test(test_dead_letters_who),
+        cmocka_unit_test(test_server_sweeps),
         cmocka_unit_test(test_cli),
     };
 
