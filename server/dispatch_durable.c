@@ -60,7 +60,6 @@ void eb_durable_join_locked(struct stream *s, int64_t sub_id, int64_t frontier)
         eb_random_bytes(&s->owner, sizeof s->owner);
         s->owner &= INT64_MAX;
     } while (s->owner == 0);
-    s->leases = eb_calloc(s->qcap, sizeof *s->leases);
     s->dsub = ds;
     s->dnext = ds->streams;
     ds->streams = s;
@@ -106,6 +105,22 @@ void eb_durable_leave_locked(eb_dispatch *d, struct stream *s)
 void eb_durable_stream_free(struct stream *s)
 {
     free(s->leases);
+}
+
+/* Makes room in s's set for one more lease, up to its N: the set grows
+ * with use, so that an idle stream costs little. REQUIRES: d->mu;
+ * s->nleases < s->qcap. */
+static void reserve_lease_locked(struct stream *s)
+{
+    size_t cap;
+
+    if (s->nleases < s->leases_cap)
+        return;
+    cap = s->leases_cap ? s->leases_cap * 2 : 16;
+    if (cap > s->qcap)
+        cap = s->qcap;
+    s->leases = eb_realloc(s->leases, cap * sizeof *s->leases);
+    s->leases_cap = cap;
 }
 
 void eb_durable_bus_dirty_locked(struct bus *b)
@@ -364,6 +379,7 @@ static void deliver_locked(struct stream *s, const struct lease *l,
     if (i == s->nleases) {
         if (s->nleases == s->qcap)
             return;
+        reserve_lease_locked(s);
         s->nleases++;
         eb_metrics_gauge_add(EB_G_SUB_IN_FLIGHT, 1);
     }
@@ -733,10 +749,12 @@ static void apply_recount_locked(eb_dispatch *d, const int64_t *owners, size_t n
                     continue;
                 s->nleases = 0;
                 for (k = held_lower(held, nheld, s->owner);
-                     k < nheld && held[k].owner == s->owner && s->nleases < s->qcap; k++)
+                     k < nheld && held[k].owner == s->owner && s->nleases < s->qcap; k++) {
+                    reserve_lease_locked(s);
                     s->leases[s->nleases++] = (struct lease){
                         .seq = held[k].seq, .attempt = held[k].attempt,
                         .due_us = held[k].due_us};
+                }
                 eb_metrics_gauge_add(EB_G_SUB_IN_FLIGHT, (int64_t)s->nleases - (int64_t)before);
                 if (s->nleases < before)
                     ds->dirty = true;

@@ -81,7 +81,7 @@ struct stream {
     struct stream *dnext;  /* in dsub->streams */
     int64_t owner;         /* random; the leases' owner in the database */
     struct lease *leases;  /* the leases it holds, at most qcap (its N) */
-    size_t nleases;
+    size_t nleases, leases_cap; /* the set grows with use, up to qcap */
 };
 
 /* A durable subscription with streams on this replica: one reader of its
