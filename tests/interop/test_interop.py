@@ -466,6 +466,41 @@ def test_subscribe_receives_matching_events_only():
     assert not t.is_alive(), "stream reader did not end after cancel"
 
 
+def test_durable_subscription_ack():
+    """A durable stream (subscription, no start) through grpcio: deliveries
+    carry ack_id, attempt and ack_deadline; Ack answers not_applied."""
+    eb = S["eb"]
+    rule = eb.CreateRuleRequest(bus=S["bus"], name="durable-rule",
+                                pattern=json.dumps({"type": ["com.example.durable"]}),
+                                targets=[eb.Target(subscription=eb.SubscriptionTarget(
+                                    name="durable-sub", ack_deadline_seconds=60))])
+    S["bus_stub"].CreateRule(rule, metadata=auth(S["key"]), timeout=RPC_TIMEOUT)
+    resp = S["bus_stub"].PutEvents(
+        eb.PutEventsRequest(bus=S["bus"], events=[
+            make_event("d1", "com.example.durable", text="{}"),
+            make_event("d2", "com.example.durable", text="{}")]),
+        metadata=auth(S["key"]), timeout=RPC_TIMEOUT)
+    assert resp.failed_count == 0, resp
+    seqs = [r.sequence for r in resp.results]
+    stream = S["bus_stub"].Subscribe(
+        eb.SubscribeRequest(bus=S["bus"], subscription="durable-sub"),
+        metadata=auth(S["key"]), timeout=STREAM_DEADLINE + RPC_TIMEOUT)
+    try:
+        got = [next(stream), next(stream)]
+    finally:
+        stream.cancel()
+    assert [m.sequence for m in got] == seqs, ([m.sequence for m in got], seqs)
+    for m in got:
+        assert len(m.ack_id) == 28 and m.attempt == 1, m
+        assert m.ack_deadline.seconds > 1700000000, m.ack_deadline
+    ack = eb.AckRequest(bus=S["bus"], subscription="durable-sub",
+                        ack_ids=[m.ack_id for m in got])
+    resp = S["bus_stub"].Ack(ack, metadata=auth(S["key"]), timeout=RPC_TIMEOUT)
+    assert list(resp.not_applied) == [], resp
+    resp = S["bus_stub"].Ack(ack, metadata=auth(S["key"]), timeout=RPC_TIMEOUT)
+    assert list(resp.not_applied) == [0, 1], resp
+
+
 def test_missing_key_is_unauthenticated():
     eb, adm, grpc = S["eb"], S["adm"], S["grpc"]
     put = eb.PutEventsRequest(bus=S["bus"], events=[make_event("u1", "com.example.order.x")])
@@ -565,6 +600,7 @@ TESTS = [
     test_admin_create_bus_with_tenant_key,
     test_create_rule_with_subscription_target,
     test_subscribe_receives_matching_events_only,
+    test_durable_subscription_ack,
     test_missing_key_is_unauthenticated,
     test_bad_spec_version_is_per_entry_invalid_argument,
     test_unknown_bus_is_not_found,
