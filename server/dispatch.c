@@ -833,7 +833,7 @@ static void *dispatch_main(void *arg)
     eb_dispatch *d = arg;
     eb_db *db = NULL;
     int64_t last_catchup = eb_now_mono_us(), last_check = last_catchup;
-    bool recount_all = false;
+    bool periodic = false;
 
     for (;;) {
         struct pollfd fds[2];
@@ -853,12 +853,10 @@ static void *dispatch_main(void *arg)
                  * read every active bus now rather than at the next
                  * catch-up, and recount every durable stream's leases. */
                 pthread_mutex_lock(&d->mu);
-                for (struct bus *b = d->buses; b; b = b->next) {
+                for (struct bus *b = d->buses; b; b = b->next)
                     b->dirty = true;
-                    eb_durable_bus_dirty_locked(b);
-                }
+                eb_durable_reconnected_locked(d);
                 pthread_mutex_unlock(&d->mu);
-                recount_all = true;
             }
         }
         /* Notifications that libpq read along with serve_bus()'s results
@@ -935,17 +933,17 @@ static void *dispatch_main(void *arg)
         free(ids);
         if (db && eb_now_mono_us() - last_check >= (int64_t)CHECK_MS * 1000) {
             last_check = eb_now_mono_us();
-            recount_all = true;
+            periodic = true;
             if (check_streams(d, db) == EB_EUNAVAIL || check_rules(d, db, true) == EB_EUNAVAIL) {
                 eb_db_close(db);
                 db = NULL;
             }
         }
-        if (db && eb_durable_housekeeping(d, db, recount_all) == EB_EUNAVAIL) {
+        if (db && eb_durable_housekeeping(d, db, periodic) == EB_EUNAVAIL) {
             eb_db_close(db);
             db = NULL;
         }
-        recount_all = recount_all && !db;
+        periodic = periodic && !db;
         if (db && check_rules(d, db, false) == EB_EUNAVAIL) {
             eb_db_close(db);
             db = NULL;

@@ -761,7 +761,16 @@ static void apply_recount_locked(eb_dispatch *d, const int64_t *owners, size_t n
             }
 }
 
-eb_status eb_durable_housekeeping(eb_dispatch *d, eb_db *db, bool all)
+void eb_durable_reconnected_locked(eb_dispatch *d)
+{
+    for (struct bus *b = d->buses; b; b = b->next)
+        for (struct dsub *ds = b->dsubs; ds; ds = ds->next) {
+            ds->dirty = true;
+            ds->recount = true;
+        }
+}
+
+eb_status eb_durable_housekeeping(eb_dispatch *d, eb_db *db, bool periodic)
 {
     int64_t *releases, *owners = NULL;
     size_t nreleases, nowners = 0, nheld = 0;
@@ -775,13 +784,13 @@ eb_status eb_durable_housekeeping(eb_dispatch *d, eb_db *db, bool all)
     d->nreleases = 0;
     for (struct bus *b = d->buses; b; b = b->next)
         for (struct dsub *ds = b->dsubs; ds; ds = ds->next) {
-            if (!ds->recount && !all)
-                continue;
-            ds->recount = false;
             for (struct stream *s = ds->streams; s; s = s->dnext) {
+                if (!ds->recount && !(periodic && s->nleases == s->qcap))
+                    continue;
                 owners = eb_realloc(owners, (nowners + 1) * sizeof *owners);
                 owners[nowners++] = s->owner;
             }
+            ds->recount = false;
         }
     pthread_mutex_unlock(&d->mu);
 

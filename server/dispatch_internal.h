@@ -186,11 +186,19 @@ void eb_durable_rules_changed_locked(struct bus *b);
  * d->mu, on the delivery thread. */
 eb_status eb_durable_serve_bus(eb_dispatch *d, eb_db *db, int64_t bus_id, bool all);
 
+/* After the delivery thread's connection was made again: every
+ * subscription is served and recounted (notifications were lost).
+ * REQUIRES: d->mu. */
+void eb_durable_reconnected_locked(eb_dispatch *d);
+
 /* Releases the leases of streams that ended, and recounts the leases of the
- * streams of subscriptions marked for it (every one when all). Returns
- * EB_EUNAVAIL when the database is unreachable. Called without d->mu, on
- * the delivery thread. */
-eb_status eb_durable_housekeeping(eb_dispatch *d, eb_db *db, bool all);
+ * streams of subscriptions marked for it (a notification, a reconnection)
+ * and, when periodic (once per CHECK_MS), of every stream whose set is
+ * full: the safety net for lost notifications, where a stale set would
+ * stop a stream; a stream with room still gets deliveries, and a lease
+ * leaves its set at its deadline anyway. Returns EB_EUNAVAIL when the
+ * database is unreachable. Called without d->mu, on the delivery thread. */
+eb_status eb_durable_housekeeping(eb_dispatch *d, eb_db *db, bool periodic);
 
 /* Milliseconds until the earliest subscription timer, at most cap, at least
  * 0; marks the subscriptions whose time has come dirty. REQUIRES: d->mu. */
