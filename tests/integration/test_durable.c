@@ -306,8 +306,8 @@ static void test_unacked_comes_back_after_deadline(void **state)
 }
 
 /* A Nack with delay 0 redelivers at once, as the next attempt; its id is
- * then spent. Out-of-range delays and errors are INVALID_ARGUMENT naming
- * the field. */
+ * then spent; with a delay, after it. Out-of-range delays and errors are
+ * INVALID_ARGUMENT naming the field. */
 static void test_nack_redelivers(void **state)
 {
     struct h_env *env = *state;
@@ -348,6 +348,22 @@ static void test_nack_redelivers(void **state)
     h_assert_status("Nack of a spent id", rc, &err, 0, NULL);
     assert_int_equal(na, 1);
     ack_one_ok(sub, "orders", "n", again->ack_id);
+
+    /* With a delay, the delivery comes back once the delay is over (the
+     * server's timer, not a new event, brings it). */
+    seq = h_put_one_ok(pub, "orders", "n-2", "it.durable", NULL);
+    {
+        delivery *d1 = h_expect_next(s), *d2;
+        assert_delivery(d1, seq, 1);
+        rc = nack(sub, "orders", "n", d1->ack_id, 800, NULL, &na, &err);
+        h_assert_status("Nack with a delay", rc, &err, 0, NULL);
+        assert_int_equal(na, 0);
+        d2 = h_expect_next(s);
+        assert_delivery(d2, seq, 2);
+        ack_one_ok(sub, "orders", "n", d2->ack_id);
+        cebus__v1__subscribe_response__free_unpacked(d1, NULL);
+        cebus__v1__subscribe_response__free_unpacked(d2, NULL);
+    }
 
     cebus__v1__subscribe_response__free_unpacked(m, NULL);
     cebus__v1__subscribe_response__free_unpacked(again, NULL);
