@@ -8,9 +8,13 @@
 #ifndef CEBUS_BENCH_H
 #define CEBUS_BENCH_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "cebus.h"
 
 #include "cloudevents.pb-c.h"
 
@@ -20,6 +24,7 @@ int bench_cmd_pg_insert(int argc, char **argv);
 int bench_cmd_ingest(int argc, char **argv);
 int bench_cmd_latency(int argc, char **argv);
 int bench_cmd_match(int argc, char **argv);
+int bench_cmd_durable(int argc, char **argv);
 
 /* ---- Clock ------------------------------------------------------------- */
 
@@ -121,6 +126,42 @@ const char *bench_event_attr(const Io__Cloudevents__V1__CloudEvent *ev, const ch
 /* Writes a run identifier unique to this process and moment (16 hex
  * digits) into buf, of at least 17 bytes. */
 void bench_run_id(char *buf, size_t size);
+
+/* ---- Durable subscriptions (durable.c) ------------------------------------ */
+
+/* Ack ids per Ack call: the server's limit. */
+#define BENCH_ACK_BATCH 1000
+
+/* A thread that acks the ids handed to it on its own client: whatever has
+ * accumulated while the previous call was outstanding goes in the next
+ * call, so the consumer never waits for an ack. */
+struct bench_acker {
+    cebus_client *client;
+    const char *bus, *sub;
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards ids, n, cap, stop, first_error */
+    pthread_cond_t cv;
+    char **ids;
+    size_t n, cap;
+    bool stop;
+    cebus_error first_error;
+    atomic_ullong acked, not_applied, errors, calls;
+    atomic_llong last_ok_ns; /* when the last call answered OK */
+};
+
+/* Starts a's thread with a client of its own. bus and sub are borrowed. */
+void bench_acker_start(struct bench_acker *a, const char *addr, const char *key,
+                       const char *bus, const char *sub);
+/* Queues a copy of ack_id. Any thread. */
+void bench_acker_push(struct bench_acker *a, const char *ack_id);
+/* Acks what is queued, stops the thread and frees what a holds. */
+void bench_acker_stop(struct bench_acker *a);
+
+/* Creates rule `name` with pattern {} and a subscription target `name` on
+ * the bus: a subscription that starts at the bus's head. Returns 0, or the
+ * status code after printing why. */
+int bench_create_subscription(const char *addr, const char *key, const char *bus,
+                              const char *name);
 
 /* Formats ns as microseconds with one decimal into buf; returns buf. */
 const char *bench_fmt_us(char *buf, size_t size, int64_t ns);

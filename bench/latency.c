@@ -8,6 +8,11 @@
  * per-run nonce in attributes. The subscriber records receive - send.
  * Before measuring, events are published until the first one arrives, so
  * that the stream is known to be live.
+ *
+ * With --durable the stream is a durable subscription (a new rule with a
+ * subscription target, pattern {}) and every delivery is acked by a
+ * bench_acker thread, so the figure includes claiming each event and the
+ * acks' load on the same server and database.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -23,6 +28,7 @@
 #define USAGE                                                                              \
     "usage: cebus-bench latency --addr HOST:PORT --key KEY --bus BUS [--rate 1000]\n"      \
     "                           [--seconds 5] [--bytes 1024] [--publishers 8]\n"           \
+    "                           [--durable]\n"                                            \
     "Publish-to-subscriber latency (p50/p90/p99/max) at a fixed publish rate.\n"
 
 #define MAX_PUBLISHERS 256
@@ -40,6 +46,9 @@ struct latency_run {
     cebus_client *pub_client;
     /* Subscriber. */
     cebus_stream *stream;
+    bool durable;
+    char sub[40];
+    struct bench_acker acker;       /* durable only */
     atomic_bool stop;
     atomic_bool live;               /* a stamped event of this run arrived */
     atomic_llong measure_from;      /* sends stamped at or after this count */
@@ -98,6 +107,8 @@ static void *subscriber_main(void *arg)
                 r->foreign++;
             }
         }
+        if (r->durable && msg->ack_id && msg->ack_id[0])
+            bench_acker_push(&r->acker, msg->ack_id);
         cebus__v1__subscribe_response__free_unpacked(msg, NULL);
     }
     return NULL;
@@ -200,6 +211,7 @@ int bench_cmd_latency(int argc, char **argv)
     const char *addr = NULL, *key = NULL, *bus = NULL;
     long bytes = 1024, publishers = 8;
     double rate = 1000, seconds = 5;
+    bool durable = false;
     const struct bench_opt opts[] = {
         {"addr", BENCH_OPT_STR, &addr, 0, 0},
         {"key", BENCH_OPT_STR, &key, 0, 0},
@@ -208,6 +220,7 @@ int bench_cmd_latency(int argc, char **argv)
         {"seconds", BENCH_OPT_DOUBLE, &seconds, 0.1, 3600},
         {"bytes", BENCH_OPT_INT, &bytes, 64, 1 << 20},
         {"publishers", BENCH_OPT_INT, &publishers, 1, MAX_PUBLISHERS},
+        {"durable", BENCH_OPT_FLAG, &durable, 0, 0},
         {NULL, BENCH_OPT_FLAG, NULL, 0, 0},
     };
     static struct latency_run r; /* large and shared by threads */
@@ -245,8 +258,20 @@ int bench_cmd_latency(int argc, char **argv)
     sub_client = cebus_client_new(addr, key);
 
     sreq.bus = (char *)bus;
-    sreq.pattern = "{}";
-    sreq.start = CEBUS__V1__START_POSITION__START_POSITION_LATEST;
+    r.durable = durable;
+    if (durable) {
+        /* A new subscription starts at the bus's head, as LATEST does. */
+        snprintf(r.sub, sizeof r.sub, "l%s", r.run);
+        if (bench_create_subscription(addr, key, bus, r.sub) != 0) {
+            rc = 1;
+            goto out;
+        }
+        bench_acker_start(&r.acker, addr, key, bus, r.sub);
+        sreq.subscription = r.sub;
+    } else {
+        sreq.pattern = "{}";
+        sreq.start = CEBUS__V1__START_POSITION__START_POSITION_LATEST;
+    }
     if (cebus_subscribe(sub_client, &sreq, &r.stream, &err) != 0) {
         fprintf(stderr, "cebus-bench latency: subscribe: %s: %s\n", cebus_status_name(err.code),
                 err.message);
@@ -315,11 +340,15 @@ stop:
     if (r.stream_ended)
         printf("latency: the stream ended early: %s: %s\n", cebus_status_name(r.stream_end.code),
                r.stream_end.message);
-    printf("bench=latency rate=%.0f achieved_rate=%.0f seconds=%.2f event_bytes=%zu "
+    if (durable)
+        printf("latency: %" PRIu64 " acks in %" PRIu64 " calls, %" PRIu64 " ack errors\n",
+               (uint64_t)atomic_load(&r.acker.acked), (uint64_t)atomic_load(&r.acker.calls),
+               (uint64_t)atomic_load(&r.acker.errors));
+    printf("bench=latency durable=%d rate=%.0f achieved_rate=%.0f seconds=%.2f event_bytes=%zu "
            "publishers=%ld sent=%" PRIu64 " received=%" PRIu64 " lost=%" PRIu64 " late=%" PRIu64
            " errors=%" PRIu64 " p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f "
            "put_p50_us=%.1f put_p99_us=%.1f\n",
-           rate, (double)sent * 1e9 / (double)send_window, seconds,
+           durable ? 1 : 0, rate, (double)sent * 1e9 / (double)send_window, seconds,
            event_bytes, publishers, sent, received,
            received < sent ? sent - received : 0, (uint64_t)atomic_load(&r.late),
            (uint64_t)atomic_load(&r.send_errors), (double)bench_samples_pct(&r.e2e, 50) / 1000.0,
@@ -329,9 +358,14 @@ stop:
            (double)bench_samples_pct(&r.put_lat, 50) / 1000.0,
            (double)bench_samples_pct(&r.put_lat, 99) / 1000.0);
     fflush(stdout);
-    rc = (received == 0 || received < sent || r.send_errors || r.stream_ended) ? 1 : 0;
+    rc = (received == 0 || received < sent || r.send_errors || r.stream_ended ||
+          (durable && atomic_load(&r.acker.errors)))
+             ? 1
+             : 0;
 out:
     cebus_stream_close(r.stream);
+    if (r.acker.client)
+        bench_acker_stop(&r.acker);
     cebus_client_free(sub_client);
     cebus_client_free(r.pub_client);
     free(pubs);

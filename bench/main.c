@@ -13,6 +13,7 @@ static const struct {
     {"ingest", bench_cmd_ingest, "PutEvents throughput and call latency through gRPC"},
     {"latency", bench_cmd_latency, "publish-to-subscriber latency at a fixed rate"},
     {"match", bench_cmd_match, "single-thread pattern matching, JSON parsing included"},
+    {"durable", bench_cmd_durable, "delivered-and-acked events/s through a durable subscription"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

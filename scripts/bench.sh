@@ -5,7 +5,8 @@
 # port and socket directory, starts cebusd on 127.0.0.1:0, creates a tenant,
 # a key and a bus with the cebus CLI, then runs cebus-bench: pg-insert
 # (1 and 8 clients, batch 100), ingest (batch 1, 10, 100), latency
-# (1000 events/s) and match (1, 100, 10000 patterns). Prints a table and
+# (1000 events/s, plain and durable), match (1, 100, 10000 patterns) and
+# durable (a backlog of 100,000 events acked by 1 and 8 consumers). Prints a table and
 # stops everything it started, by pid and data directory.
 #
 # Environment (all optional):
@@ -14,6 +15,8 @@
 #   BENCH_PG_PORT     port of the throwaway PostgreSQL (default 55471)
 #   BENCH_DIR         work directory (default: a new one under /tmp, removed)
 #   BENCH_INGEST_ARGS extra arguments for every ingest run (e.g. --shared-client)
+#   BENCH_ONLY        the subcommands to run, space-separated (default: all)
+#   BENCH_DURABLE_EVENTS backlog of each durable run (default 100000)
 set -euo pipefail
 
 build=${1:-build}
@@ -23,6 +26,8 @@ seconds=${BENCH_SECONDS:-5}
 clients=${BENCH_CLIENTS:-8}
 pg_port=${BENCH_PG_PORT:-55471}
 ingest_args=${BENCH_INGEST_ARGS:-}
+only=${BENCH_ONLY:-}
+durable_events=${BENCH_DURABLE_EVENTS:-100000}
 
 for bin in cebusd cebus cebus-bench; do
   [ -x "$build/$bin" ] || {
@@ -111,6 +116,7 @@ key=$(cli --key "$admin_key" key create --tenant bench --role tenant-admin \
 [ -n "$key" ] || { echo "bench.sh: could not create an API key" >&2; exit 1; }
 cli --key "$key" bus create ingest >/dev/null
 cli --key "$key" bus create latency >/dev/null
+cli --key "$key" bus create durable >/dev/null
 
 results=$work/results.txt
 : >"$results"
@@ -118,6 +124,7 @@ failed=0
 # Runs one benchmark. A failed one is reported and the suite goes on; the
 # script exits 1 at the end.
 run() {
+  case " ${only:-$1} " in *" $1 "*) ;; *) return 0 ;; esac
   # The command as run, quoted; the throwaway key is shown as $KEY.
   { printf '+ cebus-bench'; printf ' %q' "$@"; echo; } | sed "s/$key/\$KEY/g"
   if ! "$build/cebus-bench" "$@" | tee -a "$results"; then
@@ -134,8 +141,13 @@ for batch in 1 10 100; do
     --seconds "$seconds" $ingest_args
 done
 run latency --addr "$addr" --key "$key" --bus latency --rate 1000 --seconds "$seconds"
+run latency --addr "$addr" --key "$key" --bus latency --rate 1000 --seconds "$seconds" --durable
 for rules in 1 100 10000; do
   run match --rules "$rules" --seconds 3
+done
+for consumers in 1 8; do
+  run durable --addr "$addr" --key "$key" --bus durable --events "$durable_events" \
+    --consumers "$consumers"
 done
 
 echo "bench.sh: load average after: $(loadavg)"
@@ -166,13 +178,19 @@ function kv(key,   n, i, parts, p) {
 }
 /^bench=latency/ {
   printf "%-36s p50 %s us  p90 %s us  p99 %s us  max %s us  (%s of %s received)\n",
-    "latency " kv("rate") "/s (achieved " kv("achieved_rate") "/s)",
+    (kv("durable") == 1 ? "durable " : "") "latency " kv("rate") "/s (achieved " \
+      kv("achieved_rate") "/s)",
     kv("p50_us"), kv("p90_us"), kv("p99_us"), kv("max_us"), kv("received"), kv("sent")
 }
 /^bench=match/ {
   printf "%-36s %9s events/s  (%s per CPU-second; protobuf-c decode alone %s/s, match alone %s/s)\n",
     "match " kv("rules") " pattern(s)",
     kv("events_per_s"), kv("events_per_cpu_s"), kv("decode_only_per_s"), kv("match_only_per_s")
+}
+/^bench=durable/ {
+  printf "%-36s %9s events/s  (%s events, %s redelivered, %s acks in %s calls)\n",
+    "durable " kv("consumers") " consumer(s), in-flight " kv("in_flight"),
+    kv("events_per_s"), kv("events"), kv("redeliveries"), kv("acks"), kv("ack_calls")
 }
 END {
   if (ceiling > 0 && ingest100 != "")
