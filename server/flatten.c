@@ -193,6 +193,11 @@ const char *eb_ftrie_name(const eb_ftrie *t, uint32_t node, size_t *len)
     return t->nodes[node].name;
 }
 
+uint32_t eb_ftrie_parent(const eb_ftrie *t, uint32_t node)
+{
+    return t->nodes[node].parent;
+}
+
 const uint32_t *eb_ftrie_children(const eb_ftrie *t, uint32_t node, size_t *n)
 {
     *n = t->nodes[node].nchildren;

@@ -49,6 +49,9 @@ size_t eb_ftrie_size(const eb_ftrie *t);
 /* Returns node's name (not NUL-terminated) and writes its length. */
 const char *eb_ftrie_name(const eb_ftrie *t, uint32_t node, size_t *len);
 
+/* Returns node's parent; EB_FTRIE_NONE for the root. */
+uint32_t eb_ftrie_parent(const eb_ftrie *t, uint32_t node);
+
 /* Returns node's children: *n ids, borrowed until the next eb_ftrie_add(). */
 const uint32_t *eb_ftrie_children(const eb_ftrie *t, uint32_t node, size_t *n);
 

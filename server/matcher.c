@@ -63,13 +63,28 @@ static void grow(void **arr, size_t *cap, size_t need, size_t size)
 struct entry {
     const eb_pattern *p;
     uint32_t id;
-    uint32_t need; /* a bit per anchor group: all must be hit */
     uint32_t *field_nodes; /* the trie node of each field of p */
     bool exact;            /* the index decides p (eb_pattern_exact()) ... */
-    uint32_t check;        /* ... with these leaves checked one by one ... */
+    uint32_t check;        /* ... with these leaves tested, ... */
+    uint32_t tests, ntests; /* ... which are m->test_of[tests .. tests + ntests) once built, */
     uint32_t *guards;      /* ... unless the event has an array at one of these nodes */
     size_t nguards;
     uint8_t *leaf_of_group; /* until built: which leaf each anchor group is */
+    const struct field **leaves; /* until built: p's leaf fields, by number */
+};
+
+/* A leaf test: one leaf field with its conditions, at one path, as many
+ * exact patterns need it checked apart from the index (their leaves with
+ * anything-but, exists, cidr or a wildcard with '*', and those whose group
+ * was left out of the index as too common). Patterns with the same leaf
+ * share one test, evaluated at most once per event and only when a
+ * candidate asks for it; a candidate then costs a few lookups in the
+ * per-event results instead of a walk of its compiled tree. */
+struct ltest {
+    const struct field *leaf; /* borrowed from the first pattern that has it */
+    uint32_t path;            /* m->test_paths[path .. path + depth): root to leaf */
+    uint32_t depth;
+    uint64_t hash;
 };
 
 struct range {
@@ -116,6 +131,14 @@ struct eb_matcher {
     eb_ftrie *trie; /* every path of every pattern; node ids index nodes */
     struct entry *entries;
     size_t nentries, capentries;
+    uint32_t *need; /* per entry, a bit per indexed anchor group: all must be hit */
+    size_t capneed;
+    struct ltest *tests;
+    size_t ntests, captests;
+    uint32_t *test_paths; /* the trie nodes of the tests' paths */
+    size_t npaths, cappaths;
+    uint32_t *test_of; /* per exact entry, the tests of its checked leaves */
+    size_t ntest_of, captest_of;
     struct pnode *nodes; /* per trie node; nodes[0] is the root */
     size_t nnodes, capnodes;
     struct rec *recs;
@@ -127,11 +150,18 @@ struct eb_matcher {
     uint32_t *postings;
 };
 
+/* The hits of one entry in the event being matched. */
+struct hits {
+    uint32_t stamp; /* gen when mask holds this event's hits */
+    uint32_t mask;  /* anchor groups hit by this event */
+};
+
 struct eb_matcher_scratch {
     const eb_matcher *m;
     uint32_t gen;
-    uint32_t *stamp; /* per entry: gen when mask holds this event's hits */
-    uint32_t *mask;  /* per entry: anchor groups hit by this event */
+    struct hits *hits; /* per entry */
+    uint32_t *test_stamp; /* per leaf test: gen when test_val holds its result */
+    signed char *test_val;
     uint32_t *cand;
     uint32_t *out;
     eb_flat *flat;     /* the event being matched, flattened along m->trie */
@@ -318,12 +348,13 @@ void eb_matcher_add(eb_matcher *m, const eb_pattern *p, uint32_t id)
         abort();
     }
     grow((void **)&m->entries, &m->capentries, m->nentries + 1, sizeof *m->entries);
-    m->entries[m->nentries++] = (struct entry){ p, id, 0, eb_pattern_paths(p, m->trie), false,
-                                                0, NULL, 0, NULL };
+    grow((void **)&m->need, &m->capneed, m->nentries + 1, sizeof *m->need);
+    m->entries[m->nentries++] = (struct entry){ .p = p, .id = id,
+                                                .field_nodes = eb_pattern_paths(p, m->trie) };
     sync_nodes(m);
     groups = eb_pattern_anchors(p, add_anchor, &ctx);
     assert(groups <= EB_ANCHOR_MAX_GROUPS && EB_ANCHOR_MAX_GROUPS <= 1u << GROUP_BITS);
-    m->entries[ctx.entry].need = groups >= 32 ? UINT32_MAX : (1u << groups) - 1;
+    m->need[ctx.entry] = groups >= 32 ? UINT32_MAX : (1u << groups) - 1;
     {
         struct entry *e = &m->entries[ctx.entry];
         struct eb_pattern_plan plan;
@@ -337,6 +368,10 @@ void eb_matcher_add(eb_matcher *m, const eb_pattern *p, uint32_t id)
             if (e->exact && groups > 0) {
                 e->leaf_of_group = xcalloc(groups, 1);
                 memcpy(e->leaf_of_group, plan.leaf_of_group, groups);
+            }
+            if (e->exact && plan.nleaves > 0) {
+                e->leaves = xcalloc(plan.nleaves, sizeof *e->leaves);
+                memcpy(e->leaves, plan.leaves, plan.nleaves * sizeof *e->leaves);
             }
         }
     }
@@ -418,11 +453,11 @@ static void drop_common_groups(eb_matcher *m, uint32_t *slot_of)
                 cost[g] += m->keys[slot_of[j]].n;
         }
         for (uint32_t g = 0; g < EB_ANCHOR_MAX_GROUPS; g++) {
-            if (!(m->entries[e].need & 1u << g))
+            if (!(m->need[e] & 1u << g))
                 continue;
             if (cost[g] < COMMON_POSTINGS || cost[g] >= UINT64_MAX / 2)
                 keep |= 1u << g;
-            if (cost[g] < cost[best] || !(m->entries[e].need & 1u << best))
+            if (cost[g] < cost[best] || !(m->need[e] & 1u << best))
                 best = g;
         }
         if (keep == 0)
@@ -430,14 +465,72 @@ static void drop_common_groups(eb_matcher *m, uint32_t *slot_of)
         /* An exact pattern checks the leaves of its dropped groups alone. */
         if (m->entries[e].exact)
             for (uint32_t g = 0; g < EB_ANCHOR_MAX_GROUPS; g++)
-                if ((m->entries[e].need & ~keep) & 1u << g)
+                if ((m->need[e] & ~keep) & 1u << g)
                     m->entries[e].check |= 1u << m->entries[e].leaf_of_group[g];
-        m->entries[e].need = keep;
+        m->need[e] = keep;
         for (size_t k = i; k < j; k++)
             if (!(keep & 1u << (m->recs[k].posting & ((1u << GROUP_BITS) - 1))))
                 slot_of[k] = DROPPED;
         i = j;
     }
+}
+
+/* Returns the test of leaf at trie node node, adding it when no pattern
+ * added so far has the same one. table maps hashes to tests + 1 (0: empty);
+ * tmask + 1, its capacity, is at least twice the number of tests. */
+static uint32_t test_of_leaf(eb_matcher *m, uint32_t *table, size_t tmask,
+                             const struct field *leaf, uint32_t node)
+{
+    uint64_t h = eb_pattern_leaf_hash(leaf) ^ ((uint64_t)node * 0x9e3779b97f4a7c15ULL);
+    size_t i = h & tmask, depth = 0;
+    struct ltest *t;
+
+    for (; table[i] != 0; i = (i + 1) & tmask) {
+        t = &m->tests[table[i] - 1];
+        if (t->hash == h && m->test_paths[t->path + t->depth - 1] == node &&
+            eb_pattern_leaf_same(t->leaf, leaf))
+            return table[i] - 1;
+    }
+    for (uint32_t n = node; n != EB_FTRIE_ROOT; n = eb_ftrie_parent(m->trie, n))
+        depth++;
+    grow((void **)&m->test_paths, &m->cappaths, m->npaths + depth, sizeof *m->test_paths);
+    for (uint32_t n = node, k = 0; n != EB_FTRIE_ROOT; n = eb_ftrie_parent(m->trie, n), k++)
+        m->test_paths[m->npaths + depth - 1 - k] = n;
+    grow((void **)&m->tests, &m->captests, m->ntests + 1, sizeof *m->tests);
+    m->tests[m->ntests] = (struct ltest){ leaf, (uint32_t)m->npaths, (uint32_t)depth, h };
+    m->npaths += depth;
+    table[i] = (uint32_t)++m->ntests;
+    return (uint32_t)(m->ntests - 1);
+}
+
+/* Gives every exact entry the tests of the leaves it checks. */
+static void add_tests(eb_matcher *m)
+{
+    size_t cap = 16, nchecks = 0;
+    uint32_t *table;
+
+    for (size_t i = 0; i < m->nentries; i++)
+        if (m->entries[i].exact)
+            nchecks += (size_t)__builtin_popcount(m->entries[i].check);
+    while (cap < 2 * nchecks)
+        cap *= 2;
+    table = xcalloc(cap, sizeof *table);
+    for (size_t i = 0; i < m->nentries; i++) {
+        struct entry *e = &m->entries[i];
+
+        if (!e->exact)
+            continue;
+        e->tests = (uint32_t)m->ntest_of;
+        for (uint32_t l = 0; l < 32; l++) {
+            if (!(e->check & 1u << l))
+                continue;
+            grow((void **)&m->test_of, &m->captest_of, m->ntest_of + 1, sizeof *m->test_of);
+            m->test_of[m->ntest_of++] =
+                test_of_leaf(m, table, cap - 1, e->leaves[l], e->field_nodes[e->leaves[l]->index]);
+            e->ntests++;
+        }
+    }
+    free(table);
 }
 
 void eb_matcher_build(eb_matcher *m)
@@ -507,9 +600,12 @@ void eb_matcher_build(eb_matcher *m)
         m->postings[k->off + k->n++] = m->recs[i].posting;
     }
     free(slot_of);
+    add_tests(m);
     for (size_t i = 0; i < m->nentries; i++) {
         free(m->entries[i].leaf_of_group);
         m->entries[i].leaf_of_group = NULL;
+        free(m->entries[i].leaves);
+        m->entries[i].leaves = NULL;
     }
     free(m->recs);
     m->recs = NULL;
@@ -559,8 +655,13 @@ void eb_matcher_free(eb_matcher *m)
         free(m->entries[i].field_nodes);
         free(m->entries[i].guards);
         free(m->entries[i].leaf_of_group);
+        free(m->entries[i].leaves);
     }
     free(m->entries);
+    free(m->need);
+    free(m->tests);
+    free(m->test_paths);
+    free(m->test_of);
     free(m->recs);
     free(m->residual);
     free(m->keys);
@@ -575,8 +676,9 @@ eb_matcher_scratch *eb_matcher_scratch_new(const eb_matcher *m)
 
     assert(m != NULL && m->built);
     sc->m = m;
-    sc->stamp = xcalloc(m->nentries, sizeof *sc->stamp);
-    sc->mask = xcalloc(m->nentries, sizeof *sc->mask);
+    sc->hits = xcalloc(m->nentries, sizeof *sc->hits);
+    sc->test_stamp = xcalloc(m->ntests, sizeof *sc->test_stamp);
+    sc->test_val = xcalloc(m->ntests, sizeof *sc->test_val);
     sc->cand = xcalloc(m->nentries, sizeof *sc->cand);
     sc->out = xcalloc(m->nentries, sizeof *sc->out);
     sc->flat = eb_flat_new();
@@ -588,8 +690,9 @@ void eb_matcher_scratch_free(eb_matcher_scratch *sc)
 {
     if (sc == NULL)
         return;
-    free(sc->stamp);
-    free(sc->mask);
+    free(sc->hits);
+    free(sc->test_stamp);
+    free(sc->test_val);
     free(sc->cand);
     free(sc->out);
     eb_flat_free(sc->flat);
@@ -610,15 +713,16 @@ struct match_ctx {
 static void take_posting(struct match_ctx *c, uint32_t posting)
 {
     eb_matcher_scratch *sc = c->sc;
-    uint32_t e = posting >> GROUP_BITS, need = c->m->entries[e].need, old;
+    uint32_t e = posting >> GROUP_BITS, need = c->m->need[e], old;
+    struct hits *h = &sc->hits[e];
 
-    if (sc->stamp[e] != sc->gen) {
-        sc->stamp[e] = sc->gen;
-        sc->mask[e] = 0;
+    if (h->stamp != sc->gen) {
+        h->stamp = sc->gen;
+        h->mask = 0;
     }
-    old = sc->mask[e];
-    sc->mask[e] = old | 1u << (posting & ((1u << GROUP_BITS) - 1));
-    if (sc->mask[e] == need && old != need)
+    old = h->mask;
+    h->mask = old | 1u << (posting & ((1u << GROUP_BITS) - 1));
+    if (h->mask == need && old != need)
         sc->cand[c->ncand++] = e;
 }
 
@@ -801,7 +905,8 @@ static void begin(const eb_matcher *m, eb_matcher_scratch *sc)
 {
     if (++sc->gen == 0) {
         /* The stamps wrapped: forget them all, once in 2^32 events. */
-        memset(sc->stamp, 0, m->nentries * sizeof *sc->stamp);
+        memset(sc->hits, 0, m->nentries * sizeof *sc->hits);
+        memset(sc->test_stamp, 0, m->ntests * sizeof *sc->test_stamp);
         memset(sc->crossed, 0, m->nnodes * sizeof *sc->crossed);
         sc->gen = 1;
     }
@@ -883,6 +988,20 @@ static void flat_visit(struct match_ctx *c, const eb_flat *f, const struct eb_fv
     flat_descend(c, f, v);
 }
 
+/* Returns the result of leaf test t on the event in sc->flat, as
+ * eb_pattern_test_leaf() gives it, computing it once per event. */
+static int test_leaf(const eb_matcher *m, eb_matcher_scratch *sc, uint32_t t)
+{
+    if (sc->test_stamp[t] != sc->gen) {
+        const struct ltest *lt = &m->tests[t];
+
+        sc->test_val[t] = (signed char)eb_pattern_test_leaf(lt->leaf, &m->test_paths[lt->path],
+                                                            lt->depth, sc->flat);
+        sc->test_stamp[t] = sc->gen;
+    }
+    return sc->test_val[t];
+}
+
 /* Matches the event just flattened into sc->flat. */
 static size_t match_flattened(const eb_matcher *m, eb_matcher_scratch *sc, const uint32_t **ids)
 {
@@ -906,9 +1025,10 @@ static size_t match_flattened(const eb_matcher *m, eb_matcher_scratch *sc, const
                 /* Every indexed leaf was hit and no array can split the
                  * fields of a nested object: the index has decided, once
                  * the leaves left out of it are checked. */
-                int r = e->check == 0
-                            ? 1
-                            : eb_pattern_check_leaves(e->p, e->field_nodes, f, e->check);
+                int r = 1;
+
+                for (uint32_t t = 0; t < e->ntests && r == 1; t++)
+                    r = test_leaf(m, sc, m->test_of[e->tests + t]);
 
                 if (r == 1)
                     sc->out[nout++] = e->id;
