@@ -60,9 +60,13 @@ static void grow(void **arr, size_t *cap, size_t need, size_t size)
 #define GROUP_BITS 5
 #define MAX_ENTRIES (UINT32_MAX >> GROUP_BITS)
 
+/* One distinct pattern (eb_pattern_same()) and every id it was added
+ * under: patterns written alike are indexed and decided once. */
 struct entry {
     const eb_pattern *p;
     uint32_t id;
+    uint32_t more, nmore;  /* further ids: m->more[more .. more + nmore) once built */
+    uint64_t hash;         /* eb_pattern_hash(p) */
     uint32_t *field_nodes; /* the trie node of each field of p */
     bool exact;            /* the index decides p (eb_pattern_exact()) ... */
     uint32_t check;        /* ... with these leaves tested, ... */
@@ -131,6 +135,12 @@ struct eb_matcher {
     eb_ftrie *trie; /* every path of every pattern; node ids index nodes */
     struct entry *entries;
     size_t nentries, capentries;
+    size_t nadded;  /* eb_matcher_add() calls */
+    uint32_t *seen; /* until built: entries by hash, entry + 1 (0: empty) */
+    size_t seenmask;
+    struct { uint32_t entry, id; } *dups; /* until built: ids added to an existing entry */
+    size_t ndups, capdups;
+    uint32_t *more; /* the further ids of the entries */
     uint32_t *need; /* per entry, a bit per indexed anchor group: all must be hit */
     size_t capneed;
     struct ltest *tests;
@@ -337,20 +347,69 @@ static void add_anchor(const struct eb_anchor *a, void *arg)
     m->nodes[node].kinds |= 1u << a->kind;
 }
 
+/* Puts entry e into the table of entries by hash, growing it to at most
+ * half full. */
+static void seen_insert(eb_matcher *m, uint32_t e)
+{
+    size_t i;
+
+    if (2 * (m->nentries + 1) > m->seenmask + 1 || m->seen == NULL) {
+        size_t cap = m->seen == NULL ? 64 : 2 * (m->seenmask + 1);
+
+        free(m->seen);
+        m->seen = xcalloc(cap, sizeof *m->seen);
+        m->seenmask = cap - 1;
+        for (uint32_t k = 0; k < e; k++) {
+            for (i = m->entries[k].hash & m->seenmask; m->seen[i] != 0; i = (i + 1) & m->seenmask)
+                ;
+            m->seen[i] = k + 1;
+        }
+    }
+    for (i = m->entries[e].hash & m->seenmask; m->seen[i] != 0; i = (i + 1) & m->seenmask)
+        ;
+    m->seen[i] = e + 1;
+}
+
+/* Returns the entry of a pattern the same as p (hash h), or UINT32_MAX. */
+static uint32_t seen_find(const eb_matcher *m, const eb_pattern *p, uint64_t h)
+{
+    if (m->seen == NULL)
+        return UINT32_MAX;
+    for (size_t i = h & m->seenmask; m->seen[i] != 0; i = (i + 1) & m->seenmask) {
+        const struct entry *e = &m->entries[m->seen[i] - 1];
+
+        if (e->hash == h && eb_pattern_same(e->p, p))
+            return m->seen[i] - 1;
+    }
+    return UINT32_MAX;
+}
+
 void eb_matcher_add(eb_matcher *m, const eb_pattern *p, uint32_t id)
 {
     struct add_ctx ctx = { m, (uint32_t)m->nentries };
     unsigned groups;
+    uint64_t h;
+    uint32_t same;
 
     assert(m != NULL && p != NULL && !m->built);
-    if (m->nentries >= MAX_ENTRIES) {
+    if (m->nadded >= MAX_ENTRIES) {
         fputs("cebusd: too many patterns in one matcher\n", stderr);
         abort();
     }
+    m->nadded++;
+    h = eb_pattern_hash(p);
+    same = seen_find(m, p, h);
+    if (same != UINT32_MAX) {
+        grow((void **)&m->dups, &m->capdups, m->ndups + 1, sizeof *m->dups);
+        m->dups[m->ndups].entry = same;
+        m->dups[m->ndups++].id = id;
+        return;
+    }
     grow((void **)&m->entries, &m->capentries, m->nentries + 1, sizeof *m->entries);
     grow((void **)&m->need, &m->capneed, m->nentries + 1, sizeof *m->need);
-    m->entries[m->nentries++] = (struct entry){ .p = p, .id = id,
+    m->entries[m->nentries++] = (struct entry){ .p = p, .id = id, .hash = h,
                                                 .field_nodes = eb_pattern_paths(p, m->trie) };
+    seen_insert(m, ctx.entry);
     sync_nodes(m);
     groups = eb_pattern_anchors(p, add_anchor, &ctx);
     assert(groups <= EB_ANCHOR_MAX_GROUPS && EB_ANCHOR_MAX_GROUPS <= 1u << GROUP_BITS);
@@ -503,6 +562,30 @@ static uint32_t test_of_leaf(eb_matcher *m, uint32_t *table, size_t tmask,
     return (uint32_t)(m->ntests - 1);
 }
 
+/* Gives every entry its further ids, from m->dups. */
+static void add_more_ids(eb_matcher *m)
+{
+    uint32_t off = 0;
+
+    for (size_t i = 0; i < m->ndups; i++)
+        m->entries[m->dups[i].entry].nmore++;
+    for (size_t i = 0; i < m->nentries; i++) {
+        m->entries[i].more = off;
+        off += m->entries[i].nmore;
+        m->entries[i].nmore = 0;
+    }
+    m->more = xcalloc(m->ndups, sizeof *m->more);
+    for (size_t i = 0; i < m->ndups; i++) {
+        struct entry *e = &m->entries[m->dups[i].entry];
+
+        m->more[e->more + e->nmore++] = m->dups[i].id;
+    }
+    free(m->dups);
+    m->dups = NULL;
+    free(m->seen);
+    m->seen = NULL;
+}
+
 /* Gives every exact entry the tests of the leaves it checks. */
 static void add_tests(eb_matcher *m)
 {
@@ -601,6 +684,7 @@ void eb_matcher_build(eb_matcher *m)
     }
     free(slot_of);
     add_tests(m);
+    add_more_ids(m);
     for (size_t i = 0; i < m->nentries; i++) {
         free(m->entries[i].leaf_of_group);
         m->entries[i].leaf_of_group = NULL;
@@ -635,7 +719,7 @@ void eb_matcher_build(eb_matcher *m)
 
 size_t eb_matcher_size(const eb_matcher *m)
 {
-    return m->nentries;
+    return m->nadded;
 }
 
 void eb_matcher_free(eb_matcher *m)
@@ -659,6 +743,9 @@ void eb_matcher_free(eb_matcher *m)
     }
     free(m->entries);
     free(m->need);
+    free(m->seen);
+    free(m->dups);
+    free(m->more);
     free(m->tests);
     free(m->test_paths);
     free(m->test_of);
@@ -680,7 +767,7 @@ eb_matcher_scratch *eb_matcher_scratch_new(const eb_matcher *m)
     sc->test_stamp = xcalloc(m->ntests, sizeof *sc->test_stamp);
     sc->test_val = xcalloc(m->ntests, sizeof *sc->test_val);
     sc->cand = xcalloc(m->nentries, sizeof *sc->cand);
-    sc->out = xcalloc(m->nentries, sizeof *sc->out);
+    sc->out = xcalloc(m->nadded, sizeof *sc->out);
     sc->flat = eb_flat_new();
     sc->crossed = xcalloc(m->nnodes, sizeof *sc->crossed);
     return sc;
@@ -900,6 +987,18 @@ static void visit(struct match_ctx *c, uint32_t node, const json_t *v)
         descend(c, node, v);
 }
 
+/* Writes the ids of entry e, which matched, at out[n..]; returns the new
+ * number of ids in out. */
+static size_t put_ids(const eb_matcher *m, const struct entry *e, uint32_t *out, size_t n)
+{
+    out[n++] = e->id;
+    if (e->nmore > 0) {
+        memcpy(&out[n], &m->more[e->more], e->nmore * sizeof *out);
+        n += e->nmore;
+    }
+    return n;
+}
+
 /* Starts matching one event: a new generation of stamps. */
 static void begin(const eb_matcher *m, eb_matcher_scratch *sc)
 {
@@ -928,7 +1027,7 @@ size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scr
         const struct entry *e = &m->entries[sc->cand[i]];
 
         if (eb_pattern_match(e->p, event))
-            sc->out[nout++] = e->id;
+            nout = put_ids(m, e, sc->out, nout);
     }
     *ids = sc->out;
     return nout;
@@ -1031,13 +1130,13 @@ static size_t match_flattened(const eb_matcher *m, eb_matcher_scratch *sc, const
                     r = test_leaf(m, sc, m->test_of[e->tests + t]);
 
                 if (r == 1)
-                    sc->out[nout++] = e->id;
+                    nout = put_ids(m, e, sc->out, nout);
                 if (r >= 0)
                     continue;
             }
         }
         if (eb_pattern_match_flat(e->p, e->field_nodes, f))
-            sc->out[nout++] = e->id;
+            nout = put_ids(m, e, sc->out, nout);
     }
     *ids = sc->out;
     return nout;

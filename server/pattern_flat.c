@@ -418,6 +418,53 @@ uint64_t eb_pattern_leaf_hash(const struct field *leaf)
     return mix(h, leaf->nconds);
 }
 
+static uint64_t node_hash(uint64_t h, const struct node *n)
+{
+    h = mix(h, n->nfields);
+    for (size_t i = 0; i < n->nfields; i++) {
+        const struct field *f = &n->fields[i];
+
+        h = mix(h, (uint64_t)f->kind + 1);
+        if (f->kind != FIELD_OR)
+            h = text_hash(h, &f->name);
+        if (f->kind == FIELD_LEAF)
+            h = mix(h, eb_pattern_leaf_hash(f));
+        for (size_t k = 0; k < f->nnodes; k++)
+            h = node_hash(h, &f->nodes[k]);
+    }
+    return h;
+}
+
+static bool node_same(const struct node *a, const struct node *b)
+{
+    if (a->nfields != b->nfields)
+        return false;
+    for (size_t i = 0; i < a->nfields; i++) {
+        const struct field *x = &a->fields[i], *y = &b->fields[i];
+
+        if (x->kind != y->kind || x->nnodes != y->nnodes)
+            return false;
+        if (x->kind != FIELD_OR && !text_same(&x->name, &y->name))
+            return false;
+        if (x->kind == FIELD_LEAF && !eb_pattern_leaf_same(x, y))
+            return false;
+        for (size_t k = 0; k < x->nnodes; k++)
+            if (!node_same(&x->nodes[k], &y->nodes[k]))
+                return false;
+    }
+    return true;
+}
+
+uint64_t eb_pattern_hash(const eb_pattern *p)
+{
+    return node_hash(0xcbf29ce484222325ULL, eb_pattern_root(p));
+}
+
+bool eb_pattern_same(const eb_pattern *p, const eb_pattern *q)
+{
+    return p == q || node_same(eb_pattern_root(p), eb_pattern_root(q));
+}
+
 bool eb_pattern_leaf_same(const struct field *a, const struct field *b)
 {
     assert(a->kind == FIELD_LEAF && b->kind == FIELD_LEAF);

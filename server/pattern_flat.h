@@ -70,4 +70,13 @@ uint64_t eb_pattern_leaf_hash(const struct field *leaf);
  * other. Their names are not compared. */
 bool eb_pattern_leaf_same(const struct field *a, const struct field *b);
 
+/* Returns a hash of p's compiled tree, equal for patterns that
+ * eb_pattern_same() finds the same. */
+uint64_t eb_pattern_hash(const eb_pattern *p);
+
+/* Returns whether p and q are the same pattern up to how they were written:
+ * the same fields, in the same order, with the same conditions. Such
+ * patterns match exactly the same events and give the same field paths. */
+bool eb_pattern_same(const eb_pattern *p, const eb_pattern *q);
+
 #endif
