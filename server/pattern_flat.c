@@ -379,6 +379,17 @@ static uint64_t text_hash(uint64_t h, const struct text *t)
     return mix(h, t->len);
 }
 
+/* Hashes a number by value: 0 and -0 alike. */
+static uint64_t num_hash(uint64_t h, double d)
+{
+    uint64_t bits;
+
+    if (d == 0)
+        d = 0;
+    memcpy(&bits, &d, sizeof bits);
+    return mix(h, bits);
+}
+
 /* Hashes what cond_same() compares, or part of it. */
 static uint64_t cond_hash(uint64_t h, const struct cond *c)
 {
@@ -398,12 +409,16 @@ static uint64_t cond_hash(uint64_t h, const struct cond *c)
     case COND_BOOL:
     case COND_EXISTS:
         return mix(h, c->u.flag);
+    case COND_NUMBER:
+        return num_hash(h, c->u.num);
+    case COND_NUMERIC:
+        h = mix(h, (uint64_t)c->u.range.lop << 4 | (uint64_t)c->u.range.uop);
+        return num_hash(num_hash(h, c->u.range.lo), c->u.range.hi);
     case COND_ANYTHING_BUT:
         for (size_t i = 0; i < c->u.but.n; i++)
             h = cond_hash(h, &c->u.but.conds[i]);
         return h;
     default:
-        /* Numbers: equal values may differ in bits (0 and -0). */
         return h;
     }
 }
