@@ -94,8 +94,28 @@ struct ltest {
 struct range {
     double lo, hi;
     uint32_t posting;
+    uint32_t also; /* a second posting the hit takes (a nested range), or NO_POSTING */
     bool lo_open, hi_open;
 };
+#define NO_POSTING UINT32_MAX
+
+/* Numeric ranges at one path: sorted by lower bound, with a segment tree of
+ * the highest upper bound per span. */
+struct rtree {
+    struct range *ranges;
+    size_t n, cap;
+    double *maxhi;
+};
+
+/* The ranges of patterns that also need one key (see nest_ranges()): they
+ * are stabbed with the event's numbers at node only when the key is hit. A
+ * key's subs form a list through next. */
+struct sub {
+    uint32_t node;
+    uint32_t next; /* NO_SUB: the last */
+    struct rtree t;
+};
+#define NO_SUB UINT32_MAX
 
 /* The index at one node of the path trie (eb_matcher.trie, same ids): only
  * paths some pattern uses exist, so an event is looked at only where a
@@ -104,9 +124,8 @@ struct pnode {
     unsigned kinds;            /* bit per enum eb_anchor_kind anchored here */
     size_t *lens[AFFIXES];     /* distinct affix lengths, ascending */
     size_t nlens[AFFIXES], caplens[AFFIXES];
-    struct range *ranges;      /* sorted by lo */
-    size_t nranges, capranges;
-    double *maxhi;             /* segment tree over ranges: max hi per span */
+    struct rtree ranges;       /* ranges not nested under a key */
+    bool keep_numbers;         /* some nested range is at this node */
 };
 
 /* An anchor as recorded by eb_matcher_add(), indexed by eb_matcher_build(). */
@@ -116,9 +135,12 @@ struct rec {
     const char *s;
     size_t len;
     double num;
+    double lo, hi; /* EB_ANCHOR_RANGE */
+    bool lo_open, hi_open;
 };
 
-/* A key of the hash index: (path, kind, value) -> postings[off..off+n). */
+/* A key of the hash index: (path, kind, value) -> postings[off..off+n),
+ * and the nested ranges reached through it (sub, or NO_SUB). */
 struct key {
     uint64_t hash;
     const char *s;
@@ -126,6 +148,7 @@ struct key {
     double num;
     uint32_t node;
     uint32_t off, n;
+    uint32_t sub;
     unsigned char kind;
     unsigned char used;
 };
@@ -158,6 +181,8 @@ struct eb_matcher {
     struct key *keys; /* open addressing, capacity a power of two */
     size_t keymask;
     uint32_t *postings;
+    struct sub *subs;
+    size_t nsubs, capsubs;
 };
 
 /* The hits of one entry in the event being matched. */
@@ -174,6 +199,11 @@ struct eb_matcher_scratch {
     signed char *test_val;
     uint32_t *cand;
     uint32_t *out;
+    uint32_t *sub_stamp; /* per sub: gen when it is in active */
+    uint32_t *active;    /* the subs whose key this event hits */
+    size_t nactive;
+    struct num_at { uint32_t node; double d; } *nums; /* numbers at keep_numbers nodes */
+    size_t nnums, capnums;
     eb_flat *flat;     /* the event being matched, flattened along m->trie */
     uint32_t *crossed; /* per trie node: gen when this event has an array there */
 };
@@ -336,14 +366,11 @@ static void add_anchor(const struct eb_anchor *a, void *arg)
                        .kind = a->kind,
                        .s = a->s,
                        .len = a->len,
-                       .num = a->num };
-    if (a->kind == EB_ANCHOR_RANGE) {
-        struct pnode *p = &m->nodes[node];
-        grow((void **)&p->ranges, &p->capranges, p->nranges + 1, sizeof *p->ranges);
-        p->ranges[p->nranges++] =
-            (struct range){ a->lo, a->hi, ctx->entry << GROUP_BITS | a->group, a->lo_open,
-                            a->hi_open };
-    }
+                       .num = a->num,
+                       .lo = a->lo,
+                       .hi = a->hi,
+                       .lo_open = a->lo_open,
+                       .hi_open = a->hi_open };
     m->nodes[node].kinds |= 1u << a->kind;
 }
 
@@ -472,15 +499,37 @@ static int affix_of(enum eb_anchor_kind k)
 }
 
 /* Fills maxhi[t] for the span [l, r) of ranges. */
-static double build_tree(struct pnode *p, size_t t, size_t l, size_t r)
+static double build_tree(struct rtree *rt, size_t t, size_t l, size_t r)
 {
     double a, b;
 
     if (r - l == 1)
-        return p->maxhi[t] = p->ranges[l].hi;
-    a = build_tree(p, 2 * t, l, (l + r) / 2);
-    b = build_tree(p, 2 * t + 1, (l + r) / 2, r);
-    return p->maxhi[t] = a > b ? a : b;
+        return rt->maxhi[t] = rt->ranges[l].hi;
+    a = build_tree(rt, 2 * t, l, (l + r) / 2);
+    b = build_tree(rt, 2 * t + 1, (l + r) / 2, r);
+    return rt->maxhi[t] = a > b ? a : b;
+}
+
+static void rtree_add(struct rtree *rt, const struct rec *r, uint32_t also)
+{
+    grow((void **)&rt->ranges, &rt->cap, rt->n + 1, sizeof *rt->ranges);
+    rt->ranges[rt->n++] = (struct range){ r->lo, r->hi, r->posting, also, r->lo_open, r->hi_open };
+}
+
+/* Sorts rt's ranges and builds its tree. */
+static void rtree_build(struct rtree *rt)
+{
+    if (rt->n == 0)
+        return;
+    qsort(rt->ranges, rt->n, sizeof *rt->ranges, cmp_range);
+    rt->maxhi = xcalloc(4 * rt->n, sizeof *rt->maxhi);
+    build_tree(rt, 1, 0, rt->n);
+}
+
+static void rtree_free(struct rtree *rt)
+{
+    free(rt->ranges);
+    free(rt->maxhi);
 }
 
 /* A group whose keys are shared by this many patterns or more is not
@@ -530,6 +579,67 @@ static void drop_common_groups(eb_matcher *m, uint32_t *slot_of)
         for (size_t k = i; k < j; k++)
             if (!(keep & 1u << (m->recs[k].posting & ((1u << GROUP_BITS) - 1))))
                 slot_of[k] = DROPPED;
+        i = j;
+    }
+}
+
+/* Nests ranges under keys: an entry that needs both a group made of one
+ * key (an exact value, affix, ...) and a group made of one numeric range
+ * has its range stabbed only in events that hit the key, and the key's
+ * posting is not visited at all: a range hit there counts for both groups.
+ * With 1,250 patterns of "type X and amount in a range" over 6 types, an
+ * event stabs the ~200 ranges of its type and visits no type posting,
+ * instead of visiting ~200 postings and stabbing all 1,250 ranges. Of the
+ * keys an entry could nest under, the one with the most postings is chosen
+ * (the visits saved). Marks the nested keys' records in nested[]; puts every
+ * range record in its node's tree or its key's sub. */
+static void nest_ranges(eb_matcher *m, const uint32_t *slot_of, bool *nested)
+{
+    for (size_t i = 0; i < m->nrecs;) {
+        uint32_t e = m->recs[i].posting >> GROUP_BITS;
+        unsigned nrec[EB_ANCHOR_MAX_GROUPS] = { 0 };
+        size_t key = SIZE_MAX, range = SIZE_MAX, j;
+
+        for (j = i; j < m->nrecs && m->recs[j].posting >> GROUP_BITS == e; j++)
+            nrec[m->recs[j].posting & ((1u << GROUP_BITS) - 1)]++;
+        for (size_t k = i; k < j; k++) {
+            const struct rec *r = &m->recs[k];
+            uint32_t g = r->posting & ((1u << GROUP_BITS) - 1);
+
+            if (nrec[g] != 1 || !(m->need[e] & 1u << g))
+                continue;
+            if (r->kind == EB_ANCHOR_RANGE) {
+                if (range == SIZE_MAX)
+                    range = k;
+            } else if (slot_of[k] < DROPPED &&
+                       (key == SIZE_MAX || m->keys[slot_of[k]].n > m->keys[slot_of[key]].n)) {
+                key = k;
+            }
+        }
+        for (size_t k = i; k < j; k++) {
+            const struct rec *r = &m->recs[k];
+
+            if (r->kind != EB_ANCHOR_RANGE)
+                continue;
+            if (k == range && key != SIZE_MAX) {
+                struct key *kk = &m->keys[slot_of[key]];
+                uint32_t sb = kk->sub;
+
+                while (sb != NO_SUB && m->subs[sb].node != r->node)
+                    sb = m->subs[sb].next;
+                if (sb == NO_SUB) {
+                    grow((void **)&m->subs, &m->capsubs, m->nsubs + 1, sizeof *m->subs);
+                    sb = (uint32_t)m->nsubs++;
+                    m->subs[sb] = (struct sub){ .node = r->node, .next = kk->sub };
+                    kk->sub = sb;
+                }
+                rtree_add(&m->subs[sb].t, r, m->recs[key].posting);
+                m->nodes[r->node].keep_numbers = true;
+                nested[key] = true;
+            } else {
+                rtree_add(&m->nodes[r->node].ranges, r, NO_POSTING);
+            }
+        }
         i = j;
     }
 }
@@ -620,6 +730,7 @@ void eb_matcher_build(eb_matcher *m)
 {
     size_t cap = 16, nkeys = 0;
     uint32_t *slot_of;
+    bool *nested;
     uint32_t total = 0;
 
     assert(m != NULL && !m->built);
@@ -629,6 +740,7 @@ void eb_matcher_build(eb_matcher *m)
     m->keys = xcalloc(cap, sizeof *m->keys);
     m->keymask = cap - 1;
     slot_of = xcalloc(m->nrecs, sizeof *slot_of);
+    nested = xcalloc(m->nrecs, sizeof *nested);
 
     /* Keys first, counting postings; then offsets; then the postings. */
     for (size_t i = 0; i < m->nrecs; i++) {
@@ -660,6 +772,7 @@ void eb_matcher_build(eb_matcher *m)
                 ;
             m->keys[k] = (struct key){ .hash = h, .s = r->s, .len = r->len,
                                        .num = r->num == 0 ? 0 : r->num, .node = r->node,
+                                       .sub = NO_SUB,
                                        .kind = (unsigned char)r->kind, .used = 1 };
             nkeys++;
         }
@@ -668,6 +781,7 @@ void eb_matcher_build(eb_matcher *m)
     }
     assert(nkeys <= cap / 2 + 1);
     drop_common_groups(m, slot_of);
+    nest_ranges(m, slot_of, nested);
     for (size_t k = 0; k < cap; k++) {
         m->keys[k].off = total;
         total += m->keys[k].n;
@@ -677,12 +791,13 @@ void eb_matcher_build(eb_matcher *m)
     for (size_t i = 0; i < m->nrecs; i++) {
         struct key *k;
 
-        if (slot_of[i] == UINT32_MAX || slot_of[i] == DROPPED)
+        if (slot_of[i] == UINT32_MAX || slot_of[i] == DROPPED || nested[i])
             continue;
         k = &m->keys[slot_of[i]];
         m->postings[k->off + k->n++] = m->recs[i].posting;
     }
     free(slot_of);
+    free(nested);
     add_tests(m);
     add_more_ids(m);
     for (size_t i = 0; i < m->nentries; i++) {
@@ -709,12 +824,10 @@ void eb_matcher_build(eb_matcher *m)
                     p->lens[a][n++] = p->lens[a][j];
             p->nlens[a] = n;
         }
-        if (p->nranges > 0) {
-            qsort(p->ranges, p->nranges, sizeof *p->ranges, cmp_range);
-            p->maxhi = xcalloc(4 * p->nranges, sizeof *p->maxhi);
-            build_tree(p, 1, 0, p->nranges);
-        }
+        rtree_build(&p->ranges);
     }
+    for (size_t i = 0; i < m->nsubs; i++)
+        rtree_build(&m->subs[i].t);
 }
 
 size_t eb_matcher_size(const eb_matcher *m)
@@ -731,10 +844,12 @@ void eb_matcher_free(eb_matcher *m)
 
         for (int a = 0; a < AFFIXES; a++)
             free(p->lens[a]);
-        free(p->ranges);
-        free(p->maxhi);
+        rtree_free(&p->ranges);
     }
     free(m->nodes);
+    for (size_t i = 0; i < m->nsubs; i++)
+        rtree_free(&m->subs[i].t);
+    free(m->subs);
     for (size_t i = 0; i < m->nentries; i++) {
         free(m->entries[i].field_nodes);
         free(m->entries[i].guards);
@@ -768,6 +883,8 @@ eb_matcher_scratch *eb_matcher_scratch_new(const eb_matcher *m)
     sc->test_val = xcalloc(m->ntests, sizeof *sc->test_val);
     sc->cand = xcalloc(m->nentries, sizeof *sc->cand);
     sc->out = xcalloc(m->nadded, sizeof *sc->out);
+    sc->sub_stamp = xcalloc(m->nsubs, sizeof *sc->sub_stamp);
+    sc->active = xcalloc(m->nsubs, sizeof *sc->active);
     sc->flat = eb_flat_new();
     sc->crossed = xcalloc(m->nnodes, sizeof *sc->crossed);
     return sc;
@@ -782,6 +899,9 @@ void eb_matcher_scratch_free(eb_matcher_scratch *sc)
     free(sc->test_val);
     free(sc->cand);
     free(sc->out);
+    free(sc->sub_stamp);
+    free(sc->active);
+    free(sc->nums);
     eb_flat_free(sc->flat);
     free(sc->crossed);
     free(sc);
@@ -815,10 +935,18 @@ static void take_posting(struct match_ctx *c, uint32_t posting)
 
 static void take(struct match_ctx *c, const struct key *k)
 {
+    eb_matcher_scratch *sc = c->sc;
+
     if (k == NULL)
         return;
     for (uint32_t i = 0; i < k->n; i++)
         take_posting(c, c->m->postings[k->off + i]);
+    for (uint32_t sb = k->sub; sb != NO_SUB; sb = c->m->subs[sb].next) {
+        if (sc->sub_stamp[sb] != sc->gen) {
+            sc->sub_stamp[sb] = sc->gen;
+            sc->active[sc->nactive++] = sb;
+        }
+    }
 }
 
 static void lookup(struct match_ctx *c, uint32_t node, enum eb_anchor_kind kind, uint64_t h,
@@ -850,45 +978,73 @@ static void lookup_affixes(struct match_ctx *c, uint32_t node, enum eb_anchor_ki
     }
 }
 
-/* Reports every range of p holding d among ranges[l, r) below tree node t,
- * visiting only spans whose highest upper bound reaches d. */
-static void stab(struct match_ctx *c, const struct pnode *p, size_t t, size_t l, size_t r,
-                 size_t upto, double d)
+/* Reports every range of rt holding d among ranges[l, r) below tree node
+ * t, visiting only spans whose highest upper bound reaches d. */
+static void stab_span(struct match_ctx *c, const struct rtree *rt, size_t t, size_t l, size_t r,
+                      size_t upto, double d)
 {
-    if (l >= upto || p->maxhi[t] < d)
+    if (l >= upto || rt->maxhi[t] < d)
         return;
     if (r - l == 1) {
-        const struct range *rg = &p->ranges[l];
+        const struct range *rg = &rt->ranges[l];
 
         /* The tree search treats bounds as closed; open ones are decided
          * here, so that a range hit is exact. */
         if ((rg->lo_open && !(d > rg->lo)) || (rg->hi_open && !(d < rg->hi)))
             return;
         take_posting(c, rg->posting);
+        if (rg->also != NO_POSTING)
+            take_posting(c, rg->also);
         return;
     }
-    stab(c, p, 2 * t, l, (l + r) / 2, upto, d);
-    stab(c, p, 2 * t + 1, (l + r) / 2, r, upto, d);
+    stab_span(c, rt, 2 * t, l, (l + r) / 2, upto, d);
+    stab_span(c, rt, 2 * t + 1, (l + r) / 2, r, upto, d);
+}
+
+/* Reports every range of rt that holds d. */
+static void stab(struct match_ctx *c, const struct rtree *rt, double d)
+{
+    size_t lo = 0, hi = rt->n;
+
+    if (rt->n == 0)
+        return;
+    /* upto: the number of ranges whose lower bound is <= d. */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (rt->ranges[mid].lo <= d)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    stab_span(c, rt, 1, 0, rt->n, lo, d);
 }
 
 static void lookup_number(struct match_ctx *c, uint32_t node, double d)
 {
     const struct pnode *p = &c->m->nodes[node];
+    eb_matcher_scratch *sc = c->sc;
 
     if (p->kinds & (1u << EB_ANCHOR_NUMBER))
         lookup(c, node, EB_ANCHOR_NUMBER, hash_number(d), NULL, 0, d == 0 ? 0 : d);
-    if (p->nranges > 0) {
-        size_t lo = 0, hi = p->nranges;
+    stab(c, &p->ranges, d);
+    if (p->keep_numbers) {
+        grow((void **)&sc->nums, &sc->capnums, sc->nnums + 1, sizeof *sc->nums);
+        sc->nums[sc->nnums++] = (struct num_at){ node, d };
+    }
+}
 
-        /* upto: the number of ranges whose lower bound is <= d. */
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if (p->ranges[mid].lo <= d)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        stab(c, p, 1, 0, p->nranges, lo, d);
+/* Once the event's values are all looked up: stabs the nested ranges of
+ * the keys it hit with its numbers at their paths. */
+static void stab_nested(struct match_ctx *c)
+{
+    const eb_matcher_scratch *sc = c->sc;
+
+    for (size_t i = 0; i < sc->nactive; i++) {
+        const struct sub *sb = &c->m->subs[sc->active[i]];
+
+        for (size_t k = 0; k < sc->nnums; k++)
+            if (sc->nums[k].node == sb->node)
+                stab(c, &sb->t, sc->nums[k].d);
     }
 }
 
@@ -1002,11 +1158,14 @@ static size_t put_ids(const eb_matcher *m, const struct entry *e, uint32_t *out,
 /* Starts matching one event: a new generation of stamps. */
 static void begin(const eb_matcher *m, eb_matcher_scratch *sc)
 {
+    sc->nactive = 0;
+    sc->nnums = 0;
     if (++sc->gen == 0) {
         /* The stamps wrapped: forget them all, once in 2^32 events. */
         memset(sc->hits, 0, m->nentries * sizeof *sc->hits);
         memset(sc->test_stamp, 0, m->ntests * sizeof *sc->test_stamp);
         memset(sc->crossed, 0, m->nnodes * sizeof *sc->crossed);
+        memset(sc->sub_stamp, 0, m->nsubs * sizeof *sc->sub_stamp);
         sc->gen = 1;
     }
 }
@@ -1021,6 +1180,7 @@ size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scr
     begin(m, sc);
     if (json_is_object(event))
         descend(&c, 0, event);
+    stab_nested(&c);
     for (size_t i = 0; i < m->nresidual; i++)
         sc->cand[c.ncand++] = m->residual[i];
     for (size_t i = 0; i < c.ncand; i++) {
@@ -1110,6 +1270,7 @@ static size_t match_flattened(const eb_matcher *m, eb_matcher_scratch *sc, const
 
     if (f->vals[0].kind == EB_FV_OBJECT)
         flat_descend(&c, f, &f->vals[0]);
+    stab_nested(&c);
     for (size_t i = 0; i < m->nresidual; i++)
         sc->cand[c.ncand++] = m->residual[i];
     for (size_t i = 0; i < c.ncand; i++) {
