@@ -60,19 +60,25 @@ static void grow(void **arr, size_t *cap, size_t need, size_t size)
 #define GROUP_BITS 5
 #define MAX_ENTRIES (UINT32_MAX >> GROUP_BITS)
 
+/* Guards kept in the entry itself: most patterns have one or two, and a
+ * separate array would cost a cache miss per candidate. */
+#define INLINE_GUARDS 3
+
 /* One distinct pattern (eb_pattern_same()) and every id it was added
  * under: patterns written alike are indexed and decided once. */
 struct entry {
-    const eb_pattern *p;
+    /* What deciding a candidate reads comes first, in one cache line. */
     uint32_t id;
     uint32_t more, nmore;  /* further ids: m->more[more .. more + nmore) once built */
-    uint64_t hash;         /* eb_pattern_hash(p) */
-    uint32_t *field_nodes; /* the trie node of each field of p */
     bool exact;            /* the index decides p (eb_pattern_exact()) ... */
-    uint32_t check;        /* ... with these leaves tested, ... */
-    uint32_t tests, ntests; /* ... which are m->test_of[tests .. tests + ntests) once built, */
-    uint32_t *guards;      /* ... unless the event has an array at one of these nodes */
-    size_t nguards;
+    uint32_t tests, ntests; /* ... with the leaf tests m->test_of[tests .. tests + ntests), */
+    uint32_t guard[INLINE_GUARDS]; /* ... unless the event has an array at one of */
+    uint32_t nguards;      /* these nodes: guard[], then guards[] past INLINE_GUARDS */
+    uint32_t *guards;
+    const eb_pattern *p;
+    uint32_t *field_nodes; /* the trie node of each field of p */
+    uint32_t check;        /* until built: the leaves that need a test */
+    uint64_t hash;         /* eb_pattern_hash(p) */
     uint8_t *leaf_of_group; /* until built: which leaf each anchor group is */
     const struct field **leaves; /* until built: p's leaf fields, by number */
 };
@@ -449,8 +455,13 @@ void eb_matcher_add(eb_matcher *m, const eb_pattern *p, uint32_t id)
             /* The plan's groups must be the ones just indexed. */
             e->exact = plan.ngroups == groups;
             e->check = plan.check;
-            e->guards = plan.guards;
-            e->nguards = plan.nguards;
+            e->nguards = (uint32_t)plan.nguards;
+            for (size_t g = 0; g < plan.nguards && g < INLINE_GUARDS; g++)
+                e->guard[g] = plan.guards[g];
+            if (plan.nguards > INLINE_GUARDS)
+                e->guards = plan.guards;
+            else
+                free(plan.guards);
             if (e->exact && groups > 0) {
                 e->leaf_of_group = xcalloc(groups, 1);
                 memcpy(e->leaf_of_group, plan.leaf_of_group, groups);
@@ -744,6 +755,32 @@ static void add_tests(eb_matcher *m)
     free(table);
 }
 
+/* Moves the keys that lead anywhere into a table sized for them: the one
+ * built was sized for every record, and most records share keys or were
+ * left out of the index, so probes would miss the cache for nothing. */
+static void compact_keys(eb_matcher *m, size_t nkeys)
+{
+    size_t cap = 16;
+    struct key *keys;
+
+    while (cap < 2 * nkeys)
+        cap *= 2;
+    keys = xcalloc(cap, sizeof *keys);
+    for (size_t i = 0; i <= m->keymask; i++) {
+        const struct key *k = &m->keys[i];
+        size_t j;
+
+        if (!k->used || (k->n == 0 && k->sub == NO_SUB))
+            continue;
+        for (j = k->hash & (cap - 1); keys[j].used; j = (j + 1) & (cap - 1))
+            ;
+        keys[j] = *k;
+    }
+    free(m->keys);
+    m->keys = keys;
+    m->keymask = cap - 1;
+}
+
 void eb_matcher_build(eb_matcher *m)
 {
     size_t cap = 16, nkeys = 0;
@@ -826,6 +863,7 @@ void eb_matcher_build(eb_matcher *m)
     }
     free(m->recs);
     m->recs = NULL;
+    compact_keys(m, nkeys);
     m->nrecs = m->caprecs = 0;
 
     for (size_t i = 0; i < m->nnodes; i++) {
@@ -1297,7 +1335,8 @@ static size_t match_flattened(const eb_matcher *m, eb_matcher_scratch *sc, const
         if (e->exact) {
             size_t g = 0;
 
-            while (g < e->nguards && sc->crossed[e->guards[g]] != sc->gen)
+            while (g < e->nguards &&
+                   sc->crossed[g < INLINE_GUARDS ? e->guard[g] : e->guards[g]] != sc->gen)
                 g++;
             if (g == e->nguards) {
                 /* Every indexed leaf was hit and no array can split the

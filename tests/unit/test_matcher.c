@@ -588,6 +588,28 @@ static void test_shared_leaf_tests(void **state)
     check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
 }
 
+/* A pattern whose nested objects have several fields each needs its fields
+ * from one object at every level: an array at any of those levels (here
+ * four, more than the matcher keeps in an entry) means full evaluation. */
+static void test_deep_guards(void **state)
+{
+    static const char *const pats[] = {
+        "{'data':{'v':[1],'a':{'w':[1],'b':{'z':[3],'c':{'x':[1],'y':[2]}}}}}",
+        "{'data':{'v':[1],'a':{'w':[1],'b':{'z':[3],'c':{'x':[1],'y':[{'anything-but':1}]}}}}}",
+    };
+    static const char *const evs[] = {
+        "{'data':{'v':1,'a':{'w':1,'b':{'z':3,'c':{'x':1,'y':2}}}}}",
+        "{'data':{'v':1,'a':{'w':1,'b':{'z':3,'c':[{'x':1,'y':3},{'x':2,'y':2}]}}}}",
+        "{'data':{'v':1,'a':{'w':1,'b':[{'z':3,'c':{'x':2}},{'z':4,'c':{'x':1,'y':2}}]}}}",
+        "{'data':{'v':1,'a':[{'w':1,'b':{'z':4}},{'w':2,'b':{'z':3,'c':{'x':1,'y':2}}}]}}",
+        "{'data':[{'v':1,'a':{'w':1,'b':{'z':3,'c':{'x':1,'y':2}}}},{'v':2}]}",
+        "{'data':[{'v':2,'a':{'w':1,'b':{'z':3,'c':{'x':1,'y':2}}}},{'v':1}]}",
+    };
+
+    (void)state;
+    check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
+}
+
 /* 10,000 patterns of mixed operators on a few paths; every event is still
  * checked against all of them one by one. */
 static void test_ten_thousand(void **state)
@@ -653,6 +675,7 @@ int main(void)
         cmocka_unit_test(test_arrays_and_nesting),
         cmocka_unit_test(test_or),
         cmocka_unit_test(test_shared_leaf_tests),
+        cmocka_unit_test(test_deep_guards),
         cmocka_unit_test(test_ten_thousand),
     };
 
