@@ -60,27 +60,40 @@ static void grow(void **arr, size_t *cap, size_t need, size_t size)
 #define GROUP_BITS 5
 #define MAX_ENTRIES (UINT32_MAX >> GROUP_BITS)
 
-/* Guards kept in the entry itself: most patterns have one or two, and a
- * separate array would cost a cache miss per candidate. */
-#define INLINE_GUARDS 3
-
 /* One distinct pattern (eb_pattern_same()) and every id it was added
  * under: patterns written alike are indexed and decided once. */
 struct entry {
-    /* What deciding a candidate reads comes first, in one cache line. */
     uint32_t id;
     uint32_t more, nmore;  /* further ids: m->more[more .. more + nmore) once built */
     bool exact;            /* the index decides p (eb_pattern_exact()) ... */
     uint32_t tests, ntests; /* ... with the leaf tests m->test_of[tests .. tests + ntests), */
-    uint32_t guard[INLINE_GUARDS]; /* ... unless the event has an array at one of */
-    uint32_t nguards;      /* these nodes: guard[], then guards[] past INLINE_GUARDS */
-    uint32_t *guards;
+    uint32_t *guards;      /* ... unless the event has an array at one of these nodes */
+    size_t nguards;
     const eb_pattern *p;
     uint32_t *field_nodes; /* the trie node of each field of p */
     uint32_t check;        /* until built: the leaves that need a test */
     uint64_t hash;         /* eb_pattern_hash(p) */
     uint8_t *leaf_of_group; /* until built: which leaf each anchor group is */
     const struct field **leaves; /* until built: p's leaf fields, by number */
+};
+
+/* What deciding a candidate entry reads, copied from it when the matcher is
+ * built: 32 bytes, aligned, so that a candidate costs one cache miss in
+ * most cases instead of one per array of the entry. The first HOT_GUARDS
+ * guards and HOT_TESTS tests are here; the rest only in the entry. */
+#define HOT_GUARDS 2
+#define HOT_TESTS 2
+#define NO_MORE UINT32_MAX
+
+struct hot {
+    uint32_t id;
+    uint32_t more; /* m->more[more] further ids follow it there; or NO_MORE */
+    uint8_t exact;
+    uint8_t pad;
+    uint16_t nguards, ntests;
+    uint16_t pad2;
+    uint32_t guard[HOT_GUARDS];
+    uint32_t test[HOT_TESTS];
 };
 
 /* A leaf test: one leaf field with its conditions, at one path, as many
@@ -169,7 +182,8 @@ struct eb_matcher {
     size_t seenmask;
     struct { uint32_t entry, id; } *dups; /* until built: ids added to an existing entry */
     size_t ndups, capdups;
-    uint32_t *more; /* the further ids of the entries */
+    uint32_t *more; /* per entry with further ids: their number, then the ids */
+    struct hot *hot; /* per entry */
     uint32_t *need; /* per entry, a bit per indexed anchor group: all must be hit */
     size_t capneed;
     struct ltest *tests;
@@ -455,13 +469,8 @@ void eb_matcher_add(eb_matcher *m, const eb_pattern *p, uint32_t id)
             /* The plan's groups must be the ones just indexed. */
             e->exact = plan.ngroups == groups;
             e->check = plan.check;
-            e->nguards = (uint32_t)plan.nguards;
-            for (size_t g = 0; g < plan.nguards && g < INLINE_GUARDS; g++)
-                e->guard[g] = plan.guards[g];
-            if (plan.nguards > INLINE_GUARDS)
-                e->guards = plan.guards;
-            else
-                free(plan.guards);
+            e->guards = plan.guards;
+            e->nguards = plan.nguards;
             if (e->exact && groups > 0) {
                 e->leaf_of_group = xcalloc(groups, 1);
                 memcpy(e->leaf_of_group, plan.leaf_of_group, groups);
@@ -709,15 +718,20 @@ static void add_more_ids(eb_matcher *m)
     for (size_t i = 0; i < m->ndups; i++)
         m->entries[m->dups[i].entry].nmore++;
     for (size_t i = 0; i < m->nentries; i++) {
+        if (m->entries[i].nmore == 0) {
+            m->entries[i].more = NO_MORE;
+            continue;
+        }
         m->entries[i].more = off;
-        off += m->entries[i].nmore;
+        off += 1 + m->entries[i].nmore;
         m->entries[i].nmore = 0;
     }
-    m->more = xcalloc(m->ndups, sizeof *m->more);
+    m->more = xcalloc(off, sizeof *m->more);
     for (size_t i = 0; i < m->ndups; i++) {
         struct entry *e = &m->entries[m->dups[i].entry];
 
-        m->more[e->more + e->nmore++] = m->dups[i].id;
+        m->more[e->more + 1 + e->nmore++] = m->dups[i].id;
+        m->more[e->more] = e->nmore;
     }
     free(m->dups);
     m->dups = NULL;
@@ -779,6 +793,34 @@ static void compact_keys(eb_matcher *m, size_t nkeys)
     free(m->keys);
     m->keys = keys;
     m->keymask = cap - 1;
+}
+
+/* Fills m->hot from the entries. */
+static void make_hot(eb_matcher *m)
+{
+    size_t bytes = (m->nentries * sizeof *m->hot + 63) / 64 * 64;
+
+    m->hot = aligned_alloc(64, bytes != 0 ? bytes : 64);
+    if (m->hot == NULL) {
+        fputs("cebusd: out of memory\n", stderr);
+        abort();
+    }
+    memset(m->hot, 0, bytes);
+    for (size_t i = 0; i < m->nentries; i++) {
+        const struct entry *e = &m->entries[i];
+        struct hot *h = &m->hot[i];
+
+        h->id = e->id;
+        h->more = e->more;
+        h->exact = e->exact;
+        assert(e->nguards <= UINT16_MAX && e->ntests <= UINT16_MAX);
+        h->nguards = (uint16_t)e->nguards;
+        h->ntests = (uint16_t)e->ntests;
+        for (size_t g = 0; g < e->nguards && g < HOT_GUARDS; g++)
+            h->guard[g] = e->guards[g];
+        for (size_t t = 0; t < e->ntests && t < HOT_TESTS; t++)
+            h->test[t] = m->test_of[e->tests + t];
+    }
 }
 
 void eb_matcher_build(eb_matcher *m)
@@ -864,6 +906,7 @@ void eb_matcher_build(eb_matcher *m)
     free(m->recs);
     m->recs = NULL;
     compact_keys(m, nkeys);
+    make_hot(m);
     m->nrecs = m->caprecs = 0;
 
     for (size_t i = 0; i < m->nnodes; i++) {
@@ -917,6 +960,7 @@ void eb_matcher_free(eb_matcher *m)
     free(m->seen);
     free(m->dups);
     free(m->more);
+    free(m->hot);
     free(m->tests);
     free(m->test_paths);
     free(m->test_of);
@@ -1199,14 +1243,16 @@ static void visit(struct match_ctx *c, uint32_t node, const json_t *v)
         descend(c, node, v);
 }
 
-/* Writes the ids of entry e, which matched, at out[n..]; returns the new
- * number of ids in out. */
-static size_t put_ids(const eb_matcher *m, const struct entry *e, uint32_t *out, size_t n)
+/* Writes the ids of the entry whose hot part is h, which matched, at
+ * out[n..]; returns the new number of ids in out. */
+static size_t put_ids(const eb_matcher *m, const struct hot *h, uint32_t *out, size_t n)
 {
-    out[n++] = e->id;
-    if (e->nmore > 0) {
-        memcpy(&out[n], &m->more[e->more], e->nmore * sizeof *out);
-        n += e->nmore;
+    out[n++] = h->id;
+    if (h->more != NO_MORE) {
+        uint32_t k = m->more[h->more];
+
+        memcpy(&out[n], &m->more[h->more + 1], k * sizeof *out);
+        n += k;
     }
     return n;
 }
@@ -1243,7 +1289,7 @@ size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scr
         const struct entry *e = &m->entries[sc->cand[i]];
 
         if (eb_pattern_match(e->p, event))
-            nout = put_ids(m, e, sc->out, nout);
+            nout = put_ids(m, &m->hot[sc->cand[i]], sc->out, nout);
     }
     *ids = sc->out;
     return nout;
@@ -1330,31 +1376,35 @@ static size_t match_flattened(const eb_matcher *m, eb_matcher_scratch *sc, const
     for (size_t i = 0; i < m->nresidual; i++)
         sc->cand[c.ncand++] = m->residual[i];
     for (size_t i = 0; i < c.ncand; i++) {
-        const struct entry *e = &m->entries[sc->cand[i]];
+        const struct hot *h = &m->hot[sc->cand[i]];
+        const struct entry *e;
 
-        if (e->exact) {
+        if (h->exact) {
             size_t g = 0;
 
-            while (g < e->nguards &&
-                   sc->crossed[g < INLINE_GUARDS ? e->guard[g] : e->guards[g]] != sc->gen)
+            e = h->nguards > HOT_GUARDS || h->ntests > HOT_TESTS ? &m->entries[sc->cand[i]]
+                                                                  : NULL;
+            while (g < h->nguards &&
+                   sc->crossed[g < HOT_GUARDS ? h->guard[g] : e->guards[g]] != sc->gen)
                 g++;
-            if (g == e->nguards) {
+            if (g == h->nguards) {
                 /* Every indexed leaf was hit and no array can split the
                  * fields of a nested object: the index has decided, once
                  * the leaves left out of it are checked. */
                 int r = 1;
 
-                for (uint32_t t = 0; t < e->ntests && r == 1; t++)
-                    r = test_leaf(m, sc, m->test_of[e->tests + t]);
-
+                for (uint32_t t = 0; t < h->ntests && r == 1; t++)
+                    r = test_leaf(m, sc,
+                                  t < HOT_TESTS ? h->test[t] : m->test_of[e->tests + t]);
                 if (r == 1)
-                    nout = put_ids(m, e, sc->out, nout);
+                    nout = put_ids(m, h, sc->out, nout);
                 if (r >= 0)
                     continue;
             }
         }
+        e = &m->entries[sc->cand[i]];
         if (eb_pattern_match_flat(e->p, e->field_nodes, f))
-            nout = put_ids(m, e, sc->out, nout);
+            nout = put_ids(m, h, sc->out, nout);
     }
     *ids = sc->out;
     return nout;
