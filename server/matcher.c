@@ -115,6 +115,7 @@ struct range {
     uint32_t posting;
     uint32_t also; /* a second posting the hit takes (a nested range), or NO_POSTING */
     bool lo_open, hi_open;
+    bool alone; /* posting and also are all the entry needs: a hit makes a candidate */
 };
 #define NO_POSTING UINT32_MAX
 
@@ -530,10 +531,11 @@ static double build_tree(struct rtree *rt, size_t t, size_t l, size_t r)
     return rt->maxhi[t] = a > b ? a : b;
 }
 
-static void rtree_add(struct rtree *rt, const struct rec *r, uint32_t also)
+static void rtree_add(struct rtree *rt, const struct rec *r, uint32_t also, bool alone)
 {
     grow((void **)&rt->ranges, &rt->cap, rt->n + 1, sizeof *rt->ranges);
-    rt->ranges[rt->n++] = (struct range){ r->lo, r->hi, r->posting, also, r->lo_open, r->hi_open };
+    rt->ranges[rt->n++] =
+        (struct range){ r->lo, r->hi, r->posting, also, r->lo_open, r->hi_open, alone };
 }
 
 /* Sorts rt's ranges and builds its tree. */
@@ -671,11 +673,13 @@ static void nest_ranges(eb_matcher *m, const uint32_t *slot_of, bool *nested)
                     m->subs[sb] = (struct sub){ .node = r->node, .next = kk->sub };
                     kk->sub = sb;
                 }
-                rtree_add(&m->subs[sb].t, r, m->recs[key].posting);
+                rtree_add(&m->subs[sb].t, r, m->recs[key].posting,
+                          m->need[e] == (1u << (r->posting & ((1u << GROUP_BITS) - 1)) |
+                                         1u << (m->recs[key].posting & ((1u << GROUP_BITS) - 1))));
                 m->nodes[r->node].keep_numbers = true;
                 nested[key] = true;
             } else {
-                rtree_add(&m->nodes[r->node].ranges, r, NO_POSTING);
+                rtree_add(&m->nodes[r->node].ranges, r, NO_POSTING, false);
             }
         }
         i = j;
@@ -1079,9 +1083,10 @@ static void lookup_affixes(struct match_ctx *c, uint32_t node, enum eb_anchor_ki
 }
 
 /* Reports every range of rt holding d among ranges[l, r) below tree node
- * t, visiting only spans whose highest upper bound reaches d. */
+ * t, visiting only spans whose highest upper bound reaches d. once: each
+ * range can be hit only once in this event (see stab_nested()). */
 static void stab_span(struct match_ctx *c, const struct rtree *rt, size_t t, size_t l, size_t r,
-                      size_t upto, double d)
+                      size_t upto, double d, bool once)
 {
     if (l >= upto || rt->maxhi[t] < d)
         return;
@@ -1092,17 +1097,22 @@ static void stab_span(struct match_ctx *c, const struct rtree *rt, size_t t, siz
          * here, so that a range hit is exact. */
         if ((rg->lo_open && !(d > rg->lo)) || (rg->hi_open && !(d < rg->hi)))
             return;
+        if (once && rg->alone) {
+            /* Its only hit decides the entry: no stamps to keep. */
+            c->sc->cand[c->ncand++] = rg->posting >> GROUP_BITS;
+            return;
+        }
         take_posting(c, rg->posting);
         if (rg->also != NO_POSTING)
             take_posting(c, rg->also);
         return;
     }
-    stab_span(c, rt, 2 * t, l, (l + r) / 2, upto, d);
-    stab_span(c, rt, 2 * t + 1, (l + r) / 2, r, upto, d);
+    stab_span(c, rt, 2 * t, l, (l + r) / 2, upto, d, once);
+    stab_span(c, rt, 2 * t + 1, (l + r) / 2, r, upto, d, once);
 }
 
 /* Reports every range of rt that holds d. */
-static void stab(struct match_ctx *c, const struct rtree *rt, double d)
+static void stab(struct match_ctx *c, const struct rtree *rt, double d, bool once)
 {
     size_t lo = 0, hi = rt->n;
 
@@ -1116,7 +1126,7 @@ static void stab(struct match_ctx *c, const struct rtree *rt, double d)
         else
             hi = mid;
     }
-    stab_span(c, rt, 1, 0, rt->n, lo, d);
+    stab_span(c, rt, 1, 0, rt->n, lo, d, once);
 }
 
 static void lookup_number(struct match_ctx *c, uint32_t node, double d)
@@ -1126,7 +1136,7 @@ static void lookup_number(struct match_ctx *c, uint32_t node, double d)
 
     if (p->kinds & (1u << EB_ANCHOR_NUMBER))
         lookup(c, node, EB_ANCHOR_NUMBER, hash_number(d), NULL, 0, d == 0 ? 0 : d);
-    stab(c, &p->ranges, d);
+    stab(c, &p->ranges, d, false);
     if (p->keep_numbers) {
         grow((void **)&sc->nums, &sc->capnums, sc->nnums + 1, sizeof *sc->nums);
         sc->nums[sc->nnums++] = (struct num_at){ node, d };
@@ -1134,17 +1144,22 @@ static void lookup_number(struct match_ctx *c, uint32_t node, double d)
 }
 
 /* Once the event's values are all looked up: stabs the nested ranges of
- * the keys it hit with its numbers at their paths. */
+ * the keys it hit with its numbers at their paths. A sub is active once per
+ * event, and its ranges are in no other tree, so with one number at its
+ * path each of its ranges is hit at most once. */
 static void stab_nested(struct match_ctx *c)
 {
     const eb_matcher_scratch *sc = c->sc;
 
     for (size_t i = 0; i < sc->nactive; i++) {
         const struct sub *sb = &c->m->subs[sc->active[i]];
+        size_t n = 0;
 
         for (size_t k = 0; k < sc->nnums; k++)
+            n += sc->nums[k].node == sb->node;
+        for (size_t k = 0; k < sc->nnums; k++)
             if (sc->nums[k].node == sb->node)
-                stab(c, &sb->t, sc->nums[k].d);
+                stab(c, &sb->t, sc->nums[k].d, n == 1);
     }
 }
 

@@ -588,6 +588,35 @@ static void test_shared_leaf_tests(void **state)
     check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
 }
 
+/* A numeric range next to one key of its pattern is stabbed only in events
+ * that hit the key; several numbers at its path, or the key hit by several
+ * values, must still give each pattern once. */
+static void test_nested_ranges(void **state)
+{
+    static const char *const pats[] = {
+        "{'type':['a'],'n':[{'numeric':['>',0]}]}",
+        "{'type':['a'],'n':[{'numeric':['>',0]}]}",
+        "{'type':['a','b'],'n':[{'numeric':['>',0,'<',10]}]}",
+        "{'source':[{'prefix':'s'}],'n':[{'numeric':['>=',5]}],'b':[true]}",
+        "{'data':{'k':['x'],'n':[{'numeric':['<',3]}]}}",
+        "{'type':['a'],'n':[{'numeric':['>',1]}],'data':{'n':[{'numeric':['<',2]}]}}",
+    };
+    static const char *const evs[] = {
+        "{'type':'a','n':[1,2]}",
+        "{'type':['a','a'],'n':[[1],2,'x']}",
+        "{'type':['a','b'],'n':5}",
+        "{'type':'a','n':-1}",
+        "{'source':['s1','s2'],'n':[4,5],'b':true}",
+        "{'source':'s','n':5,'b':[false,true]}",
+        "{'data':{'k':'x','n':[1,2]}}",
+        "{'data':[{'k':'x','n':5},{'k':'y','n':1}]}",
+        "{'type':'a','n':[0,3],'data':{'n':[1,7]}}",
+    };
+
+    (void)state;
+    check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
+}
+
 /* A pattern whose nested objects have several fields each needs its fields
  * from one object at every level: an array at any of those levels (here
  * four, more than the matcher keeps in an entry) means full evaluation. */
@@ -676,6 +705,7 @@ int main(void)
         cmocka_unit_test(test_or),
         cmocka_unit_test(test_shared_leaf_tests),
         cmocka_unit_test(test_deep_guards),
+        cmocka_unit_test(test_nested_ranges),
         cmocka_unit_test(test_ten_thousand),
     };
 
