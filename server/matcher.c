@@ -186,6 +186,8 @@ struct eb_matcher {
     uint32_t *more; /* per entry with further ids: their number, then the ids */
     struct hot *hot; /* per entry */
     uint32_t *need; /* per entry, a bit per indexed anchor group: all must be hit */
+    uint32_t *attr_need; /* per entry, the groups of need that attributes alone decide */
+    bool always_data; /* some entry has no such group: the data always matters */
     size_t capneed;
     struct ltest *tests;
     size_t ntests, captests;
@@ -623,6 +625,36 @@ static void drop_common_groups(eb_matcher *m, uint32_t *slot_of)
     }
 }
 
+/* Finds, per entry, the groups of its need that the event's attributes
+ * alone hit (attr_need): neither under "data" or "data_base64" nor a
+ * nested range, which is only stabbed once the data is read. An event
+ * whose attributes leave every entry short of its attr_need matches
+ * nothing, whatever its data (see eb_matcher_match_stored()). nested marks
+ * the records of nested ranges and of the keys they hang under. */
+static void find_attr_needs(eb_matcher *m, const bool *nested)
+{
+    uint32_t dnode = eb_ftrie_find(m->trie, EB_FTRIE_ROOT, "data", 4);
+    uint32_t bnode = eb_ftrie_find(m->trie, EB_FTRIE_ROOT, "data_base64", 11);
+
+    m->attr_need = xcalloc(m->nentries, sizeof *m->attr_need);
+    if (m->nentries > 0)
+        memcpy(m->attr_need, m->need, m->nentries * sizeof *m->need);
+    for (size_t i = 0; i < m->nrecs; i++) {
+        const struct rec *r = &m->recs[i];
+        uint32_t top = r->node;
+
+        while (eb_ftrie_parent(m->trie, top) != EB_FTRIE_ROOT)
+            top = eb_ftrie_parent(m->trie, top);
+        if (top == dnode || top == bnode || (r->kind == EB_ANCHOR_RANGE && nested[i]))
+            m->attr_need[r->posting >> GROUP_BITS] &=
+                ~(1u << (r->posting & ((1u << GROUP_BITS) - 1)));
+    }
+    m->always_data = m->nresidual > 0;
+    for (size_t e = 0; e < m->nentries; e++)
+        if (m->attr_need[e] == 0)
+            m->always_data = true;
+}
+
 /* Nests ranges under keys: an entry that needs both a group made of one
  * key (an exact value, affix, ...) and a group made of one numeric range
  * has its range stabbed only in events that hit the key, and the key's
@@ -673,6 +705,7 @@ static void nest_ranges(eb_matcher *m, const uint32_t *slot_of, bool *nested)
                     m->subs[sb] = (struct sub){ .node = r->node, .next = kk->sub };
                     kk->sub = sb;
                 }
+                nested[k] = true;
                 rtree_add(&m->subs[sb].t, r, m->recs[key].posting,
                           m->need[e] == (1u << (r->posting & ((1u << GROUP_BITS) - 1)) |
                                          1u << (m->recs[key].posting & ((1u << GROUP_BITS) - 1))));
@@ -883,6 +916,7 @@ void eb_matcher_build(eb_matcher *m)
     assert(nkeys <= cap / 2 + 1);
     drop_common_groups(m, slot_of);
     nest_ranges(m, slot_of, nested);
+    find_attr_needs(m, nested);
     for (size_t k = 0; k < cap; k++) {
         m->keys[k].off = total;
         total += m->keys[k].n;
@@ -961,6 +995,7 @@ void eb_matcher_free(eb_matcher *m)
     }
     free(m->entries);
     free(m->need);
+    free(m->attr_need);
     free(m->seen);
     free(m->dups);
     free(m->more);
@@ -1017,6 +1052,8 @@ struct match_ctx {
     const eb_matcher *m;
     eb_matcher_scratch *sc;
     size_t ncand;
+    bool probe; /* looking at the attributes alone (attrs_matter()) ... */
+    bool alive; /* ... and some entry could still match */
 };
 
 /* Records that the event hits one anchor group of an entry; the entry
@@ -1035,6 +1072,8 @@ static void take_posting(struct match_ctx *c, uint32_t posting)
     h->mask = old | 1u << (posting & ((1u << GROUP_BITS) - 1));
     if (h->mask == need && old != need)
         sc->cand[c->ncand++] = e;
+    if (c->probe && (h->mask & c->m->attr_need[e]) == c->m->attr_need[e])
+        c->alive = true;
 }
 
 static void take(struct match_ctx *c, const struct key *k)
@@ -1045,6 +1084,10 @@ static void take(struct match_ctx *c, const struct key *k)
         return;
     for (uint32_t i = 0; i < k->n; i++)
         take_posting(c, c->m->postings[k->off + i]);
+    /* A key with nested ranges may complete its entries once the data's
+     * numbers are in. */
+    if (k->sub != NO_SUB && c->probe)
+        c->alive = true;
     for (uint32_t sb = k->sub; sb != NO_SUB; sb = c->m->subs[sb].next) {
         if (sc->sub_stamp[sb] != sc->gen) {
             sc->sub_stamp[sb] = sc->gen;
@@ -1290,7 +1333,7 @@ static void begin(const eb_matcher *m, eb_matcher_scratch *sc)
 size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scratch *sc,
                         const uint32_t **ids)
 {
-    struct match_ctx c = { m, sc, 0 };
+    struct match_ctx c = { m, sc, 0, false, false };
     size_t nout = 0;
 
     assert(m != NULL && m->built && sc != NULL && sc->m == m && ids != NULL);
@@ -1381,7 +1424,7 @@ static int test_leaf(const eb_matcher *m, eb_matcher_scratch *sc, uint32_t t)
 /* Matches the event just flattened into sc->flat. */
 static size_t match_flattened(const eb_matcher *m, eb_matcher_scratch *sc, const uint32_t **ids)
 {
-    struct match_ctx c = { m, sc, 0 };
+    struct match_ctx c = { m, sc, 0, false, false };
     const eb_flat *f = sc->flat;
     size_t nout = 0;
 
@@ -1445,10 +1488,35 @@ bool eb_matcher_match_view(const eb_matcher *m, const char *json, size_t len,
     return true;
 }
 
+/* Looks at the attributes of the event in sc->flat, flattened without its
+ * data: returns whether some entry gets every group of its attr_need, so
+ * that the data can change the result. */
+static bool attrs_matter(const eb_matcher *m, eb_matcher_scratch *sc)
+{
+    struct match_ctx c = { m, sc, 0, true, false };
+    const eb_flat *f = sc->flat;
+
+    if (f->vals[0].kind == EB_FV_OBJECT)
+        flat_descend(&c, f, &f->vals[0]);
+    return c.alive;
+}
+
 bool eb_matcher_match_stored(const eb_matcher *m, const uint8_t *body, size_t len,
                              eb_matcher_scratch *sc, const uint32_t **ids, size_t *n)
 {
     assert(m != NULL && m->built && sc != NULL && sc->m == m && ids != NULL && n != NULL);
+    if (!m->always_data) {
+        /* Every pattern needs something of the attributes: when the
+         * attributes alone rule them all out, the data (most of the
+         * event, and all of its JSON scan) is never read. */
+        begin(m, sc);
+        if (eb_flatten_stored_attrs(sc->flat, m->trie, body, len) == EB_FLAT_OK &&
+            !attrs_matter(m, sc)) {
+            *ids = sc->out;
+            *n = 0;
+            return true;
+        }
+    }
     begin(m, sc);
     if (eb_flatten_stored(sc->flat, m->trie, body, len) != EB_FLAT_OK) {
         /* Encodings the direct reader leaves to protobuf-c. */
