@@ -119,13 +119,18 @@ struct range {
 };
 #define NO_POSTING UINT32_MAX
 
-/* Numeric ranges at one path: sorted by lower bound, with a segment tree of
- * the highest upper bound per span. */
+/* Numeric ranges at one path, sorted by lower bound. When their widths are
+ * alike (at most SCAN_WIDTHS times the median), a number d is stabbed by
+ * scanning back from the last range with lo <= d while lo + maxw >= d: the
+ * ranges passed over are about the ranges hit. Otherwise a segment tree of
+ * the highest upper bound per span finds them in O((k + 1) log n). */
 struct rtree {
     struct range *ranges;
     size_t n, cap;
-    double *maxhi;
+    double *maxhi; /* the tree, or NULL when scanned */
+    double maxw;   /* when scanned: lo + maxw >= hi for every range */
 };
+#define SCAN_WIDTHS 4
 
 /* The ranges of patterns that also need one key (see nest_ranges()): they
  * are stabbed with the event's numbers at node only when the key is hit. A
@@ -541,11 +546,48 @@ static void rtree_add(struct rtree *rt, const struct rec *r, uint32_t also, bool
 }
 
 /* Sorts rt's ranges and builds its tree. */
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Whether rt's ranges are alike enough in width to be scanned (struct
+ * rtree); sets rt->maxw when they are. */
+static bool rtree_scannable(struct rtree *rt)
+{
+    double *w = xcalloc(rt->n, sizeof *w), median, maxw = 0;
+
+    for (size_t i = 0; i < rt->n; i++) {
+        w[i] = rt->ranges[i].hi - rt->ranges[i].lo;
+        if (!isfinite(w[i])) {
+            free(w);
+            return false;
+        }
+        if (w[i] > maxw)
+            maxw = w[i];
+    }
+    qsort(w, rt->n, sizeof *w, cmp_double);
+    median = w[rt->n / 2];
+    free(w);
+    if (maxw > SCAN_WIDTHS * median)
+        return false;
+    /* lo + maxw must reach hi in floating point too, so that the scan
+     * never stops before a range that holds d. */
+    for (size_t i = 0; i < rt->n; i++)
+        while (rt->ranges[i].lo + maxw < rt->ranges[i].hi)
+            maxw = nextafter(maxw, INFINITY);
+    rt->maxw = maxw;
+    return true;
+}
+
 static void rtree_build(struct rtree *rt)
 {
     if (rt->n == 0)
         return;
     qsort(rt->ranges, rt->n, sizeof *rt->ranges, cmp_range);
+    if (rtree_scannable(rt))
+        return;
     rt->maxhi = xcalloc(4 * rt->n, sizeof *rt->maxhi);
     build_tree(rt, 1, 0, rt->n);
 }
@@ -1125,29 +1167,34 @@ static void lookup_affixes(struct match_ctx *c, uint32_t node, enum eb_anchor_ki
     }
 }
 
+/* Reports rg, which a search that treats bounds as closed found to hold d.
+ * once: each range can be hit only once in this event (see
+ * stab_nested()). */
+static void hit_range(struct match_ctx *c, const struct range *rg, double d, bool once)
+{
+    /* The searches treat bounds as closed; open ones are decided here, so
+     * that a range hit is exact. */
+    if ((rg->lo_open && !(d > rg->lo)) || (rg->hi_open && !(d < rg->hi)))
+        return;
+    if (once && rg->alone) {
+        /* Its only hit decides the entry: no stamps to keep. */
+        c->sc->cand[c->ncand++] = rg->posting >> GROUP_BITS;
+        return;
+    }
+    take_posting(c, rg->posting);
+    if (rg->also != NO_POSTING)
+        take_posting(c, rg->also);
+}
+
 /* Reports every range of rt holding d among ranges[l, r) below tree node
- * t, visiting only spans whose highest upper bound reaches d. once: each
- * range can be hit only once in this event (see stab_nested()). */
+ * t, visiting only spans whose highest upper bound reaches d. */
 static void stab_span(struct match_ctx *c, const struct rtree *rt, size_t t, size_t l, size_t r,
                       size_t upto, double d, bool once)
 {
     if (l >= upto || rt->maxhi[t] < d)
         return;
     if (r - l == 1) {
-        const struct range *rg = &rt->ranges[l];
-
-        /* The tree search treats bounds as closed; open ones are decided
-         * here, so that a range hit is exact. */
-        if ((rg->lo_open && !(d > rg->lo)) || (rg->hi_open && !(d < rg->hi)))
-            return;
-        if (once && rg->alone) {
-            /* Its only hit decides the entry: no stamps to keep. */
-            c->sc->cand[c->ncand++] = rg->posting >> GROUP_BITS;
-            return;
-        }
-        take_posting(c, rg->posting);
-        if (rg->also != NO_POSTING)
-            take_posting(c, rg->also);
+        hit_range(c, &rt->ranges[l], d, once);
         return;
     }
     stab_span(c, rt, 2 * t, l, (l + r) / 2, upto, d, once);
@@ -1169,7 +1216,13 @@ static void stab(struct match_ctx *c, const struct rtree *rt, double d, bool onc
         else
             hi = mid;
     }
-    stab_span(c, rt, 1, 0, rt->n, lo, d, once);
+    if (rt->maxhi != NULL) {
+        stab_span(c, rt, 1, 0, rt->n, lo, d, once);
+        return;
+    }
+    while (lo-- > 0 && rt->ranges[lo].lo + rt->maxw >= d)
+        if (rt->ranges[lo].hi >= d)
+            hit_range(c, &rt->ranges[lo], d, once);
 }
 
 static void lookup_number(struct match_ctx *c, uint32_t node, double d)
