@@ -82,6 +82,7 @@ struct entry {
  * most cases instead of one per array of the entry. The first HOT_GUARDS
  * guards and HOT_TESTS tests are here; the rest only in the entry. */
 #define HOT_GUARDS 2
+#define PREFETCH 4 /* candidates ahead */
 #define HOT_TESTS 2
 #define NO_MORE UINT32_MAX
 
@@ -1489,6 +1490,11 @@ static size_t match_flattened(const eb_matcher *m, eb_matcher_scratch *sc, const
     for (size_t i = 0; i < c.ncand; i++) {
         const struct hot *h = &m->hot[sc->cand[i]];
         const struct entry *e;
+
+        /* Candidates are scattered over the entries: ask for the next
+         * ones' records while this one is decided. */
+        if (i + PREFETCH < c.ncand)
+            __builtin_prefetch(&m->hot[sc->cand[i + PREFETCH]]);
 
         if (h->exact) {
             size_t g = 0;
