@@ -60,6 +60,7 @@ static void grow(void **arr, size_t *cap, size_t need, size_t size)
 struct tnode {
     const char *name;
     size_t len;
+    uint64_t head; /* the first bytes of name (up to 8), zero-padded */
     uint64_t lens; /* bit min(len, 63) of every child: most keys miss fast */
     uint32_t parent;
     uint32_t *children;
@@ -148,10 +149,37 @@ static uint64_t len_bit(size_t len)
     return 1ULL << (len < 63 ? len : 63);
 }
 
+static uint64_t head_of(const char *s, size_t len)
+{
+    uint64_t h = 0;
+
+    memcpy(&h, s, len < 8 ? len : 8);
+    return h;
+}
+
+/* Nodes with at most this many children are searched by comparing names,
+ * not hashing: most member names are short, and their first 8 bytes and
+ * length, kept in the node, decide them. */
+#define FEW_CHILDREN 16
+
 uint32_t eb_ftrie_find(const eb_ftrie *t, uint32_t parent, const char *name, size_t len)
 {
-    if (!(t->nodes[parent].lens & len_bit(len)))
+    const struct tnode *p = &t->nodes[parent];
+
+    if (!(p->lens & len_bit(len)))
         return EB_FTRIE_NONE;
+    if (p->nchildren <= FEW_CHILDREN) {
+        uint64_t head = head_of(name, len);
+
+        for (size_t i = 0; i < p->nchildren; i++) {
+            const struct tnode *c = &t->nodes[p->children[i]];
+
+            if (c->len == len && c->head == head &&
+                (len <= 8 || memcmp(c->name + 8, name + 8, len - 8) == 0))
+                return p->children[i];
+        }
+        return EB_FTRIE_NONE;
+    }
     return find_hashed(t, parent, name, len, name_hash(parent, name, len));
 }
 
@@ -170,7 +198,8 @@ uint32_t eb_ftrie_add(eb_ftrie *t, uint32_t parent, const char *name, size_t len
     }
     id = (uint32_t)t->nnodes;
     grow((void **)&t->nodes, &t->capnodes, t->nnodes + 1, sizeof *t->nodes);
-    t->nodes[id] = (struct tnode){ .name = name, .len = len, .parent = parent };
+    t->nodes[id] =
+        (struct tnode){ .name = name, .len = len, .head = head_of(name, len), .parent = parent };
     t->nnodes++;
     p = &t->nodes[parent];
     p->lens |= len_bit(len);
