@@ -50,8 +50,14 @@ static void take(struct match_ctx *c, const struct key *k)
 
     if (k == NULL)
         return;
-    for (uint32_t i = 0; i < k->n; i++)
-        take_posting(c, c->m->postings[k->off + i]);
+    if (k->pairs) {
+        /* An inner key: each entry's own posting, then its outer key's. */
+        for (uint32_t i = 0; i < 2 * k->n; i++)
+            take_posting(c, c->m->postings[k->off + i]);
+    } else {
+        for (uint32_t i = 0; i < k->n; i++)
+            take_posting(c, c->m->postings[k->off + i]);
+    }
     /* A key with nested ranges may complete its entries once the data's
      * numbers are in. */
     if (k->sub != NO_SUB && c->probe)
@@ -166,9 +172,10 @@ static void lookup_number(struct match_ctx *c, uint32_t node, double d)
 }
 
 /* Once the event's values are all looked up: stabs the nested ranges of
- * the keys it hit with its numbers at their paths. A sub is active once per
- * event, and its ranges are in no other tree, so with one number at its
- * path each of its ranges is hit at most once. */
+ * the keys it hit with its numbers at their paths, and looks its strings
+ * there up among their inner keys. A sub is active once per event, and its
+ * ranges are in no other tree, so with one number at its path each of its
+ * ranges is hit at most once. */
 static void stab_nested(struct match_ctx *c)
 {
     const eb_matcher_scratch *sc = c->sc;
@@ -176,6 +183,18 @@ static void stab_nested(struct match_ctx *c)
     for (size_t i = 0; i < sc->nactive; i++) {
         const struct sub *sb = &c->m->subs[sc->active[i]];
         size_t n = 0;
+
+        if (sb->keys) {
+            uint32_t node = sub_node(c->m, sc->active[i]);
+
+            for (size_t k = 0; k < sc->nstrs; k++) {
+                const struct str_at *v = &sc->strs[k];
+
+                if (v->node == sb->node)
+                    lookup(c, node, EB_ANCHOR_STRING,
+                           hash_text(v->s, v->len, EB_ANCHOR_STRING), v->s, v->len, 0);
+            }
+        }
 
         for (size_t k = 0; k < sc->nnums; k++)
             n += sc->nums[k].node == sb->node;
@@ -194,6 +213,12 @@ static void lookup_scalar(struct match_ctx *c, uint32_t node, const struct eb_sc
         lookup(c, node, EB_ANCHOR_EXISTS, FNV_OFFSET, NULL, 0, 0);
     switch (v->kind) {
     case EB_SCALAR_STRING:
+        if (c->m->nodes[node].keep_strings) {
+            eb_matcher_scratch *sc = c->sc;
+
+            grow((void **)&sc->strs, &sc->capstrs, sc->nstrs + 1, sizeof *sc->strs);
+            sc->strs[sc->nstrs++] = (struct str_at){ node, v->s, v->len };
+        }
         if (kinds & (1u << EB_ANCHOR_STRING))
             lookup(c, node, EB_ANCHOR_STRING, hash_text(v->s, v->len, EB_ANCHOR_STRING), v->s,
                    v->len, 0);
@@ -299,6 +324,7 @@ static void begin(const eb_matcher *m, eb_matcher_scratch *sc)
 {
     sc->nactive = 0;
     sc->nnums = 0;
+    sc->nstrs = 0;
     if (++sc->gen == 0) {
         /* The stamps wrapped: forget them all, once in 2^32 events. */
         memset(sc->hits, 0, m->nentries * sizeof *sc->hits);

@@ -325,13 +325,17 @@ static void drop_common_groups(eb_matcher *m, uint32_t *slot_of)
     }
 }
 
+/* How nest() marks records: a key a range or an inner key hangs under
+ * (its posting is not kept), and the range or inner key itself. */
+enum { NESTED_NO, NESTED_OUTER, NESTED_INNER };
+
 /* Finds, per entry, the groups of its need that the event's attributes
- * alone hit (attr_need): neither under "data" or "data_base64" nor a
- * nested range, which is only stabbed once the data is read. An event
+ * alone hit (attr_need): neither under "data" or "data_base64" nor nested
+ * under a key, which is only looked up once the data is read. An event
  * whose attributes leave every entry short of its attr_need matches
- * nothing, whatever its data (see eb_matcher_match_stored()). nested marks
- * the records of nested ranges and of the keys they hang under. */
-static void find_attr_needs(eb_matcher *m, const bool *nested)
+ * nothing, whatever its data (see eb_matcher_match_stored()). nested is
+ * from nest(). */
+static void find_attr_needs(eb_matcher *m, const unsigned char *nested)
 {
     uint32_t dnode = eb_ftrie_find(m->trie, EB_FTRIE_ROOT, "data", 4);
     uint32_t bnode = eb_ftrie_find(m->trie, EB_FTRIE_ROOT, "data_base64", 11);
@@ -345,7 +349,7 @@ static void find_attr_needs(eb_matcher *m, const bool *nested)
 
         while (eb_ftrie_parent(m->trie, top) != EB_FTRIE_ROOT)
             top = eb_ftrie_parent(m->trie, top);
-        if (top == dnode || top == bnode || (r->kind == EB_ANCHOR_RANGE && nested[i]))
+        if (top == dnode || top == bnode || nested[i] == NESTED_INNER)
             m->attr_need[r->posting >> GROUP_BITS] &=
                 ~(1u << (r->posting & ((1u << GROUP_BITS) - 1)));
     }
@@ -355,22 +359,67 @@ static void find_attr_needs(eb_matcher *m, const bool *nested)
             m->always_data = true;
 }
 
-/* Nests ranges under keys: an entry that needs both a group made of one
- * key (an exact value, affix, ...) and a group made of one numeric range
- * has its range stabbed only in events that hit the key, and the key's
- * posting is not visited at all: a range hit there counts for both groups.
- * With 1,250 patterns of "type X and amount in a range" over 6 types, an
- * event stabs the ~200 ranges of its type and visits no type posting,
- * instead of visiting ~200 postings and stabbing all 1,250 ranges. Of the
- * keys an entry could nest under, the one with the most postings is chosen
- * (the visits saved). Marks the nested keys' records in nested[]; puts every
- * range record in its node's tree or its key's sub. */
-static void nest_ranges(eb_matcher *m, const uint32_t *slot_of, bool *nested)
+/* Returns the sub of key kk at node, adding it. */
+static uint32_t sub_at(eb_matcher *m, struct key *kk, uint32_t node)
+{
+    uint32_t sb = kk->sub;
+
+    while (sb != NO_SUB && m->subs[sb].node != node)
+        sb = m->subs[sb].next;
+    if (sb == NO_SUB) {
+        grow((void **)&m->subs, &m->capsubs, m->nsubs + 1, sizeof *m->subs);
+        sb = (uint32_t)m->nsubs++;
+        m->subs[sb] = (struct sub){ .node = node, .next = kk->sub };
+        kk->sub = sb;
+    }
+    return sb;
+}
+
+/* Returns the slot of the inner key of sub sb for the exact string of r,
+ * adding it (one more in *nkeys). Counts r's pair in it. */
+static uint32_t inner_key(eb_matcher *m, uint32_t sb, const struct rec *r, size_t *nkeys)
+{
+    uint32_t node = sub_node(m, sb);
+    uint64_t h = hash_final(hash_text(r->s, r->len, EB_ANCHOR_STRING), node, EB_ANCHOR_STRING);
+    const struct key *found = key_find(m, h, node, EB_ANCHOR_STRING, r->s, r->len, 0);
+    size_t k;
+
+    if (found != NULL) {
+        k = (size_t)(found - m->keys);
+    } else {
+        for (k = h & m->keymask; m->keys[k].used; k = (k + 1) & m->keymask)
+            ;
+        m->keys[k] = (struct key){ .hash = h, .s = r->s, .len = r->len, .node = node,
+                                   .sub = NO_SUB, .pairs = 1,
+                                   .kind = (unsigned char)EB_ANCHOR_STRING, .used = 1 };
+        (*nkeys)++;
+    }
+    m->keys[k].n++;
+    return (uint32_t)k;
+}
+
+/* Nests one group of an entry under another, so that the event's values
+ * are looked up there only when it hits the outer key, and the outer key's
+ * posting for the entry is not visited at all: a hit inside counts for
+ * both groups. The outer key is the entry's one-key group with the most
+ * postings (the visits saved). Inside go
+ * - a group made of one numeric range: with 1,250 patterns of "type X and
+ *   amount in a range" over 6 types, an event stabs the ~200 ranges of its
+ *   type and visits no type posting, instead of visiting ~200 postings and
+ *   stabbing all 1,250 ranges;
+ * - else a group made of one exact string, the one with the most postings
+ *   after the outer key ("source prefix X and country Y": the event visits
+ *   the pairs of its own source and country only).
+ * Marks records in nested[]; puts every range record in its node's tree
+ * or its key's sub; points the slot of an inner string at its inner key,
+ * with the outer posting in also_of[]. */
+static void nest(eb_matcher *m, uint32_t *slot_of, unsigned char *nested, uint32_t *also_of,
+                 size_t *nkeys)
 {
     for (size_t i = 0; i < m->nrecs;) {
         uint32_t e = m->recs[i].posting >> GROUP_BITS;
         unsigned nrec[EB_ANCHOR_MAX_GROUPS] = { 0 };
-        size_t key = SIZE_MAX, range = SIZE_MAX, j;
+        size_t key = SIZE_MAX, range = SIZE_MAX, inner = SIZE_MAX, j;
 
         for (j = i; j < m->nrecs && m->recs[j].posting >> GROUP_BITS == e; j++)
             nrec[m->recs[j].posting & ((1u << GROUP_BITS) - 1)]++;
@@ -388,32 +437,44 @@ static void nest_ranges(eb_matcher *m, const uint32_t *slot_of, bool *nested)
                 key = k;
             }
         }
+        for (size_t k = i; k < j && range == SIZE_MAX && key != SIZE_MAX; k++) {
+            const struct rec *r = &m->recs[k];
+            uint32_t g = r->posting & ((1u << GROUP_BITS) - 1);
+
+            if (k == key || nrec[g] != 1 || !(m->need[e] & 1u << g) ||
+                r->kind != EB_ANCHOR_STRING || slot_of[k] >= DROPPED)
+                continue;
+            if (inner == SIZE_MAX || m->keys[slot_of[k]].n > m->keys[slot_of[inner]].n)
+                inner = k;
+        }
         for (size_t k = i; k < j; k++) {
             const struct rec *r = &m->recs[k];
 
             if (r->kind != EB_ANCHOR_RANGE)
                 continue;
             if (k == range && key != SIZE_MAX) {
-                struct key *kk = &m->keys[slot_of[key]];
-                uint32_t sb = kk->sub;
+                uint32_t sb = sub_at(m, &m->keys[slot_of[key]], r->node);
 
-                while (sb != NO_SUB && m->subs[sb].node != r->node)
-                    sb = m->subs[sb].next;
-                if (sb == NO_SUB) {
-                    grow((void **)&m->subs, &m->capsubs, m->nsubs + 1, sizeof *m->subs);
-                    sb = (uint32_t)m->nsubs++;
-                    m->subs[sb] = (struct sub){ .node = r->node, .next = kk->sub };
-                    kk->sub = sb;
-                }
-                nested[k] = true;
+                nested[k] = NESTED_INNER;
                 rtree_add(&m->subs[sb].t, r, m->recs[key].posting,
                           m->need[e] == (1u << (r->posting & ((1u << GROUP_BITS) - 1)) |
                                          1u << (m->recs[key].posting & ((1u << GROUP_BITS) - 1))));
                 m->nodes[r->node].keep_numbers = true;
-                nested[key] = true;
+                nested[key] = NESTED_OUTER;
             } else {
                 rtree_add(&m->nodes[r->node].ranges, r, NO_POSTING, false);
             }
+        }
+        if (inner != SIZE_MAX) {
+            const struct rec *r = &m->recs[inner];
+            uint32_t sb = sub_at(m, &m->keys[slot_of[key]], r->node);
+
+            m->subs[sb].keys = true;
+            slot_of[inner] = inner_key(m, sb, r, nkeys);
+            also_of[inner] = m->recs[key].posting;
+            m->nodes[r->node].keep_strings = true;
+            nested[inner] = NESTED_INNER;
+            nested[key] = NESTED_OUTER;
         }
         i = j;
     }
@@ -563,18 +624,20 @@ static void make_hot(eb_matcher *m)
 void eb_matcher_build(eb_matcher *m)
 {
     size_t cap = 16, nkeys = 0;
-    uint32_t *slot_of;
-    bool *nested;
+    uint32_t *slot_of, *also_of;
+    unsigned char *nested;
     uint32_t total = 0;
 
     assert(m != NULL && !m->built);
     m->built = true;
-    while (cap < m->nrecs * 2)
+    /* Room for every record's key, and as many inner keys (nest()). */
+    while (cap < m->nrecs * 4)
         cap *= 2;
     m->keys = xcalloc(cap, sizeof *m->keys);
     m->keymask = cap - 1;
     slot_of = xcalloc(m->nrecs, sizeof *slot_of);
     nested = xcalloc(m->nrecs, sizeof *nested);
+    also_of = xcalloc(m->nrecs, sizeof *also_of);
 
     /* Keys first, counting postings; then offsets; then the postings. */
     for (size_t i = 0; i < m->nrecs; i++) {
@@ -613,26 +676,33 @@ void eb_matcher_build(eb_matcher *m)
         m->keys[k].n++;
         slot_of[i] = (uint32_t)k;
     }
-    assert(nkeys <= cap / 2 + 1);
+    assert(nkeys <= cap / 4 + 1);
     drop_common_groups(m, slot_of);
-    nest_ranges(m, slot_of, nested);
+    nest(m, slot_of, nested, also_of, &nkeys);
     find_attr_needs(m, nested);
     for (size_t k = 0; k < cap; k++) {
         m->keys[k].off = total;
-        total += m->keys[k].n;
+        total += m->keys[k].pairs ? 2 * m->keys[k].n : m->keys[k].n;
         m->keys[k].n = 0;
     }
     m->postings = xcalloc(total, sizeof *m->postings);
     for (size_t i = 0; i < m->nrecs; i++) {
         struct key *k;
 
-        if (slot_of[i] == UINT32_MAX || slot_of[i] == DROPPED || nested[i])
+        if (slot_of[i] == UINT32_MAX || slot_of[i] == DROPPED || nested[i] == NESTED_OUTER)
             continue;
         k = &m->keys[slot_of[i]];
-        m->postings[k->off + k->n++] = m->recs[i].posting;
+        if (k->pairs) {
+            m->postings[k->off + 2 * k->n] = m->recs[i].posting;
+            m->postings[k->off + 2 * k->n + 1] = also_of[i];
+            k->n++;
+        } else {
+            m->postings[k->off + k->n++] = m->recs[i].posting;
+        }
     }
     free(slot_of);
     free(nested);
+    free(also_of);
     add_tests(m);
     add_more_ids(m);
     for (size_t i = 0; i < m->nentries; i++) {
@@ -741,6 +811,7 @@ void eb_matcher_scratch_free(eb_matcher_scratch *sc)
     free(sc->sub_stamp);
     free(sc->active);
     free(sc->nums);
+    free(sc->strs);
     eb_flat_free(sc->flat);
     free(sc->crossed);
     free(sc);

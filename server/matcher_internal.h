@@ -143,6 +143,7 @@ struct sub {
     uint32_t node;
     uint32_t next; /* NO_SUB: the last */
     struct rtree t;
+    bool keys; /* it has inner keys: exact strings at node, keyed by sub_node() */
 };
 #define NO_SUB UINT32_MAX
 
@@ -155,6 +156,7 @@ struct pnode {
     size_t nlens[AFFIXES], caplens[AFFIXES];
     struct rtree ranges;       /* ranges not nested under a key */
     bool keep_numbers;         /* some nested range is at this node */
+    bool keep_strings;         /* some inner key is at this node */
 };
 
 /* An anchor as recorded by eb_matcher_add(), indexed by eb_matcher_build(). */
@@ -178,6 +180,7 @@ struct key {
     uint32_t node;
     uint32_t off, n;
     uint32_t sub;
+    unsigned char pairs; /* an inner key: postings[off .. off + 2n), (posting, also) pairs */
     unsigned char kind;
     unsigned char used;
 };
@@ -236,9 +239,18 @@ struct eb_matcher_scratch {
     size_t nactive;
     struct num_at { uint32_t node; double d; } *nums; /* numbers at keep_numbers nodes */
     size_t nnums, capnums;
+    struct str_at { uint32_t node; const char *s; size_t len; } *strs; /* at keep_strings */
+    size_t nstrs, capstrs;
     eb_flat *flat;     /* the event being matched, flattened along m->trie */
     uint32_t *crossed; /* per trie node: gen when this event has an array there */
 };
+
+/* The node under which the inner keys of sub sb are in the key table:
+ * past every trie node, so that they never meet the keys of a path. */
+static inline uint32_t sub_node(const eb_matcher *m, uint32_t sb)
+{
+    return (uint32_t)m->nnodes + sb;
+}
 
 /* ---- Hashing ------------------------------------------------------------- */
 

@@ -60,7 +60,8 @@ void eb_pattern_free(eb_pattern *p);
  * paths instead of a JSON document and lets the index decide the patterns
  * it describes exactly, with the same result
  * (docs/decisions/0012-flattened-matching.md): patterns written alike are
- * one entry, numeric ranges hang under a key of their pattern, and leaves
+ * one entry, a numeric range or an exact string hangs under another key of
+ * its pattern, and leaves
  * the index cannot decide are tests shared by the patterns that have them
  * (docs/decisions/0015-shared-index-state.md).
  *
@@ -99,9 +100,9 @@ void eb_matcher_scratch_free(eb_matcher_scratch *sc);
 /* Matches event (a CloudEvents JSON view; borrowed) against every pattern
  * of m. Returns how many matched and points *ids at their ids, in no
  * particular order; the array lives in sc and is valid until sc's next use.
- * Allocates only while sc's buffers grow to the most numbers seen in one
- * event at paths with nested ranges. REQUIRES: m built; sc made for m and
- * used by one thread at a time. */
+ * Allocates only while sc's buffers grow to the most values seen in one
+ * event at paths where ranges or strings are nested under keys. REQUIRES:
+ * m built; sc made for m and used by one thread at a time. */
 size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scratch *sc,
                         const uint32_t **ids);
 

@@ -968,6 +968,8 @@ static void test_attributes_first(void **state)
         "{\"type\":[{\"anything-but\":\"zzz\"}],\"data\":{\"a\":[1]}}",
         "{\"type\":[\"com.example.order.created\"]}",
         "{\"x\":[7],\"data\":{\"a\":[{\"numeric\":[\"<\",0]}],\"k\":[\"v\"]}}",
+        "{\"data\":{\"k\":[\"v\"]},\"type\":[\"com.example.order.created\"]}",
+        "{\"source\":[\"/shop/eu/orders\"],\"type\":[\"com.example.order.created\"]}",
     };
     static const char *const datas[] = { "{\"a\":1,\"k\":\"v\"}", "{\"a\":-1,\"k\":\"v\"}",
                                          "not json", "[1,2]", NULL };

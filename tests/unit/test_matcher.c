@@ -617,6 +617,39 @@ static void test_nested_ranges(void **state)
     check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
 }
 
+/* An exact string next to another key of its pattern is looked up only in
+ * events that hit that key, among the pairs of that key; several values at
+ * either path must still give each pattern once. */
+static void test_nested_keys(void **state)
+{
+    static const char *const pats[] = {
+        "{'source':[{'prefix':'s'}],'type':['a']}",
+        "{'source':[{'prefix':'s'}],'type':['b']}",
+        "{'source':[{'prefix':'s'}],'type':['a'],'n':[1]}",
+        "{'source':[{'prefix':'s'}],'type':['a']}",
+        "{'type':['a'],'b':['x']}",
+        "{'type':['a','b'],'b':['x']}",
+        "{'data':{'k':['v']},'type':['a']}",
+        "{'data':{'k':['v'],'m':['w']}}",
+        "{'type':[{'equals-ignore-case':'A'}],'b':['x']}",
+    };
+    static const char *const evs[] = {
+        "{'source':'s1','type':'a'}",
+        "{'source':['s1','s2'],'type':['a','a','b']}",
+        "{'source':'x','type':'a'}",
+        "{'source':'s','type':'c','n':1}",
+        "{'source':'s','type':'a','n':[2,1]}",
+        "{'type':'a','b':['x','y']}",
+        "{'type':'A','b':'x'}",
+        "{'data':[{'k':'v'},{'k':'w'}],'type':'a'}",
+        "{'data':{'k':'v','m':'w'},'type':['b','a']}",
+        "{'data':[{'k':'v','m':'x'},{'k':'u','m':'w'}]}",
+    };
+
+    (void)state;
+    check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
+}
+
 /* A pattern whose nested objects have several fields each needs its fields
  * from one object at every level: an array at any of those levels (here
  * four, more than the matcher keeps in an entry) means full evaluation. */
@@ -706,6 +739,7 @@ int main(void)
         cmocka_unit_test(test_shared_leaf_tests),
         cmocka_unit_test(test_deep_guards),
         cmocka_unit_test(test_nested_ranges),
+        cmocka_unit_test(test_nested_keys),
         cmocka_unit_test(test_ten_thousand),
     };
 
