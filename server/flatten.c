@@ -149,11 +149,19 @@ static uint64_t len_bit(size_t len)
     return 1ULL << (len < 63 ? len : 63);
 }
 
+/* The first bytes of s[0..len), up to 8, as one word. Shorter names are
+ * put together in a register: a copy of fewer than 8 bytes into a word in
+ * memory, read back at once, stalls on the store. */
 static uint64_t head_of(const char *s, size_t len)
 {
     uint64_t h = 0;
 
-    memcpy(&h, s, len < 8 ? len : 8);
+    if (len >= 8) {
+        memcpy(&h, s, 8);
+        return h;
+    }
+    for (size_t i = 0; i < len; i++)
+        h |= (uint64_t)(unsigned char)s[i] << (8 * i);
     return h;
 }
 
