@@ -477,16 +477,29 @@ static size_t put_utf8(char *out, int32_t cp)
 #define ONES 0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
 
-/* Whether one of the 8 bytes of w is a quote, a backslash, a control
- * character or not ASCII (the classic "has zero byte" bit trick). */
-static bool has_special(uint64_t w)
+/* Returns a mask with the high bit of each of the 8 bytes of w that is a
+ * quote, a backslash, a control character or not ASCII (the classic "has
+ * zero byte" bit trick); 0 when there is none. The lowest bit set is
+ * exact (a borrow only marks bytes above a true hit). */
+static uint64_t special_bytes(uint64_t w)
 {
     uint64_t quote = w ^ (ONES * '"'), bslash = w ^ (ONES * '\\');
     uint64_t zero_q = (quote - ONES) & ~quote & HIGHS;
     uint64_t zero_b = (bslash - ONES) & ~bslash & HIGHS;
     uint64_t ctrl = (w - ONES * 0x20) & ~w & HIGHS;
 
-    return (zero_q | zero_b | ctrl | (w & HIGHS)) != 0;
+    return zero_q | zero_b | ctrl | (w & HIGHS);
+}
+
+/* Whether the first byte in memory of a word is its lowest (folded into a
+ * constant by the compiler). */
+static bool little_endian(void)
+{
+    const uint16_t one = 1;
+    unsigned char first;
+
+    memcpy(&first, &one, 1);
+    return first == 1;
 }
 
 /* Scans the string whose opening quote is at sc->p. Valid: returns true and
@@ -503,11 +516,17 @@ static bool scan_string(struct scan *sc, char *out, const char **s, size_t *len)
         /* The common run: printable ASCII without quotes or backslashes,
          * eight bytes at a time while none of them is special. */
         while (end - p >= 8) {
-            uint64_t w;
+            uint64_t w, special;
 
             memcpy(&w, p, 8);
-            if (has_special(w))
+            special = special_bytes(w);
+            if (special != 0) {
+                /* Straight to the first special byte, where the word's
+                 * lowest bytes are the first. */
+                if (little_endian())
+                    p += (unsigned)__builtin_ctzll(special) / 8;
                 break;
+            }
             p += 8;
         }
         while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
