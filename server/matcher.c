@@ -16,6 +16,9 @@
 
 /* ---- Matching -------------------------------------------------------------- */
 
+/* Candidates whose records are prefetched ahead of the one being decided. */
+#define PREFETCH 4
+
 struct match_ctx {
     const eb_matcher *m;
     eb_matcher_scratch *sc;
@@ -44,6 +47,8 @@ static void take_posting(struct match_ctx *c, uint32_t posting)
         c->alive = true;
 }
 
+/* Takes the postings of key k (NULL: not in the index) and marks what is
+ * nested under it for stab_nested(). */
 static void take(struct match_ctx *c, const struct key *k)
 {
     eb_matcher_scratch *sc = c->sc;
@@ -58,8 +63,8 @@ static void take(struct match_ctx *c, const struct key *k)
         for (uint32_t i = 0; i < k->n; i++)
             take_posting(c, c->m->postings[k->off + i]);
     }
-    /* A key with nested ranges may complete its entries once the data's
-     * numbers are in. */
+    /* What is nested under a key may complete its entries once the data's
+     * values are in. */
     if (k->sub != NO_SUB && c->probe)
         c->alive = true;
     for (uint32_t sb = k->sub; sb != NO_SUB; sb = c->m->subs[sb].next) {

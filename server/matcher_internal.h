@@ -67,7 +67,7 @@ static inline void grow(void **arr, size_t *cap, size_t need, size_t size)
  * under: patterns written alike are indexed and decided once. */
 struct entry {
     uint32_t id;
-    uint32_t more, nmore;  /* further ids: m->more[more .. more + nmore) once built */
+    uint32_t more, nmore;  /* further ids, counted while adding; then see struct hot */
     bool exact;            /* the index decides p (eb_pattern_exact()) ... */
     uint32_t tests, ntests; /* ... with the leaf tests m->test_of[tests .. tests + ntests), */
     uint32_t *guards;      /* ... unless the event has an array at one of these nodes */
@@ -85,7 +85,6 @@ struct entry {
  * most cases instead of one per array of the entry. The first HOT_GUARDS
  * guards and HOT_TESTS tests are here; the rest only in the entry. */
 #define HOT_GUARDS 2
-#define PREFETCH 4 /* candidates ahead */
 #define HOT_TESTS 2
 #define NO_MORE UINT32_MAX
 
@@ -136,9 +135,10 @@ struct rtree {
 };
 #define SCAN_WIDTHS 4
 
-/* The ranges of patterns that also need one key (see nest_ranges()): they
- * are stabbed with the event's numbers at node only when the key is hit. A
- * key's subs form a list through next. */
+/* What hangs under a key at one path (see nest() in matcher_build.c): the
+ * ranges of patterns that also need the key, stabbed with the event's
+ * numbers at node, and inner keys for its strings there, all looked at only
+ * when the event hits the key. A key's subs form a list through next. */
 struct sub {
     uint32_t node;
     uint32_t next; /* NO_SUB: the last */
@@ -171,7 +171,7 @@ struct rec {
 };
 
 /* A key of the hash index: (path, kind, value) -> postings[off..off+n),
- * and the nested ranges reached through it (sub, or NO_SUB). */
+ * and what is nested under it (sub, or NO_SUB). */
 struct key {
     uint64_t hash;
     const char *s;
