@@ -60,6 +60,7 @@ static void grow(void **arr, size_t *cap, size_t need, size_t size)
 struct tnode {
     const char *name;
     size_t len;
+    uint64_t head; /* the first bytes of name (up to 8), zero-padded */
     uint64_t lens; /* bit min(len, 63) of every child: most keys miss fast */
     uint32_t parent;
     uint32_t *children;
@@ -148,10 +149,45 @@ static uint64_t len_bit(size_t len)
     return 1ULL << (len < 63 ? len : 63);
 }
 
+/* The first bytes of s[0..len), up to 8, as one word. Shorter names are
+ * put together in a register: a copy of fewer than 8 bytes into a word in
+ * memory, read back at once, stalls on the store. */
+static uint64_t head_of(const char *s, size_t len)
+{
+    uint64_t h = 0;
+
+    if (len >= 8) {
+        memcpy(&h, s, 8);
+        return h;
+    }
+    for (size_t i = 0; i < len; i++)
+        h |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    return h;
+}
+
+/* Nodes with at most this many children are searched by comparing names,
+ * not hashing: most member names are short, and their first 8 bytes and
+ * length, kept in the node, decide them. */
+#define FEW_CHILDREN 16
+
 uint32_t eb_ftrie_find(const eb_ftrie *t, uint32_t parent, const char *name, size_t len)
 {
-    if (!(t->nodes[parent].lens & len_bit(len)))
+    const struct tnode *p = &t->nodes[parent];
+
+    if (!(p->lens & len_bit(len)))
         return EB_FTRIE_NONE;
+    if (p->nchildren <= FEW_CHILDREN) {
+        uint64_t head = head_of(name, len);
+
+        for (size_t i = 0; i < p->nchildren; i++) {
+            const struct tnode *c = &t->nodes[p->children[i]];
+
+            if (c->len == len && c->head == head &&
+                (len <= 8 || memcmp(c->name + 8, name + 8, len - 8) == 0))
+                return p->children[i];
+        }
+        return EB_FTRIE_NONE;
+    }
     return find_hashed(t, parent, name, len, name_hash(parent, name, len));
 }
 
@@ -170,7 +206,8 @@ uint32_t eb_ftrie_add(eb_ftrie *t, uint32_t parent, const char *name, size_t len
     }
     id = (uint32_t)t->nnodes;
     grow((void **)&t->nodes, &t->capnodes, t->nnodes + 1, sizeof *t->nodes);
-    t->nodes[id] = (struct tnode){ .name = name, .len = len, .parent = parent };
+    t->nodes[id] =
+        (struct tnode){ .name = name, .len = len, .head = head_of(name, len), .parent = parent };
     t->nnodes++;
     p = &t->nodes[parent];
     p->lens |= len_bit(len);
@@ -191,6 +228,11 @@ const char *eb_ftrie_name(const eb_ftrie *t, uint32_t node, size_t *len)
 {
     *len = t->nodes[node].len;
     return t->nodes[node].name;
+}
+
+uint32_t eb_ftrie_parent(const eb_ftrie *t, uint32_t node)
+{
+    return t->nodes[node].parent;
 }
 
 const uint32_t *eb_ftrie_children(const eb_ftrie *t, uint32_t node, size_t *n)
@@ -435,16 +477,29 @@ static size_t put_utf8(char *out, int32_t cp)
 #define ONES 0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
 
-/* Whether one of the 8 bytes of w is a quote, a backslash, a control
- * character or not ASCII (the classic "has zero byte" bit trick). */
-static bool has_special(uint64_t w)
+/* Returns a mask with the high bit of each of the 8 bytes of w that is a
+ * quote, a backslash, a control character or not ASCII (the classic "has
+ * zero byte" bit trick); 0 when there is none. The lowest bit set is
+ * exact (a borrow only marks bytes above a true hit). */
+static uint64_t special_bytes(uint64_t w)
 {
     uint64_t quote = w ^ (ONES * '"'), bslash = w ^ (ONES * '\\');
     uint64_t zero_q = (quote - ONES) & ~quote & HIGHS;
     uint64_t zero_b = (bslash - ONES) & ~bslash & HIGHS;
     uint64_t ctrl = (w - ONES * 0x20) & ~w & HIGHS;
 
-    return (zero_q | zero_b | ctrl | (w & HIGHS)) != 0;
+    return zero_q | zero_b | ctrl | (w & HIGHS);
+}
+
+/* Whether the first byte in memory of a word is its lowest (folded into a
+ * constant by the compiler). */
+static bool little_endian(void)
+{
+    const uint16_t one = 1;
+    unsigned char first;
+
+    memcpy(&first, &one, 1);
+    return first == 1;
 }
 
 /* Scans the string whose opening quote is at sc->p. Valid: returns true and
@@ -461,11 +516,17 @@ static bool scan_string(struct scan *sc, char *out, const char **s, size_t *len)
         /* The common run: printable ASCII without quotes or backslashes,
          * eight bytes at a time while none of them is special. */
         while (end - p >= 8) {
-            uint64_t w;
+            uint64_t w, special;
 
             memcpy(&w, p, 8);
-            if (has_special(w))
+            special = special_bytes(w);
+            if (special != 0) {
+                /* Straight to the first special byte, where the word's
+                 * lowest bytes are the first. */
+                if (little_endian())
+                    p += (unsigned)__builtin_ctzll(special) / 8;
                 break;
+            }
             p += 8;
         }
         while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')

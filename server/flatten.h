@@ -49,6 +49,9 @@ size_t eb_ftrie_size(const eb_ftrie *t);
 /* Returns node's name (not NUL-terminated) and writes its length. */
 const char *eb_ftrie_name(const eb_ftrie *t, uint32_t node, size_t *len);
 
+/* Returns node's parent; EB_FTRIE_NONE for the root. */
+uint32_t eb_ftrie_parent(const eb_ftrie *t, uint32_t node);
+
 /* Returns node's children: *n ids, borrowed until the next eb_ftrie_add(). */
 const uint32_t *eb_ftrie_children(const eb_ftrie *t, uint32_t node, size_t *n);
 
@@ -125,6 +128,14 @@ void eb_flatten_event(eb_flat *f, const eb_ftrie *t, const Io__Cloudevents__V1__
 enum eb_flat_status { EB_FLAT_OK, EB_FLAT_UNUSUAL };
 enum eb_flat_status eb_flatten_stored(eb_flat *f, const eb_ftrie *t, const uint8_t *body,
                                       size_t len);
+
+/* Like eb_flatten_stored(), but as if the event had no data: "data" and
+ * "data_base64" are absent and the data bytes are not read, let alone
+ * scanned. For a first look at the attributes alone (eb_matcher decides
+ * with it whether the data can matter). The status is the one
+ * eb_flatten_stored() returns for the same bytes. */
+enum eb_flat_status eb_flatten_stored_attrs(eb_flat *f, const eb_ftrie *t, const uint8_t *body,
+                                            size_t len);
 
 /* Scans the JSON text json[0..len) along t as if it were the whole event
  * (its top-level value is vals[0], under EB_FTRIE_ROOT). Returns false, with

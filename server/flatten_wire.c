@@ -255,8 +255,9 @@ static bool rd_any_value(const uint8_t *d, size_t n, const uint8_t **value, size
     return true;
 }
 
-enum eb_flat_status eb_flatten_stored(eb_flat *f, const eb_ftrie *t, const uint8_t *body,
-                                      size_t len)
+/* eb_flatten_stored(), with the data left out unless with_data. */
+static enum eb_flat_status flatten_stored(eb_flat *f, const eb_ftrie *t, const uint8_t *body,
+                                          size_t len, bool with_data)
 {
     struct rd r = { body, body + len };
     struct eb_wevent w = { .fixed = { "", "", "", "" } };
@@ -326,6 +327,20 @@ enum eb_flat_status eb_flatten_stored(eb_flat *f, const eb_ftrie *t, const uint8
     }
     w.attrs = f->attrs;
     w.nattrs = nattrs;
+    if (!with_data)
+        w.data = EB_WDATA_NONE;
     eb_flatten_wevent(f, t, &w);
     return EB_FLAT_OK;
+}
+
+enum eb_flat_status eb_flatten_stored(eb_flat *f, const eb_ftrie *t, const uint8_t *body,
+                                      size_t len)
+{
+    return flatten_stored(f, t, body, len, true);
+}
+
+enum eb_flat_status eb_flatten_stored_attrs(eb_flat *f, const eb_ftrie *t, const uint8_t *body,
+                                            size_t len)
+{
+    return flatten_stored(f, t, body, len, false);
 }

@@ -1,608 +1,30 @@
 /* The multi-pattern matcher: an index over the anchors of many compiled
  * patterns (pattern_anchor.h), so that an event is evaluated in full only
- * against the patterns it could match. Design and costs:
- * docs/decisions/0007-matcher-index.md.
+ * against the patterns it could match. This file matches events against a
+ * built index (matcher_build.c builds it). Design and costs:
+ * docs/decisions/0007-matcher-index.md, 0012-flattened-matching.md and
+ * 0015-shared-index-state.md.
  *
  * Pure, like pattern.c: no I/O, no globals.
  */
-#include "pattern.h"
-#include "flatten.h"
-#include "pattern_anchor.h"
+#include "matcher_internal.h"
+
+#include <assert.h>
+
 #include "pattern_flat.h"
 #include "pattern_internal.h"
 
-#include <assert.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-/* Affix kinds, in the order of struct pnode's lens[]. */
-enum { AFFIX_PREFIX, AFFIX_PREFIX_CI, AFFIX_SUFFIX, AFFIX_SUFFIX_CI, AFFIXES };
-
-/* Out of memory aborts: see STYLE.md. */
-static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n != 0 ? n : 1);
-    if (p == NULL) {
-        fputs("cebusd: out of memory\n", stderr);
-        abort();
-    }
-    return p;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n != 0 ? n : 1, size != 0 ? size : 1);
-
-    if (p == NULL) {
-        fputs("cebusd: out of memory\n", stderr);
-        abort();
-    }
-    return p;
-}
-
-/* Grows *arr (of *cap elements of size bytes) to hold at least need. */
-static void grow(void **arr, size_t *cap, size_t need, size_t size)
-{
-    size_t n = *cap ? *cap : 8;
-
-    if (need <= *cap)
-        return;
-    while (n < need)
-        n *= 2;
-    *arr = xrealloc(*arr, n * size);
-    *cap = n;
-}
-
-/* A posting names an entry and the anchor group of it that is hit:
- * entry << GROUP_BITS | group. */
-#define GROUP_BITS 5
-#define MAX_ENTRIES (UINT32_MAX >> GROUP_BITS)
-
-struct entry {
-    const eb_pattern *p;
-    uint32_t id;
-    uint32_t need; /* a bit per anchor group: all must be hit */
-    uint32_t *field_nodes; /* the trie node of each field of p */
-    bool exact;            /* the index decides p (eb_pattern_exact()) ... */
-    uint32_t check;        /* ... with these leaves checked one by one ... */
-    uint32_t *guards;      /* ... unless the event has an array at one of these nodes */
-    size_t nguards;
-    uint8_t *leaf_of_group; /* until built: which leaf each anchor group is */
-};
-
-struct range {
-    double lo, hi;
-    uint32_t posting;
-    bool lo_open, hi_open;
-};
-
-/* The index at one node of the path trie (eb_matcher.trie, same ids): only
- * paths some pattern uses exist, so an event is looked at only where a
- * pattern looks. */
-struct pnode {
-    unsigned kinds;            /* bit per enum eb_anchor_kind anchored here */
-    size_t *lens[AFFIXES];     /* distinct affix lengths, ascending */
-    size_t nlens[AFFIXES], caplens[AFFIXES];
-    struct range *ranges;      /* sorted by lo */
-    size_t nranges, capranges;
-    double *maxhi;             /* segment tree over ranges: max hi per span */
-};
-
-/* An anchor as recorded by eb_matcher_add(), indexed by eb_matcher_build(). */
-struct rec {
-    uint32_t node, posting;
-    enum eb_anchor_kind kind;
-    const char *s;
-    size_t len;
-    double num;
-};
-
-/* A key of the hash index: (path, kind, value) -> postings[off..off+n). */
-struct key {
-    uint64_t hash;
-    const char *s;
-    size_t len;
-    double num;
-    uint32_t node;
-    uint32_t off, n;
-    unsigned char kind;
-    unsigned char used;
-};
-
-struct eb_matcher {
-    bool built;
-    eb_ftrie *trie; /* every path of every pattern; node ids index nodes */
-    struct entry *entries;
-    size_t nentries, capentries;
-    struct pnode *nodes; /* per trie node; nodes[0] is the root */
-    size_t nnodes, capnodes;
-    struct rec *recs;
-    size_t nrecs, caprecs;
-    uint32_t *residual; /* entries without anchors: always evaluated */
-    size_t nresidual, capresidual;
-    struct key *keys; /* open addressing, capacity a power of two */
-    size_t keymask;
-    uint32_t *postings;
-};
-
-struct eb_matcher_scratch {
-    const eb_matcher *m;
-    uint32_t gen;
-    uint32_t *stamp; /* per entry: gen when mask holds this event's hits */
-    uint32_t *mask;  /* per entry: anchor groups hit by this event */
-    uint32_t *cand;
-    uint32_t *out;
-    eb_flat *flat;     /* the event being matched, flattened along m->trie */
-    uint32_t *crossed; /* per trie node: gen when this event has an array there */
-};
-
-/* ---- Hashing ------------------------------------------------------------- */
-
-static unsigned char fold(unsigned char ch)
-{
-    return ch >= 'A' && ch <= 'Z' ? (unsigned char)(ch - 'A' + 'a') : ch;
-}
-
-static bool kind_ci(enum eb_anchor_kind k)
-{
-    return k == EB_ANCHOR_CI || k == EB_ANCHOR_PREFIX_CI || k == EB_ANCHOR_SUFFIX_CI;
-}
-
-static bool kind_suffix(enum eb_anchor_kind k)
-{
-    return k == EB_ANCHOR_SUFFIX || k == EB_ANCHOR_SUFFIX_CI;
-}
-
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
-
-static uint64_t fnv_step(uint64_t h, unsigned char ch)
-{
-    return (h ^ ch) * FNV_PRIME;
-}
-
-/* Mixes the running byte hash with the path and the kind. */
-static uint64_t hash_final(uint64_t h, uint32_t node, enum eb_anchor_kind kind)
-{
-    h ^= ((uint64_t)node << 8 | (uint64_t)kind) * 0x9e3779b97f4a7c15ULL;
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    return h;
-}
-
-/* Hashes s[0..len) as the kind reads it: folded for the -ignore-case
- * kinds, backwards for suffixes (so that a suffix can be hashed while
- * walking an event string from its end). */
-static uint64_t hash_text(const char *s, size_t len, enum eb_anchor_kind kind)
-{
-    uint64_t h = FNV_OFFSET;
-    bool ci = kind_ci(kind);
-
-    if (kind_suffix(kind)) {
-        for (size_t i = len; i-- > 0;)
-            h = fnv_step(h, ci ? fold((unsigned char)s[i]) : (unsigned char)s[i]);
-    } else {
-        for (size_t i = 0; i < len; i++)
-            h = fnv_step(h, ci ? fold((unsigned char)s[i]) : (unsigned char)s[i]);
-    }
-    return h;
-}
-
-static uint64_t hash_number(double d)
-{
-    uint64_t bits;
-
-    /* Compared by value: -0 and 0 are one key. */
-    if (d == 0)
-        d = 0;
-    memcpy(&bits, &d, sizeof bits);
-    return FNV_OFFSET ^ bits;
-}
-
-static bool kind_text(enum eb_anchor_kind k)
-{
-    return k == EB_ANCHOR_STRING || k == EB_ANCHOR_CI || k == EB_ANCHOR_PREFIX ||
-           k == EB_ANCHOR_PREFIX_CI || k == EB_ANCHOR_SUFFIX || k == EB_ANCHOR_SUFFIX_CI;
-}
-
-static bool text_equal(const char *a, const char *b, size_t len, bool ci)
-{
-    if (!ci)
-        return memcmp(a, b, len) == 0;
-    for (size_t i = 0; i < len; i++)
-        if (fold((unsigned char)a[i]) != fold((unsigned char)b[i]))
-            return false;
-    return true;
-}
-
-/* Finds the key (node, kind, s/len or num) with hash h; NULL when absent. */
-static const struct key *key_find(const eb_matcher *m, uint64_t h, uint32_t node,
-                                  enum eb_anchor_kind kind, const char *s, size_t len,
-                                  double num)
-{
-    for (size_t i = h & m->keymask;; i = (i + 1) & m->keymask) {
-        const struct key *k = &m->keys[i];
-
-        if (!k->used)
-            return NULL;
-        if (k->hash != h || k->node != node || k->kind != kind)
-            continue;
-        if (kind_text(kind)) {
-            if (k->len == len && text_equal(k->s, s, len, kind_ci(kind)))
-                return k;
-        } else if (kind != EB_ANCHOR_NUMBER || k->num == num) {
-            return k;
-        }
-    }
-}
-
-/* ---- Building -------------------------------------------------------------- */
-
-eb_matcher *eb_matcher_new(void)
-{
-    eb_matcher *m = xcalloc(1, sizeof *m);
-
-    m->trie = eb_ftrie_new();
-    grow((void **)&m->nodes, &m->capnodes, 1, sizeof *m->nodes);
-    memset(&m->nodes[0], 0, sizeof m->nodes[0]);
-    m->nnodes = 1;
-    return m;
-}
-
-/* Gives every trie node its index slot. */
-static void sync_nodes(eb_matcher *m)
-{
-    size_t n = eb_ftrie_size(m->trie);
-
-    if (n <= m->nnodes)
-        return;
-    grow((void **)&m->nodes, &m->capnodes, n, sizeof *m->nodes);
-    memset(&m->nodes[m->nnodes], 0, (n - m->nnodes) * sizeof *m->nodes);
-    m->nnodes = n;
-}
-
-/* Returns the child of node parent named s[0..len), adding it if needed. */
-static uint32_t child_of(eb_matcher *m, uint32_t parent, const char *s, size_t len)
-{
-    uint32_t idx = eb_ftrie_add(m->trie, parent, s, len);
-
-    sync_nodes(m);
-    return idx;
-}
-
-struct add_ctx {
-    eb_matcher *m;
-    uint32_t entry;
-};
-
-static void add_anchor(const struct eb_anchor *a, void *arg)
-{
-    struct add_ctx *ctx = arg;
-    eb_matcher *m = ctx->m;
-    uint32_t node = 0;
-    struct rec *r;
-
-    for (size_t i = 0; i < a->depth; i++)
-        node = child_of(m, node, a->path[i].s, a->path[i].len);
-    grow((void **)&m->recs, &m->caprecs, m->nrecs + 1, sizeof *m->recs);
-    r = &m->recs[m->nrecs++];
-    *r = (struct rec){ .node = node,
-                       .posting = ctx->entry << GROUP_BITS | a->group,
-                       .kind = a->kind,
-                       .s = a->s,
-                       .len = a->len,
-                       .num = a->num };
-    if (a->kind == EB_ANCHOR_RANGE) {
-        struct pnode *p = &m->nodes[node];
-        grow((void **)&p->ranges, &p->capranges, p->nranges + 1, sizeof *p->ranges);
-        p->ranges[p->nranges++] =
-            (struct range){ a->lo, a->hi, ctx->entry << GROUP_BITS | a->group, a->lo_open,
-                            a->hi_open };
-    }
-    m->nodes[node].kinds |= 1u << a->kind;
-}
-
-void eb_matcher_add(eb_matcher *m, const eb_pattern *p, uint32_t id)
-{
-    struct add_ctx ctx = { m, (uint32_t)m->nentries };
-    unsigned groups;
-
-    assert(m != NULL && p != NULL && !m->built);
-    if (m->nentries >= MAX_ENTRIES) {
-        fputs("cebusd: too many patterns in one matcher\n", stderr);
-        abort();
-    }
-    grow((void **)&m->entries, &m->capentries, m->nentries + 1, sizeof *m->entries);
-    m->entries[m->nentries++] = (struct entry){ p, id, 0, eb_pattern_paths(p, m->trie), false,
-                                                0, NULL, 0, NULL };
-    sync_nodes(m);
-    groups = eb_pattern_anchors(p, add_anchor, &ctx);
-    assert(groups <= EB_ANCHOR_MAX_GROUPS && EB_ANCHOR_MAX_GROUPS <= 1u << GROUP_BITS);
-    m->entries[ctx.entry].need = groups >= 32 ? UINT32_MAX : (1u << groups) - 1;
-    {
-        struct entry *e = &m->entries[ctx.entry];
-        struct eb_pattern_plan plan;
-
-        if (eb_pattern_exact(p, e->field_nodes, &plan)) {
-            /* The plan's groups must be the ones just indexed. */
-            e->exact = plan.ngroups == groups;
-            e->check = plan.check;
-            e->guards = plan.guards;
-            e->nguards = plan.nguards;
-            if (e->exact && groups > 0) {
-                e->leaf_of_group = xcalloc(groups, 1);
-                memcpy(e->leaf_of_group, plan.leaf_of_group, groups);
-            }
-        }
-    }
-    if (groups == 0) {
-        grow((void **)&m->residual, &m->capresidual, m->nresidual + 1, sizeof *m->residual);
-        m->residual[m->nresidual++] = ctx.entry;
-    }
-}
-
-static int cmp_size(const void *a, const void *b)
-{
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static int cmp_range(const void *a, const void *b)
-{
-    const struct range *x = a, *y = b;
-
-    if (x->lo != y->lo)
-        return x->lo < y->lo ? -1 : 1;
-    return x->posting < y->posting ? -1 : x->posting > y->posting;
-}
-
-static int affix_of(enum eb_anchor_kind k)
-{
-    switch (k) {
-    case EB_ANCHOR_PREFIX:
-        return AFFIX_PREFIX;
-    case EB_ANCHOR_PREFIX_CI:
-        return AFFIX_PREFIX_CI;
-    case EB_ANCHOR_SUFFIX:
-        return AFFIX_SUFFIX;
-    case EB_ANCHOR_SUFFIX_CI:
-        return AFFIX_SUFFIX_CI;
-    default:
-        return -1;
-    }
-}
-
-/* Fills maxhi[t] for the span [l, r) of ranges. */
-static double build_tree(struct pnode *p, size_t t, size_t l, size_t r)
-{
-    double a, b;
-
-    if (r - l == 1)
-        return p->maxhi[t] = p->ranges[l].hi;
-    a = build_tree(p, 2 * t, l, (l + r) / 2);
-    b = build_tree(p, 2 * t + 1, (l + r) / 2, r);
-    return p->maxhi[t] = a > b ? a : b;
-}
-
-/* A group whose keys are shared by this many patterns or more is not
- * indexed when its pattern has a more selective group: visiting its
- * postings on every event would cost more than it filters (say 1,250
- * patterns that all require "datacontenttype": "application/json"). */
-#define COMMON_POSTINGS 1024
-#define DROPPED (UINT32_MAX - 1)
-
-/* Drops the common groups of each entry (see COMMON_POSTINGS), keeping at
- * least its most selective one: marks their records DROPPED in slot_of and
- * clears their bits in the entry's need. Groups holding a numeric range are
- * kept: their selectivity is not known here. Records of one entry are
- * adjacent, in the order eb_matcher_add() saw them. */
-static void drop_common_groups(eb_matcher *m, uint32_t *slot_of)
-{
-    for (size_t i = 0; i < m->nrecs;) {
-        uint32_t e = m->recs[i].posting >> GROUP_BITS;
-        uint64_t cost[EB_ANCHOR_MAX_GROUPS] = { 0 };
-        uint32_t keep = 0, best = 0;
-        size_t j;
-
-        for (j = i; j < m->nrecs && m->recs[j].posting >> GROUP_BITS == e; j++) {
-            uint32_t g = m->recs[j].posting & ((1u << GROUP_BITS) - 1);
-
-            if (slot_of[j] == UINT32_MAX)
-                cost[g] = UINT64_MAX / 2; /* a range: keep */
-            else if (cost[g] < UINT64_MAX / 2)
-                cost[g] += m->keys[slot_of[j]].n;
-        }
-        for (uint32_t g = 0; g < EB_ANCHOR_MAX_GROUPS; g++) {
-            if (!(m->entries[e].need & 1u << g))
-                continue;
-            if (cost[g] < COMMON_POSTINGS || cost[g] >= UINT64_MAX / 2)
-                keep |= 1u << g;
-            if (cost[g] < cost[best] || !(m->entries[e].need & 1u << best))
-                best = g;
-        }
-        if (keep == 0)
-            keep = 1u << best;
-        /* An exact pattern checks the leaves of its dropped groups alone. */
-        if (m->entries[e].exact)
-            for (uint32_t g = 0; g < EB_ANCHOR_MAX_GROUPS; g++)
-                if ((m->entries[e].need & ~keep) & 1u << g)
-                    m->entries[e].check |= 1u << m->entries[e].leaf_of_group[g];
-        m->entries[e].need = keep;
-        for (size_t k = i; k < j; k++)
-            if (!(keep & 1u << (m->recs[k].posting & ((1u << GROUP_BITS) - 1))))
-                slot_of[k] = DROPPED;
-        i = j;
-    }
-}
-
-void eb_matcher_build(eb_matcher *m)
-{
-    size_t cap = 16, nkeys = 0;
-    uint32_t *slot_of;
-    uint32_t total = 0;
-
-    assert(m != NULL && !m->built);
-    m->built = true;
-    while (cap < m->nrecs * 2)
-        cap *= 2;
-    m->keys = xcalloc(cap, sizeof *m->keys);
-    m->keymask = cap - 1;
-    slot_of = xcalloc(m->nrecs, sizeof *slot_of);
-
-    /* Keys first, counting postings; then offsets; then the postings. */
-    for (size_t i = 0; i < m->nrecs; i++) {
-        const struct rec *r = &m->recs[i];
-        uint64_t h;
-        size_t k;
-        int affix;
-
-        if (r->kind == EB_ANCHOR_RANGE) {
-            slot_of[i] = UINT32_MAX;
-            continue;
-        }
-        affix = affix_of(r->kind);
-        if (affix >= 0) {
-            struct pnode *p = &m->nodes[r->node];
-            grow((void **)&p->lens[affix], &p->caplens[affix], p->nlens[affix] + 1,
-                 sizeof(size_t));
-            p->lens[affix][p->nlens[affix]++] = r->len;
-        }
-        h = kind_text(r->kind) ? hash_text(r->s, r->len, r->kind)
-            : r->kind == EB_ANCHOR_NUMBER ? hash_number(r->num)
-                                          : FNV_OFFSET;
-        h = hash_final(h, r->node, r->kind);
-        const struct key *found = key_find(m, h, r->node, r->kind, r->s, r->len, r->num);
-        if (found != NULL) {
-            k = (size_t)(found - m->keys);
-        } else {
-            for (k = h & m->keymask; m->keys[k].used; k = (k + 1) & m->keymask)
-                ;
-            m->keys[k] = (struct key){ .hash = h, .s = r->s, .len = r->len,
-                                       .num = r->num == 0 ? 0 : r->num, .node = r->node,
-                                       .kind = (unsigned char)r->kind, .used = 1 };
-            nkeys++;
-        }
-        m->keys[k].n++;
-        slot_of[i] = (uint32_t)k;
-    }
-    assert(nkeys <= cap / 2 + 1);
-    drop_common_groups(m, slot_of);
-    for (size_t k = 0; k < cap; k++) {
-        m->keys[k].off = total;
-        total += m->keys[k].n;
-        m->keys[k].n = 0;
-    }
-    m->postings = xcalloc(total, sizeof *m->postings);
-    for (size_t i = 0; i < m->nrecs; i++) {
-        struct key *k;
-
-        if (slot_of[i] == UINT32_MAX || slot_of[i] == DROPPED)
-            continue;
-        k = &m->keys[slot_of[i]];
-        m->postings[k->off + k->n++] = m->recs[i].posting;
-    }
-    free(slot_of);
-    for (size_t i = 0; i < m->nentries; i++) {
-        free(m->entries[i].leaf_of_group);
-        m->entries[i].leaf_of_group = NULL;
-    }
-    free(m->recs);
-    m->recs = NULL;
-    m->nrecs = m->caprecs = 0;
-
-    for (size_t i = 0; i < m->nnodes; i++) {
-        struct pnode *p = &m->nodes[i];
-
-        for (int a = 0; a < AFFIXES; a++) {
-            size_t n = 0;
-
-            if (p->nlens[a] == 0)
-                continue;
-            qsort(p->lens[a], p->nlens[a], sizeof(size_t), cmp_size);
-            for (size_t j = 0; j < p->nlens[a]; j++)
-                if (n == 0 || p->lens[a][n - 1] != p->lens[a][j])
-                    p->lens[a][n++] = p->lens[a][j];
-            p->nlens[a] = n;
-        }
-        if (p->nranges > 0) {
-            qsort(p->ranges, p->nranges, sizeof *p->ranges, cmp_range);
-            p->maxhi = xcalloc(4 * p->nranges, sizeof *p->maxhi);
-            build_tree(p, 1, 0, p->nranges);
-        }
-    }
-}
-
-size_t eb_matcher_size(const eb_matcher *m)
-{
-    return m->nentries;
-}
-
-void eb_matcher_free(eb_matcher *m)
-{
-    if (m == NULL)
-        return;
-    for (size_t i = 0; i < m->nnodes; i++) {
-        struct pnode *p = &m->nodes[i];
-
-        for (int a = 0; a < AFFIXES; a++)
-            free(p->lens[a]);
-        free(p->ranges);
-        free(p->maxhi);
-    }
-    free(m->nodes);
-    for (size_t i = 0; i < m->nentries; i++) {
-        free(m->entries[i].field_nodes);
-        free(m->entries[i].guards);
-        free(m->entries[i].leaf_of_group);
-    }
-    free(m->entries);
-    free(m->recs);
-    free(m->residual);
-    free(m->keys);
-    free(m->postings);
-    eb_ftrie_free(m->trie);
-    free(m);
-}
-
-eb_matcher_scratch *eb_matcher_scratch_new(const eb_matcher *m)
-{
-    eb_matcher_scratch *sc = xcalloc(1, sizeof *sc);
-
-    assert(m != NULL && m->built);
-    sc->m = m;
-    sc->stamp = xcalloc(m->nentries, sizeof *sc->stamp);
-    sc->mask = xcalloc(m->nentries, sizeof *sc->mask);
-    sc->cand = xcalloc(m->nentries, sizeof *sc->cand);
-    sc->out = xcalloc(m->nentries, sizeof *sc->out);
-    sc->flat = eb_flat_new();
-    sc->crossed = xcalloc(m->nnodes, sizeof *sc->crossed);
-    return sc;
-}
-
-void eb_matcher_scratch_free(eb_matcher_scratch *sc)
-{
-    if (sc == NULL)
-        return;
-    free(sc->stamp);
-    free(sc->mask);
-    free(sc->cand);
-    free(sc->out);
-    eb_flat_free(sc->flat);
-    free(sc->crossed);
-    free(sc);
-}
-
 /* ---- Matching -------------------------------------------------------------- */
+
+/* Candidates whose records are prefetched ahead of the one being decided. */
+#define PREFETCH 4
 
 struct match_ctx {
     const eb_matcher *m;
     eb_matcher_scratch *sc;
     size_t ncand;
+    bool probe; /* looking at the attributes alone (attrs_matter()) ... */
+    bool alive; /* ... and some entry could still match */
 };
 
 /* Records that the event hits one anchor group of an entry; the entry
@@ -610,24 +32,47 @@ struct match_ctx {
 static void take_posting(struct match_ctx *c, uint32_t posting)
 {
     eb_matcher_scratch *sc = c->sc;
-    uint32_t e = posting >> GROUP_BITS, need = c->m->entries[e].need, old;
+    uint32_t e = posting >> GROUP_BITS, need = c->m->need[e], old;
+    struct hits *h = &sc->hits[e];
 
-    if (sc->stamp[e] != sc->gen) {
-        sc->stamp[e] = sc->gen;
-        sc->mask[e] = 0;
+    if (h->stamp != sc->gen) {
+        h->stamp = sc->gen;
+        h->mask = 0;
     }
-    old = sc->mask[e];
-    sc->mask[e] = old | 1u << (posting & ((1u << GROUP_BITS) - 1));
-    if (sc->mask[e] == need && old != need)
+    old = h->mask;
+    h->mask = old | 1u << (posting & ((1u << GROUP_BITS) - 1));
+    if (h->mask == need && old != need)
         sc->cand[c->ncand++] = e;
+    if (c->probe && (h->mask & c->m->attr_need[e]) == c->m->attr_need[e])
+        c->alive = true;
 }
 
+/* Takes the postings of key k (NULL: not in the index) and marks what is
+ * nested under it for stab_nested(). */
 static void take(struct match_ctx *c, const struct key *k)
 {
+    eb_matcher_scratch *sc = c->sc;
+
     if (k == NULL)
         return;
-    for (uint32_t i = 0; i < k->n; i++)
-        take_posting(c, c->m->postings[k->off + i]);
+    if (k->pairs) {
+        /* An inner key: each entry's own posting, then its outer key's. */
+        for (uint32_t i = 0; i < 2 * k->n; i++)
+            take_posting(c, c->m->postings[k->off + i]);
+    } else {
+        for (uint32_t i = 0; i < k->n; i++)
+            take_posting(c, c->m->postings[k->off + i]);
+    }
+    /* What is nested under a key may complete its entries once the data's
+     * values are in. */
+    if (k->sub != NO_SUB && c->probe)
+        c->alive = true;
+    for (uint32_t sb = k->sub; sb != NO_SUB; sb = c->m->subs[sb].next) {
+        if (sc->sub_stamp[sb] != sc->gen) {
+            sc->sub_stamp[sb] = sc->gen;
+            sc->active[sc->nactive++] = sb;
+        }
+    }
 }
 
 static void lookup(struct match_ctx *c, uint32_t node, enum eb_anchor_kind kind, uint64_t h,
@@ -659,45 +104,108 @@ static void lookup_affixes(struct match_ctx *c, uint32_t node, enum eb_anchor_ki
     }
 }
 
-/* Reports every range of p holding d among ranges[l, r) below tree node t,
- * visiting only spans whose highest upper bound reaches d. */
-static void stab(struct match_ctx *c, const struct pnode *p, size_t t, size_t l, size_t r,
-                 size_t upto, double d)
+/* Reports rg, which a search that treats bounds as closed found to hold d.
+ * once: each range can be hit only once in this event (see
+ * stab_nested()). */
+static void hit_range(struct match_ctx *c, const struct range *rg, double d, bool once)
 {
-    if (l >= upto || p->maxhi[t] < d)
+    /* The searches treat bounds as closed; open ones are decided here, so
+     * that a range hit is exact. */
+    if ((rg->lo_open && !(d > rg->lo)) || (rg->hi_open && !(d < rg->hi)))
         return;
-    if (r - l == 1) {
-        const struct range *rg = &p->ranges[l];
-
-        /* The tree search treats bounds as closed; open ones are decided
-         * here, so that a range hit is exact. */
-        if ((rg->lo_open && !(d > rg->lo)) || (rg->hi_open && !(d < rg->hi)))
-            return;
-        take_posting(c, rg->posting);
+    if (once && rg->alone) {
+        /* Its only hit decides the entry: no stamps to keep. */
+        c->sc->cand[c->ncand++] = rg->posting >> GROUP_BITS;
         return;
     }
-    stab(c, p, 2 * t, l, (l + r) / 2, upto, d);
-    stab(c, p, 2 * t + 1, (l + r) / 2, r, upto, d);
+    take_posting(c, rg->posting);
+    if (rg->also != NO_POSTING)
+        take_posting(c, rg->also);
+}
+
+/* Reports every range of rt holding d among ranges[l, r) below tree node
+ * t, visiting only spans whose highest upper bound reaches d. */
+static void stab_span(struct match_ctx *c, const struct rtree *rt, size_t t, size_t l, size_t r,
+                      size_t upto, double d, bool once)
+{
+    if (l >= upto || rt->maxhi[t] < d)
+        return;
+    if (r - l == 1) {
+        hit_range(c, &rt->ranges[l], d, once);
+        return;
+    }
+    stab_span(c, rt, 2 * t, l, (l + r) / 2, upto, d, once);
+    stab_span(c, rt, 2 * t + 1, (l + r) / 2, r, upto, d, once);
+}
+
+/* Reports every range of rt that holds d. */
+static void stab(struct match_ctx *c, const struct rtree *rt, double d, bool once)
+{
+    size_t lo = 0, hi = rt->n;
+
+    if (rt->n == 0)
+        return;
+    /* upto: the number of ranges whose lower bound is <= d. */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (rt->ranges[mid].lo <= d)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (rt->maxhi != NULL) {
+        stab_span(c, rt, 1, 0, rt->n, lo, d, once);
+        return;
+    }
+    while (lo-- > 0 && rt->ranges[lo].lo + rt->maxw >= d)
+        if (rt->ranges[lo].hi >= d)
+            hit_range(c, &rt->ranges[lo], d, once);
 }
 
 static void lookup_number(struct match_ctx *c, uint32_t node, double d)
 {
     const struct pnode *p = &c->m->nodes[node];
+    eb_matcher_scratch *sc = c->sc;
 
     if (p->kinds & (1u << EB_ANCHOR_NUMBER))
         lookup(c, node, EB_ANCHOR_NUMBER, hash_number(d), NULL, 0, d == 0 ? 0 : d);
-    if (p->nranges > 0) {
-        size_t lo = 0, hi = p->nranges;
+    stab(c, &p->ranges, d, false);
+    if (p->keep_numbers) {
+        grow((void **)&sc->nums, &sc->capnums, sc->nnums + 1, sizeof *sc->nums);
+        sc->nums[sc->nnums++] = (struct num_at){ node, d };
+    }
+}
 
-        /* upto: the number of ranges whose lower bound is <= d. */
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if (p->ranges[mid].lo <= d)
-                lo = mid + 1;
-            else
-                hi = mid;
+/* Once the event's values are all looked up: stabs the nested ranges of
+ * the keys it hit with its numbers at their paths, and looks its strings
+ * there up among their inner keys. A sub is active once per event, and its
+ * ranges are in no other tree, so with one number at its path each of its
+ * ranges is hit at most once. */
+static void stab_nested(struct match_ctx *c)
+{
+    const eb_matcher_scratch *sc = c->sc;
+
+    for (size_t i = 0; i < sc->nactive; i++) {
+        const struct sub *sb = &c->m->subs[sc->active[i]];
+        size_t n = 0;
+
+        if (sb->keys) {
+            uint32_t node = sub_node(c->m, sc->active[i]);
+
+            for (size_t k = 0; k < sc->nstrs; k++) {
+                const struct str_at *v = &sc->strs[k];
+
+                if (v->node == sb->node)
+                    lookup(c, node, EB_ANCHOR_STRING,
+                           hash_text(v->s, v->len, EB_ANCHOR_STRING), v->s, v->len, 0);
+            }
         }
-        stab(c, p, 1, 0, p->nranges, lo, d);
+
+        for (size_t k = 0; k < sc->nnums; k++)
+            n += sc->nums[k].node == sb->node;
+        for (size_t k = 0; k < sc->nnums; k++)
+            if (sc->nums[k].node == sb->node)
+                stab(c, &sb->t, sc->nums[k].d, n == 1);
     }
 }
 
@@ -710,6 +218,12 @@ static void lookup_scalar(struct match_ctx *c, uint32_t node, const struct eb_sc
         lookup(c, node, EB_ANCHOR_EXISTS, FNV_OFFSET, NULL, 0, 0);
     switch (v->kind) {
     case EB_SCALAR_STRING:
+        if (c->m->nodes[node].keep_strings) {
+            eb_matcher_scratch *sc = c->sc;
+
+            grow((void **)&sc->strs, &sc->capstrs, sc->nstrs + 1, sizeof *sc->strs);
+            sc->strs[sc->nstrs++] = (struct str_at){ node, v->s, v->len };
+        }
         if (kinds & (1u << EB_ANCHOR_STRING))
             lookup(c, node, EB_ANCHOR_STRING, hash_text(v->s, v->len, EB_ANCHOR_STRING), v->s,
                    v->len, 0);
@@ -796,13 +310,32 @@ static void visit(struct match_ctx *c, uint32_t node, const json_t *v)
         descend(c, node, v);
 }
 
+/* Writes the ids of the entry whose hot part is h, which matched, at
+ * out[n..]; returns the new number of ids in out. */
+static size_t put_ids(const eb_matcher *m, const struct hot *h, uint32_t *out, size_t n)
+{
+    out[n++] = h->id;
+    if (h->more != NO_MORE) {
+        uint32_t k = m->more[h->more];
+
+        memcpy(&out[n], &m->more[h->more + 1], k * sizeof *out);
+        n += k;
+    }
+    return n;
+}
+
 /* Starts matching one event: a new generation of stamps. */
 static void begin(const eb_matcher *m, eb_matcher_scratch *sc)
 {
+    sc->nactive = 0;
+    sc->nnums = 0;
+    sc->nstrs = 0;
     if (++sc->gen == 0) {
         /* The stamps wrapped: forget them all, once in 2^32 events. */
-        memset(sc->stamp, 0, m->nentries * sizeof *sc->stamp);
+        memset(sc->hits, 0, m->nentries * sizeof *sc->hits);
+        memset(sc->test_stamp, 0, m->ntests * sizeof *sc->test_stamp);
         memset(sc->crossed, 0, m->nnodes * sizeof *sc->crossed);
+        memset(sc->sub_stamp, 0, m->nsubs * sizeof *sc->sub_stamp);
         sc->gen = 1;
     }
 }
@@ -810,20 +343,21 @@ static void begin(const eb_matcher *m, eb_matcher_scratch *sc)
 size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scratch *sc,
                         const uint32_t **ids)
 {
-    struct match_ctx c = { m, sc, 0 };
+    struct match_ctx c = { m, sc, 0, false, false };
     size_t nout = 0;
 
     assert(m != NULL && m->built && sc != NULL && sc->m == m && ids != NULL);
     begin(m, sc);
     if (json_is_object(event))
         descend(&c, 0, event);
+    stab_nested(&c);
     for (size_t i = 0; i < m->nresidual; i++)
         sc->cand[c.ncand++] = m->residual[i];
     for (size_t i = 0; i < c.ncand; i++) {
         const struct entry *e = &m->entries[sc->cand[i]];
 
         if (eb_pattern_match(e->p, event))
-            sc->out[nout++] = e->id;
+            nout = put_ids(m, &m->hot[sc->cand[i]], sc->out, nout);
     }
     *ids = sc->out;
     return nout;
@@ -883,41 +417,67 @@ static void flat_visit(struct match_ctx *c, const eb_flat *f, const struct eb_fv
     flat_descend(c, f, v);
 }
 
+/* Returns the result of leaf test t on the event in sc->flat, as
+ * eb_pattern_test_leaf() gives it, computing it once per event. */
+static int test_leaf(const eb_matcher *m, eb_matcher_scratch *sc, uint32_t t)
+{
+    if (sc->test_stamp[t] != sc->gen) {
+        const struct ltest *lt = &m->tests[t];
+
+        sc->test_val[t] = (signed char)eb_pattern_test_leaf(lt->leaf, &m->test_paths[lt->path],
+                                                            lt->depth, sc->flat);
+        sc->test_stamp[t] = sc->gen;
+    }
+    return sc->test_val[t];
+}
+
 /* Matches the event just flattened into sc->flat. */
 static size_t match_flattened(const eb_matcher *m, eb_matcher_scratch *sc, const uint32_t **ids)
 {
-    struct match_ctx c = { m, sc, 0 };
+    struct match_ctx c = { m, sc, 0, false, false };
     const eb_flat *f = sc->flat;
     size_t nout = 0;
 
     if (f->vals[0].kind == EB_FV_OBJECT)
         flat_descend(&c, f, &f->vals[0]);
+    stab_nested(&c);
     for (size_t i = 0; i < m->nresidual; i++)
         sc->cand[c.ncand++] = m->residual[i];
     for (size_t i = 0; i < c.ncand; i++) {
-        const struct entry *e = &m->entries[sc->cand[i]];
+        const struct hot *h = &m->hot[sc->cand[i]];
+        const struct entry *e;
 
-        if (e->exact) {
+        /* Candidates are scattered over the entries: ask for the next
+         * ones' records while this one is decided. */
+        if (i + PREFETCH < c.ncand)
+            __builtin_prefetch(&m->hot[sc->cand[i + PREFETCH]]);
+
+        if (h->exact) {
             size_t g = 0;
 
-            while (g < e->nguards && sc->crossed[e->guards[g]] != sc->gen)
+            e = h->nguards > HOT_GUARDS || h->ntests > HOT_TESTS ? &m->entries[sc->cand[i]]
+                                                                  : NULL;
+            while (g < h->nguards &&
+                   sc->crossed[g < HOT_GUARDS ? h->guard[g] : e->guards[g]] != sc->gen)
                 g++;
-            if (g == e->nguards) {
+            if (g == h->nguards) {
                 /* Every indexed leaf was hit and no array can split the
                  * fields of a nested object: the index has decided, once
                  * the leaves left out of it are checked. */
-                int r = e->check == 0
-                            ? 1
-                            : eb_pattern_check_leaves(e->p, e->field_nodes, f, e->check);
+                int r = 1;
 
+                for (uint32_t t = 0; t < h->ntests && r == 1; t++)
+                    r = test_leaf(m, sc,
+                                  t < HOT_TESTS ? h->test[t] : m->test_of[e->tests + t]);
                 if (r == 1)
-                    sc->out[nout++] = e->id;
+                    nout = put_ids(m, h, sc->out, nout);
                 if (r >= 0)
                     continue;
             }
         }
+        e = &m->entries[sc->cand[i]];
         if (eb_pattern_match_flat(e->p, e->field_nodes, f))
-            sc->out[nout++] = e->id;
+            nout = put_ids(m, h, sc->out, nout);
     }
     *ids = sc->out;
     return nout;
@@ -943,10 +503,35 @@ bool eb_matcher_match_view(const eb_matcher *m, const char *json, size_t len,
     return true;
 }
 
+/* Looks at the attributes of the event in sc->flat, flattened without its
+ * data: returns whether some entry gets every group of its attr_need, so
+ * that the data can change the result. */
+static bool attrs_matter(const eb_matcher *m, eb_matcher_scratch *sc)
+{
+    struct match_ctx c = { m, sc, 0, true, false };
+    const eb_flat *f = sc->flat;
+
+    if (f->vals[0].kind == EB_FV_OBJECT)
+        flat_descend(&c, f, &f->vals[0]);
+    return c.alive;
+}
+
 bool eb_matcher_match_stored(const eb_matcher *m, const uint8_t *body, size_t len,
                              eb_matcher_scratch *sc, const uint32_t **ids, size_t *n)
 {
     assert(m != NULL && m->built && sc != NULL && sc->m == m && ids != NULL && n != NULL);
+    if (!m->always_data) {
+        /* Every pattern needs something of the attributes: when the
+         * attributes alone rule them all out, the data (most of the
+         * event, and all of its JSON scan) is never read. */
+        begin(m, sc);
+        if (eb_flatten_stored_attrs(sc->flat, m->trie, body, len) == EB_FLAT_OK &&
+            !attrs_matter(m, sc)) {
+            *ids = sc->out;
+            *n = 0;
+            return true;
+        }
+    }
     begin(m, sc);
     if (eb_flatten_stored(sc->flat, m->trie, body, len) != EB_FLAT_OK) {
         /* Encodings the direct reader leaves to protobuf-c. */

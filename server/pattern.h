@@ -59,7 +59,11 @@ void eb_pattern_free(eb_pattern *p);
  * eb_matcher_match_stored(), reads the event flattened along the patterns'
  * paths instead of a JSON document and lets the index decide the patterns
  * it describes exactly, with the same result
- * (docs/decisions/0012-flattened-matching.md).
+ * (docs/decisions/0012-flattened-matching.md): patterns written alike are
+ * one entry, a numeric range or an exact string hangs under another key of
+ * its pattern, and leaves
+ * the index cannot decide are tests shared by the patterns that have them
+ * (docs/decisions/0015-shared-index-state.md).
  *
  * Life cycle: eb_matcher_new(), eb_matcher_add() for each pattern,
  * eb_matcher_build() once, then eb_matcher_match() any number of times.
@@ -96,8 +100,9 @@ void eb_matcher_scratch_free(eb_matcher_scratch *sc);
 /* Matches event (a CloudEvents JSON view; borrowed) against every pattern
  * of m. Returns how many matched and points *ids at their ids, in no
  * particular order; the array lives in sc and is valid until sc's next use.
- * Allocates nothing. REQUIRES: m built; sc made for m and used by one
- * thread at a time. */
+ * Allocates only while sc's buffers grow to the most values seen in one
+ * event at paths where ranges or strings are nested under keys. REQUIRES:
+ * m built; sc made for m and used by one thread at a time. */
 size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scratch *sc,
                         const uint32_t **ids);
 
@@ -113,9 +118,11 @@ size_t eb_matcher_match_event(const eb_matcher *m, const Io__Cloudevents__V1__Cl
 
 /* Like eb_matcher_match_event() on the CloudEvent whose stored protobuf
  * bytes are body[0..len) (borrowed), usually without decoding them into a
- * message (flatten.h, eb_flatten_stored()). Returns false, with nothing
- * written, when the bytes do not decode as a CloudEvent; else writes the
- * number of matches to *n and points *ids at their ids as
+ * message (flatten.h, eb_flatten_stored()). When every pattern of m needs
+ * something of the attributes, those are looked at first and the data is
+ * not read at all when they rule every pattern out. Returns false, with
+ * nothing written, when the bytes do not decode as a CloudEvent; else
+ * writes the number of matches to *n and points *ids at their ids as
  * eb_matcher_match() does. */
 bool eb_matcher_match_stored(const eb_matcher *m, const uint8_t *body, size_t len,
                              eb_matcher_scratch *sc, const uint32_t **ids, size_t *n);

@@ -136,7 +136,7 @@ static bool exact_node(struct exact_walk *w, const struct node *n)
                 exact = false;
             if (!exact)
                 w->plan->check |= 1u << w->nleaves;
-            w->nleaves++;
+            w->plan->leaves[w->nleaves++] = f;
             continue;
         }
         assert(w->depth < sizeof w->path / sizeof w->path[0]);
@@ -160,6 +160,7 @@ bool eb_pattern_exact(const eb_pattern *p, const uint32_t *field_nodes,
     }
     tmp.guards = w.guards;
     tmp.nguards = w.nguards;
+    tmp.nleaves = w.nleaves;
     *plan = tmp;
     return true;
 }
@@ -296,53 +297,198 @@ static bool node_match(const struct ctx *c, const struct node *n, const struct e
     return true;
 }
 
-/* Checks the leaves of n below obj (NULL: absent) whose bits are in mask,
- * numbering leaves from *leaf on. */
-static int check_node(const struct ctx *c, const struct node *n, const struct eb_fval *obj,
-                      uint32_t mask, unsigned *leaf)
+int eb_pattern_test_leaf(const struct field *leaf, const uint32_t *path, size_t depth,
+                         const eb_flat *f)
 {
-    for (size_t i = 0; i < n->nfields; i++) {
-        const struct field *fd = &n->fields[i];
-        unsigned first = *leaf;
-        uint32_t range;
-        const struct eb_fval *v;
+    const struct eb_fval *obj;
 
-        /* Fields without a leaf to check are skipped, unread. */
-        *leaf += fd->leaves;
-        range = first >= 32 ? 0
-                : first + fd->leaves >= 32 ? ~0u << first
-                                           : ((1u << fd->leaves) - 1) << first;
-        if (!(mask & range))
-            continue;
-        v = obj != NULL ? member(c->f, obj, c->field_nodes[fd->index]) : NULL;
-        if (fd->kind == FIELD_LEAF) {
-            if (!leaf_match(c->f, fd, v))
-                return 0;
-            continue;
-        }
-        assert(fd->kind == FIELD_OBJECT);
-        *leaf = first;
+    assert(leaf != NULL && leaf->kind == FIELD_LEAF && depth >= 1 && f->nvals > 0);
+    obj = f->vals[0].kind == EB_FV_OBJECT ? &f->vals[0] : NULL;
+    /* As node_match() and object_field() on the way down, where an object
+     * given as an array would let each element decide. */
+    for (size_t i = 0; i + 1 < depth && obj != NULL; i++) {
+        const struct eb_fval *v = member(f, obj, path[i]);
+
         if (v != NULL && v->kind == EB_FV_ARRAY)
             return -1;
-        {
-            int r = check_node(c, &fd->nodes[0], v != NULL && v->kind == EB_FV_OBJECT ? v : NULL,
-                               mask, leaf);
-            if (r != 1)
-                return r;
-        }
+        obj = v != NULL && v->kind == EB_FV_OBJECT ? v : NULL;
     }
-    return 1;
+    return leaf_match(f, leaf, obj != NULL ? member(f, obj, path[depth - 1]) : NULL);
 }
 
-int eb_pattern_check_leaves(const eb_pattern *p, const uint32_t *field_nodes, const eb_flat *f,
-                            uint32_t leaves)
-{
-    struct ctx c = { f, field_nodes };
-    unsigned leaf = 0;
+/* ---- Comparing leaves ------------------------------------------------------ */
 
-    assert(p != NULL && field_nodes != NULL && f != NULL && f->nvals > 0);
-    return check_node(&c, eb_pattern_root(p),
-                      f->vals[0].kind == EB_FV_OBJECT ? &f->vals[0] : NULL, leaves, &leaf);
+static bool text_same(const struct text *a, const struct text *b)
+{
+    return a->len == b->len && memcmp(a->s, b->s, a->len) == 0;
+}
+
+static bool cond_same(const struct cond *a, const struct cond *b)
+{
+    if (a->kind != b->kind)
+        return false;
+    switch (a->kind) {
+    case COND_STRING:
+    case COND_PREFIX:
+    case COND_SUFFIX:
+    case COND_EQUALS_CI:
+    case COND_PREFIX_CI:
+    case COND_SUFFIX_CI:
+        return text_same(&a->u.str, &b->u.str);
+    case COND_NUMBER:
+        return a->u.num == b->u.num;
+    case COND_BOOL:
+    case COND_EXISTS:
+        return a->u.flag == b->u.flag;
+    case COND_NULL:
+        return true;
+    case COND_NUMERIC:
+        return a->u.range.lop == b->u.range.lop && a->u.range.uop == b->u.range.uop &&
+               a->u.range.lo == b->u.range.lo && a->u.range.hi == b->u.range.hi;
+    case COND_WILDCARD:
+        if (a->u.wc.nsegs != b->u.wc.nsegs)
+            return false;
+        for (size_t i = 0; i < a->u.wc.nsegs; i++)
+            if (!text_same(&a->u.wc.segs[i], &b->u.wc.segs[i]))
+                return false;
+        return true;
+    case COND_CIDR:
+        return a->u.net.family == b->u.net.family && a->u.net.bits == b->u.net.bits &&
+               memcmp(a->u.net.addr, b->u.net.addr, sizeof a->u.net.addr) == 0;
+    case COND_ANYTHING_BUT:
+        if (a->u.but.n != b->u.but.n)
+            return false;
+        for (size_t i = 0; i < a->u.but.n; i++)
+            if (!cond_same(&a->u.but.conds[i], &b->u.but.conds[i]))
+                return false;
+        return true;
+    }
+    return false;
+}
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h = (h ^ v) * 0x100000001b3ULL;
+    return h ^ (h >> 29);
+}
+
+static uint64_t text_hash(uint64_t h, const struct text *t)
+{
+    for (size_t i = 0; i < t->len; i++)
+        h = (h ^ (unsigned char)t->s[i]) * 0x100000001b3ULL;
+    return mix(h, t->len);
+}
+
+/* Hashes a number by value: 0 and -0 alike. */
+static uint64_t num_hash(uint64_t h, double d)
+{
+    uint64_t bits;
+
+    if (d == 0)
+        d = 0;
+    memcpy(&bits, &d, sizeof bits);
+    return mix(h, bits);
+}
+
+/* Hashes what cond_same() compares, or part of it. */
+static uint64_t cond_hash(uint64_t h, const struct cond *c)
+{
+    h = mix(h, (uint64_t)c->kind + 1);
+    switch (c->kind) {
+    case COND_STRING:
+    case COND_PREFIX:
+    case COND_SUFFIX:
+    case COND_EQUALS_CI:
+    case COND_PREFIX_CI:
+    case COND_SUFFIX_CI:
+        return text_hash(h, &c->u.str);
+    case COND_WILDCARD:
+        for (size_t i = 0; i < c->u.wc.nsegs; i++)
+            h = text_hash(h, &c->u.wc.segs[i]);
+        return h;
+    case COND_BOOL:
+    case COND_EXISTS:
+        return mix(h, c->u.flag);
+    case COND_NUMBER:
+        return num_hash(h, c->u.num);
+    case COND_NUMERIC:
+        h = mix(h, (uint64_t)c->u.range.lop << 4 | (uint64_t)c->u.range.uop);
+        return num_hash(num_hash(h, c->u.range.lo), c->u.range.hi);
+    case COND_ANYTHING_BUT:
+        for (size_t i = 0; i < c->u.but.n; i++)
+            h = cond_hash(h, &c->u.but.conds[i]);
+        return h;
+    default:
+        return h;
+    }
+}
+
+uint64_t eb_pattern_leaf_hash(const struct field *leaf)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    assert(leaf->kind == FIELD_LEAF);
+    for (size_t i = 0; i < leaf->nconds; i++)
+        h = cond_hash(h, &leaf->conds[i]);
+    return mix(h, leaf->nconds);
+}
+
+static uint64_t node_hash(uint64_t h, const struct node *n)
+{
+    h = mix(h, n->nfields);
+    for (size_t i = 0; i < n->nfields; i++) {
+        const struct field *f = &n->fields[i];
+
+        h = mix(h, (uint64_t)f->kind + 1);
+        if (f->kind != FIELD_OR)
+            h = text_hash(h, &f->name);
+        if (f->kind == FIELD_LEAF)
+            h = mix(h, eb_pattern_leaf_hash(f));
+        for (size_t k = 0; k < f->nnodes; k++)
+            h = node_hash(h, &f->nodes[k]);
+    }
+    return h;
+}
+
+static bool node_same(const struct node *a, const struct node *b)
+{
+    if (a->nfields != b->nfields)
+        return false;
+    for (size_t i = 0; i < a->nfields; i++) {
+        const struct field *x = &a->fields[i], *y = &b->fields[i];
+
+        if (x->kind != y->kind || x->nnodes != y->nnodes)
+            return false;
+        if (x->kind != FIELD_OR && !text_same(&x->name, &y->name))
+            return false;
+        if (x->kind == FIELD_LEAF && !eb_pattern_leaf_same(x, y))
+            return false;
+        for (size_t k = 0; k < x->nnodes; k++)
+            if (!node_same(&x->nodes[k], &y->nodes[k]))
+                return false;
+    }
+    return true;
+}
+
+uint64_t eb_pattern_hash(const eb_pattern *p)
+{
+    return node_hash(0xcbf29ce484222325ULL, eb_pattern_root(p));
+}
+
+bool eb_pattern_same(const eb_pattern *p, const eb_pattern *q)
+{
+    return p == q || node_same(eb_pattern_root(p), eb_pattern_root(q));
+}
+
+bool eb_pattern_leaf_same(const struct field *a, const struct field *b)
+{
+    assert(a->kind == FIELD_LEAF && b->kind == FIELD_LEAF);
+    if (a->nconds != b->nconds)
+        return false;
+    for (size_t i = 0; i < a->nconds; i++)
+        if (!cond_same(&a->conds[i], &b->conds[i]))
+            return false;
+    return true;
 }
 
 bool eb_pattern_match_flat(const eb_pattern *p, const uint32_t *field_nodes, const eb_flat *f)

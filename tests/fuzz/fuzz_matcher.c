@@ -1,7 +1,9 @@
 /* libFuzzer driver for the multi-pattern matcher: every line of the input
  * but the last is a pattern (up to 64; lines that do not compile are
  * skipped), the last line an event JSON. The matcher must return exactly
- * the ids of the patterns that eb_pattern_match() accepts one by one; any
+ * the ids of the patterns that eb_pattern_match() accepts one by one, on
+ * the jansson view (eb_matcher_match) and on the flattened text
+ * (eb_matcher_match_view: leaf tests, nested keys, guards); any
  * difference, crash, leak or sanitizer report is a bug. */
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint32_t *ids;
     size_t n;
     bool want[MAX_PATTERNS] = { false }, got[MAX_PATTERNS] = { false };
+    bool flat[MAX_PATTERNS] = { false };
 
     /* The event is after the last newline. */
     last = text;
@@ -60,6 +63,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (want[i] != got[i])
                 __builtin_trap(); /* the matcher disagrees with the pattern */
         }
+    }
+    /* The flattened path accepts exactly the text json_loadb() does. */
+    if (eb_matcher_match_view(m, last, (size_t)(end - last), sc, &ids, &n) != (ev != NULL))
+        __builtin_trap();
+    if (ev != NULL) {
+        for (size_t k = 0; k < n; k++) {
+            if (ids[k] >= npat || flat[ids[k]])
+                __builtin_trap();
+            flat[ids[k]] = true;
+        }
+        for (size_t i = 0; i < npat; i++)
+            if (want[i] != flat[i])
+                __builtin_trap(); /* the flattened path disagrees */
         json_decref(ev);
     }
     eb_matcher_scratch_free(sc);

@@ -950,6 +950,75 @@ static void test_dropped_groups(void **state)
     free(s);
 }
 
+/* When every pattern needs something of the attributes, the stored-bytes
+ * path looks at the attributes first and reads the data only if they leave
+ * some pattern possible. Each pattern alone (the gate applies), and all of
+ * them in one matcher, must still match as the jansson path does: data
+ * that is JSON, that is not (then "data" is a string), binary, or absent. */
+static void test_attributes_first(void **state)
+{
+    static const char *const pats[] = {
+        "{\"type\":[\"com.example.order.created\"],\"data\":{\"a\":[{\"numeric\":[\">\",0]}]}}",
+        "{\"x\":[{\"numeric\":[\">\",5]}],\"data\":{\"k\":[\"v\"]}}",
+        "{\"x\":[{\"numeric\":[\">\",5]}],\"type\":[\"com.example.order.created\"]}",
+        "{\"source\":[{\"prefix\":\"/shop/\"}],\"data\":[{\"exists\":true}]}",
+        "{\"type\":[{\"suffix\":\".created\"}],\"data\":[{\"prefix\":\"not\"}]}",
+        "{\"type\":[\"com.example.order.created\"],\"data_base64\":[{\"exists\":true}]}",
+        "{\"$or\":[{\"type\":[\"a\"]},{\"data\":{\"a\":[1]}}]}",
+        "{\"type\":[{\"anything-but\":\"zzz\"}],\"data\":{\"a\":[1]}}",
+        "{\"type\":[\"com.example.order.created\"]}",
+        "{\"x\":[7],\"data\":{\"a\":[{\"numeric\":[\"<\",0]}],\"k\":[\"v\"]}}",
+        "{\"data\":{\"k\":[\"v\"]},\"type\":[\"com.example.order.created\"]}",
+        "{\"source\":[\"/shop/eu/orders\"],\"type\":[\"com.example.order.created\"]}",
+    };
+    static const char *const datas[] = { "{\"a\":1,\"k\":\"v\"}", "{\"a\":-1,\"k\":\"v\"}",
+                                         "not json", "[1,2]", NULL };
+    static const char *const types[] = { "com.example.order.created", "a", "zzz" };
+    size_t npats = sizeof pats / sizeof pats[0], hits = 0;
+
+    (void)state;
+    for (size_t p = 0; p <= npats; p++) {
+        struct set *s = calloc(1, sizeof *s);
+
+        assert_non_null(s);
+        /* p < npats: pattern p alone; then all of them. */
+        for (size_t i = 0; i < npats; i++)
+            if (p == npats || i == p)
+                set_add(s, pats[i]);
+        set_build(s);
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+            for (size_t d = 0; d < sizeof datas / sizeof datas[0]; d++) {
+                for (int x = 0; x < 3; x++) {
+                    ce_event *ev = event_new();
+                    char what[128];
+
+                    free(ev->type);
+                    ev->type = xstrdup(types[t]);
+                    if (x > 0) {
+                        ce_value *v = attr_add(ev, "x");
+
+                        v->attr_case = ATTR(CE_INTEGER);
+                        v->ce_integer = x == 1 ? 3 : 7;
+                    }
+                    if (datas[d] != NULL && d % 2 == 0)
+                        set_text(ev, datas[d]);
+                    else if (datas[d] != NULL)
+                        set_binary(ev, datas[d], strlen(datas[d]));
+                    if (datas[d] != NULL)
+                        attr_string(ev, "datacontenttype", "application/json");
+                    snprintf(what, sizeof what, "pattern set %zu, type %zu, data %zu, x %d", p,
+                             t, d, x);
+                    hits += check(s, ev, what);
+                    event_free(ev);
+                }
+            }
+        }
+        set_free(s);
+        free(s);
+    }
+    assert_true(hits > 50);
+}
+
 /* Stored bytes in encodings the direct reader leaves to protobuf-c (fields
  * given twice, as when two messages are concatenated; unknown fields;
  * groups) and damaged ones (flipped bytes, cut short). */
@@ -1082,6 +1151,7 @@ int main(void)
         cmocka_unit_test(test_data_kinds),
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_dropped_groups),
+        cmocka_unit_test(test_attributes_first),
         cmocka_unit_test(test_stored_wire),
         cmocka_unit_test(test_view_shape),
     };

@@ -1,5 +1,7 @@
 /* Unit tests for server/matcher.c: a built eb_matcher must return exactly
- * the ids whose pattern eb_pattern_match() accepts. Checked over randomized
+ * the ids whose pattern eb_pattern_match() accepts, on the jansson view
+ * (eb_matcher_match) and on the flattened event (eb_matcher_match_view, the
+ * path of the index's leaf tests and exact decisions). Checked over randomized
  * pattern sets and events from a seeded generator, and on edge cases: empty
  * matcher, duplicates, $or, numbers by value, 10,000 patterns. Every pattern
  * of the conformance cases against every event of them is checked by
@@ -109,31 +111,46 @@ static void set_of_texts(struct set *s, const char *const *texts, size_t n)
     set_build(s);
 }
 
-/* Compares the matcher with one eb_pattern_match() per pattern on ev.
- * Returns the number of matches; fails the test on any difference. */
-static size_t check(struct set *s, const json_t *ev, const char *what)
+/* Fails the test unless ids[0..ngot) are the ids in s->want[0..nwant)
+ * (sorted), in any order. how names the matcher's path. */
+static void expect_ids(struct set *s, size_t nwant, const uint32_t *ids, size_t ngot,
+                       const json_t *ev, const char *what, const char *how)
 {
-    const uint32_t *ids = NULL;
-    size_t nwant = 0, ngot;
-
-    for (size_t i = 0; i < s->n; i++)
-        if (eb_pattern_match(s->pats[i], ev))
-            s->want[nwant++] = s->ids[i];
-    ngot = eb_matcher_match(s->m, ev, s->sc, &ids);
     assert_true(ngot <= s->n);
     memcpy(s->got, ids, ngot * sizeof *ids);
-    qsort(s->want, nwant, sizeof *s->want, cmp_u32);
     qsort(s->got, ngot, sizeof *s->got, cmp_u32);
     if (ngot != nwant || memcmp(s->want, s->got, ngot * sizeof *ids) != 0) {
         char *dump = json_dumps(ev, JSON_ENCODE_ANY | JSON_COMPACT);
-        print_error("%s: event %s: matcher found %zu, patterns one by one %zu\n", what, dump,
-                    ngot, nwant);
+        print_error("%s: event %s: matcher (%s) found %zu, patterns one by one %zu\n", what,
+                    dump, how, ngot, nwant);
         for (size_t i = 0; i < nwant || i < ngot; i++)
             print_error("  want %ld got %ld\n", i < nwant ? (long)s->want[i] : -1L,
                         i < ngot ? (long)s->got[i] : -1L);
         free(dump);
         fail();
     }
+}
+
+/* Compares the matcher, on the jansson view and on the flattened event,
+ * with one eb_pattern_match() per pattern on ev. Returns the number of
+ * matches; fails the test on any difference. */
+static size_t check(struct set *s, const json_t *ev, const char *what)
+{
+    const uint32_t *ids = NULL;
+    size_t nwant = 0, ngot;
+    char *text;
+
+    for (size_t i = 0; i < s->n; i++)
+        if (eb_pattern_match(s->pats[i], ev))
+            s->want[nwant++] = s->ids[i];
+    qsort(s->want, nwant, sizeof *s->want, cmp_u32);
+    ngot = eb_matcher_match(s->m, ev, s->sc, &ids);
+    expect_ids(s, nwant, ids, ngot, ev, what, "jansson view");
+    text = json_dumps(ev, JSON_ENCODE_ANY | JSON_COMPACT);
+    assert_non_null(text);
+    assert_true(eb_matcher_match_view(s->m, text, strlen(text), s->sc, &ids, &ngot));
+    expect_ids(s, nwant, ids, ngot, ev, what, "flattened");
+    free(text);
     return nwant;
 }
 
@@ -534,6 +551,127 @@ static void test_or(void **state)
     check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
 }
 
+/* Leaves the index cannot decide are tested once per event and shared by
+ * the patterns that have the same conditions at the same path; the same
+ * conditions at another path, or other conditions at the same path, are
+ * other tests. An array on the way to a tested leaf means the pattern is
+ * evaluated in full. */
+static void test_shared_leaf_tests(void **state)
+{
+    static const char *const pats[] = {
+        "{'k':[{'anything-but':'a'}],'type':['x']}",
+        "{'data':{'k':[{'anything-but':'a'}]},'type':['x']}",
+        "{'k':[{'anything-but':'a'}],'type':['y']}",
+        "{'k':[{'anything-but':['a','b']}],'type':['x']}",
+        "{'k':[{'anything-but':['b','a']}],'type':['x']}",
+        "{'k':[{'wildcard':'a*c'}],'source':['s']}",
+        "{'k':[{'wildcard':'a*c'},{'anything-but':'a'}],'source':['s']}",
+        "{'data':{'k':[{'exists':false}]},'type':['x']}",
+        "{'data':{'k':[{'wildcard':'a*c'}],'m':['1']}}",
+        "{'data':{'k':[{'anything-but':{'prefix':'a'}}]},'type':['x','y']}",
+        "{'data':{'k':[{'anything-but':{'suffix':'a'}}]},'type':['x','y']}",
+    };
+    static const char *const evs[] = {
+        "{'type':'x','k':'b','data':{'k':'a'}}",
+        "{'type':'x','k':'a','data':{'k':'b'}}",
+        "{'type':'y','k':'abc','source':'s'}",
+        "{'type':'x','k':['a','b'],'source':'s'}",
+        "{'type':'x','data':[{'k':'abc'},{'k':'a'}]}",
+        "{'type':'x','data':[{'k':'abc','m':'2'},{'m':'1','k':'ac'}]}",
+        "{'type':'x','data':{'m':'1','k':'abc'}}",
+        "{'type':'x','data':'str'}",
+        "{'type':'y','data':{'k':null}}",
+        "{'type':'y','data':{'k':{'a':1}}}",
+    };
+
+    (void)state;
+    check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
+}
+
+/* A numeric range next to one key of its pattern is stabbed only in events
+ * that hit the key; several numbers at its path, or the key hit by several
+ * values, must still give each pattern once. */
+static void test_nested_ranges(void **state)
+{
+    static const char *const pats[] = {
+        "{'type':['a'],'n':[{'numeric':['>',0]}]}",
+        "{'type':['a'],'n':[{'numeric':['>',0]}]}",
+        "{'type':['a','b'],'n':[{'numeric':['>',0,'<',10]}]}",
+        "{'source':[{'prefix':'s'}],'n':[{'numeric':['>=',5]}],'b':[true]}",
+        "{'data':{'k':['x'],'n':[{'numeric':['<',3]}]}}",
+        "{'type':['a'],'n':[{'numeric':['>',1]}],'data':{'n':[{'numeric':['<',2]}]}}",
+    };
+    static const char *const evs[] = {
+        "{'type':'a','n':[1,2]}",
+        "{'type':['a','a'],'n':[[1],2,'x']}",
+        "{'type':['a','b'],'n':5}",
+        "{'type':'a','n':-1}",
+        "{'source':['s1','s2'],'n':[4,5],'b':true}",
+        "{'source':'s','n':5,'b':[false,true]}",
+        "{'data':{'k':'x','n':[1,2]}}",
+        "{'data':[{'k':'x','n':5},{'k':'y','n':1}]}",
+        "{'type':'a','n':[0,3],'data':{'n':[1,7]}}",
+    };
+
+    (void)state;
+    check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
+}
+
+/* An exact string next to another key of its pattern is looked up only in
+ * events that hit that key, among the pairs of that key; several values at
+ * either path must still give each pattern once. */
+static void test_nested_keys(void **state)
+{
+    static const char *const pats[] = {
+        "{'source':[{'prefix':'s'}],'type':['a']}",
+        "{'source':[{'prefix':'s'}],'type':['b']}",
+        "{'source':[{'prefix':'s'}],'type':['a'],'n':[1]}",
+        "{'source':[{'prefix':'s'}],'type':['a']}",
+        "{'type':['a'],'b':['x']}",
+        "{'type':['a','b'],'b':['x']}",
+        "{'data':{'k':['v']},'type':['a']}",
+        "{'data':{'k':['v'],'m':['w']}}",
+        "{'type':[{'equals-ignore-case':'A'}],'b':['x']}",
+    };
+    static const char *const evs[] = {
+        "{'source':'s1','type':'a'}",
+        "{'source':['s1','s2'],'type':['a','a','b']}",
+        "{'source':'x','type':'a'}",
+        "{'source':'s','type':'c','n':1}",
+        "{'source':'s','type':'a','n':[2,1]}",
+        "{'type':'a','b':['x','y']}",
+        "{'type':'A','b':'x'}",
+        "{'data':[{'k':'v'},{'k':'w'}],'type':'a'}",
+        "{'data':{'k':'v','m':'w'},'type':['b','a']}",
+        "{'data':[{'k':'v','m':'x'},{'k':'u','m':'w'}]}",
+    };
+
+    (void)state;
+    check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
+}
+
+/* A pattern whose nested objects have several fields each needs its fields
+ * from one object at every level: an array at any of those levels (here
+ * four, more than the matcher keeps in an entry) means full evaluation. */
+static void test_deep_guards(void **state)
+{
+    static const char *const pats[] = {
+        "{'data':{'v':[1],'a':{'w':[1],'b':{'z':[3],'c':{'x':[1],'y':[2]}}}}}",
+        "{'data':{'v':[1],'a':{'w':[1],'b':{'z':[3],'c':{'x':[1],'y':[{'anything-but':1}]}}}}}",
+    };
+    static const char *const evs[] = {
+        "{'data':{'v':1,'a':{'w':1,'b':{'z':3,'c':{'x':1,'y':2}}}}}",
+        "{'data':{'v':1,'a':{'w':1,'b':{'z':3,'c':[{'x':1,'y':3},{'x':2,'y':2}]}}}}",
+        "{'data':{'v':1,'a':{'w':1,'b':[{'z':3,'c':{'x':2}},{'z':4,'c':{'x':1,'y':2}}]}}}",
+        "{'data':{'v':1,'a':[{'w':1,'b':{'z':4}},{'w':2,'b':{'z':3,'c':{'x':1,'y':2}}}]}}",
+        "{'data':[{'v':1,'a':{'w':1,'b':{'z':3,'c':{'x':1,'y':2}}}},{'v':2}]}",
+        "{'data':[{'v':2,'a':{'w':1,'b':{'z':3,'c':{'x':1,'y':2}}}},{'v':1}]}",
+    };
+
+    (void)state;
+    check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
+}
+
 /* 10,000 patterns of mixed operators on a few paths; every event is still
  * checked against all of them one by one. */
 static void test_ten_thousand(void **state)
@@ -598,6 +736,10 @@ int main(void)
         cmocka_unit_test(test_numbers_by_value),
         cmocka_unit_test(test_arrays_and_nesting),
         cmocka_unit_test(test_or),
+        cmocka_unit_test(test_shared_leaf_tests),
+        cmocka_unit_test(test_deep_guards),
+        cmocka_unit_test(test_nested_ranges),
+        cmocka_unit_test(test_nested_keys),
         cmocka_unit_test(test_ten_thousand),
     };
 

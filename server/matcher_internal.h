@@ -1,0 +1,376 @@
+/* Internal to matcher.c and matcher_build.c: the multi-pattern matcher's
+ * index (see pattern.h, eb_matcher) as built by matcher_build.c and read by
+ * matcher.c, and the hashing both sides of it share. Design and costs:
+ * docs/decisions/0007-matcher-index.md, 0012-flattened-matching.md and
+ * 0015-shared-index-state.md.
+ */
+#ifndef EB_MATCHER_INTERNAL_H
+#define EB_MATCHER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flatten.h"
+#include "pattern.h"
+#include "pattern_anchor.h"
+
+struct field;
+
+/* Affix kinds, in the order of struct pnode's lens[]. */
+enum { AFFIX_PREFIX, AFFIX_PREFIX_CI, AFFIX_SUFFIX, AFFIX_SUFFIX_CI, AFFIXES };
+
+/* Out of memory aborts: see STYLE.md. */
+static inline void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n != 0 ? n : 1);
+    if (p == NULL) {
+        fputs("cebusd: out of memory\n", stderr);
+        abort();
+    }
+    return p;
+}
+
+static inline void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n != 0 ? n : 1, size != 0 ? size : 1);
+
+    if (p == NULL) {
+        fputs("cebusd: out of memory\n", stderr);
+        abort();
+    }
+    return p;
+}
+
+/* Grows *arr (of *cap elements of size bytes) to hold at least need. */
+static inline void grow(void **arr, size_t *cap, size_t need, size_t size)
+{
+    size_t n = *cap ? *cap : 8;
+
+    if (need <= *cap)
+        return;
+    while (n < need)
+        n *= 2;
+    *arr = xrealloc(*arr, n * size);
+    *cap = n;
+}
+
+/* A posting names an entry and the anchor group of it that is hit:
+ * entry << GROUP_BITS | group. */
+#define GROUP_BITS 5
+#define MAX_ENTRIES (UINT32_MAX >> GROUP_BITS)
+
+/* One distinct pattern (eb_pattern_same()) and every id it was added
+ * under: patterns written alike are indexed and decided once. */
+struct entry {
+    uint32_t id;
+    uint32_t more, nmore;  /* further ids, counted while adding; then see struct hot */
+    bool exact;            /* the index decides p (eb_pattern_exact()) ... */
+    uint32_t tests, ntests; /* ... with the leaf tests m->test_of[tests .. tests + ntests), */
+    uint32_t *guards;      /* ... unless the event has an array at one of these nodes */
+    size_t nguards;
+    const eb_pattern *p;
+    uint32_t *field_nodes; /* the trie node of each field of p */
+    uint32_t check;        /* until built: the leaves that need a test */
+    uint64_t hash;         /* eb_pattern_hash(p) */
+    uint8_t *leaf_of_group; /* until built: which leaf each anchor group is */
+    const struct field **leaves; /* until built: p's leaf fields, by number */
+};
+
+/* What deciding a candidate entry reads, copied from it when the matcher is
+ * built: 32 bytes, aligned, so that a candidate costs one cache miss in
+ * most cases instead of one per array of the entry. The first HOT_GUARDS
+ * guards and HOT_TESTS tests are here; the rest only in the entry. */
+#define HOT_GUARDS 2
+#define HOT_TESTS 2
+#define NO_MORE UINT32_MAX
+
+struct hot {
+    uint32_t id;
+    uint32_t more; /* m->more[more] further ids follow it there; or NO_MORE */
+    uint8_t exact;
+    uint8_t pad;
+    uint16_t nguards, ntests;
+    uint16_t pad2;
+    uint32_t guard[HOT_GUARDS];
+    uint32_t test[HOT_TESTS];
+};
+
+/* A leaf test: one leaf field with its conditions, at one path, as many
+ * exact patterns need it checked apart from the index (their leaves with
+ * anything-but, exists, cidr or a wildcard with '*', and those whose group
+ * was left out of the index as too common). Patterns with the same leaf
+ * share one test, evaluated at most once per event and only when a
+ * candidate asks for it; a candidate then costs a few lookups in the
+ * per-event results instead of a walk of its compiled tree. */
+struct ltest {
+    const struct field *leaf; /* borrowed from the first pattern that has it */
+    uint32_t path;            /* m->test_paths[path .. path + depth): root to leaf */
+    uint32_t depth;
+    uint64_t hash;
+};
+
+struct range {
+    double lo, hi;
+    uint32_t posting;
+    uint32_t also; /* a second posting the hit takes (a nested range), or NO_POSTING */
+    bool lo_open, hi_open;
+    bool alone; /* posting and also are all the entry needs: a hit makes a candidate */
+};
+#define NO_POSTING UINT32_MAX
+
+/* Numeric ranges at one path, sorted by lower bound. When their widths are
+ * alike (at most SCAN_WIDTHS times the median), a number d is stabbed by
+ * scanning back from the last range with lo <= d while lo + maxw >= d: the
+ * ranges passed over are about the ranges hit. Otherwise a segment tree of
+ * the highest upper bound per span finds them in O((k + 1) log n). */
+struct rtree {
+    struct range *ranges;
+    size_t n, cap;
+    double *maxhi; /* the tree, or NULL when scanned */
+    double maxw;   /* when scanned: lo + maxw >= hi for every range */
+};
+#define SCAN_WIDTHS 4
+
+/* What hangs under a key at one path (see nest() in matcher_build.c): the
+ * ranges of patterns that also need the key, stabbed with the event's
+ * numbers at node, and inner keys for its strings there, all looked at only
+ * when the event hits the key. A key's subs form a list through next. */
+struct sub {
+    uint32_t node;
+    uint32_t next; /* NO_SUB: the last */
+    struct rtree t;
+    bool keys; /* it has inner keys: exact strings at node, keyed by sub_node() */
+};
+#define NO_SUB UINT32_MAX
+
+/* The index at one node of the path trie (eb_matcher.trie, same ids): only
+ * paths some pattern uses exist, so an event is looked at only where a
+ * pattern looks. */
+struct pnode {
+    unsigned kinds;            /* bit per enum eb_anchor_kind anchored here */
+    size_t *lens[AFFIXES];     /* distinct affix lengths, ascending */
+    size_t nlens[AFFIXES], caplens[AFFIXES];
+    struct rtree ranges;       /* ranges not nested under a key */
+    bool keep_numbers;         /* some nested range is at this node */
+    bool keep_strings;         /* some inner key is at this node */
+};
+
+/* An anchor as recorded by eb_matcher_add(), indexed by eb_matcher_build(). */
+struct rec {
+    uint32_t node, posting;
+    enum eb_anchor_kind kind;
+    const char *s;
+    size_t len;
+    double num;
+    double lo, hi; /* EB_ANCHOR_RANGE */
+    bool lo_open, hi_open;
+};
+
+/* A key of the hash index: (path, kind, value) -> postings[off..off+n),
+ * and what is nested under it (sub, or NO_SUB). */
+struct key {
+    uint64_t hash;
+    const char *s;
+    size_t len;
+    double num;
+    uint32_t node;
+    uint32_t off, n;
+    uint32_t sub;
+    unsigned char pairs; /* an inner key: postings[off .. off + 2n), (posting, also) pairs */
+    unsigned char kind;
+    unsigned char used;
+};
+
+struct eb_matcher {
+    bool built;
+    eb_ftrie *trie; /* every path of every pattern; node ids index nodes */
+    struct entry *entries;
+    size_t nentries, capentries;
+    size_t nadded;  /* eb_matcher_add() calls */
+    uint32_t *seen; /* until built: entries by hash, entry + 1 (0: empty) */
+    size_t seenmask;
+    struct { uint32_t entry, id; } *dups; /* until built: ids added to an existing entry */
+    size_t ndups, capdups;
+    uint32_t *more; /* per entry with further ids: their number, then the ids */
+    struct hot *hot; /* per entry */
+    uint32_t *need; /* per entry, a bit per indexed anchor group: all must be hit */
+    uint32_t *attr_need; /* per entry, the groups of need that attributes alone decide */
+    bool always_data; /* some entry has no such group: the data always matters */
+    size_t capneed;
+    struct ltest *tests;
+    size_t ntests, captests;
+    uint32_t *test_paths; /* the trie nodes of the tests' paths */
+    size_t npaths, cappaths;
+    uint32_t *test_of; /* per exact entry, the tests of its checked leaves */
+    size_t ntest_of, captest_of;
+    struct pnode *nodes; /* per trie node; nodes[0] is the root */
+    size_t nnodes, capnodes;
+    struct rec *recs;
+    size_t nrecs, caprecs;
+    uint32_t *residual; /* entries without anchors: always evaluated */
+    size_t nresidual, capresidual;
+    struct key *keys; /* open addressing, capacity a power of two */
+    size_t keymask;
+    uint32_t *postings;
+    struct sub *subs;
+    size_t nsubs, capsubs;
+};
+
+/* The hits of one entry in the event being matched. */
+struct hits {
+    uint32_t stamp; /* gen when mask holds this event's hits */
+    uint32_t mask;  /* anchor groups hit by this event */
+};
+
+struct eb_matcher_scratch {
+    const eb_matcher *m;
+    uint32_t gen;
+    struct hits *hits; /* per entry */
+    uint32_t *test_stamp; /* per leaf test: gen when test_val holds its result */
+    signed char *test_val;
+    uint32_t *cand;
+    uint32_t *out;
+    uint32_t *sub_stamp; /* per sub: gen when it is in active */
+    uint32_t *active;    /* the subs whose key this event hits */
+    size_t nactive;
+    struct num_at { uint32_t node; double d; } *nums; /* numbers at keep_numbers nodes */
+    size_t nnums, capnums;
+    struct str_at { uint32_t node; const char *s; size_t len; } *strs; /* at keep_strings */
+    size_t nstrs, capstrs;
+    eb_flat *flat;     /* the event being matched, flattened along m->trie */
+    uint32_t *crossed; /* per trie node: gen when this event has an array there */
+};
+
+/* The node under which the inner keys of sub sb are in the key table:
+ * past every trie node, so that they never meet the keys of a path. */
+static inline uint32_t sub_node(const eb_matcher *m, uint32_t sb)
+{
+    return (uint32_t)m->nnodes + sb;
+}
+
+/* ---- Hashing ------------------------------------------------------------- */
+
+static inline unsigned char fold(unsigned char ch)
+{
+    return ch >= 'A' && ch <= 'Z' ? (unsigned char)(ch - 'A' + 'a') : ch;
+}
+
+static inline bool kind_ci(enum eb_anchor_kind k)
+{
+    return k == EB_ANCHOR_CI || k == EB_ANCHOR_PREFIX_CI || k == EB_ANCHOR_SUFFIX_CI;
+}
+
+static inline bool kind_suffix(enum eb_anchor_kind k)
+{
+    return k == EB_ANCHOR_SUFFIX || k == EB_ANCHOR_SUFFIX_CI;
+}
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+static inline uint64_t fnv_step(uint64_t h, unsigned char ch)
+{
+    return (h ^ ch) * FNV_PRIME;
+}
+
+/* Mixes the running byte hash with the path and the kind. */
+static inline uint64_t hash_final(uint64_t h, uint32_t node, enum eb_anchor_kind kind)
+{
+    h ^= ((uint64_t)node << 8 | (uint64_t)kind) * 0x9e3779b97f4a7c15ULL;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return h;
+}
+
+/* Hashes s[0..len) as the kind reads it: folded for the -ignore-case
+ * kinds, backwards for suffixes (so that a suffix can be hashed while
+ * walking an event string from its end). */
+static inline uint64_t hash_text(const char *s, size_t len, enum eb_anchor_kind kind)
+{
+    uint64_t h = FNV_OFFSET;
+    bool ci = kind_ci(kind);
+
+    if (kind_suffix(kind)) {
+        for (size_t i = len; i-- > 0;)
+            h = fnv_step(h, ci ? fold((unsigned char)s[i]) : (unsigned char)s[i]);
+    } else {
+        for (size_t i = 0; i < len; i++)
+            h = fnv_step(h, ci ? fold((unsigned char)s[i]) : (unsigned char)s[i]);
+    }
+    return h;
+}
+
+static inline uint64_t hash_number(double d)
+{
+    uint64_t bits;
+
+    /* Compared by value: -0 and 0 are one key. */
+    if (d == 0)
+        d = 0;
+    memcpy(&bits, &d, sizeof bits);
+    return FNV_OFFSET ^ bits;
+}
+
+static inline bool kind_text(enum eb_anchor_kind k)
+{
+    return k == EB_ANCHOR_STRING || k == EB_ANCHOR_CI || k == EB_ANCHOR_PREFIX ||
+           k == EB_ANCHOR_PREFIX_CI || k == EB_ANCHOR_SUFFIX || k == EB_ANCHOR_SUFFIX_CI;
+}
+
+static inline bool text_equal(const char *a, const char *b, size_t len, bool ci)
+{
+    if (!ci)
+        return memcmp(a, b, len) == 0;
+    for (size_t i = 0; i < len; i++)
+        if (fold((unsigned char)a[i]) != fold((unsigned char)b[i]))
+            return false;
+    return true;
+}
+
+/* Finds the key (node, kind, s/len or num) with hash h; NULL when absent. */
+static inline const struct key *key_find(const eb_matcher *m, uint64_t h, uint32_t node,
+                                         enum eb_anchor_kind kind, const char *s, size_t len,
+                                         double num)
+{
+    for (size_t i = h & m->keymask;; i = (i + 1) & m->keymask) {
+        const struct key *k = &m->keys[i];
+
+        if (!k->used)
+            return NULL;
+        if (k->hash != h || k->node != node || k->kind != kind)
+            continue;
+        if (kind_text(kind)) {
+            if (k->len == len && text_equal(k->s, s, len, kind_ci(kind)))
+                return k;
+        } else if (kind != EB_ANCHOR_NUMBER || k->num == num) {
+            return k;
+        }
+    }
+}
+
+/* The index of the affix kind k in struct pnode's lens[]; -1 for other kinds. */
+static inline int affix_of(enum eb_anchor_kind k)
+{
+    switch (k) {
+    case EB_ANCHOR_PREFIX:
+        return AFFIX_PREFIX;
+    case EB_ANCHOR_PREFIX_CI:
+        return AFFIX_PREFIX_CI;
+    case EB_ANCHOR_SUFFIX:
+        return AFFIX_SUFFIX;
+    case EB_ANCHOR_SUFFIX_CI:
+        return AFFIX_SUFFIX_CI;
+    default:
+        return -1;
+    }
+}
+
+
+#endif
