@@ -98,7 +98,11 @@ static void make_event(char *buf, size_t size, int k, size_t bytes, uint64_t *rs
     memcpy(buf + len + pad, "\"}}", 4);
 }
 
-/* Writes pattern number i into buf. */
+/* Writes pattern number i into buf. Every pattern is distinct: each lists,
+ * besides the values that events hit, one value of its own that no event
+ * has (ending in i), so that a matcher cannot treat repeated patterns as
+ * one and the figure is that of N different rules; the values of its own
+ * change no match. */
 static void make_pattern(char *buf, size_t size, long i)
 {
     unsigned u = (unsigned)i, k = u / 8, lo = (u * 7919u) % 5000;
@@ -106,50 +110,56 @@ static void make_pattern(char *buf, size_t size, long i)
     switch (u % 8) {
     case 0:
         snprintf(buf, size,
-                 "{\"type\":[\"com.example.order.%s\"],"
+                 "{\"type\":[\"com.example.order.%s\",\"com.example.none.%ld\"],"
                  "\"data\":{\"amount\":[{\"numeric\":[\">\",%u,\"<=\",%u]}]}}",
-                 PICK(verbs, k), lo, lo + 250);
+                 PICK(verbs, k), i, lo, lo + 250);
         break;
     case 1:
         snprintf(buf, size,
                  "{\"source\":[{\"prefix\":\"/shop/%s\"}],"
-                 "\"data\":{\"customer\":{\"tier\":[\"%s\",\"%s\"],\"country\":[\"%s\"]}}}",
-                 PICK(regions, k), PICK(tiers, k), PICK(tiers, k + 1), PICK(countries, k + 3));
+                 "\"data\":{\"customer\":{\"tier\":[\"%s\",\"%s\",\"none-%ld\"],"
+                 "\"country\":[\"%s\"]}}}",
+                 PICK(regions, k), PICK(tiers, k), PICK(tiers, k + 1), i,
+                 PICK(countries, k + 3));
         break;
     case 2:
         snprintf(buf, size,
                  "{\"source\":[{\"prefix\":\"/shop/%s/\"}],"
                  "\"type\":[{\"prefix\":\"com.example.order.\"}],"
                  "\"data\":{\"currency\":[{\"anything-but\":[\"%s\",\"%s\"]}],"
-                 "\"amount\":[{\"numeric\":[\">=\",%u,\"<\",%u]}]}}",
+                 "\"amount\":[{\"numeric\":[\">=\",%u,\"<\",%u]},%ld.5]}}",
                  PICK(regions, k + 1), PICK(currencies, k), PICK(currencies, k + 2), lo,
-                 lo + 500);
+                 lo + 500, 100000 + i);
         break;
     case 3:
-        snprintf(buf, size, "{\"subject\":[{\"wildcard\":\"order/*/item-%u\"}]}", k % 50);
+        snprintf(buf, size, "{\"subject\":[{\"wildcard\":\"order/*/item-%u\"},\"none-%ld\"]}",
+                 k % 50, i);
         break;
     case 4:
         snprintf(buf, size,
                  "{\"data\":{\"customer\":{\"country\":[{\"equals-ignore-case\":\"%c%c\"}]},"
-                 "\"shipping\":{\"method\":[\"%s\"]}},\"type\":[\"com.example.order.%s\"]}",
-                 PICK(countries, k)[0] | 0x20, PICK(countries, k)[1] | 0x20, PICK(methods, k),
+                 "\"shipping\":{\"method\":[\"%s\",\"none-%ld\"]}},"
+                 "\"type\":[\"com.example.order.%s\"]}",
+                 PICK(countries, k)[0] | 0x20, PICK(countries, k)[1] | 0x20, PICK(methods, k), i,
                  PICK(verbs, k + 1));
         break;
     case 5:
-        snprintf(buf, size, "{\"data\":{\"items\":{\"sku\":[\"SKU-%u\"]}}}", (u * 13u) % 2000);
+        snprintf(buf, size, "{\"data\":{\"items\":{\"sku\":[\"SKU-%u\",\"none-%ld\"]}}}",
+                 (u * 13u) % 2000, i);
         break;
     case 6:
         snprintf(buf, size,
-                 "{\"data\":{\"priority\":[%u],"
+                 "{\"data\":{\"priority\":[%u,%ld],"
                  "\"amount\":[{\"numeric\":[\">=\",%u,\"<\",%u]}],"
                  "\"region\":[{\"exists\":true}]}}",
-                 k % 10, lo, lo + 1000);
+                 k % 10, 100000 + i, lo, lo + 1000);
         break;
     default:
         snprintf(buf, size,
-                 "{\"id\":[{\"suffix\":\"%03x\"}],\"datacontenttype\":[\"application/json\"],"
+                 "{\"id\":[{\"suffix\":\"%03x\"}],"
+                 "\"datacontenttype\":[\"application/json\",\"none/%ld\"],"
                  "\"data\":{\"flags\":{\"gift\":[true]}}}",
-                 (u * 2654435761u) & 0xfff);
+                 (u * 2654435761u) & 0xfff, i);
         break;
     }
 }
