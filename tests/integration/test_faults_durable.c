@@ -60,6 +60,12 @@ struct seq_state {
     uint32_t attempt;
     int64_t deadline_wall_ms;
     bool released;
+    /* An Ack of it failed (its outcome unknown: it may have committed)
+     * and a later one did not apply: it may be acked already. */
+    bool maybe_acked;
+    /* Its consumer dropped it unacked at this many deliveries: it must be
+     * delivered again. -1 when not dropped. */
+    int dropped_at;
 };
 
 struct ledger {
@@ -67,7 +73,8 @@ struct ledger {
     size_t cap, n;
     bool check_leases; /* a second lease before the first's deadline fails */
     bool db_down;      /* PostgreSQL is stopped: no Ack or Nack may answer OK */
-    long deliveries, duplicates, stale, acks_ok, not_applied, ack_failures;
+    long deliveries, duplicates, stale, acks_ok, not_applied, ack_failures, maybe_acked,
+        dropped;
     char violation[700];
 };
 
@@ -121,7 +128,7 @@ static struct seq_state *ledger_get(struct ledger *l, uint64_t seq)
     s = slot_of(l->slots, l->cap, seq);
     if (!s->seq) {
         *s = (struct seq_state){.seq = seq, .publisher = -1, .index = -1, .acked_by = -1,
-                                .holder = -1};
+                                .holder = -1, .dropped_at = -1};
         l->n++;
     }
     return s;
@@ -166,6 +173,8 @@ static void ledger_delivered(struct ledger *l, int who, const delivery *m)
         m->attempt > s->attempt && wall_ms() + LEASE_CLOCK_SLACK_MS < s->deadline_wall_ms)
         violation(l, "sequence %llu leased to consumer %u while consumer %u still held it",
                   (unsigned long long)m->sequence, (unsigned)who, (unsigned)s->holder);
+    if (m->attempt > s->attempt)
+        s->maybe_acked = false; /* it was not */
     if (m->attempt >= s->attempt) {
         s->holder = who;
         s->attempt = m->attempt;
@@ -190,6 +199,17 @@ static void ledger_acked(struct ledger *l, int who, uint64_t seq, uint32_t attem
     l->acks_ok++;
 }
 
+/* Records that an Ack of seq may have committed although its call failed. */
+static void ledger_maybe_acked(struct ledger *l, uint64_t seq)
+{
+    struct seq_state *s = ledger_get(l, seq);
+
+    if (!s->acked_attempt && !s->maybe_acked) {
+        s->maybe_acked = true;
+        l->maybe_acked++;
+    }
+}
+
 static void ledger_assert_clean(struct ledger *l, const char *what)
 {
     if (l->violation[0])
@@ -203,6 +223,7 @@ struct pending_ack {
     uint64_t seq;
     uint32_t attempt;
     int64_t received_ms;
+    bool tried; /* in an Ack call that failed */
 };
 
 /* A durable consumer: reads its stream, acks what it read (after hold_ms),
@@ -217,6 +238,9 @@ struct consumer {
     uint32_t max_in_flight;
     int hold_ms;   /* how long to keep a delivery before acking it */
     bool no_acks;  /* collect deliveries, ack none (set by the test) */
+    /* Drop the unacked deliveries when the stream ends, as a consumer
+     * that loses its work with its server would. */
+    bool forget_on_end;
     cebus_client *client;
     cebus_stream *stream; /* NULL while not open */
     struct pending_ack *pending;
@@ -305,6 +329,8 @@ static int consumer_ack(struct consumer *c, unsigned allowed_codes)
     req.ack_ids = ids;
     rc = cebus_ack(c->client, &req, &resp, &err);
     if (rc != 0) {
+        for (size_t i = 0; i < n; i++)
+            c->pending[i].tried = true;
         c->ledger->ack_failures++;
         if (!(rc > 0 && rc < 32 && (allowed_codes & (1u << rc))) && !c->ledger->violation[0])
             snprintf(c->ledger->violation, sizeof c->ledger->violation,
@@ -321,10 +347,13 @@ static int consumer_ack(struct consumer *c, unsigned allowed_codes)
         for (size_t k = 0; k < resp->n_not_applied; k++)
             if (resp->not_applied[k] == i)
                 applied = false;
-        if (applied)
+        if (applied) {
             ledger_acked(c->ledger, c->number, c->pending[i].seq, c->pending[i].attempt);
-        else
+        } else {
             c->ledger->not_applied++;
+            if (c->pending[i].tried)
+                ledger_maybe_acked(c->ledger, c->pending[i].seq);
+        }
     }
     cebus__v1__ack_response__free_unpacked(resp, NULL);
     c->npending -= n;
@@ -360,6 +389,18 @@ static void consumer_step(struct consumer *c, int wait_ms, unsigned allowed_code
             }
             c->ends++;
             c->last_end_code = err.code;
+            if (c->forget_on_end) {
+                for (size_t i = 0; i < c->npending; i++) {
+                    struct seq_state *s = ledger_get(c->ledger, c->pending[i].seq);
+                    if (c->pending[i].tried) {
+                        ledger_maybe_acked(c->ledger, s->seq);
+                    } else if (!s->acked_attempt) {
+                        s->dropped_at = s->deliveries;
+                        c->ledger->dropped++;
+                    }
+                }
+                c->npending = 0;
+            }
             cebus_stream_close(c->stream);
             c->stream = NULL;
             if (c->naddrs > 1)
@@ -378,6 +419,7 @@ static void consumer_step(struct consumer *c, int wait_ms, unsigned allowed_code
         c->pending[c->npending].seq = m->sequence;
         c->pending[c->npending].attempt = m->attempt;
         c->pending[c->npending].received_ms = h_now_ms();
+        c->pending[c->npending].tried = false;
         c->npending++;
         cebus__v1__subscribe_response__free_unpacked(m, NULL);
     }
@@ -463,14 +505,26 @@ struct all_acked {
     uint64_t missing; /* the first published sequence not acked yet */
 };
 
+/* Every sequence PutEvents acknowledged, and every sequence delivered
+ * (events stored by a call that failed included), has been acked, or may
+ * have been by an Ack whose call failed (the ledger cannot tell; such an
+ * event not acked is delivered again, which clears the doubt). */
 static bool every_published_acked(void *arg)
 {
     struct all_acked *a = arg;
 
+    for (size_t i = 0; i < a->ledger->cap; i++) {
+        const struct seq_state *s = &a->ledger->slots[i];
+        if (s->seq && !s->acked_attempt && !s->maybe_acked) {
+            a->missing = s->seq;
+            return false;
+        }
+    }
+
     for (int i = 0; i < a->load->npubs; i++)
         for (size_t k = 0; k < a->load->pubs[i].nacks; k++) {
             struct seq_state *s = ledger_find(a->ledger, a->load->pubs[i].acks[k].seq);
-            if (!s || !s->acked_attempt) {
+            if (!s || (!s->acked_attempt && !s->maybe_acked)) {
                 a->missing = a->load->pubs[i].acks[k].seq;
                 return false;
             }
@@ -479,7 +533,7 @@ static bool every_published_acked(void *arg)
 }
 
 /* After h_load_stop(): runs the consumers until every sequence that
- * PutEvents acknowledged has been acked, then fails the test unless each
+ * PutEvents acknowledged or a consumer received has been acked, then fails the test unless each
  * was delivered with its own event and every delivery was of an event the
  * load sent. Prints the duplicates. */
 static void check_all_acked(struct h_load *load, struct consumer *cs, int n,
@@ -488,7 +542,7 @@ static void check_all_acked(struct h_load *load, struct consumer *cs, int n,
     struct ledger *l = cs[0].ledger;
     struct all_acked a = {load, l, 0};
     long published = 0, failed = 0;
-    char msg[200];
+    int64_t deadline;
 
     for (int i = 0; i < load->npubs; i++) {
         if (load->pubs[i].bad_code)
@@ -496,10 +550,14 @@ static void check_all_acked(struct h_load *load, struct consumer *cs, int n,
         published += (long)load->pubs[i].nacks;
         failed += load->pubs[i].failed_calls;
     }
-    snprintf(msg, sizeof msg, "%s: acking every published event", what);
-    if (!every_published_acked(&a))
-        run_until(cs, n, allowed_codes, every_published_acked, &a,
-                  h_now_ms() + PHASE_DEADLINE_MS, msg);
+    deadline = h_now_ms() + PHASE_DEADLINE_MS;
+    while (!every_published_acked(&a)) {
+        for (int i = 0; i < n; i++)
+            consumer_step(&cs[i], 5, allowed_codes);
+        ledger_assert_clean(l, what);
+        if (h_now_ms() > deadline)
+            fail_msg("%s: sequence %llu was never acked", what, (unsigned long long)a.missing);
+    }
     for (int i = 0; i < load->npubs; i++)
         for (size_t k = 0; k < load->pubs[i].nacks; k++) {
             const struct h_load_ack *p = &load->pubs[i].acks[k];
@@ -511,6 +569,9 @@ static void check_all_acked(struct h_load *load, struct consumer *cs, int n,
         }
     for (size_t i = 0; i < l->cap; i++) {
         const struct seq_state *s = &l->slots[i];
+        if (s->seq && s->dropped_at >= 0 && s->deliveries <= s->dropped_at)
+            fail_msg("%s: sequence %llu, dropped unacked by its consumer, was not delivered "
+                     "again", what, (unsigned long long)s->seq);
         if (s->seq && (s->publisher < 0 || s->publisher >= load->npubs || s->index < 0 ||
                        s->index >= load->pubs[s->publisher].sent))
             fail_msg("%s: sequence %llu delivers an event that was never sent (p%d-%d)", what,
@@ -518,9 +579,10 @@ static void check_all_acked(struct h_load *load, struct consumer *cs, int n,
     }
     print_message("%s: %ld events published, %ld failed publish calls retried; %ld deliveries, "
                   "%ld duplicates (%ld read after their Ack), %ld acks applied, %ld not "
-                  "applied, %ld Ack calls failed\n",
+                  "applied, %ld Ack calls failed (%ld events maybe acked by one), %ld "
+                  "deliveries dropped unacked\n",
                   what, published, failed, l->deliveries, l->duplicates, l->stale, l->acks_ok,
-                  l->not_applied, l->ack_failures);
+                  l->not_applied, l->ack_failures, l->maybe_acked, l->dropped);
 }
 
 /* ---- Fixtures ------------------------------------------------------------------- */
@@ -611,13 +673,19 @@ static void three_servers(struct h_env *env, const char *addrs[3])
 
 /* ---- Tests ---------------------------------------------------------------------- */
 
+static bool holds_five(void *arg)
+{
+    return ((struct consumer *)arg)->npending >= 5;
+}
+
 /* kill -9 of one replica, then another, while three consumers (one per
  * replica) ack and six publishers spread over the replicas are mid-batch.
- * A consumer whose stream breaks moves to the next replica and sends its
- * unanswered acks there. Every event whose PutEvents succeeded is
- * delivered and acked; nothing comes back after an Ack answered OK. The
- * ack deadline is short, so that what the dead replica leased and no
- * consumer read comes due within the test. */
+ * A consumer whose stream breaks moves to the next replica; the first
+ * victim's drops what it held unacked, the second's sends its acks there.
+ * Every event whose PutEvents succeeded is delivered and acked, every
+ * dropped delivery comes again, and nothing comes back after an Ack
+ * answered OK. The ack deadline is short, so that what the dead replica
+ * leased comes due within the test. */
 static void test_replica_kill_9_with_durable_consumers(void **state)
 {
     struct h_env *env = ((struct fd_env *)*state)->env;
@@ -640,6 +708,10 @@ static void test_replica_kill_9_with_durable_consumers(void **state)
             rotations[i][k] = addrs[(i + k) % 3];
         consumer_init(&cs[i], i, &ledger, rotations[i], 3, t.subscriber_key, t.bus, "work");
     }
+    /* The first victim's consumer loses what it did not ack with the
+     * server (those events must come again); the second's sends its acks
+     * to the next replica (they apply). */
+    cs[1].forget_on_end = true;
     p.load = load = h_load_start(addrs, 3, t.publisher_key, t.bus, 6, vg ? 20 : 50, 8086u,
                                  allowed);
 
@@ -649,7 +721,13 @@ static void test_replica_kill_9_with_durable_consumers(void **state)
         expect_more(&p, vg ? 100 : 600, vg ? 50 : 300);
         run_until(cs, 3, allowed, progressed, &p, h_now_ms() + PHASE_DEADLINE_MS,
                   "load before the kill");
+        /* The victim's consumer holds a few deliveries unacked when its
+         * server dies. */
+        cs[victim].no_acks = true;
+        run_until(cs, 3, allowed, holds_five, &cs[victim], h_now_ms() + PHASE_DEADLINE_MS,
+                  "deliveries held for the kill");
         assert_int_equal(h_server_kill(&env->srv[victim]), 0);
+        cs[victim].no_acks = false;
         /* The victim's consumer moves on; its acks of what it read there
          * go to the next replica. */
         expect_more(&p, 0, vg ? 20 : 100);
@@ -664,6 +742,7 @@ static void test_replica_kill_9_with_durable_consumers(void **state)
     }
     h_load_stop(load);
     check_all_acked(load, cs, 3, allowed, "kill -9 with durable consumers");
+    assert_true(ledger.dropped >= 5);
     for (int i = 0; i < 3; i++)
         consumer_free(&cs[i]);
     ledger_free(&ledger);
