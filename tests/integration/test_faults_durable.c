@@ -136,6 +136,8 @@ static struct seq_state *ledger_get(struct ledger *l, uint64_t seq)
     return s;
 }
 
+/* Records the first violation: fmt takes a sequence and two unsigned
+ * numbers. */
 static void violation(struct ledger *l, const char *fmt, unsigned long long a, unsigned b,
                       unsigned c)
 {
@@ -191,10 +193,10 @@ static void ledger_acked(struct ledger *l, int who, uint64_t seq, uint32_t attem
 {
     struct seq_state *s = ledger_get(l, seq);
 
-    if (s->acked_attempt)
+    if (s->acked_attempt) {
         violation(l, "sequence %llu acked twice: the Acks of attempts %u and %u both applied",
                   (unsigned long long)seq, s->acked_attempt, attempt);
-    else {
+    } else {
         s->acked_attempt = attempt;
         s->acked_by = who;
     }
