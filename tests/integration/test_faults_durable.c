@@ -54,7 +54,6 @@ struct seq_state {
     int publisher, index; /* from the event's id; -1 when not a load event */
     int deliveries;
     uint32_t acked_attempt; /* attempt of the Ack answered OK; 0: none */
-    int acked_by;           /* consumer whose Ack applied */
     /* The latest delivery: who holds it, its attempt and lease deadline,
      * and whether it was handed back on purpose (stream end, Nack). */
     int holder;
@@ -129,8 +128,8 @@ static struct seq_state *ledger_get(struct ledger *l, uint64_t seq)
     }
     s = slot_of(l->slots, l->cap, seq);
     if (!s->seq) {
-        *s = (struct seq_state){.seq = seq, .publisher = -1, .index = -1, .acked_by = -1,
-                                .holder = -1, .dropped_at = -1};
+        *s = (struct seq_state){.seq = seq, .publisher = -1, .index = -1, .holder = -1,
+                                .dropped_at = -1};
         l->n++;
     }
     return s;
@@ -187,9 +186,8 @@ static void ledger_delivered(struct ledger *l, int who, const delivery *m)
     }
 }
 
-/* Records that an Ack of (seq, attempt) by consumer `who` was answered OK
- * and applied. */
-static void ledger_acked(struct ledger *l, int who, uint64_t seq, uint32_t attempt)
+/* Records that an Ack of (seq, attempt) was answered OK and applied. */
+static void ledger_acked(struct ledger *l, uint64_t seq, uint32_t attempt)
 {
     struct seq_state *s = ledger_get(l, seq);
 
@@ -198,7 +196,6 @@ static void ledger_acked(struct ledger *l, int who, uint64_t seq, uint32_t attem
                   (unsigned long long)seq, s->acked_attempt, attempt);
     } else {
         s->acked_attempt = attempt;
-        s->acked_by = who;
     }
     l->acks_ok++;
 }
@@ -352,7 +349,7 @@ static int consumer_ack(struct consumer *c, unsigned allowed_codes)
             if (resp->not_applied[k] == i)
                 applied = false;
         if (applied) {
-            ledger_acked(c->ledger, c->number, c->pending[i].seq, c->pending[i].attempt);
+            ledger_acked(c->ledger, c->pending[i].seq, c->pending[i].attempt);
         } else {
             c->ledger->not_applied++;
             if (c->pending[i].tried)
@@ -384,8 +381,8 @@ static void consumer_step(struct consumer *c, int wait_ms, unsigned allowed_code
         if (got == 0)
             break;
         if (got < 0) {
-            /* Its deliveries were handed back (or its server died): any
-             * consumer may get them now. */
+            /* Its deliveries were handed back (at their deadlines when its
+             * server died): the lease check leaves them alone. */
             for (size_t i = 0; i < c->npending; i++) {
                 struct seq_state *s = ledger_find(c->ledger, c->pending[i].seq);
                 if (s && s->holder == c->number && s->attempt == c->pending[i].attempt)
@@ -980,7 +977,7 @@ static void test_consumer_moves_to_another_replica_without_gap(void **state)
         assert_int_equal(resp->n_not_applied, 0);
         cebus__v1__ack_response__free_unpacked(resp, NULL);
         for (int i = 0; i < 5; i++)
-            ledger_acked(&ledger, 0, a.pending[2 * i].seq, 1);
+            ledger_acked(&ledger, a.pending[2 * i].seq, 1);
     }
 
     /* On B: the five unacked ones again (attempt 2), then the ten new. */
