@@ -88,6 +88,7 @@ static const struct cli_opt subscribe_opts[] = {{"--bus", CLI_VALUE},
                                                 {"--pattern", CLI_VALUE},
                                                 {"--subscription", CLI_VALUE},
                                                 {"--from", CLI_VALUE},
+                                                {"--nack", CLI_VALUE},
                                                 {"--count", CLI_VALUE},
                                                 {"--idle-timeout-ms", CLI_VALUE},
                                                 {"--sequence", CLI_FLAG},
@@ -241,14 +242,18 @@ static const struct cli_command commands[] = {
     {"subscribe", NULL, cli_cmd_subscribe, subscribe_opts, 0, 0, "stream events of a bus",
      "usage: cebus subscribe --bus B [--pattern JSON|@FILE | --subscription S]\n"
      "                       [--from latest|earliest|SEQUENCE|RFC3339-TIME]\n"
-     "                       [--count N] [--idle-timeout-ms N] [--sequence]\n\n"
+     "                       [--count N] [--idle-timeout-ms N] [--sequence]\n"
+     "                       [--nack ERROR]\n\n"
      "Prints each matching event as one line of CloudEvents JSON; with\n"
      "--sequence, as {\"sequence\":N,\"event\":{...}}. Without --pattern or\n"
      "--subscription, the pattern is {}. --subscription without --from is the\n"
      "subscription's durable stream: it resumes where the subscription is, each\n"
      "event is acknowledged once printed (unacknowledged ones come back after\n"
      "the ack deadline), and --sequence adds \"attempt\":A, the delivery's number.\n"
-     "With --from it only reads the rule's matches and acknowledges nothing.\n"
+     "--nack ERROR refuses each printed event instead, with ERROR as its last\n"
+     "error: it comes back at once, until its attempts run out and it becomes a\n"
+     "dead letter (see `cebus dlq`). With --from it only reads the rule's\n"
+     "matches and acknowledges nothing.\n"
      "Exits 0 after --count events, after\n"
      "--idle-timeout-ms without events, on SIGINT or SIGTERM, or when the server\n"
      "ends the stream cleanly; exits 1 when the stream ends with an error.\n"},

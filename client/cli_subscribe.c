@@ -76,21 +76,37 @@ struct acks {
     size_t n;
 };
 
-/* Acknowledges and forgets the pending ack ids. Returns 0 or an exit code. */
-static int flush_acks(cebus_client *c, const char *bus, const char *subscription, struct acks *k)
+/* Acknowledges the pending ack ids, or with nack_error set refuses them
+ * with that error (redelivered at once, until they become dead letters),
+ * and forgets them. Returns 0 or an exit code. */
+static int flush_acks(cebus_client *c, const char *bus, const char *subscription,
+                      const char *nack_error, struct acks *k)
 {
-    Cebus__V1__AckRequest req = CEBUS__V1__ACK_REQUEST__INIT;
     cebus_error err;
     int rc = 0;
 
     if (k->n == 0)
         return 0;
-    req.bus = (char *)bus;
-    req.subscription = (char *)subscription;
-    req.n_ack_ids = k->n;
-    req.ack_ids = k->ids;
-    if (cebus_ack(c, &req, NULL, &err) != 0)
-        rc = cli_rpc_error(&err);
+    if (nack_error) {
+        Cebus__V1__NackRequest req = CEBUS__V1__NACK_REQUEST__INIT;
+
+        req.bus = (char *)bus;
+        req.subscription = (char *)subscription;
+        req.n_ack_ids = k->n;
+        req.ack_ids = k->ids;
+        req.error = (char *)nack_error;
+        if (cebus_nack(c, &req, NULL, &err) != 0)
+            rc = cli_rpc_error(&err);
+    } else {
+        Cebus__V1__AckRequest req = CEBUS__V1__ACK_REQUEST__INIT;
+
+        req.bus = (char *)bus;
+        req.subscription = (char *)subscription;
+        req.n_ack_ids = k->n;
+        req.ack_ids = k->ids;
+        if (cebus_ack(c, &req, NULL, &err) != 0)
+            rc = cli_rpc_error(&err);
+    }
     for (size_t i = 0; i < k->n; i++)
         free(k->ids[i]);
     k->n = 0;
@@ -132,6 +148,7 @@ int cli_cmd_subscribe(cebus_client *c, const struct cli_args *a)
     Google__Protobuf__Timestamp start_time = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
     const char *bus = cli_get(a, "--bus");
     const char *subscription = cli_get(a, "--subscription");
+    const char *nack_error = cli_get(a, "--nack");
     bool with_sequence = cli_get(a, "--sequence") != NULL;
     uint64_t max_count = 0, idle_ms = 0, received = 0;
     struct acks acks = {.n = 0};
@@ -147,6 +164,10 @@ int cli_cmd_subscribe(cebus_client *c, const struct cli_args *a)
         return cli_usage_error(a, "--pattern and --subscription are mutually exclusive");
     if (cli_get(a, "--from") && parse_from(cli_get(a, "--from"), &req, &start_time) != 0)
         return cli_usage_error(a, "--from must be latest, earliest, a sequence or an RFC 3339 time");
+    if (nack_error && (!subscription || cli_get(a, "--from")))
+        return cli_usage_error(a, "--nack needs --subscription without --from");
+    if (nack_error && strlen(nack_error) > 1024)
+        return cli_usage_error(a, "--nack: the error is at most 1024 bytes");
     if (cli_get(a, "--count") &&
         (cli_parse_uint(cli_get(a, "--count"), UINT64_MAX, &max_count) != 0 || max_count == 0))
         return cli_usage_error(a, "--count must be a positive number");
@@ -184,7 +205,7 @@ int cli_cmd_subscribe(cebus_client *c, const struct cli_args *a)
          * stream then gets its acks before the next wait. */
         r = cebus_stream_next(s, acks.n ? 0 : wait, &m, &err);
         if (r == 0) {
-            rc = flush_acks(c, bus, subscription, &acks);
+            rc = flush_acks(c, bus, subscription, nack_error, &acks);
             if (rc != 0)
                 break;
             continue;
@@ -205,7 +226,7 @@ int cli_cmd_subscribe(cebus_client *c, const struct cli_args *a)
         last_event = now_ms();
         received++;
         if ((max_count && received >= max_count) || acks.n == ACK_BATCH) {
-            rc = flush_acks(c, bus, subscription, &acks);
+            rc = flush_acks(c, bus, subscription, nack_error, &acks);
             if (rc != 0 || (max_count && received >= max_count))
                 break;
         }
@@ -213,7 +234,7 @@ int cli_cmd_subscribe(cebus_client *c, const struct cli_args *a)
     /* What was printed was delivered: acknowledge it even when stopping.
      * After a failed ack there is no point in trying again. */
     if (rc == CLI_EXIT_OK)
-        rc = flush_acks(c, bus, subscription, &acks);
+        rc = flush_acks(c, bus, subscription, nack_error, &acks);
 out:
     for (size_t i = 0; i < acks.n; i++)
         free(acks.ids[i]);

@@ -381,6 +381,58 @@ static void test_cli_durable_subscribe_acks(void **state)
     free(out);
 }
 
+/* subscribe --nack refuses each printed delivery with its error: the event
+ * comes back at once until its attempts run out, and the dead letter keeps
+ * the error. --nack without a durable stream is a usage error. */
+static void test_cli_durable_nack_to_dead_letter(void **state)
+{
+    struct h_cli_result r;
+    json_t *lines, *dl;
+    char *out;
+
+    set_addr(state);
+    events_tenant(*state);
+    free(run_ok(admin_key, NULL,
+                ARGS("rule", "create", "--bus", "orders", "nack-rule", "--pattern",
+                     "{\"type\":[\"poison\"]}", "--subscription", "nack-sub",
+                     "--max-attempts", "2")));
+    free(run_ok(pub_key, NULL,
+                ARGS("put", "--bus", "orders", "--type", "poison", "--source", "/cli/p")));
+    out = run_ok(sub_key, NULL,
+                 ARGS("subscribe", "--bus", "orders", "--subscription", "nack-sub", "--count",
+                      "2", "--sequence", "--nack", "cannot parse"));
+    lines = json_lines(out);
+    assert_int_equal(json_array_size(lines), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(lines, 0), "attempt")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(lines, 1), "attempt")), 2);
+    json_decref(lines);
+    free(out);
+
+    /* The next claim (a stream with room) finds it out of attempts. */
+    out = run_ok(sub_key, NULL,
+                 ARGS("subscribe", "--bus", "orders", "--subscription", "nack-sub",
+                      "--idle-timeout-ms", "1500"));
+    assert_string_equal(out, "");
+    free(out);
+    out = run_ok(admin_key, NULL,
+                 ARGS("dlq", "list", "--bus", "orders", "--subscription", "nack-sub"));
+    lines = json_lines(out);
+    assert_int_equal(json_array_size(lines), 1);
+    dl = json_array_get(lines, 0);
+    assert_string_equal(jstr(dl, "reason"), "max_attempts");
+    assert_string_equal(jstr(dl, "last_error"), "cannot parse");
+    assert_int_equal(json_integer_value(json_object_get(dl, "attempts")), 2);
+    assert_string_equal(jstr(json_object_get(dl, "event"), "type"), "poison");
+    json_decref(lines);
+    free(out);
+
+    run(sub_key, NULL,
+        ARGS("subscribe", "--bus", "orders", "--pattern", "{}", "--nack", "x"), 2, &r);
+    assert_non_null(strstr(r.err, "--nack"));
+    free(r.out);
+    free(r.err);
+}
+
 /* --help on every command (and group, and the program) prints usage on
  * stdout and exits 0, without needing a server or a key. */
 static void test_cli_help_on_every_command_exits_zero(void **state)
@@ -516,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_cli_put_and_subscribe),
         cmocka_unit_test(test_cli_put_variants),
         cmocka_unit_test(test_cli_durable_subscribe_acks),
+        cmocka_unit_test(test_cli_durable_nack_to_dead_letter),
         cmocka_unit_test(test_cli_help_on_every_command_exits_zero),
         cmocka_unit_test(test_cli_errors_exit_nonzero_with_status_name),
     };
