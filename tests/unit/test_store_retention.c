@@ -281,6 +281,34 @@ static void test_expired_events_invisible(void **state)
     assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 0);
 }
 
+/* Reads ask for the next page by sequence range (dense sequences), and go
+ * past a whole page of expired events to the retained ones after it. */
+static void test_read_past_a_page_of_expired(void **state)
+{
+    struct ut_db *f = *state;
+    struct eb_bus_rec b = new_bus(f, "expired-page", "b", 1);
+    int64_t now = eb_now_wall_us(), seqs[100];
+
+    for (int i = 0; i < 15; i++) /* received two hours ago, one-hour retention */
+        assert_int_equal(append_at(f, b.id, now - 2 * HOUR_US, 10), 1 + 10 * i);
+    assert_int_equal(append_at(f, b.id, now, 3), 151);
+    assert_int_equal(read_seqs(f, b.id, 0, seqs, 100), 3);
+    assert_int_equal(seqs[0], 151);
+    assert_int_equal(seqs[2], 153);
+    assert_int_equal(read_seqs(f, b.id, 120, seqs, 100), 3);
+    assert_int_equal(seqs[0], 151);
+    assert_int_equal(read_seqs(f, b.id, 152, seqs, 100), 1);
+    assert_int_equal(seqs[0], 153);
+    assert_int_equal(read_seqs(f, b.id, 153, seqs, 100), 0);
+
+    /* A full page of live events is exactly the next 100 sequences. */
+    for (int i = 0; i < 15; i++)
+        assert_int_equal(append_at(f, b.id, now, 10), 154 + 10 * i);
+    assert_int_equal(read_seqs(f, b.id, 160, seqs, 100), 100);
+    assert_int_equal(seqs[0], 161);
+    assert_int_equal(seqs[99], 260);
+}
+
 /* A changed retention gets its partitions at once (before the bus row
  * changes); rows that reached the default partition are moved into the
  * partition created for them. */
@@ -551,6 +579,7 @@ int main(void)
         cmocka_unit_test(test_partitions_ahead),
         cmocka_unit_test(test_drop_whole_partitions),
         cmocka_unit_test(test_expired_events_invisible),
+        cmocka_unit_test(test_read_past_a_page_of_expired),
         cmocka_unit_test(test_retention_change_and_default),
         cmocka_unit_test(test_expiries_never_decrease),
         cmocka_unit_test(test_retention_partitions_left_to_maintenance),
