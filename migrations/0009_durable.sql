@@ -372,10 +372,20 @@ BEGIN
 
     RETURN QUERY SELECT l.s, l.a, v_due, v_result, v_to, v_sub.epoch, NULL::timestamptz, 0
                  FROM unnest(v_lseq, v_latt) AS l(s, a) ORDER BY l.s;
+    -- The next due row, for the caller's timer: only when this claim left
+    -- room unused (a full stream claims again when it gets room), and only
+    -- within the next second (the callers serve every subscription once a
+    -- second anyway). Both bounds keep the scan off the index entries of
+    -- acked rows, which are dead but not yet removable while any snapshot
+    -- older than their ack is open: walking them on every claim made a
+    -- backlog's delivery quadratic.
     RETURN QUERY SELECT NULL::bigint, NULL::integer, NULL::timestamptz, v_result, v_to,
                         v_sub.epoch,
-                        (SELECT min(q.due_at) FROM sub_pending q
-                         WHERE q.sub_id = p_sub AND NOT q.blocked),
+                        CASE WHEN COALESCE(array_length(v_lseq, 1), 0) < p_room THEN
+                            (SELECT min(q.due_at) FROM sub_pending q
+                             WHERE q.sub_id = p_sub AND NOT q.blocked
+                               AND q.due_at <= p_now + interval '1 second')
+                        END,
                         v_dead;
 END;
 $$;

@@ -86,7 +86,10 @@ struct eb_sub_claim_out {
     size_t nleases;
     int64_t frontier;      /* after the claim */
     int64_t epoch;         /* for the ack ids of these leases */
-    int64_t next_due_us;   /* earliest due_at of an unleased or leased row; 0: none */
+    /* The earliest due_at of a row when it is within a second and the
+     * claim left room unused; else 0 (the caller serves the subscription
+     * again within a second, or when its stream gets room). */
+    int64_t next_due_us;
     int dead;              /* rows moved to dead letters by this claim */
 };
 

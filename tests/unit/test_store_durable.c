@@ -160,6 +160,12 @@ static void test_claim_leases_matches_and_moves_frontier(void **state)
     assert_int_equal(out.leases[0].due_us, now + 30 * SEC_US);
     assert_int_equal(out.frontier, 5);
     assert_int_equal(out.epoch, s.epoch);
+    /* The leases end in 30 s: more than a second away, no timer. */
+    assert_int_equal(out.next_due_us, 0);
+    free(out.leases);
+    /* Within a second of their end, with room left, the claim names it. */
+    out = claim_at(f->db, &s, 5, 5, NULL, NULL, 0, 78, 10, now, now + 29 * SEC_US + SEC_US / 2);
+    assert_int_equal(out.nleases, 0);
     assert_int_equal(out.next_due_us, now + 30 * SEC_US);
     free(out.leases);
 
