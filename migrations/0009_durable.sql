@@ -414,10 +414,15 @@ BEGIN
         SELECT x.sub, x.ep, x.seq, x.att, x.idx::integer AS idx
         FROM unnest(p_subs, p_epochs, p_seqs, p_attempts) WITH ORDINALITY
              AS x(sub, ep, seq, att, idx)),
+    -- Each id probes the primary key with both of its columns: joined
+    -- through subscriptions, the planner could key the probe on sub_id
+    -- alone and filter the subscription's every row, per id, when
+    -- sub_pending's statistics were older than its rows.
     d AS (
         DELETE FROM sub_pending p
-        USING i JOIN subscriptions s ON s.id = i.sub AND s.epoch = i.ep
+        USING i
         WHERE p.sub_id = i.sub AND p.seq = i.seq AND p.attempt = i.att
+          AND i.ep = (SELECT s.epoch FROM subscriptions s WHERE s.id = i.sub)
         RETURNING i.idx, p.sub_id, p.owner, p.pkey)
     SELECT array_agg(d.idx), array_agg(d.sub_id), array_agg(d.owner), array_agg(d.pkey)
     INTO v_idx, v_sub, v_owner, v_pkey FROM d;
@@ -458,7 +463,7 @@ BEGIN
         SELECT p.sub_id, p.seq, p.owner, min(i.idx) AS idx
         FROM sub_pending p
         JOIN i ON p.sub_id = i.sub AND p.seq = i.seq AND p.attempt = i.att
-        JOIN subscriptions s ON s.id = i.sub AND s.epoch = i.ep
+        WHERE i.ep = (SELECT s.epoch FROM subscriptions s WHERE s.id = i.sub)
         GROUP BY p.sub_id, p.seq, p.owner),
     u AS (
         UPDATE sub_pending p
