@@ -319,37 +319,63 @@ static bool dead_filter(struct eb_rpc *rpc, const uint64_t *seqs, size_t nseqs,
     return true;
 }
 
+/* What Redrive and Purge do to the selected dead letters of a subscription. */
+struct dead_op {
+    const char *what;   /* for the permission message */
+    const char *logged; /* the log line's msg */
+    eb_status (*apply)(eb_db *db, int64_t sub_id, const struct eb_dead_filter *f,
+                       int64_t *count);
+};
+
+static const struct dead_op redrive_op = {"redrive dead letters", "dead letters redriven",
+                                          eb_store_dead_redrive};
+static const struct dead_op purge_op = {"purge dead letters", "dead letters purged",
+                                        eb_store_dead_purge};
+
+/* Applies op to the dead letters the request fields select. Returns true
+ * with *count set, or false after answering the call with the error. */
+static bool dead_apply(struct eb_rpc *rpc, const struct dead_op *op, const char *bus_ref,
+                       const char *subscription, const uint64_t *seqs, size_t nseqs,
+                       const char *reason, int64_t *count)
+{
+    struct eb_dead_filter f = {0};
+    struct eb_bus_rec bus;
+    struct eb_sub_rec sub;
+    bool ok = false;
+    eb_status st;
+
+    if (!dead_sub(rpc, op->what, bus_ref, subscription, &bus, &sub) ||
+        !dead_filter(rpc, seqs, nseqs, reason, &f))
+        goto out;
+    st = op->apply(rpc->db, sub.id, &f, count);
+    if (st) {
+        eb_rpc_fail_store(rpc, st, "dead letters");
+        goto out;
+    }
+    eb_log_info("msg=\"%s\" tenant=%s bus=%s subscription=%s count=%" PRId64 " by=%s",
+                op->logged, bus.tenant, bus.name, subscription, *count, rpc->who.key_prefix);
+    ok = true;
+out:
+    free((void *)f.seqs);
+    return ok;
+}
+
 void eb_rpc_redrive_dead_letters(struct eb_rpc *rpc)
 {
     Cebus__V1__RedriveDeadLettersRequest *req;
     Cebus__V1__RedriveDeadLettersResponse resp = CEBUS__V1__REDRIVE_DEAD_LETTERS_RESPONSE__INIT;
-    struct eb_dead_filter f = {0};
-    struct eb_bus_rec bus;
-    struct eb_sub_rec sub;
     int64_t count = 0;
-    eb_status st;
 
     req = cebus__v1__redrive_dead_letters_request__unpack(NULL, rpc->req_len, rpc->req);
     if (!req) {
         eb_rpc_fail(rpc, EB_EINVAL, "request: not a valid RedriveDeadLettersRequest message");
         return;
     }
-    if (!dead_sub(rpc, "redrive dead letters", req->bus, req->subscription, &bus, &sub))
-        goto out;
-    if (!dead_filter(rpc, req->sequences, req->n_sequences, req->reason, &f))
-        goto out;
-    st = eb_store_dead_redrive(rpc->db, sub.id, &f, &count);
-    if (st) {
-        eb_rpc_fail_store(rpc, st, "dead letters");
-        goto out;
+    if (dead_apply(rpc, &redrive_op, req->bus, req->subscription, req->sequences,
+                   req->n_sequences, req->reason, &count)) {
+        resp.count = (uint64_t)count;
+        eb_rpc_reply(rpc, &resp.base);
     }
-    eb_log_info("msg=\"dead letters redriven\" tenant=%s bus=%s subscription=%s count=%" PRId64
-                " by=%s",
-                bus.tenant, bus.name, req->subscription, count, rpc->who.key_prefix);
-    resp.count = (uint64_t)count;
-    eb_rpc_reply(rpc, &resp.base);
-out:
-    free((void *)f.seqs);
     cebus__v1__redrive_dead_letters_request__free_unpacked(req, NULL);
 }
 
@@ -357,32 +383,17 @@ void eb_rpc_purge_dead_letters(struct eb_rpc *rpc)
 {
     Cebus__V1__PurgeDeadLettersRequest *req;
     Cebus__V1__PurgeDeadLettersResponse resp = CEBUS__V1__PURGE_DEAD_LETTERS_RESPONSE__INIT;
-    struct eb_dead_filter f = {0};
-    struct eb_bus_rec bus;
-    struct eb_sub_rec sub;
     int64_t count = 0;
-    eb_status st;
 
     req = cebus__v1__purge_dead_letters_request__unpack(NULL, rpc->req_len, rpc->req);
     if (!req) {
         eb_rpc_fail(rpc, EB_EINVAL, "request: not a valid PurgeDeadLettersRequest message");
         return;
     }
-    if (!dead_sub(rpc, "purge dead letters", req->bus, req->subscription, &bus, &sub))
-        goto out;
-    if (!dead_filter(rpc, req->sequences, req->n_sequences, req->reason, &f))
-        goto out;
-    st = eb_store_dead_purge(rpc->db, sub.id, &f, &count);
-    if (st) {
-        eb_rpc_fail_store(rpc, st, "dead letters");
-        goto out;
+    if (dead_apply(rpc, &purge_op, req->bus, req->subscription, req->sequences,
+                   req->n_sequences, req->reason, &count)) {
+        resp.count = (uint64_t)count;
+        eb_rpc_reply(rpc, &resp.base);
     }
-    eb_log_info("msg=\"dead letters purged\" tenant=%s bus=%s subscription=%s count=%" PRId64
-                " by=%s",
-                bus.tenant, bus.name, req->subscription, count, rpc->who.key_prefix);
-    resp.count = (uint64_t)count;
-    eb_rpc_reply(rpc, &resp.base);
-out:
-    free((void *)f.seqs);
     cebus__v1__purge_dead_letters_request__free_unpacked(req, NULL);
 }
