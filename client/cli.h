@@ -100,6 +100,11 @@ void cli_print_message(FILE *f, const ProtobufCMessage *m);
 int cli_list_all(cebus_client *c, const char *method, ProtobufCMessage *req,
                  const ProtobufCMessageDescriptor *resp_desc, const char *items);
 
+/* Makes one unary call and prints the response as JSON, or nothing when
+ * print is false (empty responses). Returns the exit code. */
+int cli_call_print(cebus_client *c, const char *method, const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *resp_desc, bool print);
+
 /* Prints j compactly on one line of f. Takes the reference. */
 void cli_print_json(FILE *f, json_t *j);
 

@@ -431,10 +431,8 @@ int cli_cmd_rule_delete(cebus_client *c, const struct cli_args *a)
     return CLI_EXIT_OK;
 }
 
-/* Makes one unary Admin call and prints the response as JSON, or nothing
- * when print is false (empty responses). */
-static int call_print(cebus_client *c, const char *method, const ProtobufCMessage *req,
-                      const ProtobufCMessageDescriptor *resp_desc, bool print)
+int cli_call_print(cebus_client *c, const char *method, const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *resp_desc, bool print)
 {
     ProtobufCMessage *resp = NULL;
     cebus_error err;
@@ -452,7 +450,7 @@ int cli_cmd_tenant_get(cebus_client *c, const struct cli_args *a)
     Cebus__V1__GetTenantRequest req = CEBUS__V1__GET_TENANT_REQUEST__INIT;
 
     req.name = a->npos > 0 ? (char *)a->pos[0] : "";
-    return call_print(c, "/cebus.v1.Admin/GetTenant", &req.base, &cebus__v1__tenant__descriptor,
+    return cli_call_print(c, "/cebus.v1.Admin/GetTenant", &req.base, &cebus__v1__tenant__descriptor,
                       true);
 }
 
@@ -489,7 +487,7 @@ int cli_cmd_tenant_update(cebus_client *c, const struct cli_args *a)
     req.tenant = &tenant;
     req.update_mask = mask;
     req.n_update_mask = n;
-    return call_print(c, "/cebus.v1.Admin/UpdateTenant", &req.base,
+    return cli_call_print(c, "/cebus.v1.Admin/UpdateTenant", &req.base,
                       &cebus__v1__tenant__descriptor, true);
 }
 
@@ -498,7 +496,7 @@ int cli_cmd_tenant_delete(cebus_client *c, const struct cli_args *a)
     Cebus__V1__DeleteTenantRequest req = CEBUS__V1__DELETE_TENANT_REQUEST__INIT;
 
     req.name = (char *)a->pos[0];
-    return call_print(c, "/cebus.v1.Admin/DeleteTenant", &req.base,
+    return cli_call_print(c, "/cebus.v1.Admin/DeleteTenant", &req.base,
                       &cebus__v1__delete_tenant_response__descriptor, false);
 }
 
@@ -517,7 +515,7 @@ int cli_cmd_key_revoke(cebus_client *c, const struct cli_args *a)
     Cebus__V1__RevokeApiKeyRequest req = CEBUS__V1__REVOKE_API_KEY_REQUEST__INIT;
 
     req.id = (char *)a->pos[0];
-    return call_print(c, "/cebus.v1.Admin/RevokeApiKey", &req.base,
+    return cli_call_print(c, "/cebus.v1.Admin/RevokeApiKey", &req.base,
                       &cebus__v1__revoke_api_key_response__descriptor, false);
 }
 
@@ -539,7 +537,7 @@ int cli_cmd_bus_get(cebus_client *c, const struct cli_args *a)
     char ref[512];
 
     req.bus = (char *)bus_ref(a, ref, sizeof ref);
-    return call_print(c, "/cebus.v1.Admin/GetBus", &req.base, &cebus__v1__bus__descriptor, true);
+    return cli_call_print(c, "/cebus.v1.Admin/GetBus", &req.base, &cebus__v1__bus__descriptor, true);
 }
 
 int cli_cmd_bus_update(cebus_client *c, const struct cli_args *a)
@@ -581,7 +579,7 @@ int cli_cmd_bus_update(cebus_client *c, const struct cli_args *a)
     req.bus = &bus;
     req.update_mask = mask;
     req.n_update_mask = n;
-    return call_print(c, "/cebus.v1.Admin/UpdateBus", &req.base, &cebus__v1__bus__descriptor,
+    return cli_call_print(c, "/cebus.v1.Admin/UpdateBus", &req.base, &cebus__v1__bus__descriptor,
                       true);
 }
 
@@ -591,6 +589,6 @@ int cli_cmd_bus_delete(cebus_client *c, const struct cli_args *a)
     char ref[512];
 
     req.bus = (char *)bus_ref(a, ref, sizeof ref);
-    return call_print(c, "/cebus.v1.Admin/DeleteBus", &req.base,
+    return cli_call_print(c, "/cebus.v1.Admin/DeleteBus", &req.base,
                       &cebus__v1__delete_bus_response__descriptor, false);
 }

@@ -77,11 +77,9 @@ int cli_cmd_dlq_list(cebus_client *c, const struct cli_args *a)
 int cli_cmd_dlq_redrive(cebus_client *c, const struct cli_args *a)
 {
     Cebus__V1__RedriveDeadLettersRequest req = CEBUS__V1__REDRIVE_DEAD_LETTERS_REQUEST__INIT;
-    Cebus__V1__RedriveDeadLettersResponse *resp = NULL;
     const char *bus, *sub, *reason;
     uint64_t *seqs = NULL;
     size_t nseqs = 0;
-    cebus_error err;
     int rc = sub_args(a, &bus, &sub);
 
     if (!rc)
@@ -93,23 +91,18 @@ int cli_cmd_dlq_redrive(cebus_client *c, const struct cli_args *a)
     req.sequences = seqs;
     req.n_sequences = nseqs;
     req.reason = (char *)reason;
-    rc = cebus_redrive_dead_letters(c, &req, &resp, &err);
+    rc = cli_call_print(c, "/cebus.v1.Admin/RedriveDeadLetters", &req.base,
+                        &cebus__v1__redrive_dead_letters_response__descriptor, true);
     free(seqs);
-    if (rc != 0)
-        return cli_rpc_error(&err);
-    cli_print_message(stdout, &resp->base);
-    cebus__v1__redrive_dead_letters_response__free_unpacked(resp, NULL);
-    return CLI_EXIT_OK;
+    return rc;
 }
 
 int cli_cmd_dlq_purge(cebus_client *c, const struct cli_args *a)
 {
     Cebus__V1__PurgeDeadLettersRequest req = CEBUS__V1__PURGE_DEAD_LETTERS_REQUEST__INIT;
-    Cebus__V1__PurgeDeadLettersResponse *resp = NULL;
     const char *bus, *sub, *reason;
     uint64_t *seqs = NULL;
     size_t nseqs = 0;
-    cebus_error err;
     int rc = sub_args(a, &bus, &sub);
 
     if (!rc)
@@ -128,22 +121,17 @@ int cli_cmd_dlq_purge(cebus_client *c, const struct cli_args *a)
     req.sequences = seqs;
     req.n_sequences = nseqs;
     req.reason = (char *)reason;
-    rc = cebus_purge_dead_letters(c, &req, &resp, &err);
+    rc = cli_call_print(c, "/cebus.v1.Admin/PurgeDeadLetters", &req.base,
+                        &cebus__v1__purge_dead_letters_response__descriptor, true);
     free(seqs);
-    if (rc != 0)
-        return cli_rpc_error(&err);
-    cli_print_message(stdout, &resp->base);
-    cebus__v1__purge_dead_letters_response__free_unpacked(resp, NULL);
-    return CLI_EXIT_OK;
+    return rc;
 }
 
 int cli_cmd_subscription_seek(cebus_client *c, const struct cli_args *a)
 {
     Cebus__V1__SeekRequest req = CEBUS__V1__SEEK_REQUEST__INIT;
-    Cebus__V1__SeekResponse *resp = NULL;
     Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
     const char *bus, *sub, *v;
-    cebus_error err;
     int given = (cli_get(a, "--time") != NULL) + (cli_get(a, "--sequence") != NULL) +
                 (cli_get(a, "--earliest") != NULL) + (cli_get(a, "--latest") != NULL);
     int rc = sub_args(a, &bus, &sub);
@@ -168,10 +156,6 @@ int cli_cmd_subscription_seek(cebus_client *c, const struct cli_args *a)
     }
     req.bus = (char *)bus;
     req.subscription = (char *)sub;
-    rc = cebus_seek(c, &req, &resp, &err);
-    if (rc != 0)
-        return cli_rpc_error(&err);
-    cli_print_message(stdout, &resp->base);
-    cebus__v1__seek_response__free_unpacked(resp, NULL);
-    return CLI_EXIT_OK;
+    return cli_call_print(c, "/cebus.v1.EventBus/Seek", &req.base,
+                          &cebus__v1__seek_response__descriptor, true);
 }
