@@ -47,23 +47,17 @@ static void take_posting(struct match_ctx *c, uint32_t posting)
         c->alive = true;
 }
 
-/* Takes the postings of key k (NULL: not in the index) and marks what is
- * nested under it for stab_nested(). */
+/* Takes the postings of key k (NULL: not in the index) and marks what hangs
+ * under it for run_subs(). */
 static void take(struct match_ctx *c, const struct key *k)
 {
     eb_matcher_scratch *sc = c->sc;
 
     if (k == NULL)
         return;
-    if (k->pairs) {
-        /* An inner key: each entry's own posting, then its outer key's. */
-        for (uint32_t i = 0; i < 2 * k->n; i++)
-            take_posting(c, c->m->postings[k->off + i]);
-    } else {
-        for (uint32_t i = 0; i < k->n; i++)
-            take_posting(c, c->m->postings[k->off + i]);
-    }
-    /* What is nested under a key may complete its entries once the data's
+    for (uint32_t i = 0; i < k->n; i++)
+        take_posting(c, c->m->postings[k->off + i]);
+    /* What hangs under a key may complete its entries once the data's
      * values are in. */
     if (k->sub != NO_SUB && c->probe)
         c->alive = true;
@@ -75,20 +69,19 @@ static void take(struct match_ctx *c, const struct key *k)
     }
 }
 
-static void lookup(struct match_ctx *c, uint32_t node, enum eb_anchor_kind kind, uint64_t h,
+static void lookup(struct match_ctx *c, uint32_t at, enum eb_anchor_kind kind, uint64_t h,
                    const char *s, size_t len, double num)
 {
-    take(c, key_find(c->m, hash_final(h, node, kind), node, kind, s, len, num));
+    take(c, key_find(c->m, hash_final(h, at, kind), at, kind, s, len, num));
 }
 
-/* Every affix length of the node's affix kind that fits in the string is
+/* Every affix length of the index's affix kind that fits in the string is
  * looked up, hashing the string once from its start (prefixes) or its end
  * (suffixes): the cost grows with the number of distinct lengths, never
- * with the number of patterns. */
-static void lookup_affixes(struct match_ctx *c, uint32_t node, enum eb_anchor_kind kind,
-                           const char *s, size_t len)
+ * with the number of patterns. at: the index's place in the key table. */
+static void lookup_affixes(struct match_ctx *c, const struct pnode *p, uint32_t at,
+                           enum eb_anchor_kind kind, const char *s, size_t len)
 {
-    const struct pnode *p = &c->m->nodes[node];
     int a = affix_of(kind);
     const size_t *lens = p->lens[a];
     size_t n = p->nlens[a], j = 0, done = 0;
@@ -100,46 +93,37 @@ static void lookup_affixes(struct match_ctx *c, uint32_t node, enum eb_anchor_ki
             unsigned char ch = (unsigned char)s[suffix ? len - 1 - done : done];
             h = fnv_step(h, ci ? fold(ch) : ch);
         }
-        lookup(c, node, kind, h, suffix ? s + len - lens[j] : s, lens[j], 0);
+        lookup(c, at, kind, h, suffix ? s + len - lens[j] : s, lens[j], 0);
     }
 }
 
-/* Reports rg, which a search that treats bounds as closed found to hold d.
- * once: each range can be hit only once in this event (see
- * stab_nested()). */
-static void hit_range(struct match_ctx *c, const struct range *rg, double d, bool once)
+/* Reports rg, which a search that treats bounds as closed found to hold d. */
+static void hit_range(struct match_ctx *c, const struct range *rg, double d)
 {
     /* The searches treat bounds as closed; open ones are decided here, so
      * that a range hit is exact. */
     if ((rg->lo_open && !(d > rg->lo)) || (rg->hi_open && !(d < rg->hi)))
         return;
-    if (once && rg->alone) {
-        /* Its only hit decides the entry: no stamps to keep. */
-        c->sc->cand[c->ncand++] = rg->posting >> GROUP_BITS;
-        return;
-    }
     take_posting(c, rg->posting);
-    if (rg->also != NO_POSTING)
-        take_posting(c, rg->also);
 }
 
 /* Reports every range of rt holding d among ranges[l, r) below tree node
  * t, visiting only spans whose highest upper bound reaches d. */
 static void stab_span(struct match_ctx *c, const struct rtree *rt, size_t t, size_t l, size_t r,
-                      size_t upto, double d, bool once)
+                      size_t upto, double d)
 {
     if (l >= upto || rt->maxhi[t] < d)
         return;
     if (r - l == 1) {
-        hit_range(c, &rt->ranges[l], d, once);
+        hit_range(c, &rt->ranges[l], d);
         return;
     }
-    stab_span(c, rt, 2 * t, l, (l + r) / 2, upto, d, once);
-    stab_span(c, rt, 2 * t + 1, (l + r) / 2, r, upto, d, once);
+    stab_span(c, rt, 2 * t, l, (l + r) / 2, upto, d);
+    stab_span(c, rt, 2 * t + 1, (l + r) / 2, r, upto, d);
 }
 
 /* Reports every range of rt that holds d. */
-static void stab(struct match_ctx *c, const struct rtree *rt, double d, bool once)
+static void stab(struct match_ctx *c, const struct rtree *rt, double d)
 {
     size_t lo = 0, hi = rt->n;
 
@@ -154,101 +138,91 @@ static void stab(struct match_ctx *c, const struct rtree *rt, double d, bool onc
             hi = mid;
     }
     if (rt->maxhi != NULL) {
-        stab_span(c, rt, 1, 0, rt->n, lo, d, once);
+        stab_span(c, rt, 1, 0, rt->n, lo, d);
         return;
     }
     while (lo-- > 0 && rt->ranges[lo].lo + rt->maxw >= d)
         if (rt->ranges[lo].hi >= d)
-            hit_range(c, &rt->ranges[lo], d, once);
+            hit_range(c, &rt->ranges[lo], d);
 }
 
-static void lookup_number(struct match_ctx *c, uint32_t node, double d)
+/* Looks the leaf value v up in the index p, whose keys are under at in the
+ * key table (a trie node, or sub_node() of a sub). */
+static void lookup_in(struct match_ctx *c, const struct pnode *p, uint32_t at,
+                      const struct eb_scalar *v)
 {
-    const struct pnode *p = &c->m->nodes[node];
-    eb_matcher_scratch *sc = c->sc;
+    unsigned kinds = p->kinds;
 
-    if (p->kinds & (1u << EB_ANCHOR_NUMBER))
-        lookup(c, node, EB_ANCHOR_NUMBER, hash_number(d), NULL, 0, d == 0 ? 0 : d);
-    stab(c, &p->ranges, d, false);
-    if (p->keep_numbers) {
-        grow((void **)&sc->nums, &sc->capnums, sc->nnums + 1, sizeof *sc->nums);
-        sc->nums[sc->nnums++] = (struct num_at){ node, d };
+    /* Every leaf value, null included, satisfies "exists": true. */
+    if (kinds & (1u << EB_ANCHOR_EXISTS))
+        lookup(c, at, EB_ANCHOR_EXISTS, FNV_OFFSET, NULL, 0, 0);
+    switch (v->kind) {
+    case EB_SCALAR_STRING:
+        if (kinds & (1u << EB_ANCHOR_STRING))
+            lookup(c, at, EB_ANCHOR_STRING, hash_text(v->s, v->len, EB_ANCHOR_STRING), v->s,
+                   v->len, 0);
+        if (kinds & (1u << EB_ANCHOR_CI))
+            lookup(c, at, EB_ANCHOR_CI, hash_text(v->s, v->len, EB_ANCHOR_CI), v->s, v->len, 0);
+        for (enum eb_anchor_kind k = EB_ANCHOR_PREFIX; k <= EB_ANCHOR_SUFFIX_CI; k++)
+            if (kinds & (1u << k))
+                lookup_affixes(c, p, at, k, v->s, v->len);
+        break;
+    case EB_SCALAR_NUMBER:
+        if (kinds & (1u << EB_ANCHOR_NUMBER))
+            lookup(c, at, EB_ANCHOR_NUMBER, hash_number(v->num), NULL, 0,
+                   v->num == 0 ? 0 : v->num);
+        stab(c, &p->ranges, v->num);
+        break;
+    case EB_SCALAR_TRUE:
+        if (kinds & (1u << EB_ANCHOR_TRUE))
+            lookup(c, at, EB_ANCHOR_TRUE, FNV_OFFSET, NULL, 0, 0);
+        break;
+    case EB_SCALAR_FALSE:
+        if (kinds & (1u << EB_ANCHOR_FALSE))
+            lookup(c, at, EB_ANCHOR_FALSE, FNV_OFFSET, NULL, 0, 0);
+        break;
+    case EB_SCALAR_NULL:
+        if (kinds & (1u << EB_ANCHOR_NULL))
+            lookup(c, at, EB_ANCHOR_NULL, FNV_OFFSET, NULL, 0, 0);
+        break;
     }
 }
 
-/* Once the event's values are all looked up: stabs the nested ranges of
- * the keys it hit with its numbers at their paths, and looks its strings
- * there up among their inner keys. A sub is active once per event, and its
- * ranges are in no other tree, so with one number at its path each of its
- * ranges is hit at most once. */
-static void stab_nested(struct match_ctx *c)
+/* A leaf value of the event at trie node node: looked up in the node's
+ * index, and kept for the subs at that node. */
+static void lookup_scalar(struct match_ctx *c, uint32_t node, const struct eb_scalar *v)
+{
+    const struct pnode *p = &c->m->nodes[node];
+
+    if (p->keep) {
+        eb_matcher_scratch *sc = c->sc;
+
+        grow((void **)&sc->vals, &sc->capvals, sc->nvals + 1, sizeof *sc->vals);
+        sc->vals[sc->nvals] = (struct val_at){ *v, sc->val_stamp[node] == sc->gen
+                                                       ? sc->val_head[node]
+                                                       : UINT32_MAX };
+        sc->val_stamp[node] = sc->gen;
+        sc->val_head[node] = (uint32_t)sc->nvals++;
+    }
+    lookup_in(c, p, node, v);
+}
+
+/* Once the event's values are all looked up: looks the values at each
+ * active sub's node up in its index, which may activate further subs (the
+ * next field of a chain), until none is left. A sub is active once per
+ * event. */
+static void run_subs(struct match_ctx *c)
 {
     const eb_matcher_scratch *sc = c->sc;
 
     for (size_t i = 0; i < sc->nactive; i++) {
-        const struct sub *sb = &c->m->subs[sc->active[i]];
-        size_t n = 0;
+        uint32_t sb = sc->active[i];
+        const struct sub *sub = &c->m->subs[sb];
 
-        if (sb->keys) {
-            uint32_t node = sub_node(c->m, sc->active[i]);
-
-            for (size_t k = 0; k < sc->nstrs; k++) {
-                const struct str_at *v = &sc->strs[k];
-
-                if (v->node == sb->node)
-                    lookup(c, node, EB_ANCHOR_STRING,
-                           hash_text(v->s, v->len, EB_ANCHOR_STRING), v->s, v->len, 0);
-            }
-        }
-
-        for (size_t k = 0; k < sc->nnums; k++)
-            n += sc->nums[k].node == sb->node;
-        for (size_t k = 0; k < sc->nnums; k++)
-            if (sc->nums[k].node == sb->node)
-                stab(c, &sb->t, sc->nums[k].d, n == 1);
-    }
-}
-
-static void lookup_scalar(struct match_ctx *c, uint32_t node, const struct eb_scalar *v)
-{
-    unsigned kinds = c->m->nodes[node].kinds;
-
-    /* Every leaf value, null included, satisfies "exists": true. */
-    if (kinds & (1u << EB_ANCHOR_EXISTS))
-        lookup(c, node, EB_ANCHOR_EXISTS, FNV_OFFSET, NULL, 0, 0);
-    switch (v->kind) {
-    case EB_SCALAR_STRING:
-        if (c->m->nodes[node].keep_strings) {
-            eb_matcher_scratch *sc = c->sc;
-
-            grow((void **)&sc->strs, &sc->capstrs, sc->nstrs + 1, sizeof *sc->strs);
-            sc->strs[sc->nstrs++] = (struct str_at){ node, v->s, v->len };
-        }
-        if (kinds & (1u << EB_ANCHOR_STRING))
-            lookup(c, node, EB_ANCHOR_STRING, hash_text(v->s, v->len, EB_ANCHOR_STRING), v->s,
-                   v->len, 0);
-        if (kinds & (1u << EB_ANCHOR_CI))
-            lookup(c, node, EB_ANCHOR_CI, hash_text(v->s, v->len, EB_ANCHOR_CI), v->s, v->len,
-                   0);
-        for (enum eb_anchor_kind k = EB_ANCHOR_PREFIX; k <= EB_ANCHOR_SUFFIX_CI; k++)
-            if (kinds & (1u << k))
-                lookup_affixes(c, node, k, v->s, v->len);
-        break;
-    case EB_SCALAR_NUMBER:
-        lookup_number(c, node, v->num);
-        break;
-    case EB_SCALAR_TRUE:
-        if (kinds & (1u << EB_ANCHOR_TRUE))
-            lookup(c, node, EB_ANCHOR_TRUE, FNV_OFFSET, NULL, 0, 0);
-        break;
-    case EB_SCALAR_FALSE:
-        if (kinds & (1u << EB_ANCHOR_FALSE))
-            lookup(c, node, EB_ANCHOR_FALSE, FNV_OFFSET, NULL, 0, 0);
-        break;
-    case EB_SCALAR_NULL:
-        if (kinds & (1u << EB_ANCHOR_NULL))
-            lookup(c, node, EB_ANCHOR_NULL, FNV_OFFSET, NULL, 0, 0);
-        break;
+        if (sc->val_stamp[sub->node] != sc->gen)
+            continue;
+        for (uint32_t v = sc->val_head[sub->node]; v != UINT32_MAX; v = sc->vals[v].next)
+            lookup_in(c, &sub->ix, sub_node(c->m, sb), &sc->vals[v].v);
     }
 }
 
@@ -304,7 +278,7 @@ static void visit(struct match_ctx *c, uint32_t node, const json_t *v)
     size_t nchildren;
 
     eb_ftrie_children(c->m->trie, node, &nchildren);
-    if (p->kinds != 0)
+    if (p->kinds != 0 || p->keep)
         visit_leaves(c, node, v, 0);
     if (nchildren > 0)
         descend(c, node, v);
@@ -328,14 +302,14 @@ static size_t put_ids(const eb_matcher *m, const struct hot *h, uint32_t *out, s
 static void begin(const eb_matcher *m, eb_matcher_scratch *sc)
 {
     sc->nactive = 0;
-    sc->nnums = 0;
-    sc->nstrs = 0;
+    sc->nvals = 0;
     if (++sc->gen == 0) {
         /* The stamps wrapped: forget them all, once in 2^32 events. */
         memset(sc->hits, 0, m->nentries * sizeof *sc->hits);
         memset(sc->test_stamp, 0, m->ntests * sizeof *sc->test_stamp);
         memset(sc->crossed, 0, m->nnodes * sizeof *sc->crossed);
         memset(sc->sub_stamp, 0, m->nsubs * sizeof *sc->sub_stamp);
+        memset(sc->val_stamp, 0, m->nnodes * sizeof *sc->val_stamp);
         sc->gen = 1;
     }
 }
@@ -350,7 +324,7 @@ size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scr
     begin(m, sc);
     if (json_is_object(event))
         descend(&c, 0, event);
-    stab_nested(&c);
+    run_subs(&c);
     for (size_t i = 0; i < m->nresidual; i++)
         sc->cand[c.ncand++] = m->residual[i];
     for (size_t i = 0; i < c.ncand; i++) {
@@ -412,7 +386,9 @@ static void flat_descend(struct match_ctx *c, const eb_flat *f, const struct eb_
 /* As visit(): v is the value of a member, at its trie node. */
 static void flat_visit(struct match_ctx *c, const eb_flat *f, const struct eb_fval *v)
 {
-    if (c->m->nodes[v->node].kinds != 0)
+    const struct pnode *p = &c->m->nodes[v->node];
+
+    if (p->kinds != 0 || p->keep)
         flat_leaves(c, f, v->node, v, 0);
     flat_descend(c, f, v);
 }
@@ -440,7 +416,7 @@ static size_t match_flattened(const eb_matcher *m, eb_matcher_scratch *sc, const
 
     if (f->vals[0].kind == EB_FV_OBJECT)
         flat_descend(&c, f, &f->vals[0]);
-    stab_nested(&c);
+    run_subs(&c);
     for (size_t i = 0; i < m->nresidual; i++)
         sc->cand[c.ncand++] = m->residual[i];
     for (size_t i = 0; i < c.ncand; i++) {

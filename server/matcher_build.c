@@ -73,7 +73,6 @@ static void add_anchor(const struct eb_anchor *a, void *arg)
                        .hi = a->hi,
                        .lo_open = a->lo_open,
                        .hi_open = a->hi_open };
-    m->nodes[node].kinds |= 1u << a->kind;
 }
 
 /* Puts entry e into the table of entries by hash, growing it to at most
@@ -196,11 +195,10 @@ static double build_tree(struct rtree *rt, size_t t, size_t l, size_t r)
     return rt->maxhi[t] = a > b ? a : b;
 }
 
-static void rtree_add(struct rtree *rt, const struct rec *r, uint32_t also, bool alone)
+static void rtree_add(struct rtree *rt, const struct rec *r, uint32_t posting)
 {
     grow((void **)&rt->ranges, &rt->cap, rt->n + 1, sizeof *rt->ranges);
-    rt->ranges[rt->n++] =
-        (struct range){ r->lo, r->hi, r->posting, also, r->lo_open, r->hi_open, alone };
+    rt->ranges[rt->n++] = (struct range){ r->lo, r->hi, posting, r->lo_open, r->hi_open };
 }
 
 /* Sorts rt's ranges and builds its tree. */
@@ -256,6 +254,12 @@ static void rtree_free(struct rtree *rt)
     free(rt->maxhi);
 }
 
+/* What a record becomes in the index: a key or range of its trie node
+ * with the entry's posting (unless its group is dropped), the first key of
+ * a chain (a key of its trie node, with no posting of the entry), or a
+ * later step of a chain (under subs). See chain(). */
+enum { ROLE_POSTING, ROLE_HEAD, ROLE_INNER };
+
 /* A group whose keys are shared by this many patterns or more is not
  * indexed when its pattern has a more selective group: visiting its
  * postings on every event would cost more than it filters (say 1,250
@@ -266,10 +270,8 @@ static void rtree_free(struct rtree *rt)
  * pattern's most selective group, plus COMMON_SLACK: the candidates it
  * would save are at most the few that group lets through, each a few
  * cached leaf tests, while its postings are visited in every event that
- * has its value. With the bench's patterns "id suffix X and
- * datacontenttype application/json and flags.gift true", this drops the
- * last two (512 postings each against ~1) and took 10,000 patterns from
- * ~195k to ~280k events per CPU-second; ratios of 4 and 128 were slower. */
+ * has its value. Ratios of 4 and 128 were slower with the bench's
+ * patterns. Groups in a chain are not postings and are kept. */
 #define COMMON_RATIO 16
 #define COMMON_SLACK 16
 #define DROPPED (UINT32_MAX - 1)
@@ -278,9 +280,9 @@ static void rtree_free(struct rtree *rt)
  * COMMON_RATIO), keeping at least its most selective one: marks their
  * records DROPPED in slot_of and clears their bits in the entry's need.
  * Groups holding a numeric range are kept: their selectivity is not known
- * here. Records of one entry are adjacent, in the order eb_matcher_add()
- * saw them. */
-static void drop_common_groups(eb_matcher *m, uint32_t *slot_of)
+ * here; so is a chain. Records of one entry are adjacent, in the order
+ * eb_matcher_add() saw them. */
+static void drop_common_groups(eb_matcher *m, uint32_t *slot_of, const unsigned char *role)
 {
     for (size_t i = 0; i < m->nrecs;) {
         uint32_t e = m->recs[i].posting >> GROUP_BITS;
@@ -291,8 +293,8 @@ static void drop_common_groups(eb_matcher *m, uint32_t *slot_of)
         for (j = i; j < m->nrecs && m->recs[j].posting >> GROUP_BITS == e; j++) {
             uint32_t g = m->recs[j].posting & ((1u << GROUP_BITS) - 1);
 
-            if (slot_of[j] == UINT32_MAX)
-                cost[g] = UINT64_MAX / 2; /* a range: keep */
+            if (slot_of[j] == UINT32_MAX || role[j] != ROLE_POSTING)
+                cost[g] = UINT64_MAX / 2; /* a range or a chain: keep */
             else if (cost[g] < UINT64_MAX / 2)
                 cost[g] += m->keys[slot_of[j]].n;
         }
@@ -325,17 +327,13 @@ static void drop_common_groups(eb_matcher *m, uint32_t *slot_of)
     }
 }
 
-/* How nest() marks records: a key a range or an inner key hangs under
- * (its posting is not kept), and the range or inner key itself. */
-enum { NESTED_NO, NESTED_OUTER, NESTED_INNER };
-
 /* Finds, per entry, the groups of its need that the event's attributes
- * alone hit (attr_need): neither under "data" or "data_base64" nor nested
- * under a key, which is only looked up once the data is read. An event
- * whose attributes leave every entry short of its attr_need matches
- * nothing, whatever its data (see eb_matcher_match_stored()). nested is
- * from nest(). */
-static void find_attr_needs(eb_matcher *m, const unsigned char *nested)
+ * alone hit (attr_need): not under "data" or "data_base64". A chain counts
+ * by its first key: when the event hits a key that something hangs under,
+ * the probe gives up (see take() in matcher.c). An event whose attributes
+ * leave every entry short of its attr_need matches nothing, whatever its
+ * data (see eb_matcher_match_stored()). */
+static void find_attr_needs(eb_matcher *m, const unsigned char *role)
 {
     uint32_t dnode = eb_ftrie_find(m->trie, EB_FTRIE_ROOT, "data", 4);
     uint32_t bnode = eb_ftrie_find(m->trie, EB_FTRIE_ROOT, "data_base64", 11);
@@ -347,9 +345,11 @@ static void find_attr_needs(eb_matcher *m, const unsigned char *nested)
         const struct rec *r = &m->recs[i];
         uint32_t top = r->node;
 
+        if (role[i] == ROLE_INNER)
+            continue;
         while (eb_ftrie_parent(m->trie, top) != EB_FTRIE_ROOT)
             top = eb_ftrie_parent(m->trie, top);
-        if (top == dnode || top == bnode || nested[i] == NESTED_INNER)
+        if (top == dnode || top == bnode)
             m->attr_need[r->posting >> GROUP_BITS] &=
                 ~(1u << (r->posting & ((1u << GROUP_BITS) - 1)));
     }
@@ -359,125 +359,261 @@ static void find_attr_needs(eb_matcher *m, const unsigned char *nested)
             m->always_data = true;
 }
 
-/* Returns the sub of key kk at node, adding it. */
-static uint32_t sub_at(eb_matcher *m, struct key *kk, uint32_t node)
+/* ---- Keys while building ----------------------------------------------------- */
+
+/* Builds m->kidx for the first m->nkeys keys, at most half full. */
+static void kidx_rebuild(eb_matcher *m)
 {
-    uint32_t sb = kk->sub;
+    size_t cap = 64;
+
+    while (cap < 2 * (m->nkeys + 1))
+        cap *= 2;
+    free(m->kidx);
+    m->kidx = xcalloc(cap, sizeof *m->kidx);
+    m->kidxmask = cap - 1;
+    for (size_t k = 0; k < m->nkeys; k++) {
+        size_t i = m->keys[k].hash & m->kidxmask;
+
+        while (m->kidx[i] != 0)
+            i = (i + 1) & m->kidxmask;
+        m->kidx[i] = (uint32_t)k + 1;
+    }
+}
+
+/* Returns the index in m->keys (dense while building) of the key of r's
+ * kind and value at at (a trie node, or sub_node() of a sub), adding it. */
+static uint32_t key_get(eb_matcher *m, uint32_t at, const struct rec *r)
+{
+    double num = r->kind == EB_ANCHOR_NUMBER && r->num != 0 ? r->num : 0;
+    enum eb_anchor_kind kind = r->kind;
+    uint64_t h = hash_final(kind_text(kind)              ? hash_text(r->s, r->len, kind)
+                            : kind == EB_ANCHOR_NUMBER ? hash_number(num)
+                                                       : FNV_OFFSET,
+                            at, kind);
+    size_t i;
+
+    for (i = h & m->kidxmask; m->kidx[i] != 0; i = (i + 1) & m->kidxmask)
+        if (key_is(&m->keys[m->kidx[i] - 1], h, at, kind, r->s, r->len, num))
+            return m->kidx[i] - 1;
+    grow((void **)&m->keys, &m->capkeys, m->nkeys + 1, sizeof *m->keys);
+    m->keys[m->nkeys] = (struct key){ .hash = h, .s = r->s, .len = r->len, .num = num,
+                                      .node = at, .sub = NO_SUB,
+                                      .kind = (unsigned char)kind, .used = 1 };
+    m->kidx[i] = (uint32_t)++m->nkeys;
+    if (2 * (m->nkeys + 1) > m->kidxmask + 1)
+        kidx_rebuild(m);
+    return (uint32_t)m->nkeys - 1;
+}
+
+/* Records that index ix has a key of r's kind (and, for affixes, length). */
+static void index_key(struct pnode *ix, const struct rec *r)
+{
+    int a = affix_of(r->kind);
+
+    ix->kinds |= 1u << r->kind;
+    if (a >= 0) {
+        grow((void **)&ix->lens[a], &ix->caplens[a], ix->nlens[a] + 1, sizeof(size_t));
+        ix->lens[a][ix->nlens[a]++] = r->len;
+    }
+}
+
+/* Returns the sub of key at trie node node, adding it. */
+static uint32_t sub_at(eb_matcher *m, uint32_t key, uint32_t node)
+{
+    uint32_t sb = m->keys[key].sub;
 
     while (sb != NO_SUB && m->subs[sb].node != node)
         sb = m->subs[sb].next;
     if (sb == NO_SUB) {
         grow((void **)&m->subs, &m->capsubs, m->nsubs + 1, sizeof *m->subs);
         sb = (uint32_t)m->nsubs++;
-        m->subs[sb] = (struct sub){ .node = node, .next = kk->sub };
-        kk->sub = sb;
+        m->subs[sb] = (struct sub){ .node = node, .next = m->keys[key].sub };
+        m->keys[key].sub = sb;
+        m->keys[key].nsubs++;
+        m->nodes[node].keep = true;
     }
     return sb;
 }
 
-/* Returns the slot of the inner key of sub sb for the exact string of r,
- * adding it (one more in *nkeys). Counts r's pair in it. */
-static uint32_t inner_key(eb_matcher *m, uint32_t sb, const struct rec *r, size_t *nkeys)
-{
-    uint32_t node = sub_node(m, sb);
-    uint64_t h = hash_final(hash_text(r->s, r->len, EB_ANCHOR_STRING), node, EB_ANCHOR_STRING);
-    const struct key *found = key_find(m, h, node, EB_ANCHOR_STRING, r->s, r->len, 0);
-    size_t k;
+/* A posting of the entry for one key: (key, posting). */
+struct plist {
+    struct { uint32_t key, posting; } *v;
+    size_t n, cap;
+};
 
-    if (found != NULL) {
-        k = (size_t)(found - m->keys);
-    } else {
-        for (k = h & m->keymask; m->keys[k].used; k = (k + 1) & m->keymask)
-            ;
-        m->keys[k] = (struct key){ .hash = h, .s = r->s, .len = r->len, .node = node,
-                                   .sub = NO_SUB, .pairs = 1,
-                                   .kind = (unsigned char)EB_ANCHOR_STRING, .used = 1 };
-        (*nkeys)++;
-    }
-    m->keys[k].n++;
-    return (uint32_t)k;
+static void plist_add(struct plist *pl, uint32_t key, uint32_t posting)
+{
+    grow((void **)&pl->v, &pl->cap, pl->n + 1, sizeof *pl->v);
+    pl->v[pl->n].key = key;
+    pl->v[pl->n++].posting = posting;
 }
 
-/* Nests one group of an entry under another, so that the event's values
- * are looked up there only when it hits the outer key, and the outer key's
- * posting for the entry is not visited at all: a hit inside counts for
- * both groups. The outer key is the entry's one-key group with the most
- * postings (the visits saved). Inside go
- * - a group made of one numeric range: with 1,250 patterns of "type X and
- *   amount in a range" over 6 types, an event stabs the ~200 ranges of its
- *   type and visits no type posting, instead of visiting ~200 postings and
- *   stabbing all 1,250 ranges;
- * - else a group made of one exact string, the one with the most postings
- *   after the outer key ("source prefix X and country Y": the event visits
- *   the pairs of its own source and country only).
- * Marks records in nested[]; puts every range record in its node's tree
- * or its key's sub; points the slot of an inner string at its inner key,
- * with the outer posting in also_of[]. */
-static void nest(eb_matcher *m, uint32_t *slot_of, unsigned char *nested, uint32_t *also_of,
-                 size_t *nkeys)
+/* ---- Chains ---------------------------------------------------------------- */
+
+/* A chain's alternatives, multiplied over its steps, stay under this: a
+ * step with k values copies what follows it under each (an IN-list of 3
+ * then an IN-list of 4 is 12 paths). */
+#define CHAIN_PATHS 16
+
+/* A key has at most this many subs (paths hanging under it), so that an
+ * event hitting it activates a bounded number of them. */
+#define KEY_SUBS 32
+
+/* One required group of an entry, as a candidate step of its chain. */
+struct step {
+    uint32_t g;
+    unsigned nrec;
+    uint64_t cost; /* postings its keys would have at their nodes */
+    uint32_t node; /* of its first record */
+    bool range;    /* has a numeric range: only the last step */
+};
+
+/* Single values first (they copy nothing that follows), then fewer values;
+ * among those the most shared first, so that the patterns of one shape
+ * share their first keys; then by path and group, for a stable order. */
+static int cmp_step(const void *a, const void *b)
 {
-    for (size_t i = 0; i < m->nrecs;) {
-        uint32_t e = m->recs[i].posting >> GROUP_BITS;
-        unsigned nrec[EB_ANCHOR_MAX_GROUPS] = { 0 };
-        size_t key = SIZE_MAX, range = SIZE_MAX, inner = SIZE_MAX, j;
+    const struct step *x = a, *y = b;
 
-        for (j = i; j < m->nrecs && m->recs[j].posting >> GROUP_BITS == e; j++)
-            nrec[m->recs[j].posting & ((1u << GROUP_BITS) - 1)]++;
+    if (x->nrec != y->nrec)
+        return x->nrec < y->nrec ? -1 : 1;
+    if (x->cost != y->cost)
+        return x->cost > y->cost ? -1 : 1;
+    if (x->node != y->node)
+        return x->node < y->node ? -1 : 1;
+    return x->g < y->g ? -1 : x->g > y->g;
+}
+
+/* Whether every key of front can take subs at the nodes of the records of
+ * group g among recs[i, j) without passing KEY_SUBS. */
+static bool subs_fit(const eb_matcher *m, const uint32_t *front, size_t nf, size_t i, size_t j,
+                     uint32_t g)
+{
+    for (size_t f = 0; f < nf; f++) {
+        unsigned more = 0;
+
         for (size_t k = i; k < j; k++) {
             const struct rec *r = &m->recs[k];
-            uint32_t g = r->posting & ((1u << GROUP_BITS) - 1);
+            uint32_t sb = m->keys[front[f]].sub;
+            bool counted = false;
 
-            if (nrec[g] != 1 || !(m->need[e] & 1u << g))
+            if ((r->posting & ((1u << GROUP_BITS) - 1)) != g)
                 continue;
-            if (r->kind == EB_ANCHOR_RANGE) {
-                if (range == SIZE_MAX)
-                    range = k;
-            } else if (slot_of[k] < DROPPED &&
-                       (key == SIZE_MAX || m->keys[slot_of[k]].n > m->keys[slot_of[key]].n)) {
-                key = k;
-            }
+            while (sb != NO_SUB && m->subs[sb].node != r->node)
+                sb = m->subs[sb].next;
+            for (size_t q = i; q < k && !counted; q++)
+                counted = (m->recs[q].posting & ((1u << GROUP_BITS) - 1)) == g &&
+                          m->recs[q].node == r->node;
+            if (sb == NO_SUB && !counted)
+                more++;
         }
-        for (size_t k = i; k < j && range == SIZE_MAX && key != SIZE_MAX; k++) {
-            const struct rec *r = &m->recs[k];
-            uint32_t g = r->posting & ((1u << GROUP_BITS) - 1);
-
-            if (k == key || nrec[g] != 1 || !(m->need[e] & 1u << g) ||
-                r->kind != EB_ANCHOR_STRING || slot_of[k] >= DROPPED)
-                continue;
-            if (inner == SIZE_MAX || m->keys[slot_of[k]].n > m->keys[slot_of[inner]].n)
-                inner = k;
-        }
-        for (size_t k = i; k < j; k++) {
-            const struct rec *r = &m->recs[k];
-
-            if (r->kind != EB_ANCHOR_RANGE)
-                continue;
-            if (k == range && key != SIZE_MAX) {
-                uint32_t sb = sub_at(m, &m->keys[slot_of[key]], r->node);
-
-                nested[k] = NESTED_INNER;
-                rtree_add(&m->subs[sb].t, r, m->recs[key].posting,
-                          m->need[e] == (1u << (r->posting & ((1u << GROUP_BITS) - 1)) |
-                                         1u << (m->recs[key].posting & ((1u << GROUP_BITS) - 1))));
-                m->nodes[r->node].keep_numbers = true;
-                nested[key] = NESTED_OUTER;
-            } else {
-                rtree_add(&m->nodes[r->node].ranges, r, NO_POSTING, false);
-            }
-        }
-        if (inner != SIZE_MAX) {
-            const struct rec *r = &m->recs[inner];
-            uint32_t sb = sub_at(m, &m->keys[slot_of[key]], r->node);
-
-            m->subs[sb].keys = true;
-            slot_of[inner] = inner_key(m, sb, r, nkeys);
-            also_of[inner] = m->recs[key].posting;
-            m->nodes[r->node].keep_strings = true;
-            nested[inner] = NESTED_INNER;
-            nested[key] = NESTED_OUTER;
-        }
-        i = j;
+        if (m->keys[front[f]].nsubs + more > KEY_SUBS)
+            return false;
     }
+    return true;
+}
+
+/* Chains the required groups of the entry whose records are recs[i, j):
+ * its first group's keys stay keys of their trie nodes, without the
+ * entry's posting; under each, a sub at the path of the next group holds
+ * that group's keys, and so on; the last group's keys (or ranges) carry
+ * the entry's posting, for the first group's bit, which now stands for all
+ * of them. The event then visits the postings of the patterns that have
+ * its values in every chained field, instead of those of every field
+ * apart: patterns that share their first values share their first keys
+ * and subs (one state per field and value, as in event-ruler's and
+ * quamina's automata), and a field's IN-list, a value of its own included,
+ * is a key per value under the previous step. Only key groups are steps,
+ * plus one group with numeric ranges, last. Marks role[] and pl. */
+static void chain(eb_matcher *m, size_t i, size_t j, const uint32_t *slot_of,
+                  unsigned char *role, struct plist *pl)
+{
+    uint32_t e = m->recs[i].posting >> GROUP_BITS;
+    struct step cand[EB_ANCHOR_MAX_GROUPS], steps[EB_ANCHOR_MAX_GROUPS], last = { 0 };
+    uint32_t front[CHAIN_PATHS], next[CHAIN_PATHS], cg;
+    size_t ncand = 0, nsteps = 0, nf = 0, built;
+    unsigned paths = 1;
+    bool have_last = false;
+
+    for (uint32_t g = 0; g < EB_ANCHOR_MAX_GROUPS; g++) {
+        struct step st = { .g = g, .node = UINT32_MAX };
+
+        if (!(m->need[e] & 1u << g))
+            continue;
+        for (size_t k = i; k < j; k++) {
+            const struct rec *r = &m->recs[k];
+
+            if ((r->posting & ((1u << GROUP_BITS) - 1)) != g)
+                continue;
+            if (st.nrec++ == 0)
+                st.node = r->node;
+            if (r->kind == EB_ANCHOR_RANGE)
+                st.range = true;
+            else
+                st.cost += m->keys[slot_of[k]].n;
+        }
+        if (!st.range)
+            cand[ncand++] = st;
+        else if (!have_last || st.nrec < last.nrec)
+            last = st, have_last = true;
+    }
+    qsort(cand, ncand, sizeof *cand, cmp_step);
+    for (size_t k = 0; k < ncand; k++)
+        if (paths * cand[k].nrec <= CHAIN_PATHS) {
+            paths *= cand[k].nrec;
+            steps[nsteps++] = cand[k];
+        }
+    if (have_last && nsteps > 0 && paths * last.nrec <= CHAIN_PATHS)
+        steps[nsteps++] = last;
+    if (nsteps < 2)
+        return;
+
+    cg = steps[0].g;
+    for (size_t k = i; k < j; k++)
+        if ((m->recs[k].posting & ((1u << GROUP_BITS) - 1)) == cg) {
+            front[nf++] = slot_of[k];
+            role[k] = ROLE_HEAD;
+        }
+    for (built = 1; built < nsteps; built++) {
+        uint32_t g = steps[built].g;
+        size_t nn = 0;
+
+        if (!subs_fit(m, front, nf, i, j, g))
+            break;
+        for (size_t f = 0; f < nf; f++) {
+            for (size_t k = i; k < j; k++) {
+                const struct rec *r = &m->recs[k];
+                uint32_t sb;
+
+                if ((r->posting & ((1u << GROUP_BITS) - 1)) != g)
+                    continue;
+                role[k] = ROLE_INNER;
+                sb = sub_at(m, front[f], r->node);
+                if (r->kind == EB_ANCHOR_RANGE) {
+                    m->subs[sb].ix.kinds |= 1u << EB_ANCHOR_RANGE;
+                    rtree_add(&m->subs[sb].ix.ranges, r, e << GROUP_BITS | cg);
+                } else {
+                    uint32_t key = key_get(m, sub_node(m, sb), r);
+
+                    index_key(&m->subs[sb].ix, r);
+                    assert(nn < CHAIN_PATHS);
+                    next[nn++] = key;
+                }
+            }
+        }
+        memcpy(front, next, nn * sizeof *next);
+        nf = nn;
+        m->need[e] &= ~(1u << g);
+    }
+    if (built < 2) {
+        /* Not even the second step fit: no chain. */
+        for (size_t k = i; k < j; k++)
+            if (role[k] == ROLE_HEAD)
+                role[k] = ROLE_POSTING;
+        return;
+    }
+    for (size_t f = 0; f < nf; f++)
+        plist_add(pl, front[f], e << GROUP_BITS | cg);
 }
 
 /* Returns the test of leaf at trie node node, adding it when no pattern
@@ -567,30 +703,37 @@ static void add_tests(eb_matcher *m)
     free(table);
 }
 
-/* Moves the keys that lead anywhere into a table sized for them: the one
- * built was sized for every record, and most records share keys or were
- * left out of the index, so probes would miss the cache for nothing. */
-static void compact_keys(eb_matcher *m, size_t nkeys)
+/* Moves the keys that lead anywhere (postings, or subs) from the dense
+ * array of the build into the open-addressing table that matching probes,
+ * at most half full: most records share keys or were left out of the
+ * index, so a table sized for every record would miss the cache for
+ * nothing. */
+static void compact_keys(eb_matcher *m)
 {
-    size_t cap = 16;
+    size_t cap = 16, live = 0;
     struct key *keys;
 
-    while (cap < 2 * nkeys)
+    for (size_t i = 0; i < m->nkeys; i++)
+        live += m->keys[i].n != 0 || m->keys[i].sub != NO_SUB;
+    while (cap < 2 * live)
         cap *= 2;
     keys = xcalloc(cap, sizeof *keys);
-    for (size_t i = 0; i <= m->keymask; i++) {
+    for (size_t i = 0; i < m->nkeys; i++) {
         const struct key *k = &m->keys[i];
         size_t j;
 
-        if (!k->used || (k->n == 0 && k->sub == NO_SUB))
+        if (k->n == 0 && k->sub == NO_SUB)
             continue;
         for (j = k->hash & (cap - 1); keys[j].used; j = (j + 1) & (cap - 1))
             ;
         keys[j] = *k;
     }
     free(m->keys);
+    free(m->kidx);
+    m->kidx = NULL;
     m->keys = keys;
     m->keymask = cap - 1;
+    m->nkeys = m->capkeys = 0;
 }
 
 /* Fills m->hot from the entries. */
@@ -621,88 +764,107 @@ static void make_hot(eb_matcher *m)
     }
 }
 
+/* Sorts and dedupes an index's affix lengths and builds its range tree. */
+static void finish_index(struct pnode *ix)
+{
+    for (int a = 0; a < AFFIXES; a++) {
+        size_t n = 0;
+
+        if (ix->nlens[a] == 0)
+            continue;
+        qsort(ix->lens[a], ix->nlens[a], sizeof(size_t), cmp_size);
+        for (size_t j = 0; j < ix->nlens[a]; j++)
+            if (n == 0 || ix->lens[a][n - 1] != ix->lens[a][j])
+                ix->lens[a][n++] = ix->lens[a][j];
+        ix->nlens[a] = n;
+    }
+    rtree_build(&ix->ranges);
+}
+
+static void free_index(struct pnode *ix)
+{
+    for (int a = 0; a < AFFIXES; a++)
+        free(ix->lens[a]);
+    rtree_free(&ix->ranges);
+}
+
 void eb_matcher_build(eb_matcher *m)
 {
-    size_t cap = 16, nkeys = 0;
-    uint32_t *slot_of, *also_of;
-    unsigned char *nested;
+    struct plist pl = { 0 };
+    uint32_t *slot_of;
+    unsigned char *role;
     uint32_t total = 0;
 
     assert(m != NULL && !m->built);
     m->built = true;
-    /* Room for every record's key, and as many inner keys (nest()). */
-    while (cap < m->nrecs * 4)
-        cap *= 2;
-    m->keys = xcalloc(cap, sizeof *m->keys);
-    m->keymask = cap - 1;
     slot_of = xcalloc(m->nrecs, sizeof *slot_of);
-    nested = xcalloc(m->nrecs, sizeof *nested);
-    also_of = xcalloc(m->nrecs, sizeof *also_of);
+    role = xcalloc(m->nrecs, sizeof *role);
+    kidx_rebuild(m);
 
-    /* Keys first, counting postings; then offsets; then the postings. */
+    /* The key of every record at its node, counting the patterns that
+     * share it: chain() and drop_common_groups() go by these counts. */
     for (size_t i = 0; i < m->nrecs; i++) {
         const struct rec *r = &m->recs[i];
-        uint64_t h;
-        size_t k;
-        int affix;
 
         if (r->kind == EB_ANCHOR_RANGE) {
             slot_of[i] = UINT32_MAX;
             continue;
         }
-        affix = affix_of(r->kind);
-        if (affix >= 0) {
-            struct pnode *p = &m->nodes[r->node];
-            grow((void **)&p->lens[affix], &p->caplens[affix], p->nlens[affix] + 1,
-                 sizeof(size_t));
-            p->lens[affix][p->nlens[affix]++] = r->len;
-        }
-        h = kind_text(r->kind) ? hash_text(r->s, r->len, r->kind)
-            : r->kind == EB_ANCHOR_NUMBER ? hash_number(r->num)
-                                          : FNV_OFFSET;
-        h = hash_final(h, r->node, r->kind);
-        const struct key *found = key_find(m, h, r->node, r->kind, r->s, r->len, r->num);
-        if (found != NULL) {
-            k = (size_t)(found - m->keys);
-        } else {
-            for (k = h & m->keymask; m->keys[k].used; k = (k + 1) & m->keymask)
-                ;
-            m->keys[k] = (struct key){ .hash = h, .s = r->s, .len = r->len,
-                                       .num = r->num == 0 ? 0 : r->num, .node = r->node,
-                                       .sub = NO_SUB,
-                                       .kind = (unsigned char)r->kind, .used = 1 };
-            nkeys++;
-        }
-        m->keys[k].n++;
-        slot_of[i] = (uint32_t)k;
+        slot_of[i] = key_get(m, r->node, r);
+        m->keys[slot_of[i]].n++;
     }
-    assert(nkeys <= cap / 4 + 1);
-    drop_common_groups(m, slot_of);
-    nest(m, slot_of, nested, also_of, &nkeys);
-    find_attr_needs(m, nested);
-    for (size_t k = 0; k < cap; k++) {
+    for (size_t i = 0; i < m->nrecs;) {
+        uint32_t e = m->recs[i].posting >> GROUP_BITS;
+        size_t j = i;
+
+        while (j < m->nrecs && m->recs[j].posting >> GROUP_BITS == e)
+            j++;
+        chain(m, i, j, slot_of, role, &pl);
+        i = j;
+    }
+    drop_common_groups(m, slot_of, role);
+    find_attr_needs(m, role);
+
+    /* What stays at the trie nodes: the keys of postings and of the first
+     * steps of chains, and the ranges not chained. */
+    for (size_t i = 0; i < m->nnodes; i++)
+        m->nodes[i].kinds = 0;
+    for (size_t i = 0; i < m->nrecs; i++) {
+        const struct rec *r = &m->recs[i];
+
+        if (role[i] == ROLE_INNER)
+            continue;
+        if (r->kind == EB_ANCHOR_RANGE) {
+            m->nodes[r->node].kinds |= 1u << EB_ANCHOR_RANGE;
+            rtree_add(&m->nodes[r->node].ranges, r, r->posting);
+            continue;
+        }
+        if (slot_of[i] == DROPPED)
+            continue;
+        index_key(&m->nodes[r->node], r);
+        if (role[i] == ROLE_POSTING)
+            plist_add(&pl, slot_of[i], r->posting);
+    }
+
+    /* The postings, key by key. */
+    for (size_t k = 0; k < m->nkeys; k++)
+        m->keys[k].n = 0;
+    for (size_t i = 0; i < pl.n; i++)
+        m->keys[pl.v[i].key].n++;
+    for (size_t k = 0; k < m->nkeys; k++) {
         m->keys[k].off = total;
-        total += m->keys[k].pairs ? 2 * m->keys[k].n : m->keys[k].n;
+        total += m->keys[k].n;
         m->keys[k].n = 0;
     }
     m->postings = xcalloc(total, sizeof *m->postings);
-    for (size_t i = 0; i < m->nrecs; i++) {
-        struct key *k;
+    for (size_t i = 0; i < pl.n; i++) {
+        struct key *k = &m->keys[pl.v[i].key];
 
-        if (slot_of[i] == UINT32_MAX || slot_of[i] == DROPPED || nested[i] == NESTED_OUTER)
-            continue;
-        k = &m->keys[slot_of[i]];
-        if (k->pairs) {
-            m->postings[k->off + 2 * k->n] = m->recs[i].posting;
-            m->postings[k->off + 2 * k->n + 1] = also_of[i];
-            k->n++;
-        } else {
-            m->postings[k->off + k->n++] = m->recs[i].posting;
-        }
+        m->postings[k->off + k->n++] = pl.v[i].posting;
     }
+    free(pl.v);
     free(slot_of);
-    free(nested);
-    free(also_of);
+    free(role);
     add_tests(m);
     add_more_ids(m);
     for (size_t i = 0; i < m->nentries; i++) {
@@ -713,28 +875,14 @@ void eb_matcher_build(eb_matcher *m)
     }
     free(m->recs);
     m->recs = NULL;
-    compact_keys(m, nkeys);
+    compact_keys(m);
     make_hot(m);
     m->nrecs = m->caprecs = 0;
 
-    for (size_t i = 0; i < m->nnodes; i++) {
-        struct pnode *p = &m->nodes[i];
-
-        for (int a = 0; a < AFFIXES; a++) {
-            size_t n = 0;
-
-            if (p->nlens[a] == 0)
-                continue;
-            qsort(p->lens[a], p->nlens[a], sizeof(size_t), cmp_size);
-            for (size_t j = 0; j < p->nlens[a]; j++)
-                if (n == 0 || p->lens[a][n - 1] != p->lens[a][j])
-                    p->lens[a][n++] = p->lens[a][j];
-            p->nlens[a] = n;
-        }
-        rtree_build(&p->ranges);
-    }
+    for (size_t i = 0; i < m->nnodes; i++)
+        finish_index(&m->nodes[i]);
     for (size_t i = 0; i < m->nsubs; i++)
-        rtree_build(&m->subs[i].t);
+        finish_index(&m->subs[i].ix);
 }
 
 size_t eb_matcher_size(const eb_matcher *m)
@@ -746,16 +894,11 @@ void eb_matcher_free(eb_matcher *m)
 {
     if (m == NULL)
         return;
-    for (size_t i = 0; i < m->nnodes; i++) {
-        struct pnode *p = &m->nodes[i];
-
-        for (int a = 0; a < AFFIXES; a++)
-            free(p->lens[a]);
-        rtree_free(&p->ranges);
-    }
+    for (size_t i = 0; i < m->nnodes; i++)
+        free_index(&m->nodes[i]);
     free(m->nodes);
     for (size_t i = 0; i < m->nsubs; i++)
-        rtree_free(&m->subs[i].t);
+        free_index(&m->subs[i].ix);
     free(m->subs);
     for (size_t i = 0; i < m->nentries; i++) {
         free(m->entries[i].field_nodes);
@@ -776,6 +919,7 @@ void eb_matcher_free(eb_matcher *m)
     free(m->recs);
     free(m->residual);
     free(m->keys);
+    free(m->kidx);
     free(m->postings);
     eb_ftrie_free(m->trie);
     free(m);
@@ -796,6 +940,8 @@ eb_matcher_scratch *eb_matcher_scratch_new(const eb_matcher *m)
     sc->active = xcalloc(m->nsubs, sizeof *sc->active);
     sc->flat = eb_flat_new();
     sc->crossed = xcalloc(m->nnodes, sizeof *sc->crossed);
+    sc->val_stamp = xcalloc(m->nnodes, sizeof *sc->val_stamp);
+    sc->val_head = xcalloc(m->nnodes, sizeof *sc->val_head);
     return sc;
 }
 
@@ -810,8 +956,9 @@ void eb_matcher_scratch_free(eb_matcher_scratch *sc)
     free(sc->out);
     free(sc->sub_stamp);
     free(sc->active);
-    free(sc->nums);
-    free(sc->strs);
+    free(sc->vals);
+    free(sc->val_stamp);
+    free(sc->val_head);
     eb_flat_free(sc->flat);
     free(sc->crossed);
     free(sc);

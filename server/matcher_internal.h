@@ -17,6 +17,7 @@
 #include "flatten.h"
 #include "pattern.h"
 #include "pattern_anchor.h"
+#include "pattern_internal.h"
 
 struct field;
 
@@ -116,9 +117,7 @@ struct ltest {
 struct range {
     double lo, hi;
     uint32_t posting;
-    uint32_t also; /* a second posting the hit takes (a nested range), or NO_POSTING */
     bool lo_open, hi_open;
-    bool alone; /* posting and also are all the entry needs: a hit makes a candidate */
 };
 #define NO_POSTING UINT32_MAX
 
@@ -135,29 +134,29 @@ struct rtree {
 };
 #define SCAN_WIDTHS 4
 
-/* What hangs under a key at one path (see nest() in matcher_build.c): the
- * ranges of patterns that also need the key, stabbed with the event's
- * numbers at node, and inner keys for its strings there, all looked at only
- * when the event hits the key. A key's subs form a list through next. */
+/* The index at one place: a node of the path trie (the event's values at
+ * that path) or a sub (the same values, reached through a key): the anchor
+ * kinds its keys have, the distinct affix lengths among them, and its
+ * numeric ranges. */
+struct pnode {
+    unsigned kinds;            /* bit per enum eb_anchor_kind keyed here */
+    size_t *lens[AFFIXES];     /* distinct affix lengths, ascending */
+    size_t nlens[AFFIXES], caplens[AFFIXES];
+    struct rtree ranges;
+    bool keep;                 /* a sub is at this trie node: keep the event's values */
+};
+
+/* What hangs under a key at one path (see chain() in matcher_build.c): the
+ * keys and ranges of the next field of the patterns that need the key,
+ * looked at only when the event hits the key, with the event's values at
+ * node. A key's subs form a list through next. Its keys are in the key
+ * table under sub_node(). */
 struct sub {
     uint32_t node;
     uint32_t next; /* NO_SUB: the last */
-    struct rtree t;
-    bool keys; /* it has inner keys: exact strings at node, keyed by sub_node() */
+    struct pnode ix;
 };
 #define NO_SUB UINT32_MAX
-
-/* The index at one node of the path trie (eb_matcher.trie, same ids): only
- * paths some pattern uses exist, so an event is looked at only where a
- * pattern looks. */
-struct pnode {
-    unsigned kinds;            /* bit per enum eb_anchor_kind anchored here */
-    size_t *lens[AFFIXES];     /* distinct affix lengths, ascending */
-    size_t nlens[AFFIXES], caplens[AFFIXES];
-    struct rtree ranges;       /* ranges not nested under a key */
-    bool keep_numbers;         /* some nested range is at this node */
-    bool keep_strings;         /* some inner key is at this node */
-};
 
 /* An anchor as recorded by eb_matcher_add(), indexed by eb_matcher_build(). */
 struct rec {
@@ -180,7 +179,7 @@ struct key {
     uint32_t node;
     uint32_t off, n;
     uint32_t sub;
-    unsigned char pairs; /* an inner key: postings[off .. off + 2n), (posting, also) pairs */
+    uint16_t nsubs;
     unsigned char kind;
     unsigned char used;
 };
@@ -213,8 +212,11 @@ struct eb_matcher {
     size_t nrecs, caprecs;
     uint32_t *residual; /* entries without anchors: always evaluated */
     size_t nresidual, capresidual;
-    struct key *keys; /* open addressing, capacity a power of two */
+    struct key *keys; /* open addressing, capacity a power of two; while
+                       * building, a dense array indexed through kidx */
     size_t keymask;
+    uint32_t *kidx; /* while building: key index + 1 by hash (0: empty) */
+    size_t kidxmask, nkeys, capkeys;
     uint32_t *postings;
     struct sub *subs;
     size_t nsubs, capsubs;
@@ -237,10 +239,11 @@ struct eb_matcher_scratch {
     uint32_t *sub_stamp; /* per sub: gen when it is in active */
     uint32_t *active;    /* the subs whose key this event hits */
     size_t nactive;
-    struct num_at { uint32_t node; double d; } *nums; /* numbers at keep_numbers nodes */
-    size_t nnums, capnums;
-    struct str_at { uint32_t node; const char *s; size_t len; } *strs; /* at keep_strings */
-    size_t nstrs, capstrs;
+    /* The event's values at trie nodes that subs look at: per node, when
+     * val_stamp[node] is gen, vals[val_head[node]] and on through next. */
+    struct val_at { struct eb_scalar v; uint32_t next; } *vals;
+    size_t nvals, capvals;
+    uint32_t *val_stamp, *val_head;
     eb_flat *flat;     /* the event being matched, flattened along m->trie */
     uint32_t *crossed; /* per trie node: gen when this event has an array there */
 };
@@ -334,8 +337,20 @@ static inline bool text_equal(const char *a, const char *b, size_t len, bool ci)
     return true;
 }
 
-/* Finds the key (node, kind, s/len or num) with hash h; NULL when absent. */
-static inline const struct key *key_find(const eb_matcher *m, uint64_t h, uint32_t node,
+/* Whether key k is (at, kind, s/len or num), whose hash is h. */
+static inline bool key_is(const struct key *k, uint64_t h, uint32_t at, enum eb_anchor_kind kind,
+                          const char *s, size_t len, double num)
+{
+    if (k->hash != h || k->node != at || k->kind != kind)
+        return false;
+    if (kind_text(kind))
+        return k->len == len && text_equal(k->s, s, len, kind_ci(kind));
+    return kind != EB_ANCHOR_NUMBER || k->num == num;
+}
+
+/* Finds the key (at, kind, s/len or num) with hash h in the built table;
+ * NULL when absent. at: a trie node, or sub_node() of a sub. */
+static inline const struct key *key_find(const eb_matcher *m, uint64_t h, uint32_t at,
                                          enum eb_anchor_kind kind, const char *s, size_t len,
                                          double num)
 {
@@ -344,14 +359,8 @@ static inline const struct key *key_find(const eb_matcher *m, uint64_t h, uint32
 
         if (!k->used)
             return NULL;
-        if (k->hash != h || k->node != node || k->kind != kind)
-            continue;
-        if (kind_text(kind)) {
-            if (k->len == len && text_equal(k->s, s, len, kind_ci(kind)))
-                return k;
-        } else if (kind != EB_ANCHOR_NUMBER || k->num == num) {
+        if (key_is(k, h, at, kind, s, len, num))
             return k;
-        }
     }
 }
 

@@ -650,6 +650,116 @@ static void test_nested_keys(void **state)
     check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
 }
 
+/* Chains: each required field of a pattern a step under the previous
+ * one's key, with every key kind as a step (affixes, ignore-case, exists,
+ * booleans, null, numbers), IN-lists (a key per value under the previous
+ * step, a value of its own included), numeric ranges and exact numbers in
+ * the last step, and events whose arrays hit several values of one step or
+ * several steps at once. */
+static void test_chains(void **state)
+{
+    static const char *const pats[] = {
+        "{'type':['a','own-1'],'n':[{'numeric':['>',0,'<=',10]}]}",
+        "{'type':['a','own-2'],'n':[{'numeric':['>',5,'<=',15]},42]}",
+        "{'source':[{'prefix':'/shop/eu'}],'data':{'tier':['gold','silver','own-3'],"
+        "'country':['DE']}}",
+        "{'source':[{'prefix':'/shop/eu'}],'data':{'tier':['gold','own-4'],'country':['FR']}}",
+        "{'source':[{'suffix':'/orders'}],'type':[{'prefix':'com.'}],'data':{'c':[{'anything-but':"
+        "['EUR']}],'amount':[{'numeric':['>=',100,'<',200]},7.5]}}",
+        "{'data':{'country':[{'equals-ignore-case':'de'}],'method':['express','own-5']},"
+        "'type':['a']}",
+        "{'data':{'region':[{'exists':true}],'priority':[1,2],'amount':[{'numeric':['<',50]}]}}",
+        "{'id':[{'suffix':'7'}],'datacontenttype':['application/json','own-6'],"
+        "'data':{'gift':[true]}}",
+        "{'data':{'gift':[false],'none':[null],'type':['a']}}",
+        "{'data':{'gift':[true]},'type':[{'equals-ignore-case':'A'}],'x':[{'prefix':'p'}]}",
+        "{'type':['a'],'data':{'items':{'sku':['s1','s2'],'qty':[1]}}}",
+        "{'type':['a','b','c'],'source':['s','t','u'],'subject':['x','y']}",
+    };
+    static const char *const evs[] = {
+        "{'type':'a','n':5}",
+        "{'type':'a','n':[5,12]}",
+        "{'type':['own-1','a'],'n':42}",
+        "{'type':'a','n':10.0}",
+        "{'source':'/shop/eu-1','data':{'tier':'gold','country':'DE'}}",
+        "{'source':'/shop/eu-1','data':{'tier':['silver','gold'],'country':['FR','DE']}}",
+        "{'source':'/shop/us','data':{'tier':'gold','country':'DE'}}",
+        "{'source':'/shop/eu/orders','type':'com.x','data':{'c':'USD','amount':150}}",
+        "{'source':'/shop/eu/orders','type':'com.x','data':{'c':'EUR','amount':7.5}}",
+        "{'source':'/shop/eu/orders','type':'com.x','data':{'c':'GBP','amount':[7.5,300]}}",
+        "{'type':'a','data':{'country':'DE','method':'express'}}",
+        "{'type':['a','b'],'data':{'country':['Fr','dE'],'method':['pickup','own-5']}}",
+        "{'data':{'region':null,'priority':2,'amount':10}}",
+        "{'data':{'region':{'x':1},'priority':2,'amount':10}}",
+        "{'data':{'priority':[3,1],'region':'r','amount':[70,20]}}",
+        "{'id':'x7','datacontenttype':'application/json','data':{'gift':true}}",
+        "{'id':'x7','datacontenttype':'own-6','data':{'gift':[false,true]}}",
+        "{'type':'a','data':{'gift':false,'none':null,'type':'a'}}",
+        "{'type':'a','x':'pq','data':{'gift':true}}",
+        "{'type':'a','data':{'items':[{'sku':'s1','qty':2},{'sku':'s3','qty':1}]}}",
+        "{'type':'a','data':{'items':[{'sku':'s2','qty':1}]}}",
+        "{'type':'c','source':'t','subject':'y'}",
+        "{'type':['c','a'],'source':['u','x'],'subject':['z','x']}",
+    };
+
+    (void)state;
+    check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
+}
+
+/* Where chains stop: more paths under one key than a key takes, and
+ * IN-lists whose product passes what a chain copies. The groups left out
+ * are matched as postings, with the same result. */
+static void test_chain_limits(void **state)
+{
+    struct set s = { 0 };
+    size_t n = 0, hits = 0;
+    uint64_t st = 7;
+
+    (void)state;
+    s.pats = calloc(200, sizeof *s.pats);
+    s.ids = calloc(200, sizeof *s.ids);
+    assert_true(s.pats != NULL && s.ids != NULL);
+    /* 60 different paths under the key type = a. */
+    for (int i = 0; i < 60; i++) {
+        char text[256];
+
+        snprintf(text, sizeof text, "{'type':['a'],'f%d':['v%d'],'g':['w']}", i, i % 3);
+        s.pats[n] = pattern_of(text);
+        s.ids[n] = (uint32_t)n;
+        n++;
+    }
+    /* IN-lists of 5 and 5 and 3: more paths than a chain copies. */
+    for (int i = 0; i < 40; i++) {
+        char text[256];
+
+        snprintf(text, sizeof text,
+                 "{'a':['1','2','3','4','%d'],'b':['1','2','3','4','%d'],'c':['x','y','%d'],"
+                 "'d':[{'numeric':['>',%d]}]}",
+                 i, i + 1, i, i % 7);
+        s.pats[n] = pattern_of(text);
+        s.ids[n] = (uint32_t)n;
+        n++;
+    }
+    s.n = n;
+    set_build(&s);
+    for (int e = 0; e < 300; e++) {
+        char text[512];
+        json_t *ev;
+        unsigned f = RND(&st, 64);
+
+        snprintf(text, sizeof text,
+                 "{'type':'%s','f%u':'v%u','g':['w','z'],'a':'%u','b':['%u','%u'],"
+                 "'c':'%s','d':%u}",
+                 RND(&st, 4) ? "a" : "b", f, RND(&st, 3), RND(&st, 45), RND(&st, 45),
+                 RND(&st, 6), RND(&st, 3) ? "x" : "q", RND(&st, 9));
+        ev = event_of(text);
+        hits += check(&s, ev, text);
+        json_decref(ev);
+    }
+    print_message("chain limits: 100 patterns x 300 events, %zu matches\n", hits);
+    set_free(&s);
+}
+
 /* A pattern whose nested objects have several fields each needs its fields
  * from one object at every level: an array at any of those levels (here
  * four, more than the matcher keeps in an entry) means full evaluation. */
@@ -740,6 +850,8 @@ int main(void)
         cmocka_unit_test(test_deep_guards),
         cmocka_unit_test(test_nested_ranges),
         cmocka_unit_test(test_nested_keys),
+        cmocka_unit_test(test_chains),
+        cmocka_unit_test(test_chain_limits),
         cmocka_unit_test(test_ten_thousand),
     };
 
