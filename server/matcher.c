@@ -47,16 +47,35 @@ static void take_posting(struct match_ctx *c, uint32_t posting)
         c->alive = true;
 }
 
-/* Takes the postings of key k (NULL: not in the index) and marks what hangs
- * under it for run_subs(). */
-static void take(struct match_ctx *c, const struct key *k)
+/* Whether the value v being looked up satisfies check t, evaluated once
+ * per value. */
+static bool check(struct match_ctx *c, uint32_t t, const struct eb_scalar *v)
 {
     eb_matcher_scratch *sc = c->sc;
 
+    if (sc->check_stamp[t] != sc->value) {
+        sc->check_stamp[t] = sc->value;
+        sc->check_val[t] = eb_pattern_cond_match(c->m->checks[t], v);
+    }
+    return sc->check_val[t];
+}
+
+/* Takes the postings of key k (NULL: not in the index), which the value v
+ * hit, and marks what hangs under it for run_subs(). */
+static void take(struct match_ctx *c, const struct key *k, const struct eb_scalar *v)
+{
+    eb_matcher_scratch *sc = c->sc;
+    const uint32_t *pv;
+
     if (k == NULL)
         return;
+    pv = &c->m->postings[k->off];
     for (uint32_t i = 0; i < k->n; i++)
-        take_posting(c, c->m->postings[k->off + i]);
+        take_posting(c, pv[i]);
+    pv += k->n;
+    for (uint32_t i = 0; i < k->nv; i++)
+        if (check(c, pv[2 * i + 1], v))
+            take_posting(c, pv[2 * i]);
     /* What hangs under a key may complete its entries once the data's
      * values are in. */
     if (k->sub != NO_SUB && c->probe)
@@ -70,9 +89,9 @@ static void take(struct match_ctx *c, const struct key *k)
 }
 
 static void lookup(struct match_ctx *c, uint32_t at, enum eb_anchor_kind kind, uint64_t h,
-                   const char *s, size_t len, double num)
+                   const char *s, size_t len, double num, const struct eb_scalar *v)
 {
-    take(c, key_find(c->m, hash_final(h, at, kind), at, kind, s, len, num));
+    take(c, key_find(c->m, hash_final(h, at, kind), at, kind, s, len, num), v);
 }
 
 /* Every affix length of the index's affix kind that fits in the string is
@@ -80,8 +99,10 @@ static void lookup(struct match_ctx *c, uint32_t at, enum eb_anchor_kind kind, u
  * (suffixes): the cost grows with the number of distinct lengths, never
  * with the number of patterns. at: the index's place in the key table. */
 static void lookup_affixes(struct match_ctx *c, const struct pnode *p, uint32_t at,
-                           enum eb_anchor_kind kind, const char *s, size_t len)
+                           enum eb_anchor_kind kind, const struct eb_scalar *v)
 {
+    const char *s = v->s;
+    size_t len = v->len;
     int a = affix_of(kind);
     const size_t *lens = p->lens[a];
     size_t n = p->nlens[a], j = 0, done = 0;
@@ -93,7 +114,7 @@ static void lookup_affixes(struct match_ctx *c, const struct pnode *p, uint32_t 
             unsigned char ch = (unsigned char)s[suffix ? len - 1 - done : done];
             h = fnv_step(h, ci ? fold(ch) : ch);
         }
-        lookup(c, at, kind, h, suffix ? s + len - lens[j] : s, lens[j], 0);
+        lookup(c, at, kind, h, suffix ? s + len - lens[j] : s, lens[j], 0, v);
     }
 }
 
@@ -153,37 +174,43 @@ static void lookup_in(struct match_ctx *c, const struct pnode *p, uint32_t at,
 {
     unsigned kinds = p->kinds;
 
+    if (++c->sc->value == 0) {
+        /* The count wrapped: forget the checks' results. */
+        memset(c->sc->check_stamp, 0, c->m->nchecks * sizeof *c->sc->check_stamp);
+        c->sc->value = 1;
+    }
     /* Every leaf value, null included, satisfies "exists": true. */
     if (kinds & (1u << EB_ANCHOR_EXISTS))
-        lookup(c, at, EB_ANCHOR_EXISTS, FNV_OFFSET, NULL, 0, 0);
+        lookup(c, at, EB_ANCHOR_EXISTS, FNV_OFFSET, NULL, 0, 0, v);
     switch (v->kind) {
     case EB_SCALAR_STRING:
         if (kinds & (1u << EB_ANCHOR_STRING))
             lookup(c, at, EB_ANCHOR_STRING, hash_text(v->s, v->len, EB_ANCHOR_STRING), v->s,
-                   v->len, 0);
+                   v->len, 0, v);
         if (kinds & (1u << EB_ANCHOR_CI))
-            lookup(c, at, EB_ANCHOR_CI, hash_text(v->s, v->len, EB_ANCHOR_CI), v->s, v->len, 0);
+            lookup(c, at, EB_ANCHOR_CI, hash_text(v->s, v->len, EB_ANCHOR_CI), v->s, v->len, 0,
+                   v);
         for (enum eb_anchor_kind k = EB_ANCHOR_PREFIX; k <= EB_ANCHOR_SUFFIX_CI; k++)
             if (kinds & (1u << k))
-                lookup_affixes(c, p, at, k, v->s, v->len);
+                lookup_affixes(c, p, at, k, v);
         break;
     case EB_SCALAR_NUMBER:
         if (kinds & (1u << EB_ANCHOR_NUMBER))
             lookup(c, at, EB_ANCHOR_NUMBER, hash_number(v->num), NULL, 0,
-                   v->num == 0 ? 0 : v->num);
+                   v->num == 0 ? 0 : v->num, v);
         stab(c, &p->ranges, v->num);
         break;
     case EB_SCALAR_TRUE:
         if (kinds & (1u << EB_ANCHOR_TRUE))
-            lookup(c, at, EB_ANCHOR_TRUE, FNV_OFFSET, NULL, 0, 0);
+            lookup(c, at, EB_ANCHOR_TRUE, FNV_OFFSET, NULL, 0, 0, v);
         break;
     case EB_SCALAR_FALSE:
         if (kinds & (1u << EB_ANCHOR_FALSE))
-            lookup(c, at, EB_ANCHOR_FALSE, FNV_OFFSET, NULL, 0, 0);
+            lookup(c, at, EB_ANCHOR_FALSE, FNV_OFFSET, NULL, 0, 0, v);
         break;
     case EB_SCALAR_NULL:
         if (kinds & (1u << EB_ANCHOR_NULL))
-            lookup(c, at, EB_ANCHOR_NULL, FNV_OFFSET, NULL, 0, 0);
+            lookup(c, at, EB_ANCHOR_NULL, FNV_OFFSET, NULL, 0, 0, v);
         break;
     }
 }

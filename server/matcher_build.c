@@ -72,7 +72,8 @@ static void add_anchor(const struct eb_anchor *a, void *arg)
                        .lo = a->lo,
                        .hi = a->hi,
                        .lo_open = a->lo_open,
-                       .hi_open = a->hi_open };
+                       .hi_open = a->hi_open,
+                       .verify = a->verify };
 }
 
 /* Puts entry e into the table of entries by hash, growing it to at most
@@ -435,17 +436,37 @@ static uint32_t sub_at(eb_matcher *m, uint32_t key, uint32_t node)
     return sb;
 }
 
-/* A posting of the entry for one key: (key, posting). */
+/* The postings of the keys, as (key, posting, check) with NO_CHECK for a
+ * posting that a hit decides. */
 struct plist {
-    struct { uint32_t key, posting; } *v;
+    struct { uint32_t key, posting, check; } *v;
     size_t n, cap;
 };
+#define NO_CHECK UINT32_MAX
 
-static void plist_add(struct plist *pl, uint32_t key, uint32_t posting)
+static void plist_add(struct plist *pl, uint32_t key, uint32_t posting, uint32_t check)
 {
     grow((void **)&pl->v, &pl->cap, pl->n + 1, sizeof *pl->v);
     pl->v[pl->n].key = key;
-    pl->v[pl->n++].posting = posting;
+    pl->v[pl->n].posting = posting;
+    pl->v[pl->n++].check = check;
+}
+
+/* Returns the check of condition c, adding it unless a condition the same
+ * is there. table maps hashes to checks + 1 (0: empty), tmask + 1 its
+ * capacity, more than twice the number of records. */
+static uint32_t check_of(eb_matcher *m, uint32_t *table, size_t tmask, const struct cond *c)
+{
+    uint64_t h = eb_pattern_cond_hash(c);
+    size_t i = h & tmask;
+
+    for (; table[i] != 0; i = (i + 1) & tmask)
+        if (eb_pattern_cond_same(m->checks[table[i] - 1], c))
+            return table[i] - 1;
+    grow((void **)&m->checks, &m->capchecks, m->nchecks + 1, sizeof *m->checks);
+    m->checks[m->nchecks] = c;
+    table[i] = (uint32_t)++m->nchecks;
+    return (uint32_t)m->nchecks - 1;
 }
 
 /* ---- Chains ---------------------------------------------------------------- */
@@ -466,6 +487,7 @@ struct step {
     uint64_t cost; /* postings its keys would have at their nodes */
     uint32_t node; /* of its first record */
     bool range;    /* has a numeric range: only the last step */
+    bool verified; /* has a record with a check: not a step */
 };
 
 /* Single values first (they copy nothing that follows), then fewer values;
@@ -547,11 +569,15 @@ static void chain(eb_matcher *m, size_t i, size_t j, const uint32_t *slot_of,
                 continue;
             if (st.nrec++ == 0)
                 st.node = r->node;
+            if (r->verify != NULL)
+                st.verified = true;
             if (r->kind == EB_ANCHOR_RANGE)
                 st.range = true;
             else
                 st.cost += m->keys[slot_of[k]].n;
         }
+        if (st.verified)
+            continue; /* a hit of its keys alone does not make a step */
         if (!st.range)
             cand[ncand++] = st;
         else if (!have_last || st.nrec < last.nrec)
@@ -613,7 +639,7 @@ static void chain(eb_matcher *m, size_t i, size_t j, const uint32_t *slot_of,
         return;
     }
     for (size_t f = 0; f < nf; f++)
-        plist_add(pl, front[f], e << GROUP_BITS | cg);
+        plist_add(pl, front[f], e << GROUP_BITS | cg, NO_CHECK);
 }
 
 /* Returns the test of leaf at trie node node, adding it when no pattern
@@ -714,7 +740,7 @@ static void compact_keys(eb_matcher *m)
     struct key *keys;
 
     for (size_t i = 0; i < m->nkeys; i++)
-        live += m->keys[i].n != 0 || m->keys[i].sub != NO_SUB;
+        live += m->keys[i].n != 0 || m->keys[i].nv != 0 || m->keys[i].sub != NO_SUB;
     while (cap < 2 * live)
         cap *= 2;
     keys = xcalloc(cap, sizeof *keys);
@@ -722,7 +748,7 @@ static void compact_keys(eb_matcher *m)
         const struct key *k = &m->keys[i];
         size_t j;
 
-        if (k->n == 0 && k->sub == NO_SUB)
+        if (k->n == 0 && k->nv == 0 && k->sub == NO_SUB)
             continue;
         for (j = k->hash & (cap - 1); keys[j].used; j = (j + 1) & (cap - 1))
             ;
@@ -791,9 +817,10 @@ static void free_index(struct pnode *ix)
 void eb_matcher_build(eb_matcher *m)
 {
     struct plist pl = { 0 };
-    uint32_t *slot_of;
+    uint32_t *slot_of, *ctable;
     unsigned char *role;
     uint32_t total = 0;
+    size_t ccap = 16;
 
     assert(m != NULL && !m->built);
     m->built = true;
@@ -827,6 +854,9 @@ void eb_matcher_build(eb_matcher *m)
 
     /* What stays at the trie nodes: the keys of postings and of the first
      * steps of chains, and the ranges not chained. */
+    while (ccap < 2 * m->nrecs + 2)
+        ccap *= 2;
+    ctable = xcalloc(ccap, sizeof *ctable);
     for (size_t i = 0; i < m->nnodes; i++)
         m->nodes[i].kinds = 0;
     for (size_t i = 0; i < m->nrecs; i++) {
@@ -843,25 +873,40 @@ void eb_matcher_build(eb_matcher *m)
             continue;
         index_key(&m->nodes[r->node], r);
         if (role[i] == ROLE_POSTING)
-            plist_add(&pl, slot_of[i], r->posting);
+            plist_add(&pl, slot_of[i], r->posting,
+                      r->verify != NULL ? check_of(m, ctable, ccap - 1, r->verify) : NO_CHECK);
     }
+    free(ctable);
 
-    /* The postings, key by key. */
+    /* The postings, key by key: those a hit decides, then (posting, check)
+     * pairs. */
     for (size_t k = 0; k < m->nkeys; k++)
-        m->keys[k].n = 0;
-    for (size_t i = 0; i < pl.n; i++)
-        m->keys[pl.v[i].key].n++;
+        m->keys[k].n = m->keys[k].nv = 0;
+    for (size_t i = 0; i < pl.n; i++) {
+        if (pl.v[i].check == NO_CHECK)
+            m->keys[pl.v[i].key].n++;
+        else
+            m->keys[pl.v[i].key].nv++;
+    }
     for (size_t k = 0; k < m->nkeys; k++) {
         m->keys[k].off = total;
-        total += m->keys[k].n;
-        m->keys[k].n = 0;
+        total += m->keys[k].n + 2 * m->keys[k].nv;
     }
     m->postings = xcalloc(total, sizeof *m->postings);
+    for (size_t k = 0; k < m->nkeys; k++)
+        m->keys[k].nv = m->keys[k].n, m->keys[k].n = 0; /* nv: where the pairs start */
     for (size_t i = 0; i < pl.n; i++) {
         struct key *k = &m->keys[pl.v[i].key];
 
-        m->postings[k->off + k->n++] = pl.v[i].posting;
+        if (pl.v[i].check == NO_CHECK) {
+            m->postings[k->off + k->n++] = pl.v[i].posting;
+        } else {
+            m->postings[k->off + k->nv++] = pl.v[i].posting;
+            m->postings[k->off + k->nv++] = pl.v[i].check;
+        }
     }
+    for (size_t k = 0; k < m->nkeys; k++)
+        m->keys[k].nv = (m->keys[k].nv - m->keys[k].n) / 2;
     free(pl.v);
     free(slot_of);
     free(role);
@@ -920,6 +965,7 @@ void eb_matcher_free(eb_matcher *m)
     free(m->residual);
     free(m->keys);
     free(m->kidx);
+    free(m->checks);
     free(m->postings);
     eb_ftrie_free(m->trie);
     free(m);
@@ -941,6 +987,8 @@ eb_matcher_scratch *eb_matcher_scratch_new(const eb_matcher *m)
     sc->flat = eb_flat_new();
     sc->crossed = xcalloc(m->nnodes, sizeof *sc->crossed);
     sc->val_stamp = xcalloc(m->nnodes, sizeof *sc->val_stamp);
+    sc->check_stamp = xcalloc(m->nchecks, sizeof *sc->check_stamp);
+    sc->check_val = xcalloc(m->nchecks, sizeof *sc->check_val);
     sc->val_head = xcalloc(m->nnodes, sizeof *sc->val_head);
     return sc;
 }
@@ -958,6 +1006,8 @@ void eb_matcher_scratch_free(eb_matcher_scratch *sc)
     free(sc->active);
     free(sc->vals);
     free(sc->val_stamp);
+    free(sc->check_stamp);
+    free(sc->check_val);
     free(sc->val_head);
     eb_flat_free(sc->flat);
     free(sc->crossed);

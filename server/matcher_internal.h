@@ -167,17 +167,20 @@ struct rec {
     double num;
     double lo, hi; /* EB_ANCHOR_RANGE */
     bool lo_open, hi_open;
+    const struct cond *verify; /* see struct eb_anchor */
 };
 
 /* A key of the hash index: (path, kind, value) -> postings[off..off+n),
- * and what is nested under it (sub, or NO_SUB). */
+ * then nv pairs (posting, check) taken only when the value that hits the
+ * key satisfies m->checks[check] (a wildcard with '*': its prefix or
+ * suffix is the key); and what hangs under it (sub, or NO_SUB). */
 struct key {
     uint64_t hash;
     const char *s;
     size_t len;
     double num;
     uint32_t node;
-    uint32_t off, n;
+    uint32_t off, n, nv;
     uint32_t sub;
     uint16_t nsubs;
     unsigned char kind;
@@ -212,6 +215,8 @@ struct eb_matcher {
     size_t nrecs, caprecs;
     uint32_t *residual; /* entries without anchors: always evaluated */
     size_t nresidual, capresidual;
+    const struct cond **checks; /* distinct conditions of verified postings */
+    size_t nchecks, capchecks;
     struct key *keys; /* open addressing, capacity a power of two; while
                        * building, a dense array indexed through kidx */
     size_t keymask;
@@ -234,6 +239,9 @@ struct eb_matcher_scratch {
     struct hits *hits; /* per entry */
     uint32_t *test_stamp; /* per leaf test: gen when test_val holds its result */
     signed char *test_val;
+    uint32_t value;       /* counts the values looked up, to tell them apart */
+    uint32_t *check_stamp; /* per check: value when check_val holds its result */
+    bool *check_val;
     uint32_t *cand;
     uint32_t *out;
     uint32_t *sub_stamp; /* per sub: gen when it is in active */

@@ -1316,6 +1316,8 @@ static void emit_cond(struct anchor_walk *w, const struct cond *c)
          * literal end is a prefix or suffix every match has. */
         const struct text *first = &c->u.wc.segs[0], *last = &c->u.wc.segs[c->u.wc.nsegs - 1];
 
+        if (c->u.wc.nsegs > 1)
+            a.verify = c;
         if (c->u.wc.nsegs == 1) {
             a.kind = EB_ANCHOR_STRING;
             a.s = first->s;

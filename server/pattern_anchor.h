@@ -32,6 +32,8 @@ enum eb_anchor_kind {
 };
 #define EB_ANCHOR_KINDS 12
 
+struct cond;
+
 struct eb_anchor_seg {
     const char *s; /* not NUL-terminated in general */
     size_t len;
@@ -53,6 +55,10 @@ struct eb_anchor {
     double num; /* EB_ANCHOR_NUMBER */
     double lo, hi; /* EB_ANCHOR_RANGE */
     bool lo_open, hi_open; /* EB_ANCHOR_RANGE: > and < instead of >= and <= */
+    /* When not NULL, a hit is not enough: the value that hits must also
+     * satisfy this condition (a wildcard with '*', anchored by its prefix,
+     * its suffix or, for "*x*", any value), with eb_pattern_cond_match(). */
+    const struct cond *verify;
     unsigned group; /* 0 .. groups - 1 */
 };
 

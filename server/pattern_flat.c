@@ -75,7 +75,9 @@ static bool cond_exact(const struct cond *c)
     case COND_EXISTS:
         return c->u.flag;
     case COND_WILDCARD:
-        return c->u.wc.nsegs == 1;
+        /* With '*', the index checks the wildcard on the value that hits
+         * its anchor (struct eb_anchor.verify). */
+        return true;
     default:
         return false;
     }
@@ -421,6 +423,16 @@ static uint64_t cond_hash(uint64_t h, const struct cond *c)
     default:
         return h;
     }
+}
+
+uint64_t eb_pattern_cond_hash(const struct cond *c)
+{
+    return cond_hash(0xcbf29ce484222325ULL, c);
+}
+
+bool eb_pattern_cond_same(const struct cond *a, const struct cond *b)
+{
+    return cond_same(a, b);
 }
 
 uint64_t eb_pattern_leaf_hash(const struct field *leaf)

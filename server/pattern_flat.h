@@ -24,13 +24,15 @@ uint32_t *eb_pattern_paths(const eb_pattern *p, eb_ftrie *t);
 bool eb_pattern_match_flat(const eb_pattern *p, const uint32_t *field_nodes, const eb_flat *f);
 
 struct field;
+struct cond;
 
 /* How the anchor index can decide p without evaluating it in full
  * (docs/decisions/0012), for p without $or and with at most 32 leaf fields.
  * Leaves are numbered in the pattern's order; leaves[i] is leaf i (borrowed
  * from p). An anchor group hit decides its leaf exactly when the leaf's
  * conditions are exact values, equals-ignore-case, prefix, suffix, numeric
- * or a wildcard without '*'; the other leaves (set in *check) must be tested
+ * or a wildcard (one with '*' is checked on the value that hits its anchor:
+ * struct eb_anchor.verify); the other leaves (set in *check) must be tested
  * one by one with eb_pattern_test_leaf(). All this holds provided the fields
  * of each nested object with several fields come from one object: the event
  * has no array at any of those objects' paths or on the way to them. Those
@@ -60,6 +62,14 @@ bool eb_pattern_exact(const eb_pattern *p, const uint32_t *field_nodes,
  * evaluated. Allocates nothing. */
 int eb_pattern_test_leaf(const struct field *leaf, const uint32_t *path, size_t depth,
                          const eb_flat *f);
+
+/* Returns a hash of condition c, equal for conditions that
+ * eb_pattern_cond_same() finds the same. */
+uint64_t eb_pattern_cond_hash(const struct cond *c);
+
+/* Returns whether conditions a and b (of any patterns) hold for exactly the
+ * same values. */
+bool eb_pattern_cond_same(const struct cond *a, const struct cond *b);
 
 /* Returns a hash of the conditions of the leaf field leaf, equal for leaves
  * that eb_pattern_leaf_same() finds the same. */

@@ -706,6 +706,44 @@ static void test_chains(void **state)
     check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
 }
 
+/* A wildcard with '*' is anchored by its longer literal end (or by any
+ * value, for "*x*"); the index takes its posting only when the value that
+ * hit the anchor also satisfies the wildcard, checked once per value for
+ * every pattern with the same wildcard. Events here hit the anchors with
+ * values the wildcards refuse, in arrays next to values they accept, and
+ * with the patterns' exact values. */
+static void test_wildcard_checks(void **state)
+{
+    static const char *const pats[] = {
+        "{'subject':[{'wildcard':'order/*/item-7'},'own-1']}",
+        "{'subject':[{'wildcard':'order/*/item-7'},'own-2']}",
+        "{'subject':[{'wildcard':'order/*/item-7'}],'type':['a']}",
+        "{'subject':[{'wildcard':'ord*/item-7'}]}",
+        "{'subject':[{'wildcard':'order/*'},{'wildcard':'*-7'}],'type':['a','b']}",
+        "{'subject':[{'wildcard':'*der*'}]}",
+        "{'subject':[{'wildcard':'order/*/*-7'}],'data':{'n':[{'numeric':['>',1]}]}}",
+        "{'data':{'k':[{'wildcard':'x*y'},'x']},'type':[{'prefix':'a'}]}",
+    };
+    static const char *const evs[] = {
+        "{'subject':'order/12/item-7'}",
+        "{'subject':'order-item-7'}",
+        "{'subject':'ord/item-7'}",
+        "{'subject':['xx/item-7','order/1/item-7'],'type':'a'}",
+        "{'subject':['order/1/item-8','own-2'],'type':'b'}",
+        "{'subject':'own-1'}",
+        "{'subject':'order/1/x-7','data':{'n':[0,2]}}",
+        "{'subject':'order/1/x-7','data':{'n':1}}",
+        "{'subject':null,'type':'a'}",
+        "{'subject':'der'}",
+        "{'data':{'k':['xay','xz']},'type':'ab'}",
+        "{'data':{'k':'x'},'type':'a'}",
+        "{'data':{'k':'xa'},'type':'a'}",
+    };
+
+    (void)state;
+    check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
+}
+
 /* Where chains stop: more paths under one key than a key takes, and
  * IN-lists whose product passes what a chain copies. The groups left out
  * are matched as postings, with the same result. */
@@ -852,6 +890,7 @@ int main(void)
         cmocka_unit_test(test_nested_keys),
         cmocka_unit_test(test_chains),
         cmocka_unit_test(test_chain_limits),
+        cmocka_unit_test(test_wildcard_checks),
         cmocka_unit_test(test_ten_thousand),
     };
 
