@@ -2,8 +2,8 @@
  * patterns (pattern_anchor.h), so that an event is evaluated in full only
  * against the patterns it could match. This file matches events against a
  * built index (matcher_build.c builds it). Design and costs:
- * docs/decisions/0007-matcher-index.md, 0012-flattened-matching.md and
- * 0015-shared-index-state.md.
+ * docs/decisions/0007-matcher-index.md, 0012-flattened-matching.md,
+ * 0015-shared-index-state.md and 0016-key-chains.md.
  *
  * Pure, like pattern.c: no I/O, no globals.
  */

@@ -1,7 +1,8 @@
 /* Building the multi-pattern matcher (pattern.h, eb_matcher): patterns are
  * added as entries with their anchors, then eb_matcher_build() freezes them
  * into the index that matcher.c reads. Design and costs:
- * docs/decisions/0007-matcher-index.md, 0015-shared-index-state.md.
+ * docs/decisions/0007-matcher-index.md, 0015-shared-index-state.md,
+ * 0016-key-chains.md.
  *
  * Pure, like pattern.c: no I/O, no globals.
  */

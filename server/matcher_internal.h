@@ -1,8 +1,8 @@
 /* Internal to matcher.c and matcher_build.c: the multi-pattern matcher's
  * index (see pattern.h, eb_matcher) as built by matcher_build.c and read by
  * matcher.c, and the hashing both sides of it share. Design and costs:
- * docs/decisions/0007-matcher-index.md, 0012-flattened-matching.md and
- * 0015-shared-index-state.md.
+ * docs/decisions/0007-matcher-index.md, 0012-flattened-matching.md,
+ * 0015-shared-index-state.md and 0016-key-chains.md.
  */
 #ifndef EB_MATCHER_INTERNAL_H
 #define EB_MATCHER_INTERNAL_H
