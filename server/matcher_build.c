@@ -745,6 +745,7 @@ static void compact_keys(eb_matcher *m)
     while (cap < 2 * live)
         cap *= 2;
     keys = xcalloc(cap, sizeof *keys);
+    m->ktags = xcalloc(cap, sizeof *m->ktags);
     for (size_t i = 0; i < m->nkeys; i++) {
         const struct key *k = &m->keys[i];
         size_t j;
@@ -754,6 +755,7 @@ static void compact_keys(eb_matcher *m)
         for (j = k->hash & (cap - 1); keys[j].used; j = (j + 1) & (cap - 1))
             ;
         keys[j] = *k;
+        m->ktags[j] = key_tag(k->hash);
     }
     free(m->keys);
     free(m->kidx);
@@ -966,6 +968,7 @@ void eb_matcher_free(eb_matcher *m)
     free(m->residual);
     free(m->keys);
     free(m->kidx);
+    free(m->ktags);
     free(m->checks);
     free(m->postings);
     eb_ftrie_free(m->trie);

@@ -220,6 +220,7 @@ struct eb_matcher {
     struct key *keys; /* open addressing, capacity a power of two; while
                        * building, a dense array indexed through kidx */
     size_t keymask;
+    uint32_t *ktags; /* per slot of keys: key_tag() of its hash, 0 when empty */
     uint32_t *kidx; /* while building: key index + 1 by hash (0: empty) */
     size_t kidxmask, nkeys, capkeys;
     uint32_t *postings;
@@ -406,19 +407,29 @@ static inline bool key_is(const struct key *k, uint64_t h, uint32_t at, enum eb_
     return kind != EB_ANCHOR_NUMBER || k->num == num;
 }
 
+/* The tag of a key's hash in m->ktags: its high half, never 0. Probes
+ * read the tags (4 bytes a slot, mostly in cache) and a key only when its
+ * tag is the one looked for. */
+static inline uint32_t key_tag(uint64_t h)
+{
+    return (uint32_t)(h >> 32) | 1;
+}
+
 /* Finds the key (at, kind, s/len or num) with hash h in the built table;
  * NULL when absent. at: a trie node, or sub_node() of a sub. */
 static inline const struct key *key_find(const eb_matcher *m, uint64_t h, uint32_t at,
                                          enum eb_anchor_kind kind, const char *s, size_t len,
                                          double num)
 {
-    for (size_t i = h & m->keymask;; i = (i + 1) & m->keymask) {
-        const struct key *k = &m->keys[i];
+    uint32_t tag = key_tag(h);
 
-        if (!k->used)
+    for (size_t i = h & m->keymask;; i = (i + 1) & m->keymask) {
+        uint32_t t = m->ktags[i];
+
+        if (t == 0)
             return NULL;
-        if (key_is(k, h, at, kind, s, len, num))
-            return k;
+        if (t == tag && key_is(&m->keys[i], h, at, kind, s, len, num))
+            return &m->keys[i];
     }
 }
 
