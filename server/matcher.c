@@ -25,6 +25,7 @@ struct match_ctx {
     size_t ncand;
     bool probe; /* looking at the attributes alone (attrs_matter()) ... */
     bool alive; /* ... and some entry could still match */
+    bool guarded; /* the event has an array at some entry's guard */
 };
 
 /* Records that the event hits one anchor group of an entry; the entry
@@ -344,7 +345,7 @@ static void begin(const eb_matcher *m, eb_matcher_scratch *sc)
 size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scratch *sc,
                         const uint32_t **ids)
 {
-    struct match_ctx c = { m, sc, 0, false, false };
+    struct match_ctx c = { m, sc, 0, false, false, false };
     size_t nout = 0;
 
     assert(m != NULL && m->built && sc != NULL && sc->m == m && ids != NULL);
@@ -401,6 +402,7 @@ static void flat_descend(struct match_ctx *c, const eb_flat *f, const struct eb_
             flat_visit(c, f, fkid(f, v, i));
     } else if (v->kind == EB_FV_ARRAY) {
         c->sc->crossed[v->node] = c->sc->gen;
+        c->guarded |= c->m->nodes[v->node].guard;
         for (size_t i = 0; i < v->n; i++) {
             const struct eb_fval *e = fkid(f, v, i);
 
@@ -437,7 +439,7 @@ static int test_leaf(const eb_matcher *m, eb_matcher_scratch *sc, uint32_t t)
 /* Matches the event just flattened into sc->flat. */
 static size_t match_flattened(const eb_matcher *m, eb_matcher_scratch *sc, const uint32_t **ids)
 {
-    struct match_ctx c = { m, sc, 0, false, false };
+    struct match_ctx c = { m, sc, 0, false, false, false };
     const eb_flat *f = sc->flat;
     size_t nout = 0;
 
@@ -456,7 +458,8 @@ static size_t match_flattened(const eb_matcher *m, eb_matcher_scratch *sc, const
             __builtin_prefetch(&m->hot[sc->cand[i + PREFETCH]]);
 
         if (h->exact) {
-            size_t g = 0;
+            /* Without an array at any guard, every entry's guards pass. */
+            size_t g = c.guarded ? 0 : h->nguards;
 
             e = h->nguards > HOT_GUARDS || h->ntests > HOT_TESTS ? &m->entries[sc->cand[i]]
                                                                   : NULL;
@@ -511,7 +514,7 @@ bool eb_matcher_match_view(const eb_matcher *m, const char *json, size_t len,
  * that the data can change the result. */
 static bool attrs_matter(const eb_matcher *m, eb_matcher_scratch *sc)
 {
-    struct match_ctx c = { m, sc, 0, true, false };
+    struct match_ctx c = { m, sc, 0, true, false, false };
     const eb_flat *f = sc->flat;
 
     if (f->vals[0].kind == EB_FV_OBJECT)

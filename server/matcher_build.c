@@ -788,6 +788,8 @@ static void make_hot(eb_matcher *m)
         h->ntests = (uint16_t)e->ntests;
         for (size_t g = 0; g < e->nguards && g < HOT_GUARDS; g++)
             h->guard[g] = e->guards[g];
+        for (size_t g = 0; g < e->nguards; g++)
+            m->nodes[e->guards[g]].guard = true;
         for (size_t t = 0; t < e->ntests && t < HOT_TESTS; t++)
             h->test[t] = m->test_of[e->tests + t];
     }

@@ -144,6 +144,7 @@ struct pnode {
     size_t nlens[AFFIXES], caplens[AFFIXES];
     struct rtree ranges;
     bool keep;                 /* a sub is at this trie node: keep the event's values */
+    bool guard;                /* some exact entry guards this trie node */
 };
 
 /* What hangs under a key at one path (see chain() in matcher_build.c): the
