@@ -314,7 +314,7 @@ static void visit(struct match_ctx *c, uint32_t node, const json_t *v)
 
 /* Writes the ids of the entry whose hot part is h, which matched, at
  * out[n..]; returns the new number of ids in out. */
-static size_t put_ids(const eb_matcher *m, const struct hot *h, uint32_t *out, size_t n)
+static inline size_t put_ids(const eb_matcher *m, const struct hot *h, uint32_t *out, size_t n)
 {
     out[n++] = h->id;
     if (h->more != NO_MORE) {
