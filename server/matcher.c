@@ -30,7 +30,7 @@ struct match_ctx {
 
 /* Records that the event hits one anchor group of an entry; the entry
  * becomes a candidate when its last group is hit, once per event. */
-static void take_posting(struct match_ctx *c, uint32_t posting)
+static inline void take_posting(struct match_ctx *c, uint32_t posting)
 {
     eb_matcher_scratch *sc = c->sc;
     uint32_t e = posting >> GROUP_BITS, need = c->m->need[e], old;
