@@ -89,10 +89,15 @@ static void take(struct match_ctx *c, const struct key *k, const struct eb_scala
     }
 }
 
-static void lookup(struct match_ctx *c, uint32_t at, enum eb_anchor_kind kind, uint64_t h,
-                   const char *s, size_t len, double num, const struct eb_scalar *v)
+/* Looks up the key (at, kind, s/len or num), whose running hash is h, in
+ * index p, and takes it when it is there. */
+static void lookup(struct match_ctx *c, const struct pnode *p, uint32_t at,
+                   enum eb_anchor_kind kind, uint64_t h, const char *s, size_t len, double num,
+                   const struct eb_scalar *v)
 {
-    take(c, key_find(c->m, hash_final(h, at, kind), at, kind, s, len, num), v);
+    h = hash_final(h, at, kind);
+    if (p->filter & key_bit(h))
+        take(c, key_find(c->m, h, at, kind, s, len, num), v);
 }
 
 /* Every affix length of the index's affix kind that fits in the string is
@@ -115,7 +120,7 @@ static void lookup_affixes(struct match_ctx *c, const struct pnode *p, uint32_t 
             unsigned char ch = (unsigned char)s[suffix ? len - 1 - done : done];
             h = fnv_step(h, ci ? fold(ch) : ch);
         }
-        lookup(c, at, kind, h, suffix ? s + len - lens[j] : s, lens[j], 0, v);
+        lookup(c, p, at, kind, h, suffix ? s + len - lens[j] : s, lens[j], 0, v);
     }
 }
 
@@ -182,14 +187,14 @@ static void lookup_in(struct match_ctx *c, const struct pnode *p, uint32_t at,
     }
     /* Every leaf value, null included, satisfies "exists": true. */
     if (kinds & (1u << EB_ANCHOR_EXISTS))
-        lookup(c, at, EB_ANCHOR_EXISTS, FNV_OFFSET, NULL, 0, 0, v);
+        lookup(c, p, at, EB_ANCHOR_EXISTS, FNV_OFFSET, NULL, 0, 0, v);
     switch (v->kind) {
     case EB_SCALAR_STRING:
         if (kinds & (1u << EB_ANCHOR_STRING))
-            lookup(c, at, EB_ANCHOR_STRING, hash_text(v->s, v->len, EB_ANCHOR_STRING), v->s,
+            lookup(c, p, at, EB_ANCHOR_STRING, hash_text(v->s, v->len, EB_ANCHOR_STRING), v->s,
                    v->len, 0, v);
         if (kinds & (1u << EB_ANCHOR_CI))
-            lookup(c, at, EB_ANCHOR_CI, hash_text(v->s, v->len, EB_ANCHOR_CI), v->s, v->len, 0,
+            lookup(c, p, at, EB_ANCHOR_CI, hash_text(v->s, v->len, EB_ANCHOR_CI), v->s, v->len, 0,
                    v);
         for (enum eb_anchor_kind k = EB_ANCHOR_PREFIX; k <= EB_ANCHOR_SUFFIX_CI; k++)
             if (kinds & (1u << k))
@@ -197,21 +202,21 @@ static void lookup_in(struct match_ctx *c, const struct pnode *p, uint32_t at,
         break;
     case EB_SCALAR_NUMBER:
         if (kinds & (1u << EB_ANCHOR_NUMBER))
-            lookup(c, at, EB_ANCHOR_NUMBER, hash_number(v->num), NULL, 0,
+            lookup(c, p, at, EB_ANCHOR_NUMBER, hash_number(v->num), NULL, 0,
                    v->num == 0 ? 0 : v->num, v);
         stab(c, &p->ranges, v->num);
         break;
     case EB_SCALAR_TRUE:
         if (kinds & (1u << EB_ANCHOR_TRUE))
-            lookup(c, at, EB_ANCHOR_TRUE, FNV_OFFSET, NULL, 0, 0, v);
+            lookup(c, p, at, EB_ANCHOR_TRUE, FNV_OFFSET, NULL, 0, 0, v);
         break;
     case EB_SCALAR_FALSE:
         if (kinds & (1u << EB_ANCHOR_FALSE))
-            lookup(c, at, EB_ANCHOR_FALSE, FNV_OFFSET, NULL, 0, 0, v);
+            lookup(c, p, at, EB_ANCHOR_FALSE, FNV_OFFSET, NULL, 0, 0, v);
         break;
     case EB_SCALAR_NULL:
         if (kinds & (1u << EB_ANCHOR_NULL))
-            lookup(c, at, EB_ANCHOR_NULL, FNV_OFFSET, NULL, 0, 0, v);
+            lookup(c, p, at, EB_ANCHOR_NULL, FNV_OFFSET, NULL, 0, 0, v);
         break;
     }
 }

@@ -756,6 +756,10 @@ static void compact_keys(eb_matcher *m)
             ;
         keys[j] = *k;
         m->ktags[j] = key_tag(k->hash);
+        if (k->node < m->nnodes)
+            m->nodes[k->node].filter |= key_bit(k->hash);
+        else
+            m->subs[k->node - m->nnodes].ix.filter |= key_bit(k->hash);
     }
     free(m->keys);
     free(m->kidx);

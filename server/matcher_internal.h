@@ -143,6 +143,7 @@ struct pnode {
     size_t *lens[AFFIXES];     /* distinct affix lengths, ascending */
     size_t nlens[AFFIXES], caplens[AFFIXES];
     struct rtree ranges;
+    uint64_t filter;           /* bit key_bit() of each of its keys' hashes */
     bool keep;                 /* a sub is at this trie node: keep the event's values */
     bool guard;                /* some exact entry guards this trie node */
 };
@@ -414,6 +415,13 @@ static inline bool key_is(const struct key *k, uint64_t h, uint32_t at, enum eb_
 static inline uint32_t key_tag(uint64_t h)
 {
     return (uint32_t)(h >> 32) | 1;
+}
+
+/* The bit of hash h in struct pnode's filter: a lookup whose bit is not
+ * set misses without a probe of the table. */
+static inline uint64_t key_bit(uint64_t h)
+{
+    return 1ULL << (h >> 58);
 }
 
 /* Finds the key (at, kind, s/len or num) with hash h in the built table;
