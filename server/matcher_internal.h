@@ -323,15 +323,31 @@ static inline uint64_t hash_words(const char *s, size_t len, bool ci)
 {
     const uint64_t k = 0x9e3779b97f4a7c15ULL;
     uint64_t h = FNV_OFFSET ^ (uint64_t)len * k, w;
+    const char *end = s + len;
 
-    for (; len >= 8; s += 8, len -= 8) {
+    for (; end - s >= 8; s += 8) {
         memcpy(&w, s, 8);
         h = (h ^ (ci ? fold8(w) : w)) * k;
         h ^= h >> 29;
     }
-    if (len > 0) {
-        w = 0;
-        memcpy(&w, s, len);
+    if (s < end) {
+        /* The last bytes, by whole loads that may overlap bytes already
+         * hashed (the length is in h): a copy of the bytes into a word
+         * would stall its load on the partial stores. */
+        size_t r = (size_t)(end - s);
+
+        if (len >= 8) {
+            memcpy(&w, end - 8, 8);
+        } else if (r >= 4) {
+            uint32_t a, b;
+
+            memcpy(&a, s, 4);
+            memcpy(&b, end - 4, 4);
+            w = (uint64_t)a | (uint64_t)b << 32;
+        } else {
+            w = (uint64_t)(unsigned char)s[0] | (uint64_t)(unsigned char)s[r / 2] << 8 |
+                (uint64_t)(unsigned char)end[-1] << 16;
+        }
         h = (h ^ (ci ? fold8(w) : w)) * k;
         h ^= h >> 29;
     }
