@@ -298,7 +298,7 @@ static void drop_common_groups(eb_matcher *m, uint32_t *slot_of, const unsigned 
             if (slot_of[j] == UINT32_MAX || role[j] != ROLE_POSTING)
                 cost[g] = UINT64_MAX / 2; /* a range or a chain: keep */
             else if (cost[g] < UINT64_MAX / 2)
-                cost[g] += m->keys[slot_of[j]].n;
+                cost[g] += m->bkeys[slot_of[j]].k.n;
         }
         for (uint32_t g = 0; g < EB_ANCHOR_MAX_GROUPS; g++) {
             if (!(m->need[e] & 1u << g))
@@ -374,7 +374,7 @@ static void kidx_rebuild(eb_matcher *m)
     m->kidx = xcalloc(cap, sizeof *m->kidx);
     m->kidxmask = cap - 1;
     for (size_t k = 0; k < m->nkeys; k++) {
-        size_t i = m->keys[k].hash & m->kidxmask;
+        size_t i = m->bkeys[k].hash & m->kidxmask;
 
         while (m->kidx[i] != 0)
             i = (i + 1) & m->kidxmask;
@@ -382,7 +382,7 @@ static void kidx_rebuild(eb_matcher *m)
     }
 }
 
-/* Returns the index in m->keys (dense while building) of the key of r's
+/* Returns the index in m->bkeys of the key of r's
  * kind and value at at (a trie node, or sub_node() of a sub), adding it. */
 static uint32_t key_get(eb_matcher *m, uint32_t at, const struct rec *r)
 {
@@ -394,13 +394,24 @@ static uint32_t key_get(eb_matcher *m, uint32_t at, const struct rec *r)
                             at, kind);
     size_t i;
 
-    for (i = h & m->kidxmask; m->kidx[i] != 0; i = (i + 1) & m->kidxmask)
-        if (key_is(&m->keys[m->kidx[i] - 1], h, at, kind, r->s, r->len, num))
+    for (i = h & m->kidxmask; m->kidx[i] != 0; i = (i + 1) & m->kidxmask) {
+        const struct bkey *b = &m->bkeys[m->kidx[i] - 1];
+
+        if (b->hash == h && key_is(&b->k, at, kind, r->s, r->len, num))
             return m->kidx[i] - 1;
-    grow((void **)&m->keys, &m->capkeys, m->nkeys + 1, sizeof *m->keys);
-    m->keys[m->nkeys] = (struct key){ .hash = h, .s = r->s, .len = r->len, .num = num,
-                                      .node = at, .sub = NO_SUB,
-                                      .kind = (unsigned char)kind, .used = 1 };
+    }
+    /* Pattern texts are far shorter than 4 GiB; trie nodes and subs far
+     * fewer than 2^28 (both are bounded by the patterns' sizes). */
+    assert(r->len <= UINT32_MAX && at < 1u << (32 - KEY_KIND_BITS));
+    grow((void **)&m->bkeys, &m->capkeys, m->nkeys + 1, sizeof *m->bkeys);
+    m->bkeys[m->nkeys] = (struct bkey){ .hash = h };
+    if (kind == EB_ANCHOR_NUMBER)
+        m->bkeys[m->nkeys].k.v.num = num;
+    else
+        m->bkeys[m->nkeys].k.v.s = r->s;
+    m->bkeys[m->nkeys].k.len = (uint32_t)r->len;
+    m->bkeys[m->nkeys].k.at = at << KEY_KIND_BITS | (uint32_t)kind;
+    m->bkeys[m->nkeys].k.sub = NO_SUB;
     m->kidx[i] = (uint32_t)++m->nkeys;
     if (2 * (m->nkeys + 1) > m->kidxmask + 1)
         kidx_rebuild(m);
@@ -422,16 +433,16 @@ static void index_key(struct pnode *ix, const struct rec *r)
 /* Returns the sub of key at trie node node, adding it. */
 static uint32_t sub_at(eb_matcher *m, uint32_t key, uint32_t node)
 {
-    uint32_t sb = m->keys[key].sub;
+    uint32_t sb = m->bkeys[key].k.sub;
 
     while (sb != NO_SUB && m->subs[sb].node != node)
         sb = m->subs[sb].next;
     if (sb == NO_SUB) {
         grow((void **)&m->subs, &m->capsubs, m->nsubs + 1, sizeof *m->subs);
         sb = (uint32_t)m->nsubs++;
-        m->subs[sb] = (struct sub){ .node = node, .next = m->keys[key].sub };
-        m->keys[key].sub = sb;
-        m->keys[key].nsubs++;
+        m->subs[sb] = (struct sub){ .node = node, .next = m->bkeys[key].k.sub };
+        m->bkeys[key].k.sub = sb;
+        m->bkeys[key].nsubs++;
         m->nodes[node].keep = true;
     }
     return sb;
@@ -517,7 +528,7 @@ static bool subs_fit(const eb_matcher *m, const uint32_t *front, size_t nf, size
 
         for (size_t k = i; k < j; k++) {
             const struct rec *r = &m->recs[k];
-            uint32_t sb = m->keys[front[f]].sub;
+            uint32_t sb = m->bkeys[front[f]].k.sub;
             bool counted = false;
 
             if ((r->posting & ((1u << GROUP_BITS) - 1)) != g)
@@ -530,7 +541,7 @@ static bool subs_fit(const eb_matcher *m, const uint32_t *front, size_t nf, size
             if (sb == NO_SUB && !counted)
                 more++;
         }
-        if (m->keys[front[f]].nsubs + more > KEY_SUBS)
+        if (m->bkeys[front[f]].nsubs + more > KEY_SUBS)
             return false;
     }
     return true;
@@ -575,7 +586,7 @@ static void chain(eb_matcher *m, size_t i, size_t j, const uint32_t *slot_of,
             if (r->kind == EB_ANCHOR_RANGE)
                 st.range = true;
             else
-                st.cost += m->keys[slot_of[k]].n;
+                st.cost += m->bkeys[slot_of[k]].k.n;
         }
         if (st.verified)
             continue; /* a hit of its keys alone does not make a step */
@@ -741,27 +752,29 @@ static void compact_keys(eb_matcher *m)
     struct key *keys;
 
     for (size_t i = 0; i < m->nkeys; i++)
-        live += m->keys[i].n != 0 || m->keys[i].nv != 0 || m->keys[i].sub != NO_SUB;
+        live += m->bkeys[i].k.n != 0 || m->bkeys[i].k.nv != 0 || m->bkeys[i].k.sub != NO_SUB;
     while (cap < 2 * live)
         cap *= 2;
     keys = xcalloc(cap, sizeof *keys);
     m->ktags = xcalloc(cap, sizeof *m->ktags);
     for (size_t i = 0; i < m->nkeys; i++) {
-        const struct key *k = &m->keys[i];
+        const struct bkey *b = &m->bkeys[i];
+        uint32_t at = b->k.at >> KEY_KIND_BITS;
         size_t j;
 
-        if (k->n == 0 && k->nv == 0 && k->sub == NO_SUB)
+        if (b->k.n == 0 && b->k.nv == 0 && b->k.sub == NO_SUB)
             continue;
-        for (j = k->hash & (cap - 1); keys[j].used; j = (j + 1) & (cap - 1))
+        for (j = b->hash & (cap - 1); m->ktags[j] != 0; j = (j + 1) & (cap - 1))
             ;
-        keys[j] = *k;
-        m->ktags[j] = key_tag(k->hash);
-        if (k->node < m->nnodes)
-            m->nodes[k->node].filter |= key_bit(k->hash);
+        keys[j] = b->k;
+        m->ktags[j] = key_tag(b->hash);
+        if (at < m->nnodes)
+            m->nodes[at].filter |= key_bit(b->hash);
         else
-            m->subs[k->node - m->nnodes].ix.filter |= key_bit(k->hash);
+            m->subs[at - m->nnodes].ix.filter |= key_bit(b->hash);
     }
-    free(m->keys);
+    free(m->bkeys);
+    m->bkeys = NULL;
     free(m->kidx);
     m->kidx = NULL;
     m->keys = keys;
@@ -847,7 +860,7 @@ void eb_matcher_build(eb_matcher *m)
             continue;
         }
         slot_of[i] = key_get(m, r->node, r);
-        m->keys[slot_of[i]].n++;
+        m->bkeys[slot_of[i]].k.n++;
     }
     for (size_t i = 0; i < m->nrecs;) {
         uint32_t e = m->recs[i].posting >> GROUP_BITS;
@@ -890,22 +903,22 @@ void eb_matcher_build(eb_matcher *m)
     /* The postings, key by key: those a hit decides, then (posting, check)
      * pairs. */
     for (size_t k = 0; k < m->nkeys; k++)
-        m->keys[k].n = m->keys[k].nv = 0;
+        m->bkeys[k].k.n = m->bkeys[k].k.nv = 0;
     for (size_t i = 0; i < pl.n; i++) {
         if (pl.v[i].check == NO_CHECK)
-            m->keys[pl.v[i].key].n++;
+            m->bkeys[pl.v[i].key].k.n++;
         else
-            m->keys[pl.v[i].key].nv++;
+            m->bkeys[pl.v[i].key].k.nv++;
     }
     for (size_t k = 0; k < m->nkeys; k++) {
-        m->keys[k].off = total;
-        total += m->keys[k].n + 2 * m->keys[k].nv;
+        m->bkeys[k].k.off = total;
+        total += m->bkeys[k].k.n + 2 * m->bkeys[k].k.nv;
     }
     m->postings = xcalloc(total, sizeof *m->postings);
     for (size_t k = 0; k < m->nkeys; k++)
-        m->keys[k].nv = m->keys[k].n, m->keys[k].n = 0; /* nv: where the pairs start */
+        m->bkeys[k].k.nv = m->bkeys[k].k.n, m->bkeys[k].k.n = 0; /* nv: where the pairs start */
     for (size_t i = 0; i < pl.n; i++) {
-        struct key *k = &m->keys[pl.v[i].key];
+        struct key *k = &m->bkeys[pl.v[i].key].k;
 
         if (pl.v[i].check == NO_CHECK) {
             m->postings[k->off + k->n++] = pl.v[i].posting;
@@ -915,7 +928,7 @@ void eb_matcher_build(eb_matcher *m)
         }
     }
     for (size_t k = 0; k < m->nkeys; k++)
-        m->keys[k].nv = (m->keys[k].nv - m->keys[k].n) / 2;
+        m->bkeys[k].k.nv = (m->bkeys[k].k.nv - m->bkeys[k].k.n) / 2;
     free(pl.v);
     free(slot_of);
     free(role);
@@ -973,6 +986,7 @@ void eb_matcher_free(eb_matcher *m)
     free(m->recs);
     free(m->residual);
     free(m->keys);
+    free(m->bkeys);
     free(m->kidx);
     free(m->ktags);
     free(m->checks);

@@ -175,18 +175,26 @@ struct rec {
 /* A key of the hash index: (path, kind, value) -> postings[off..off+n),
  * then nv pairs (posting, check) taken only when the value that hits the
  * key satisfies m->checks[check] (a wildcard with '*': its prefix or
- * suffix is the key); and what hangs under it (sub, or NO_SUB). */
+ * suffix is the key); and what hangs under it (sub, or NO_SUB). 32 bytes,
+ * so that a key is one cache line. */
 struct key {
-    uint64_t hash;
-    const char *s;
-    size_t len;
-    double num;
-    uint32_t node;
+    union {
+        const char *s; /* text kinds: s[0..len) */
+        double num;    /* EB_ANCHOR_NUMBER */
+    } v;
+    uint32_t len;
+    uint32_t at;   /* at << 4 | kind; at: a trie node, or sub_node() of a sub */
     uint32_t off, n, nv;
     uint32_t sub;
+};
+#define KEY_KIND_BITS 4
+
+/* A key while the matcher is built (keys are found in a dense array of
+ * these through kidx), with its hash and the number of its subs. */
+struct bkey {
+    struct key k;
+    uint64_t hash;
     uint16_t nsubs;
-    unsigned char kind;
-    unsigned char used;
 };
 
 struct eb_matcher {
@@ -219,9 +227,9 @@ struct eb_matcher {
     size_t nresidual, capresidual;
     const struct cond **checks; /* distinct conditions of verified postings */
     size_t nchecks, capchecks;
-    struct key *keys; /* open addressing, capacity a power of two; while
-                       * building, a dense array indexed through kidx */
+    struct key *keys; /* open addressing, capacity a power of two */
     size_t keymask;
+    struct bkey *bkeys; /* while building: every key, found through kidx */
     uint32_t *ktags; /* per slot of keys: key_tag() of its hash, 0 when empty */
     uint32_t *kidx; /* while building: key index + 1 by hash (0: empty) */
     size_t kidxmask, nkeys, capkeys;
@@ -414,15 +422,15 @@ static inline bool text_equal(const char *a, const char *b, size_t len, bool ci)
     return true;
 }
 
-/* Whether key k is (at, kind, s/len or num), whose hash is h. */
-static inline bool key_is(const struct key *k, uint64_t h, uint32_t at, enum eb_anchor_kind kind,
+/* Whether key k is (at, kind, s/len or num). */
+static inline bool key_is(const struct key *k, uint32_t at, enum eb_anchor_kind kind,
                           const char *s, size_t len, double num)
 {
-    if (k->hash != h || k->node != at || k->kind != kind)
+    if (k->at != (at << KEY_KIND_BITS | (uint32_t)kind))
         return false;
     if (kind_text(kind))
-        return k->len == len && text_equal(k->s, s, len, kind_ci(kind));
-    return kind != EB_ANCHOR_NUMBER || k->num == num;
+        return k->len == len && text_equal(k->v.s, s, len, kind_ci(kind));
+    return kind != EB_ANCHOR_NUMBER || k->v.num == num;
 }
 
 /* The tag of a key's hash in m->ktags: its high half, never 0. Probes
@@ -453,7 +461,7 @@ static inline const struct key *key_find(const eb_matcher *m, uint64_t h, uint32
 
         if (t == 0)
             return NULL;
-        if (t == tag && key_is(&m->keys[i], h, at, kind, s, len, num))
+        if (t == tag && key_is(&m->keys[i], at, kind, s, len, num))
             return &m->keys[i];
     }
 }
