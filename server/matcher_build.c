@@ -812,6 +812,93 @@ static void make_hot(eb_matcher *m)
     }
 }
 
+/* Renumbers a posting along perm (old entry -> new entry). */
+static uint32_t renumber(const uint32_t *perm, uint32_t posting)
+{
+    return perm[posting >> GROUP_BITS] << GROUP_BITS | (posting & ((1u << GROUP_BITS) - 1));
+}
+
+static void renumber_ranges(struct rtree *rt, const uint32_t *perm)
+{
+    for (size_t i = 0; i < rt->n; i++)
+        rt->ranges[i].posting = renumber(perm, rt->ranges[i].posting);
+}
+
+/* Numbers the entries in the order of the range sets and posting lists
+ * that name them (the ranges sorted by lower bound), so that the entries
+ * one stab or one key hits are neighbours in every array indexed by entry
+ * (hits, need, records): a run of candidates then reads a few cache lines
+ * instead of a line per entry, as it did when entries came in the order
+ * their patterns were added. Before the entries' tests, ids and records
+ * are made; every range tree must be built. */
+static void renumber_entries(eb_matcher *m)
+{
+    uint32_t *perm = xcalloc(m->nentries, sizeof *perm); /* new number + 1; 0: not yet */
+    uint32_t next = 0;
+    struct entry *entries;
+    uint32_t *need, *attr_need;
+
+#define SEE(e)                                                                                    \
+    do {                                                                                          \
+        if (perm[e] == 0)                                                                         \
+            perm[e] = ++next;                                                                     \
+    } while (0)
+    for (size_t sb = 0; sb < m->nsubs; sb++)
+        for (size_t i = 0; i < m->subs[sb].ix.ranges.n; i++)
+            SEE(m->subs[sb].ix.ranges.ranges[i].posting >> GROUP_BITS);
+    for (size_t nd = 0; nd < m->nnodes; nd++)
+        for (size_t i = 0; i < m->nodes[nd].ranges.n; i++)
+            SEE(m->nodes[nd].ranges.ranges[i].posting >> GROUP_BITS);
+    for (size_t k = 0; k < m->nkeys; k++) {
+        const struct key *kk = &m->bkeys[k].k;
+
+        for (uint32_t i = 0; i < kk->n; i++)
+            SEE(m->postings[kk->off + i] >> GROUP_BITS);
+        for (uint32_t i = 0; i < kk->nv; i++)
+            SEE(m->postings[kk->off + kk->n + 2 * i] >> GROUP_BITS);
+    }
+    for (size_t e = 0; e < m->nentries; e++)
+        SEE(e);
+#undef SEE
+    for (size_t e = 0; e < m->nentries; e++)
+        perm[e]--;
+
+    for (size_t sb = 0; sb < m->nsubs; sb++)
+        renumber_ranges(&m->subs[sb].ix.ranges, perm);
+    for (size_t nd = 0; nd < m->nnodes; nd++)
+        renumber_ranges(&m->nodes[nd].ranges, perm);
+    for (size_t k = 0; k < m->nkeys; k++) {
+        const struct key *kk = &m->bkeys[k].k;
+
+        for (uint32_t i = 0; i < kk->n; i++)
+            m->postings[kk->off + i] = renumber(perm, m->postings[kk->off + i]);
+        for (uint32_t i = 0; i < kk->nv; i++)
+            m->postings[kk->off + kk->n + 2 * i] =
+                renumber(perm, m->postings[kk->off + kk->n + 2 * i]);
+    }
+    for (size_t i = 0; i < m->nresidual; i++)
+        m->residual[i] = perm[m->residual[i]];
+    for (size_t i = 0; i < m->ndups; i++)
+        m->dups[i].entry = perm[m->dups[i].entry];
+
+    entries = xcalloc(m->nentries, sizeof *entries);
+    need = xcalloc(m->nentries, sizeof *need);
+    attr_need = xcalloc(m->nentries, sizeof *attr_need);
+    for (size_t e = 0; e < m->nentries; e++) {
+        entries[perm[e]] = m->entries[e];
+        need[perm[e]] = m->need[e];
+        attr_need[perm[e]] = m->attr_need[e];
+    }
+    free(m->entries);
+    free(m->need);
+    free(m->attr_need);
+    m->entries = entries;
+    m->capentries = m->capneed = m->nentries;
+    m->need = need;
+    m->attr_need = attr_need;
+    free(perm);
+}
+
 /* Sorts and dedupes an index's affix lengths and builds its range tree. */
 static void finish_index(struct pnode *ix)
 {
@@ -932,6 +1019,13 @@ void eb_matcher_build(eb_matcher *m)
     free(pl.v);
     free(slot_of);
     free(role);
+    for (size_t i = 0; i < m->nnodes; i++)
+        finish_index(&m->nodes[i]);
+    for (size_t i = 0; i < m->nsubs; i++)
+        finish_index(&m->subs[i].ix);
+    free(m->seen); /* entries by their old numbers; adding is over */
+    m->seen = NULL;
+    renumber_entries(m);
     add_tests(m);
     add_more_ids(m);
     for (size_t i = 0; i < m->nentries; i++) {
@@ -945,11 +1039,6 @@ void eb_matcher_build(eb_matcher *m)
     compact_keys(m);
     make_hot(m);
     m->nrecs = m->caprecs = 0;
-
-    for (size_t i = 0; i < m->nnodes; i++)
-        finish_index(&m->nodes[i]);
-    for (size_t i = 0; i < m->nsubs; i++)
-        finish_index(&m->subs[i].ix);
 }
 
 size_t eb_matcher_size(const eb_matcher *m)
