@@ -1349,6 +1349,7 @@ static void emit_cond(struct anchor_walk *w, const struct cond *c)
     case COND_CIDR:
     case COND_ANYTHING_BUT:
         a.kind = EB_ANCHOR_EXISTS;
+        a.verify = c;
         break;
     }
     w->fn(&a, w->arg);

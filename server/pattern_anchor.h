@@ -56,8 +56,9 @@ struct eb_anchor {
     double lo, hi; /* EB_ANCHOR_RANGE */
     bool lo_open, hi_open; /* EB_ANCHOR_RANGE: > and < instead of >= and <= */
     /* When not NULL, a hit is not enough: the value that hits must also
-     * satisfy this condition (a wildcard with '*', anchored by its prefix,
-     * its suffix or, for "*x*", any value), with eb_pattern_cond_match(). */
+     * satisfy this condition, with eb_pattern_cond_match(): a wildcard with
+     * '*' (anchored by its prefix, its suffix or, for "*x*", any value),
+     * an anything-but or a cidr (anchored by any value). */
     const struct cond *verify;
     unsigned group; /* 0 .. groups - 1 */
 };

@@ -75,8 +75,10 @@ static bool cond_exact(const struct cond *c)
     case COND_EXISTS:
         return c->u.flag;
     case COND_WILDCARD:
-        /* With '*', the index checks the wildcard on the value that hits
-         * its anchor (struct eb_anchor.verify). */
+    case COND_ANYTHING_BUT:
+    case COND_CIDR:
+        /* The index checks these on the value that hits their anchor
+         * (struct eb_anchor.verify). */
         return true;
     default:
         return false;

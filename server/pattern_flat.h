@@ -31,8 +31,8 @@ struct cond;
  * Leaves are numbered in the pattern's order; leaves[i] is leaf i (borrowed
  * from p). An anchor group hit decides its leaf exactly when the leaf's
  * conditions are exact values, equals-ignore-case, prefix, suffix, numeric
- * or a wildcard (one with '*' is checked on the value that hits its anchor:
- * struct eb_anchor.verify); the other leaves (set in *check) must be tested
+ * a wildcard, anything-but or cidr (the index checks those on the value that
+ * hits their anchor: struct eb_anchor.verify); the other leaves (set in *check) must be tested
  * one by one with eb_pattern_test_leaf(). All this holds provided the fields
  * of each nested object with several fields come from one object: the event
  * has no array at any of those objects' paths or on the way to them. Those

@@ -707,12 +707,13 @@ static void test_chains(void **state)
 }
 
 /* A wildcard with '*' is anchored by its longer literal end (or by any
- * value, for "*x*"); the index takes its posting only when the value that
- * hit the anchor also satisfies the wildcard, checked once per value for
- * every pattern with the same wildcard. Events here hit the anchors with
- * values the wildcards refuse, in arrays next to values they accept, and
- * with the patterns' exact values. */
-static void test_wildcard_checks(void **state)
+ * value, for "*x*"), anything-but and cidr by any value; the index takes
+ * such a posting only when the value that hit the anchor also satisfies
+ * the condition, checked once per value for every pattern with the same
+ * condition. Events here hit the anchors with values the conditions
+ * refuse, in arrays next to values they accept, with nulls, objects and
+ * numbers, and with the patterns' exact values. */
+static void test_checked_conditions(void **state)
 {
     static const char *const pats[] = {
         "{'subject':[{'wildcard':'order/*/item-7'},'own-1']}",
@@ -723,6 +724,12 @@ static void test_wildcard_checks(void **state)
         "{'subject':[{'wildcard':'*der*'}]}",
         "{'subject':[{'wildcard':'order/*/*-7'}],'data':{'n':[{'numeric':['>',1]}]}}",
         "{'data':{'k':[{'wildcard':'x*y'},'x']},'type':[{'prefix':'a'}]}",
+        "{'data':{'c':[{'anything-but':['EUR','USD']}],'n':[{'numeric':['>',0]}]}}",
+        "{'data':{'c':[{'anything-but':['EUR','USD']},'own-7']},'type':['a']}",
+        "{'data':{'c':[{'anything-but':{'prefix':'E'}}]}}",
+        "{'data':{'c':[{'anything-but':[1,2]}]}}",
+        "{'ip':[{'cidr':'10.0.0.0/8'},'own-8'],'type':['a','b']}",
+        "{'ip':[{'cidr':'2001:db8::/32'}]}",
     };
     static const char *const evs[] = {
         "{'subject':'order/12/item-7'}",
@@ -738,6 +745,18 @@ static void test_wildcard_checks(void **state)
         "{'data':{'k':['xay','xz']},'type':'ab'}",
         "{'data':{'k':'x'},'type':'a'}",
         "{'data':{'k':'xa'},'type':'a'}",
+        "{'data':{'c':'EUR','n':1},'type':'a'}",
+        "{'data':{'c':['EUR','GBP'],'n':1},'type':'a'}",
+        "{'data':{'c':['EUR','USD'],'n':1},'type':'a'}",
+        "{'data':{'c':null,'n':1},'type':'a'}",
+        "{'data':{'c':{'x':'GBP'},'n':1},'type':'a'}",
+        "{'data':{'c':[1,3,'ELSE']}}",
+        "{'data':{'c':'own-7'},'type':'a'}",
+        "{'ip':'10.1.2.3','type':'a'}",
+        "{'ip':['192.168.0.1','10.0.0.1'],'type':'b'}",
+        "{'ip':'192.168.0.1','type':'a'}",
+        "{'ip':['2001:db8::1',7,null]}",
+        "{'ip':'own-8','type':'b'}",
     };
 
     (void)state;
@@ -890,7 +909,7 @@ int main(void)
         cmocka_unit_test(test_nested_keys),
         cmocka_unit_test(test_chains),
         cmocka_unit_test(test_chain_limits),
-        cmocka_unit_test(test_wildcard_checks),
+        cmocka_unit_test(test_checked_conditions),
         cmocka_unit_test(test_ten_thousand),
     };
 
