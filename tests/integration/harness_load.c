@@ -69,7 +69,7 @@ static void *publisher_main(void *arg)
             if (!(rc > 0 && rc < 32 && (l->allowed_codes & (1u << rc)))) {
                 char what[700];
                 snprintf(what, sizeof what, "%s: %s", cebus_status_name(rc), err.message);
-                record_bad(p, rc, "PutEvents failed with %s", what);
+                record_bad(p, rc, "PutEvents failed with %.500s", what);
             }
             pthread_mutex_lock(&l->mu);
             p->failed_calls++;
