@@ -23,6 +23,8 @@ struct match_ctx {
     const eb_matcher *m;
     eb_matcher_scratch *sc;
     size_t ncand;
+    size_t nout;   /* ids in sc->out */
+    size_t nlater; /* entries in sc->later */
     bool probe; /* looking at the attributes alone (attrs_matter()) ... */
     bool alive; /* ... and some entry could still match */
     bool guarded; /* the event has an array at some entry's guard */
@@ -42,8 +44,14 @@ static inline void take_posting(struct match_ctx *c, uint32_t posting)
     }
     old = h->mask;
     h->mask = old | 1u << (posting & ((1u << GROUP_BITS) - 1));
-    if (h->mask == need && old != need)
-        sc->cand[c->ncand++] = e;
+    if (h->mask == need && old != need) {
+        if (e < c->m->ndecided)
+            sc->out[c->nout++] = c->m->ids[e];
+        else if (e < c->m->nunguarded)
+            sc->later[c->nlater++] = e;
+        else
+            sc->cand[c->ncand++] = e;
+    }
     if (c->probe && (h->mask & c->m->attr_need[e]) == c->m->attr_need[e])
         c->alive = true;
 }
@@ -350,16 +358,21 @@ static void begin(const eb_matcher *m, eb_matcher_scratch *sc)
 size_t eb_matcher_match(const eb_matcher *m, const json_t *event, eb_matcher_scratch *sc,
                         const uint32_t **ids)
 {
-    struct match_ctx c = { m, sc, 0, false, false, false };
-    size_t nout = 0;
+    struct match_ctx c = { .m = m, .sc = sc };
+    size_t nout;
 
     assert(m != NULL && m->built && sc != NULL && sc->m == m && ids != NULL);
     begin(m, sc);
     if (json_is_object(event))
         descend(&c, 0, event);
     run_subs(&c);
+    /* This walk does not note arrays at guards: those entries are decided
+     * in full. */
+    for (size_t i = 0; i < c.nlater; i++)
+        sc->cand[c.ncand++] = sc->later[i];
     for (size_t i = 0; i < m->nresidual; i++)
         sc->cand[c.ncand++] = m->residual[i];
+    nout = c.nout;
     for (size_t i = 0; i < c.ncand; i++) {
         const struct entry *e = &m->entries[sc->cand[i]];
 
@@ -444,15 +457,24 @@ static int test_leaf(const eb_matcher *m, eb_matcher_scratch *sc, uint32_t t)
 /* Matches the event just flattened into sc->flat. */
 static size_t match_flattened(const eb_matcher *m, eb_matcher_scratch *sc, const uint32_t **ids)
 {
-    struct match_ctx c = { m, sc, 0, false, false, false };
+    struct match_ctx c = { .m = m, .sc = sc };
     const eb_flat *f = sc->flat;
-    size_t nout = 0;
+    size_t nout;
 
     if (f->vals[0].kind == EB_FV_OBJECT)
         flat_descend(&c, f, &f->vals[0]);
     run_subs(&c);
+    /* With no array at any guard, the entries that wait for that are
+     * matches; otherwise they are candidates like the rest. */
+    for (size_t i = 0; i < c.nlater; i++) {
+        if (c.guarded)
+            sc->cand[c.ncand++] = sc->later[i];
+        else
+            sc->out[c.nout++] = m->ids[sc->later[i]];
+    }
     for (size_t i = 0; i < m->nresidual; i++)
         sc->cand[c.ncand++] = m->residual[i];
+    nout = c.nout;
     for (size_t i = 0; i < c.ncand; i++) {
         const struct hot *h = &m->hot[sc->cand[i]];
         const struct entry *e;
@@ -519,7 +541,7 @@ bool eb_matcher_match_view(const eb_matcher *m, const char *json, size_t len,
  * that the data can change the result. */
 static bool attrs_matter(const eb_matcher *m, eb_matcher_scratch *sc)
 {
-    struct match_ctx c = { m, sc, 0, true, false, false };
+    struct match_ctx c = { .m = m, .sc = sc, .probe = true };
     const eb_flat *f = sc->flat;
 
     if (f->vals[0].kind == EB_FV_OBJECT)

@@ -707,6 +707,7 @@ static void add_more_ids(eb_matcher *m)
     }
     free(m->dups);
     m->dups = NULL;
+    m->ndups = m->capdups = 0;
     free(m->seen);
     m->seen = NULL;
 }
@@ -824,17 +825,33 @@ static void renumber_ranges(struct rtree *rt, const uint32_t *perm)
         rt->ranges[i].posting = renumber(perm, rt->ranges[i].posting);
 }
 
-/* Numbers the entries in the order of the range sets and posting lists
- * that name them (the ranges sorted by lower bound), so that the entries
- * one stab or one key hits are neighbours in every array indexed by entry
- * (hits, need, records): a run of candidates then reads a few cache lines
- * instead of a line per entry, as it did when entries came in the order
- * their patterns were added. Before the entries' tests, ids and records
- * are made; every range tree must be built. */
+/* What decides an entry once all its groups are hit: nothing (an exact
+ * entry with no guards, leaf tests or further ids: it matches), the absence
+ * of arrays at its guards (the same with guards), or its candidate record
+ * (the rest). In that order, entries are numbered by class. */
+enum { DECIDED, DECIDED_UNGUARDED, DECIDED_BY_CANDIDATE };
+
+static int entry_class(const struct entry *e)
+{
+    if (!e->exact || e->ntests != 0 || e->more != NO_MORE)
+        return DECIDED_BY_CANDIDATE;
+    return e->nguards == 0 ? DECIDED : DECIDED_UNGUARDED;
+}
+
+/* Numbers the entries by class (entry_class(): m->ndecided, then up to
+ * m->nunguarded, then the rest), and within a class in the order of the
+ * range sets and posting lists that name them (the ranges sorted by lower
+ * bound), so that the entries one stab or one key hits are neighbours in
+ * every array indexed by entry (hits, need, records): a run of candidates
+ * then reads a few cache lines instead of a line per entry, as it did
+ * when entries came in the order their patterns were added. After the
+ * entries' tests and further ids are known, before their records are
+ * made; every range tree must be built. */
 static void renumber_entries(eb_matcher *m)
 {
-    uint32_t *perm = xcalloc(m->nentries, sizeof *perm); /* new number + 1; 0: not yet */
-    uint32_t next = 0;
+    uint32_t *perm = xcalloc(m->nentries, sizeof *perm); /* first seen + 1; 0: not yet */
+    uint32_t *order = xcalloc(m->nentries, sizeof *order);
+    uint32_t next = 0, counts[3] = { 0 }, start[3];
     struct entry *entries;
     uint32_t *need, *attr_need;
 
@@ -860,8 +877,19 @@ static void renumber_entries(eb_matcher *m)
     for (size_t e = 0; e < m->nentries; e++)
         SEE(e);
 #undef SEE
-    for (size_t e = 0; e < m->nentries; e++)
-        perm[e]--;
+    /* By class, then in the order first seen. */
+    for (size_t e = 0; e < m->nentries; e++) {
+        order[perm[e] - 1] = (uint32_t)e;
+        counts[entry_class(&m->entries[e])]++;
+    }
+    start[DECIDED] = 0;
+    start[DECIDED_UNGUARDED] = counts[DECIDED];
+    start[DECIDED_BY_CANDIDATE] = counts[DECIDED] + counts[DECIDED_UNGUARDED];
+    m->ndecided = start[DECIDED_UNGUARDED];
+    m->nunguarded = start[DECIDED_BY_CANDIDATE];
+    for (size_t k = 0; k < m->nentries; k++)
+        perm[order[k]] = start[entry_class(&m->entries[order[k]])]++;
+    free(order);
 
     for (size_t sb = 0; sb < m->nsubs; sb++)
         renumber_ranges(&m->subs[sb].ix.ranges, perm);
@@ -878,16 +906,16 @@ static void renumber_entries(eb_matcher *m)
     }
     for (size_t i = 0; i < m->nresidual; i++)
         m->residual[i] = perm[m->residual[i]];
-    for (size_t i = 0; i < m->ndups; i++)
-        m->dups[i].entry = perm[m->dups[i].entry];
 
     entries = xcalloc(m->nentries, sizeof *entries);
     need = xcalloc(m->nentries, sizeof *need);
     attr_need = xcalloc(m->nentries, sizeof *attr_need);
+    m->ids = xcalloc(m->nentries, sizeof *m->ids);
     for (size_t e = 0; e < m->nentries; e++) {
         entries[perm[e]] = m->entries[e];
         need[perm[e]] = m->need[e];
         attr_need[perm[e]] = m->attr_need[e];
+        m->ids[perm[e]] = m->entries[e].id;
     }
     free(m->entries);
     free(m->need);
@@ -1025,9 +1053,9 @@ void eb_matcher_build(eb_matcher *m)
         finish_index(&m->subs[i].ix);
     free(m->seen); /* entries by their old numbers; adding is over */
     m->seen = NULL;
-    renumber_entries(m);
     add_tests(m);
     add_more_ids(m);
+    renumber_entries(m);
     for (size_t i = 0; i < m->nentries; i++) {
         free(m->entries[i].leaf_of_group);
         m->entries[i].leaf_of_group = NULL;
@@ -1069,6 +1097,7 @@ void eb_matcher_free(eb_matcher *m)
     free(m->dups);
     free(m->more);
     free(m->hot);
+    free(m->ids);
     free(m->tests);
     free(m->test_paths);
     free(m->test_of);
@@ -1094,6 +1123,7 @@ eb_matcher_scratch *eb_matcher_scratch_new(const eb_matcher *m)
     sc->test_stamp = xcalloc(m->ntests, sizeof *sc->test_stamp);
     sc->test_val = xcalloc(m->ntests, sizeof *sc->test_val);
     sc->cand = xcalloc(m->nentries, sizeof *sc->cand);
+    sc->later = xcalloc(m->nentries, sizeof *sc->later);
     sc->out = xcalloc(m->nadded, sizeof *sc->out);
     sc->sub_stamp = xcalloc(m->nsubs, sizeof *sc->sub_stamp);
     sc->active = xcalloc(m->nsubs, sizeof *sc->active);
@@ -1114,6 +1144,7 @@ void eb_matcher_scratch_free(eb_matcher_scratch *sc)
     free(sc->test_stamp);
     free(sc->test_val);
     free(sc->cand);
+    free(sc->later);
     free(sc->out);
     free(sc->sub_stamp);
     free(sc->active);

@@ -209,6 +209,11 @@ struct eb_matcher {
     size_t ndups, capdups;
     uint32_t *more; /* per entry with further ids: their number, then the ids */
     struct hot *hot; /* per entry */
+    uint32_t *ids;   /* per entry, its (first) id */
+    /* Entries [0, ndecided) match once all their groups are hit; those in
+     * [ndecided, nunguarded) too when the event has no array at a guard;
+     * the rest are decided as candidates (see renumber_entries()). */
+    uint32_t ndecided, nunguarded;
     uint32_t *need; /* per entry, a bit per indexed anchor group: all must be hit */
     uint32_t *attr_need; /* per entry, the groups of need that attributes alone decide */
     bool always_data; /* some entry has no such group: the data always matters */
@@ -254,6 +259,7 @@ struct eb_matcher_scratch {
     uint32_t *check_stamp; /* per check: value when check_val holds its result */
     bool *check_val;
     uint32_t *cand;
+    uint32_t *later; /* hit entries of class DECIDED_UNGUARDED, decided after the walk */
     uint32_t *out;
     uint32_t *sub_stamp; /* per sub: gen when it is in active */
     uint32_t *active;    /* the subs whose key this event hits */
