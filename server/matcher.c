@@ -181,8 +181,42 @@ static void stab(struct match_ctx *c, const struct rtree *rt, double d)
             hit_range(c, &rt->ranges[lo], d);
 }
 
+/* Whether the value v satisfies the anchor of listed key k (the key a
+ * hashed lookup of v would find). */
+static bool key_holds(const struct key *k, const struct eb_scalar *v)
+{
+    enum eb_anchor_kind kind = (enum eb_anchor_kind)(k->at & ((1u << KEY_KIND_BITS) - 1));
+    bool str = v->kind == EB_SCALAR_STRING;
+
+    switch (kind) {
+    case EB_ANCHOR_EXISTS:
+        return true;
+    case EB_ANCHOR_STRING:
+    case EB_ANCHOR_CI:
+        return str && v->len == k->len && text_equal(v->s, k->v.s, k->len, kind_ci(kind));
+    case EB_ANCHOR_PREFIX:
+    case EB_ANCHOR_PREFIX_CI:
+        return str && v->len >= k->len && text_equal(v->s, k->v.s, k->len, kind_ci(kind));
+    case EB_ANCHOR_SUFFIX:
+    case EB_ANCHOR_SUFFIX_CI:
+        return str && v->len >= k->len &&
+               text_equal(v->s + v->len - k->len, k->v.s, k->len, kind_ci(kind));
+    case EB_ANCHOR_NUMBER:
+        return v->kind == EB_SCALAR_NUMBER && v->num == k->v.num;
+    case EB_ANCHOR_TRUE:
+        return v->kind == EB_SCALAR_TRUE;
+    case EB_ANCHOR_FALSE:
+        return v->kind == EB_SCALAR_FALSE;
+    case EB_ANCHOR_NULL:
+        return v->kind == EB_SCALAR_NULL;
+    case EB_ANCHOR_RANGE:
+        break;
+    }
+    return false;
+}
+
 /* Looks the leaf value v up in the index p, whose keys are under at in the
- * key table (a trie node, or sub_node() of a sub). */
+ * key table (a trie node, or sub_node() of a sub), or in its list. */
 static void lookup_in(struct match_ctx *c, const struct pnode *p, uint32_t at,
                       const struct eb_scalar *v)
 {
@@ -192,6 +226,16 @@ static void lookup_in(struct match_ctx *c, const struct pnode *p, uint32_t at,
         /* The count wrapped: forget the checks' results. */
         memset(c->sc->check_stamp, 0, c->m->nchecks * sizeof *c->sc->check_stamp);
         c->sc->value = 1;
+    }
+    if (p->listed) {
+        const struct key *k = &c->m->lkeys[p->lfirst];
+
+        for (uint32_t i = 0; i < p->nlist; i++)
+            if (key_holds(&k[i], v))
+                take(c, &k[i], v);
+        if (v->kind == EB_SCALAR_NUMBER)
+            stab(c, &p->ranges, v->num);
+        return;
     }
     /* Every leaf value, null included, satisfies "exists": true. */
     if (kinds & (1u << EB_ANCHOR_EXISTS))

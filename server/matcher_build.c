@@ -747,32 +747,62 @@ static void add_tests(eb_matcher *m)
  * at most half full: most records share keys or were left out of the
  * index, so a table sized for every record would miss the cache for
  * nothing. */
+/* The index (trie node or sub) of key b. */
+static struct pnode *index_of(eb_matcher *m, const struct bkey *b)
+{
+    uint32_t at = b->k.at >> KEY_KIND_BITS;
+
+    return at < m->nnodes ? &m->nodes[at] : &m->subs[at - m->nnodes].ix;
+}
+
+static bool key_live(const struct bkey *b)
+{
+    return b->k.n != 0 || b->k.nv != 0 || b->k.sub != NO_SUB;
+}
+
 static void compact_keys(eb_matcher *m)
 {
-    size_t cap = 16, live = 0;
+    size_t cap = 16, live = 0, listed = 0;
     struct key *keys;
 
+    /* Indexes with few keys list them (LIST_KEYS); the rest go into the
+     * table. */
     for (size_t i = 0; i < m->nkeys; i++)
-        live += m->bkeys[i].k.n != 0 || m->bkeys[i].k.nv != 0 || m->bkeys[i].k.sub != NO_SUB;
+        if (key_live(&m->bkeys[i]))
+            index_of(m, &m->bkeys[i])->nlist++;
+    for (size_t i = 0; i < m->nnodes + m->nsubs; i++) {
+        struct pnode *ix = i < m->nnodes ? &m->nodes[i] : &m->subs[i - m->nnodes].ix;
+
+        ix->listed = ix->nlist <= LIST_KEYS;
+        if (ix->listed) {
+            ix->lfirst = (uint32_t)listed;
+            listed += ix->nlist;
+        } else {
+            live += ix->nlist;
+        }
+        ix->nlist = 0;
+    }
+    m->lkeys = xcalloc(listed, sizeof *m->lkeys);
     while (cap < 2 * live)
         cap *= 2;
     keys = xcalloc(cap, sizeof *keys);
     m->ktags = xcalloc(cap, sizeof *m->ktags);
     for (size_t i = 0; i < m->nkeys; i++) {
         const struct bkey *b = &m->bkeys[i];
-        uint32_t at = b->k.at >> KEY_KIND_BITS;
+        struct pnode *ix = index_of(m, b);
         size_t j;
 
-        if (b->k.n == 0 && b->k.nv == 0 && b->k.sub == NO_SUB)
+        if (!key_live(b))
             continue;
+        if (ix->listed) {
+            m->lkeys[ix->lfirst + ix->nlist++] = b->k;
+            continue;
+        }
         for (j = b->hash & (cap - 1); m->ktags[j] != 0; j = (j + 1) & (cap - 1))
             ;
         keys[j] = b->k;
         m->ktags[j] = key_tag(b->hash);
-        if (at < m->nnodes)
-            m->nodes[at].filter |= key_bit(b->hash);
-        else
-            m->subs[at - m->nnodes].ix.filter |= key_bit(b->hash);
+        ix->filter |= key_bit(b->hash);
     }
     free(m->bkeys);
     m->bkeys = NULL;
@@ -1104,6 +1134,7 @@ void eb_matcher_free(eb_matcher *m)
     free(m->recs);
     free(m->residual);
     free(m->keys);
+    free(m->lkeys);
     free(m->bkeys);
     free(m->kidx);
     free(m->ktags);

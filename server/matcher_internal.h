@@ -144,6 +144,8 @@ struct pnode {
     size_t nlens[AFFIXES], caplens[AFFIXES];
     struct rtree ranges;
     uint64_t filter;           /* bit key_bit() of each of its keys' hashes */
+    uint32_t lfirst, nlist;    /* when listed: its keys, m->lkeys[lfirst .. lfirst + nlist) */
+    bool listed;               /* few keys: scanned, not in the table (LIST_KEYS) */
     bool keep;                 /* a sub is at this trie node: keep the event's values */
     bool guard;                /* some exact entry guards this trie node */
 };
@@ -189,6 +191,12 @@ struct key {
 };
 #define KEY_KIND_BITS 4
 
+/* An index (struct pnode) with at most this many keys keeps them in a list
+ * that a lookup scans, in cache with the index, instead of hashing the
+ * value and probing the table: most subs, and trie nodes such as
+ * datacontenttype's. */
+#define LIST_KEYS 8
+
 /* A key while the matcher is built (keys are found in a dense array of
  * these through kidx), with its hash and the number of its subs. */
 struct bkey {
@@ -232,6 +240,7 @@ struct eb_matcher {
     size_t nresidual, capresidual;
     const struct cond **checks; /* distinct conditions of verified postings */
     size_t nchecks, capchecks;
+    struct key *lkeys; /* the keys of listed indexes (struct pnode), index by index */
     struct key *keys; /* open addressing, capacity a power of two */
     size_t keymask;
     struct bkey *bkeys; /* while building: every key, found through kidx */

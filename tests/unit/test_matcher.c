@@ -419,18 +419,47 @@ static void test_random(void **state)
 
 /* ---- Edge cases ------------------------------------------------------------- */
 
+#define FILLERS 24
+
+/* Checks every event against the patterns, then again with FILLERS more
+ * patterns whose values of their own at the same paths (and under the
+ * same first keys) put more keys in each index than a list holds
+ * (LIST_KEYS in matcher_internal.h): both ways of finding a key, the
+ * scanned list and the table, give the same matches. The fillers match
+ * none of the events. */
 static void check_texts(const char *const *pats, size_t npat, const char *const *evs,
                         size_t nev)
 {
-    struct set s = { 0 };
+    char *fill[FILLERS], text[512];
+    const char **all = calloc(npat + FILLERS, sizeof *all);
 
-    set_of_texts(&s, pats, npat);
-    for (size_t e = 0; e < nev; e++) {
-        json_t *ev = event_of(evs[e]);
-        check(&s, ev, evs[e]);
-        json_decref(ev);
+    assert_non_null(all);
+    for (int round = 0; round < 2; round++) {
+        struct set s = { 0 };
+        size_t n = npat;
+
+        memcpy(all, pats, npat * sizeof *pats);
+        for (int k = 0; round == 1 && k < FILLERS; k++) {
+            snprintf(text, sizeof text,
+                     "{'type':['a','f%d'],'source':['f%d'],'subject':['f%d'],'ip':['f%d'],"
+                     "'n':[%d.25],'id':[{'suffix':'f%d'}],'data':{'c':['f%d'],'k':['f%d'],"
+                     "'n':[%d.25],'country':[{'equals-ignore-case':'f%d'}],'tier':['f%d']}}",
+                     k, k, k, k, k, k, k, k, k, k, k);
+            fill[k] = strdup(text);
+            assert_non_null(fill[k]);
+            all[n++] = fill[k];
+        }
+        set_of_texts(&s, all, n);
+        for (size_t e = 0; e < nev; e++) {
+            json_t *ev = event_of(evs[e]);
+            check(&s, ev, evs[e]);
+            json_decref(ev);
+        }
+        set_free(&s);
+        for (int k = 0; round == 1 && k < FILLERS; k++)
+            free(fill[k]);
     }
-    set_free(&s);
+    free(all);
 }
 
 static void test_empty(void **state)
