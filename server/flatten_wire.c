@@ -24,10 +24,15 @@ struct rd {
 /* Reads a varint; false when it is malformed or longer than 10 bytes, or
  * its 10th byte carries more than bit 63 (protobuf-c would read bits this
  * reader drops). */
-static bool rd_varint(struct rd *r, uint64_t *v)
+static inline bool rd_varint(struct rd *r, uint64_t *v)
 {
     uint64_t x = 0;
 
+    /* Tags and the lengths of short fields: one byte. */
+    if (r->p < r->end && *r->p < 0x80) {
+        *v = *r->p++;
+        return true;
+    }
     for (int i = 0; i < 10; i++) {
         uint8_t b;
 
