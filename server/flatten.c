@@ -396,18 +396,53 @@ static size_t utf8_seq(const unsigned char *p, size_t avail)
     return n;
 }
 
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Returns the first byte in p[0..end) that is not ASCII, or end: 16 bytes
+ * at a time with SSE2, else 8. */
+static const unsigned char *ascii_run(const unsigned char *p, const unsigned char *end)
+{
+#ifdef __SSE2__
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        unsigned bits = (unsigned)_mm_movemask_epi8(x);
+
+        if (bits != 0)
+            return p + __builtin_ctz(bits);
+        p += 16;
+    }
+#endif
+    while (end - p >= 8) {
+        uint64_t w;
+
+        memcpy(&w, p, 8);
+        if (w & HIGHS)
+            break;
+        p += 8;
+    }
+    while (p < end && *p < 0x80)
+        p++;
+    return p;
+}
+
+/* Whether s[0..len) is UTF-8 as jansson checks it. Attribute values are
+ * nearly always ASCII, which is checked a block at a time. */
 static bool utf8_valid(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
 
-    for (size_t i = 0; i < len;) {
-        size_t n = p[i] < 0x80 ? 1 : utf8_seq(p + i, len - i);
+    for (;;) {
+        size_t n;
 
+        p = ascii_run(p, end);
+        if (p == end)
+            return true;
+        n = utf8_seq(p, (size_t)(end - p));
         if (n == 0)
             return false;
-        i += n;
+        p += n;
     }
-    return true;
 }
 
 /* ---- JSON scanner ------------------------------------------------------------ */
@@ -513,9 +548,6 @@ static size_t put_utf8(char *out, int32_t cp)
     out[3] = (char)(0x80 | (cp & 0x3F));
     return 4;
 }
-
-#define ONES 0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
 
 /* Returns a mask with the high bit of each of the 8 bytes of w that is a
  * quote, a backslash, a control character or not ASCII (the classic "has
