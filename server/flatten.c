@@ -714,6 +714,80 @@ static bool scan_string(struct scan *sc, char *out, const char **s, size_t *len)
     return true;
 }
 
+/* Writes m * 10^scale, correctly rounded to the nearest double (ties to
+ * even, as strtod rounds), and returns true when m < 10^19 and |scale| <=
+ * 19; else returns false. jansson writes reals with 17 significant digits
+ * ("2085.1500000000001"), past what Clinger's fast path takes, so they go
+ * here: the value is computed exactly in 128-bit integers, cut to 64
+ * significant bits with a sticky bit standing for everything below, and
+ * rounded once by the conversion to double. The result lies between 1e-19
+ * and 1e38, far from subnormals and overflow, so the final scaling by a
+ * power of two is exact. */
+static bool exact_decimal(uint64_t m, int scale, double *out)
+{
+#ifdef __SIZEOF_INT128__
+    static const uint64_t pow10u[] = { 1ULL,
+                                       10ULL,
+                                       100ULL,
+                                       1000ULL,
+                                       10000ULL,
+                                       100000ULL,
+                                       1000000ULL,
+                                       10000000ULL,
+                                       100000000ULL,
+                                       1000000000ULL,
+                                       10000000000ULL,
+                                       100000000000ULL,
+                                       1000000000000ULL,
+                                       10000000000000ULL,
+                                       100000000000000ULL,
+                                       1000000000000000ULL,
+                                       10000000000000000ULL,
+                                       100000000000000000ULL,
+                                       1000000000000000000ULL,
+                                       10000000000000000000ULL };
+    unsigned __int128 q;
+    bool sticky = false;
+    int e2 = 0;
+
+    if (m >= pow10u[19] || scale < -19 || scale > 19)
+        return false;
+    if (m == 0) {
+        *out = 0;
+        return true;
+    }
+    if (scale >= 0) {
+        q = (unsigned __int128)m * pow10u[scale];
+    } else {
+        /* m shifted up to the top of 128 bits: the quotient by 10^19 or
+         * less still has at least 64 bits. */
+        int s = 64 + __builtin_clzll(m);
+        unsigned __int128 n = (unsigned __int128)m << s;
+        uint64_t d = pow10u[-scale];
+
+        q = n / d;
+        sticky = n % d != 0;
+        e2 = -s;
+    }
+    if (q >> 64 != 0) {
+        int r = 64 - __builtin_clzll((uint64_t)(q >> 64));
+
+        sticky |= (q & (((unsigned __int128)1 << r) - 1)) != 0;
+        q >>= r;
+        e2 += r;
+    }
+    /* 64 bits rounded to 53: the lowest bit is far below the rounding
+     * point, so as a sticky bit it only tells "above" from "exactly half". */
+    *out = ldexp((double)((uint64_t)q | (uint64_t)sticky), e2);
+    return true;
+#else
+    (void)m;
+    (void)scale;
+    (void)out;
+    return false;
+#endif
+}
+
 /* The number text after its sign. */
 static const unsigned char *digits_start(const unsigned char *p)
 {
@@ -793,40 +867,45 @@ static bool scan_number(struct scan *sc, bool want, double *num)
         }
         return true;
     }
-    /* Few digits and a small exponent: m / 10^k or m * 10^k with both exact
-     * doubles is correctly rounded, as strtod's result is (Clinger's fast
-     * path). */
-    if (want && exp > -23 && exp < 23) {
+    /* A mantissa m of at most 19 significant digits and a small decimal
+     * exponent: converted here, correctly rounded as strtod does it, since
+     * strtod costs more than the rest of the scan of a number. */
+    if (want && exp > -100 && exp < 100) {
         uint64_t m = 0;
         int sig = 0, scale = (int)exp;
         bool fits = true;
 
         for (const unsigned char *q = digits_start(start); q < p && *q != 'e' && *q != 'E'; q++) {
-            if (*q == '.')
+            if (*q == '.') {
+                /* Each digit after the point divides by 10. */
+                for (const unsigned char *r = q + 1; r < p && *r >= '0' && *r <= '9'; r++)
+                    scale--;
                 continue;
+            }
             if (m == 0 && *q == '0') {
                 /* Leading zeros carry no digits. */
-            } else if (++sig > 15) {
+            } else if (++sig > 19) {
                 fits = false;
                 break;
             }
             m = m * 10 + (uint64_t)(*q - '0');
         }
-        if (fits) {
-            for (const unsigned char *q = start; q < p && *q != 'e' && *q != 'E'; q++)
-                if (*q == '.')
-                    for (q++; q < p && *q >= '0' && *q <= '9'; q++)
-                        scale--;
-            if (scale >= -22 && scale <= 22) {
-                static const double pow10[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                                1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                                1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
-                double d = (double)m;
+        if (fits && sig <= 15 && scale >= -22 && scale <= 22) {
+            /* m and 10^|scale| are both exact doubles, so one multiplication
+             * or division rounds once, correctly (Clinger's fast path). */
+            static const double pow10[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                            1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                            1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
+            double d = (double)m;
 
-                d = scale < 0 ? d / pow10[-scale] : d * pow10[scale];
-                *num = neg ? -d : d;
-                return true;
-            }
+            d = scale < 0 ? d / pow10[-scale] : d * pow10[scale];
+            *num = neg ? -d : d;
+            return true;
+        }
+        if (fits && exact_decimal(m, scale, num)) {
+            if (neg)
+                *num = -*num;
+            return true;
         }
     }
     /* A real overflows only when it is at least 10^308: skip strtod for the

@@ -439,6 +439,8 @@ static void test_numbers_exact(void **state)
         "1234567890123456789", "9007199254740993", "-9007199254740993", "0.30000000000000004",
         "2.2250738585072011e-308", "4.9e-324", "1e-400", "1.7976931348623157e308",
         "9223372036854775807", "-9223372036854775808", "123.456e-2", "1E+2",
+        "2085.1500000000001", "0.10000000000000001", "-17.399999999999999",
+        "18014398509481986.0", "1234567890123456789.5", "1e-19", "9999999999999999999e19",
     };
     struct set s = { 0 };
     eb_ftrie *t = eb_ftrie_new();
@@ -474,6 +476,94 @@ static void test_numbers_exact(void **state)
         event_free(ev);
     }
     set_free(&s);
+    eb_flat_free(f);
+    eb_ftrie_free(t);
+}
+
+static uint32_t rnd(uint64_t *st, uint32_t n);
+
+/* Returns the number the flattener reads from "{\"a\":text}" (t: "a"). */
+static double flat_number(eb_flat *f, const eb_ftrie *t, const char *text)
+{
+    char doc[160];
+
+    snprintf(doc, sizeof doc, "{\"a\":%s}", text);
+    if (!eb_flatten_json(f, t, doc, strlen(doc)))
+        fail_msg("%s: refused", text);
+    assert_int_equal(f->vals[0].n, 1);
+    assert_int_equal(f->vals[f->kids[0]].kind, EB_FV_NUMBER);
+    return f->vals[f->kids[0]].num;
+}
+
+/* Checks that the flattener reads text as the same double, bit for bit, as
+ * strtod (which jansson uses for reals). */
+static void check_real(eb_flat *f, const eb_ftrie *t, const char *text)
+{
+    double want = strtod(text, NULL), got = flat_number(f, t, text);
+
+    if (memcmp(&want, &got, sizeof want) != 0)
+        fail_msg("%s: strtod %.17g, flattened %.17g", text, want, got);
+}
+
+/* Reals are converted without strtod when their digits allow: up to 15
+ * significant digits with a power of ten up to 22 (exact doubles), and up
+ * to 19 digits with a power of ten up to 19 (exact 128-bit integers); the
+ * rest go to strtod. Each must give strtod's double: halfway cases (ties
+ * to even), the limits of each way, and seeded random spellings. */
+static void test_numbers_strtod(void **state)
+{
+    static const char *const reals[] = {
+        /* 17 significant digits, as jansson writes reals. */
+        "2085.1500000000001", "0.10000000000000001", "0.30000000000000004",
+        "-17.399999999999999", "1.0000000000000001e-05", "9.8765432109876539e+18",
+        /* Exactly halfway between two doubles: ties to even. */
+        "18014398509481986.0", "18014398509481990.0", "18014398509481986e0",
+        "9007199254740993.0", "9007199254740995.0", "90071992547409925e-1",
+        "1801439850948198.6e1", "-18014398509481986.0",
+        /* Just above and below halfway. */
+        "18014398509481986.1", "18014398509481985.9", "9007199254740993.0000001",
+        /* The limits: 15 and 16, 19 and 20 significant digits; powers of ten 19, 20,
+         * 22 and 23 each way. */
+        "123456789012345.6", "1234567890123456.7", "123456789012345678.9",
+        "1234567890123456789.1", "9999999999999999999e19", "9999999999999999999e20",
+        "9999999999999999999e-19", "9999999999999999999e-20", "1e-19", "1e-20", "1e22",
+        "1e23", "1.5e-22", "1.5e-23", "0.0000000000000000001", "0.00000000000000000001",
+        "1000000000000000000.0", "10000000000000000000.0", "0.0", "-0.0", "0e5",
+        "00.5e0",
+    };
+    eb_ftrie *t = eb_ftrie_new();
+    eb_flat *f = eb_flat_new();
+    uint64_t st = 0x9e3779b97f4a7c15ULL;
+
+    (void)state;
+    eb_ftrie_add(t, EB_FTRIE_ROOT, "a", 1);
+    for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++) {
+        /* "00.5e0" is not JSON: the flattener must refuse it as jansson does. */
+        if (strcmp(reals[i], "00.5e0") == 0) {
+            assert_false(eb_flatten_json(f, t, "{\"a\":00.5e0}", 12));
+            continue;
+        }
+        check_real(f, t, reals[i]);
+    }
+    for (int i = 0; i < 20000; i++) {
+        char text[64];
+        size_t n = 1 + rnd(&st, 21), o = 0, point = n > 1 ? rnd(&st, (uint32_t)n) : 0;
+        bool with_exp = point == 0 || rnd(&st, 2);
+
+        if (rnd(&st, 4) == 0)
+            text[o++] = '-';
+        for (size_t k = 0; k < n; k++) {
+            if (k == point && k > 0)
+                text[o++] = '.';
+            /* No leading zeros before the point, as JSON wants. */
+            text[o++] = (char)('0' + (k == 0 && point != 1 && n > 1 ? 1 + rnd(&st, 9)
+                                                                   : rnd(&st, 10)));
+        }
+        if (with_exp)
+            o += (size_t)snprintf(text + o, sizeof text - o, "e%d", (int)rnd(&st, 61) - 30);
+        text[o] = '\0';
+        check_real(f, t, text);
+    }
     eb_flat_free(f);
     eb_ftrie_free(t);
 }
@@ -1146,6 +1236,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_edge_documents),
         cmocka_unit_test(test_numbers_exact),
+        cmocka_unit_test(test_numbers_strtod),
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_attributes),
         cmocka_unit_test(test_data_kinds),
