@@ -173,15 +173,18 @@ static uint64_t head_of(const char *s, size_t len)
  * length, kept in the node, decide them. */
 #define FEW_CHILDREN 16
 
-uint32_t eb_ftrie_find(const eb_ftrie *t, uint32_t parent, const char *name, size_t len)
+/* eb_ftrie_find(), with head the value head_of(name, len) gives, computed
+ * by the caller, or not yet (have_head false). */
+static inline uint32_t find_child(const eb_ftrie *t, uint32_t parent, const char *name,
+                                  size_t len, uint64_t head, bool have_head)
 {
     const struct tnode *p = &t->nodes[parent];
 
     if (!(p->lens & len_bit(len)))
         return EB_FTRIE_NONE;
     if (p->nchildren <= FEW_CHILDREN) {
-        uint64_t head = head_of(name, len);
-
+        if (!have_head)
+            head = head_of(name, len);
         for (size_t i = 0; i < p->nchildren; i++) {
             const struct tnode *c = &t->nodes[p->children[i]];
 
@@ -192,6 +195,11 @@ uint32_t eb_ftrie_find(const eb_ftrie *t, uint32_t parent, const char *name, siz
         return EB_FTRIE_NONE;
     }
     return find_hashed(t, parent, name, len, name_hash(parent, name, len));
+}
+
+uint32_t eb_ftrie_find(const eb_ftrie *t, uint32_t parent, const char *name, size_t len)
+{
+    return find_child(t, parent, name, len, 0, false);
 }
 
 uint32_t eb_ftrie_add(eb_ftrie *t, uint32_t parent, const char *name, size_t len)
@@ -961,6 +969,26 @@ static bool scan_word(struct scan *sc, const char *word, size_t len)
 
 static uint32_t scan_value(struct scan *sc, uint32_t node, int depth);
 
+/* The child of node named by the key key[0..len) that scan_string() just
+ * read (out: its unescaping buffer). A key read in place is followed by at
+ * least its closing quote, so while 8 bytes remain in the text its head is
+ * one load, masked to its length, instead of a byte loop. */
+static uint32_t find_key(const struct scan *sc, uint32_t node, const char *key, size_t len,
+                         const char *out)
+{
+    uint64_t head;
+
+    if (key == out || sc->end - (const unsigned char *)key < 8)
+        return eb_ftrie_find(sc->t, node, key, len);
+    memcpy(&head, key, 8);
+    if (len < 8 && little_endian())
+        head &= (1ULL << (8 * len)) - 1;
+    else if (len < 8)
+        return eb_ftrie_find(sc->t, node, key, len);
+    return find_child(sc->t, node, key, len, head, true);
+}
+
+
 /* Scans an object at sc->p ('{'). When node is a trie node, returns its
  * value, with the members whose names are children of node. */
 static uint32_t scan_object(struct scan *sc, uint32_t node, int depth)
@@ -994,7 +1022,7 @@ static uint32_t scan_object(struct scan *sc, uint32_t node, int depth)
         if (!scan_string(sc, out, &key, &keylen))
             goto bad;
         if (nchildren > 0)
-            child = eb_ftrie_find(sc->t, node, key, keylen);
+            child = find_key(sc, node, key, keylen, out);
         f->nstr = mark; /* the unescaped key is not kept */
         skip_ws(sc);
         if (sc->p >= sc->end || *sc->p != ':')

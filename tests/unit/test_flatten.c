@@ -568,6 +568,58 @@ static void test_numbers_strtod(void **state)
     eb_ftrie_free(t);
 }
 
+/* Member names are looked up with their first 8 bytes read at once when 8
+ * bytes of text remain, masked to the name's length; escaped names and
+ * names near the end of the text are read byte by byte. Each document
+ * keeps exactly the members named in the trie, whatever follows the name. */
+static void test_member_names(void **state)
+{
+    static const char *const names[] = { "a", "ab", "abcdefg", "abcdefgh", "abcdefghi" };
+    static const struct {
+        const char *doc;
+        const char *kept; /* the names kept, in order, separated by ',' */
+    } cases[] = {
+        { "{\"a\":1}", "a" },
+        { "{\"ab\":1}", "ab" },
+        { "{\"abc\":1}", "" },
+        { "{\"abcdefg\":1,\"x\":2}", "abcdefg" },
+        { "{\"abcdefgh\":1,\"x\":2}", "abcdefgh" },
+        { "{\"abcdefghi\":1,\"x\":2}", "abcdefghi" },
+        { "{\"abcdefgX\":1,\"abcdefghX\":2,\"abcdefgi\":3,\"Abcdefg\":4}", "" },
+        { "{\"\\u0061bcdefg\":1,\"abcdefg\\u0068\":2,\"\\u0061\":3}", "abcdefg,abcdefgh,a" },
+        { "{\"x\":1,\"ab\":2}", "ab" },
+        { "{\"x\":1,\"a\":2}", "a" },
+        { "{\"ab\":{\"a\":1},\"a\":[1]}", "ab,a" },
+        { "{\"abcdefghi\":0,\"abcdefgh\":0,\"abcdefg\":0,\"ab\":0,\"a\":0}",
+          "abcdefghi,abcdefgh,abcdefg,ab,a" },
+    };
+    eb_ftrie *t = eb_ftrie_new();
+    eb_flat *f = eb_flat_new();
+
+    (void)state;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        eb_ftrie_add(t, EB_FTRIE_ROOT, names[i], strlen(names[i]));
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const char *doc = cases[c].doc;
+        char kept[128] = "";
+
+        if (!eb_flatten_json(f, t, doc, strlen(doc)))
+            fail_msg("%s: refused", doc);
+        for (size_t k = 0; k < f->vals[0].n; k++) {
+            size_t len;
+            const char *name = eb_ftrie_name(t, f->vals[f->kids[f->vals[0].first + k]].node, &len);
+
+            if (k > 0)
+                strcat(kept, ",");
+            strncat(kept, name, len);
+        }
+        if (strcmp(kept, cases[c].kept) != 0)
+            fail_msg("%s: kept \"%s\", want \"%s\"", doc, kept, cases[c].kept);
+    }
+    eb_flat_free(f);
+    eb_ftrie_free(t);
+}
+
 /* Nesting up to jansson's limit of 2048 parses; one more level does not,
  * and then the data shows as a string. */
 static void test_depth_limit(void **state)
@@ -1237,6 +1289,7 @@ int main(void)
         cmocka_unit_test(test_edge_documents),
         cmocka_unit_test(test_numbers_exact),
         cmocka_unit_test(test_numbers_strtod),
+        cmocka_unit_test(test_member_names),
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_attributes),
         cmocka_unit_test(test_data_kinds),
