@@ -582,6 +582,22 @@ static bool little_endian(void)
     return first == 1;
 }
 
+#ifdef __SSE2__
+/* A bit for each of the 16 bytes at p that is a quote, a backslash, a
+ * control character or not ASCII. */
+static inline unsigned special16(const unsigned char *p)
+{
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i quote = _mm_cmpeq_epi8(x, _mm_set1_epi8('"'));
+    __m128i bslash = _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'));
+    /* A signed compare: bytes from 0x80 up are negative, so one compare
+     * finds both control characters and bytes that are not ASCII. */
+    __m128i low = _mm_cmplt_epi8(x, _mm_set1_epi8(0x20));
+
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, bslash), low));
+}
+#endif
+
 /* Returns the first byte in p[0..end) that ends the plain run of a string's
  * text (a quote, a backslash, a control character or a byte that is not
  * ASCII), or end. Most of the text of an event is such runs, so they are
@@ -590,16 +606,8 @@ static bool little_endian(void)
 static const unsigned char *plain_run(const unsigned char *p, const unsigned char *end)
 {
 #ifdef __SSE2__
-    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
-    const __m128i space = _mm_set1_epi8(0x20);
-
     while (end - p >= 16) {
-        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-        /* A signed compare: bytes from 0x80 up are negative, so one compare
-         * finds both control characters and bytes that are not ASCII. */
-        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),
-                                   _mm_cmplt_epi8(x, space));
-        unsigned bits = (unsigned)_mm_movemask_epi8(hit);
+        unsigned bits = special16(p);
 
         if (bits != 0)
             return p + __builtin_ctz(bits);
@@ -629,7 +637,7 @@ static const unsigned char *plain_run(const unsigned char *p, const unsigned cha
  * points s and len at its text: in the input when it has no escapes, else
  * unescaped at out (room for as many bytes as the input has; out NULL when
  * the text is not wanted). */
-static bool scan_string(struct scan *sc, char *out, const char **s, size_t *len)
+static bool scan_string_slow(struct scan *sc, char *out, const char **s, size_t *len)
 {
     const unsigned char *p = sc->p + 1, *start = p, *end = sc->end;
     size_t o = 0;
@@ -794,6 +802,32 @@ static bool exact_decimal(uint64_t m, int scale, double *out)
     (void)out;
     return false;
 #endif
+}
+
+/* Scans a string as scan_string_slow() does, first trying inline the
+ * common case: the closing quote is within the next 16 bytes and nothing
+ * before it is special, as for nearly every member name and short value. */
+static inline bool scan_string(struct scan *sc, char *out, const char **s, size_t *len)
+{
+#ifdef __SSE2__
+    const unsigned char *p = sc->p + 1;
+
+    if (sc->end - p >= 16) {
+        unsigned bits = special16(p);
+
+        if (bits != 0) {
+            unsigned n = (unsigned)__builtin_ctz(bits);
+
+            if (p[n] == '"') {
+                *s = (const char *)p;
+                *len = n;
+                sc->p = p + n + 1;
+                return true;
+            }
+        }
+    }
+#endif
+    return scan_string_slow(sc, out, s, len);
 }
 
 /* The number text after its sign. */

@@ -620,6 +620,92 @@ static void test_member_names(void **state)
     eb_ftrie_free(t);
 }
 
+/* Checks doc[0..len) against jansson: accepted exactly when json_loadb()
+ * accepts it, and then its string at "a" (or the top-level string, when
+ * the document is one) is the same text. */
+static void check_string_doc(eb_flat *f, const eb_ftrie *t, const char *text, size_t len)
+{
+    /* A heap copy of exactly len bytes: AddressSanitizer sees any read past
+     * the end of the text. */
+    char *doc = malloc(len ? len : 1);
+    json_t *j, *want;
+    bool ok;
+    const struct eb_fval *got;
+
+    assert_non_null(doc);
+    memcpy(doc, text, len);
+    j = json_loadb(doc, len, JSON_DECODE_ANY, NULL);
+    ok = eb_flatten_json(f, t, doc, len);
+
+    if (ok != (j != NULL))
+        fail_msg("%.*s: jansson %s, flattener %s", (int)len, doc, j ? "accepts" : "refuses",
+                 ok ? "accepts" : "refuses");
+    if (j == NULL) {
+        free(doc);
+        return;
+    }
+    want = json_is_object(j) ? json_object_get(j, "a") : j;
+    got = &f->vals[0];
+    if (got->kind == EB_FV_OBJECT)
+        got = want != NULL ? &f->vals[f->kids[got->first]] : NULL;
+    if (want != NULL && json_is_string(want)) {
+        assert_non_null(got);
+        assert_int_equal(got->kind, EB_FV_STRING);
+        if (got->len != json_string_length(want) ||
+            memcmp(got->s, json_string_value(want), got->len) != 0)
+            fail_msg("%.*s: string differs", (int)len, doc);
+    }
+    json_decref(j);
+    free(doc);
+}
+
+/* Strings are read 16 bytes at a time (8 without SSE2), with the common
+ * case inline. Every kind of special byte or escape, at every offset of
+ * strings of 0 to 40 bytes, as a kept value, a member name and a value off
+ * the trie, and as a top-level string that ends at the end of the text
+ * (where fewer than 16 bytes remain), must read as jansson reads it. */
+static void test_string_offsets(void **state)
+{
+    static const char *const specials[] = {
+        "\\n",     "\\\"",    "\\\\",       "\\/",  "\\u00e9", "\\ud83d\\ude00",
+        "\xc3\xa9", "\xf0\x9f\x98\x80", "\x7f", "\x01",   "\x1f",     "\xff",
+        "\xc3",     "\xed\xa0\x80", "\\x", "\\u0000", "\\ud83d",  "\\u12",
+        "\t",
+    };
+    eb_ftrie *t = eb_ftrie_new();
+    eb_flat *f = eb_flat_new();
+
+    (void)state;
+    eb_ftrie_add(t, EB_FTRIE_ROOT, "a", 1);
+    for (size_t sp = 0; sp < sizeof specials / sizeof specials[0]; sp++) {
+        for (size_t n = 0; n <= 40; n++) {
+            for (size_t at = 0; at <= n; at++) {
+                char text[96], doc[160];
+                size_t o = 0, len;
+
+                memset(text, 'x', at);
+                o = at;
+                o += (size_t)sprintf(text + o, "%s", specials[sp]);
+                memset(text + o, 'y', n - at);
+                o += n - at;
+                text[o] = '\0';
+                len = (size_t)snprintf(doc, sizeof doc, "{\"a\":\"%s\",\"b\":1}", text);
+                check_string_doc(f, t, doc, len);
+                len = (size_t)snprintf(doc, sizeof doc, "{\"%s\":1}", text);
+                check_string_doc(f, t, doc, len);
+                len = (size_t)snprintf(doc, sizeof doc, "{\"z\":\"%s\",\"a\":\"k\"}", text);
+                check_string_doc(f, t, doc, len);
+                len = (size_t)snprintf(doc, sizeof doc, "\"%s\"", text);
+                check_string_doc(f, t, doc, len);
+                /* Unterminated, running into the end of the text. */
+                check_string_doc(f, t, doc, len - 1);
+            }
+        }
+    }
+    eb_flat_free(f);
+    eb_ftrie_free(t);
+}
+
 /* Nesting up to jansson's limit of 2048 parses; one more level does not,
  * and then the data shows as a string. */
 static void test_depth_limit(void **state)
@@ -1290,6 +1376,7 @@ int main(void)
         cmocka_unit_test(test_numbers_exact),
         cmocka_unit_test(test_numbers_strtod),
         cmocka_unit_test(test_member_names),
+        cmocka_unit_test(test_string_offsets),
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_attributes),
         cmocka_unit_test(test_data_kinds),
