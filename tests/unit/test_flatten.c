@@ -1336,6 +1336,108 @@ static void test_stored_wire(void **state)
     set_free(&s);
 }
 
+/* Returns the string kept at top-level member node of f; fails when none. */
+static const struct eb_fval *top_string(const eb_flat *f, uint32_t node)
+{
+    for (size_t k = 0; k < f->vals[0].n; k++) {
+        const struct eb_fval *v = &f->vals[f->kids[f->vals[0].first + k]];
+
+        if (v->node == node) {
+            assert_int_equal(v->kind, EB_FV_STRING);
+            return v;
+        }
+    }
+    fail_msg("member %u not kept", node);
+    return NULL;
+}
+
+/* Appends a length-delimited field (tag, length, bytes) to buf at *o. */
+static void put_field(uint8_t *buf, size_t *o, uint8_t tag, const void *data, size_t len)
+{
+    assert_true(len < 128);
+    buf[(*o)++] = tag;
+    buf[(*o)++] = (uint8_t)len;
+    memcpy(buf + *o, data, len);
+    *o += len;
+}
+
+/* Stored strings end at their first NUL, as protobuf-c's C strings do; the
+ * reader looks for it 16 bytes at a time while 16 bytes of the body remain.
+ * A NUL at every offset of strings of 0 to 80 bytes, in the type, in an
+ * attribute's name and value and in the data, each as the last field of a
+ * body allocated to its exact size, reads as protobuf-c decodes it. */
+static void test_stored_nul(void **state)
+{
+    eb_ftrie *t = eb_ftrie_new();
+    eb_flat *f = eb_flat_new();
+    uint32_t type = eb_ftrie_add(t, EB_FTRIE_ROOT, "type", 4);
+    uint32_t subj = eb_ftrie_add(t, EB_FTRIE_ROOT, "subject", 7);
+    uint32_t data = eb_ftrie_add(t, EB_FTRIE_ROOT, "data", 4);
+
+    (void)state;
+    for (size_t n = 0; n <= 80; n++) {
+        for (size_t at = 0; at <= n; at++) {
+            for (int where = 0; where < 4; where++) {
+                uint8_t text[96], key[104], value[128], entry[256], *body;
+                size_t o = 0, vo = 0, eo = 0;
+                uint8_t buf[512];
+                ce_event *ref;
+                const struct eb_fval *v;
+
+                memset(text, 'a' + (int)(n % 26), n);
+                if (at < n)
+                    text[at] = '\0';
+                put_field(buf, &o, 0x0a, "1", 1);       /* id */
+                put_field(buf, &o, 0x12, "/s", 2);      /* source */
+                put_field(buf, &o, 0x1a, "1.0", 3);     /* spec_version */
+                if (where != 0)
+                    put_field(buf, &o, 0x22, "t", 1);   /* type */
+                put_field(value, &vo, 0x1a, where == 1 ? text : (const uint8_t *)"v",
+                          where == 1 ? n : 1);          /* ce_string */
+                memcpy(key, "subject", 7);
+                memcpy(key + 7, text, n);
+                put_field(entry, &eo, 0x0a, key, where == 2 ? 7 + n : 7); /* key */
+                put_field(entry, &eo, 0x12, value, vo); /* value */
+                put_field(buf, &o, 0x2a, entry, eo);    /* attributes */
+                if (where == 0)
+                    put_field(buf, &o, 0x22, text, n);
+                if (where == 3)
+                    put_field(buf, &o, 0x3a, text, n); /* text_data */
+                body = malloc(o);
+                assert_non_null(body);
+                memcpy(body, buf, o);
+                ref = io__cloudevents__v1__cloud_event__unpack(NULL, o, body);
+                assert_non_null(ref);
+                assert_int_equal(eb_flatten_stored(f, t, body, o), EB_FLAT_OK);
+                switch (where) {
+                case 0:
+                    v = top_string(f, type);
+                    assert_int_equal(v->len, strlen(ref->type));
+                    break;
+                case 1:
+                    v = top_string(f, subj);
+                    assert_int_equal(v->len, strlen(ref->attributes[0]->value->ce_string));
+                    break;
+                case 2:
+                    /* "subject" and text: the name is "subject" when the
+                     * NUL is text's first byte. */
+                    assert_int_equal(f->vals[0].n == 2,
+                                     strcmp(ref->attributes[0]->key, "subject") == 0);
+                    break;
+                default:
+                    v = top_string(f, data);
+                    assert_int_equal(v->len, strlen(ref->text_data));
+                    break;
+                }
+                io__cloudevents__v1__cloud_event__free_unpacked(ref, NULL);
+                free(body);
+            }
+        }
+    }
+    eb_flat_free(f);
+    eb_ftrie_free(t);
+}
+
 /* The flattened view keeps only what lies on the trie, and reuses its
  * buffers: a second event of the same size allocates nothing new. */
 static void test_view_shape(void **state)
@@ -1384,6 +1486,7 @@ int main(void)
         cmocka_unit_test(test_dropped_groups),
         cmocka_unit_test(test_attributes_first),
         cmocka_unit_test(test_stored_wire),
+        cmocka_unit_test(test_stored_nul),
         cmocka_unit_test(test_view_shape),
     };
 
