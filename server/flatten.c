@@ -813,17 +813,23 @@ static inline bool scan_string(struct scan *sc, char *out, const char **s, size_
     const unsigned char *p = sc->p + 1;
 
     if (sc->end - p >= 16) {
-        unsigned bits = special16(p);
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i quote = _mm_cmpeq_epi8(x, _mm_set1_epi8('"'));
+        __m128i other = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('\\')),
+                                     _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
+        unsigned quotes = (unsigned)_mm_movemask_epi8(quote);
+        unsigned others = (unsigned)_mm_movemask_epi8(other);
 
-        if (bits != 0) {
-            unsigned n = (unsigned)__builtin_ctz(bits);
+        /* A quote, and no other special byte before the first one ((quotes
+         * - 1) & ~quotes: the bits below the lowest quote). Decided from the
+         * masks alone, without reading the byte back. */
+        if (quotes != 0 && (others & (quotes - 1) & ~quotes) == 0) {
+            unsigned n = (unsigned)__builtin_ctz(quotes);
 
-            if (p[n] == '"') {
-                *s = (const char *)p;
-                *len = n;
-                sc->p = p + n + 1;
-                return true;
-            }
+            *s = (const char *)p;
+            *len = n;
+            sc->p = p + n + 1;
+            return true;
         }
     }
 #endif
