@@ -54,7 +54,7 @@ static inline bool rd_varint(struct rd *r, uint64_t *v)
 }
 
 /* Reads a tag; false at the end or when malformed. */
-static bool rd_tag(struct rd *r, uint32_t *field, int *wire)
+static inline bool rd_tag(struct rd *r, uint32_t *field, int *wire)
 {
     uint64_t t;
 
@@ -65,7 +65,7 @@ static bool rd_tag(struct rd *r, uint32_t *field, int *wire)
     return true;
 }
 
-static bool rd_len(struct rd *r, const uint8_t **data, size_t *len)
+static inline bool rd_len(struct rd *r, const uint8_t **data, size_t *len)
 {
     uint64_t n;
 
@@ -337,10 +337,10 @@ static enum eb_flat_status flatten_stored(eb_flat *f, const eb_ftrie *t, const u
             w.d = (const char *)s;
             w.dlen = n;
             break;
-        case 7:
+        case 7: /* cut at its first NUL below, when it is read at all */
             w.data = EB_WDATA_TEXT;
             w.d = (const char *)s;
-            w.dlen = cstr_len(s, n, r.end);
+            w.dlen = n;
             break;
         default: { /* 8: proto_data */
             const uint8_t *v;
@@ -357,6 +357,8 @@ static enum eb_flat_status flatten_stored(eb_flat *f, const eb_ftrie *t, const u
     w.nattrs = nattrs;
     if (!with_data)
         w.data = EB_WDATA_NONE;
+    else if (w.data == EB_WDATA_TEXT)
+        w.dlen = cstr_len((const uint8_t *)w.d, w.dlen, body + len);
     eb_flatten_wevent(f, t, &w);
     return EB_FLAT_OK;
 }
