@@ -66,6 +66,7 @@ struct tnode {
     uint64_t head; /* the first bytes of name (up to 8), zero-padded */
     uint64_t lens; /* bit min(len, 63) of every child: most keys miss fast */
     uint32_t parent;
+    bool reserved; /* a child of the root named as a reserved member */
     uint32_t *children;
     size_t nchildren, capchildren;
 };
@@ -75,12 +76,40 @@ struct tslot {
     uint32_t node; /* EB_FTRIE_NONE: empty */
 };
 
+/* The members of the JSON view that are not attributes of the map, in
+ * the order of eb_wevent's fixed[] and then the data's two. */
+enum { RES_SPECVERSION, RES_ID, RES_SOURCE, RES_TYPE, RES_DATA, RES_DATA_BASE64, NRESERVED };
+
 struct eb_ftrie {
     struct tnode *nodes;
     size_t nnodes, capnodes;
     struct tslot *slots; /* (parent, name) -> node, open addressing */
     size_t mask;
+    /* The root's children named as the reserved members (EB_FTRIE_NONE
+     * when absent), found once here instead of on every event. */
+    uint32_t reserved[NRESERVED];
 };
+
+/* Returns the RES_ index of the reserved member name[0..len), or -1. */
+static int reserved_index(const char *name, size_t len)
+{
+    switch (len) {
+    case 2:
+        return memcmp(name, "id", 2) == 0 ? RES_ID : -1;
+    case 4:
+        return memcmp(name, "type", 4) == 0   ? RES_TYPE
+               : memcmp(name, "data", 4) == 0 ? RES_DATA
+                                              : -1;
+    case 6:
+        return memcmp(name, "source", 6) == 0 ? RES_SOURCE : -1;
+    case 11:
+        return memcmp(name, "specversion", 11) == 0   ? RES_SPECVERSION
+               : memcmp(name, "data_base64", 11) == 0 ? RES_DATA_BASE64
+                                                      : -1;
+    default:
+        return -1;
+    }
+}
 
 static uint64_t name_hash(uint32_t parent, const char *s, size_t len)
 {
@@ -126,6 +155,8 @@ eb_ftrie *eb_ftrie_new(void)
     memset(&t->nodes[0], 0, sizeof t->nodes[0]);
     t->nodes[0].parent = EB_FTRIE_NONE;
     t->nnodes = 1;
+    for (int i = 0; i < NRESERVED; i++)
+        t->reserved[i] = EB_FTRIE_NONE;
     slots_resize(t, 16);
     return t;
 }
@@ -224,6 +255,13 @@ uint32_t eb_ftrie_add(eb_ftrie *t, uint32_t parent, const char *name, size_t len
     p->lens |= len_bit(len);
     grow((void **)&p->children, &p->capchildren, p->nchildren + 1, sizeof *p->children);
     p->children[p->nchildren++] = id;
+    if (parent == EB_FTRIE_ROOT) {
+        int r = reserved_index(name, len);
+
+        if (r >= 0)
+            t->reserved[r] = id;
+        t->nodes[id].reserved = r >= 0;
+    }
     if (t->nnodes * 2 > t->mask + 1)
         slots_resize(t, (t->mask + 1) * 2);
     slots_insert(t->slots, t->mask, h, id);
@@ -1369,31 +1407,10 @@ static bool data_is_json(eb_flat *f, const struct eb_wevent *w)
     return true;
 }
 
-static bool reserved_member(const char *name, size_t len)
-{
-    switch (len) {
-    case 2:
-        return memcmp(name, "id", 2) == 0;
-    case 4:
-        return memcmp(name, "type", 4) == 0 || memcmp(name, "data", 4) == 0;
-    case 6:
-        return memcmp(name, "source", 6) == 0;
-    case 11:
-        return memcmp(name, "specversion", 11) == 0 || memcmp(name, "data_base64", 11) == 0;
-    default:
-        return false;
-    }
-}
-
-static uint32_t child_named(const eb_ftrie *t, const char *name)
-{
-    return eb_ftrie_find(t, EB_FTRIE_ROOT, name, strlen(name));
-}
-
 /* Adds "data" or "data_base64", as ce_to_json()'s data_to_json() does. */
 static void flatten_data(eb_flat *f, const eb_ftrie *t, const struct eb_wevent *w, uint32_t ser)
 {
-    uint32_t dnode = child_named(t, "data"), bnode = child_named(t, "data_base64"), v;
+    uint32_t dnode = t->reserved[RES_DATA], bnode = t->reserved[RES_DATA_BASE64], v;
     bool json_ct;
 
     if (dnode == EB_FTRIE_NONE && bnode == EB_FTRIE_NONE)
@@ -1434,7 +1451,6 @@ static void flatten_data(eb_flat *f, const eb_ftrie *t, const struct eb_wevent *
 
 void eb_flatten_wevent(eb_flat *f, const eb_ftrie *t, const struct eb_wevent *w)
 {
-    static const char *const fixed[] = { "specversion", "id", "source", "type" };
     uint32_t root, ser;
     size_t nroot;
 
@@ -1444,7 +1460,7 @@ void eb_flatten_wevent(eb_flat *f, const eb_ftrie *t, const struct eb_wevent *w)
     if (nroot > 0) {
         ser = open_object(f);
         for (size_t i = 0; i < 4; i++) {
-            uint32_t node = child_named(t, fixed[i]);
+            uint32_t node = t->reserved[RES_SPECVERSION + i];
             if (node != EB_FTRIE_NONE)
                 add_member(f, ser, node, text_val(f, node, w->fixed[i], w->fixedlen[i]));
         }
@@ -1452,7 +1468,7 @@ void eb_flatten_wevent(eb_flat *f, const eb_ftrie *t, const struct eb_wevent *w)
             const struct eb_wattr *a = &w->attrs[i];
             uint32_t node = eb_ftrie_find(t, EB_FTRIE_ROOT, a->key, a->keylen), v;
 
-            if (node == EB_FTRIE_NONE || reserved_member(a->key, a->keylen))
+            if (node == EB_FTRIE_NONE || t->nodes[node].reserved)
                 continue;
             v = attr_val(f, node, a);
             if (v != UINT32_MAX)
