@@ -60,6 +60,17 @@ static void grow(void **arr, size_t *cap, size_t need, size_t size)
 
 /* ---- Path trie ----------------------------------------------------------- */
 
+/* A child in its parent's table of few children. */
+struct tkid {
+    uint64_t head; /* the first bytes of its name (up to 8), zero-padded */
+    uint32_t len;  /* its name's length */
+    uint32_t id;   /* EB_FTRIE_NONE: an empty slot */
+};
+
+/* Slots in the table of a node with at most FEW_CHILDREN children: at most
+ * half full, so that a probe nearly always ends at its first slot. */
+#define KID_SLOTS 32
+
 struct tnode {
     const char *name;
     size_t len;
@@ -69,6 +80,7 @@ struct tnode {
     bool reserved; /* a child of the root named as a reserved member */
     uint32_t *children;
     size_t nchildren, capchildren;
+    struct tkid *kids; /* KID_SLOTS slots while there are few children, else NULL */
 };
 
 struct tslot {
@@ -199,10 +211,17 @@ static uint64_t head_of(const char *s, size_t len)
     return h;
 }
 
-/* Nodes with at most this many children are searched by comparing names,
- * not hashing: most member names are short, and their first 8 bytes and
- * length, kept in the node, decide them. */
+/* Nodes with at most this many children are searched in a small table of
+ * their children's first 8 bytes and lengths, not by hashing whole names:
+ * most member names are short, and those decide them. */
 #define FEW_CHILDREN 16
+
+/* The first slot to probe in a table of few children for a name with this
+ * head and length. */
+static size_t kid_slot(uint64_t head, size_t len)
+{
+    return (size_t)(((head ^ len) * 0x9e3779b97f4a7c15ULL) >> 59) & (KID_SLOTS - 1);
+}
 
 /* eb_ftrie_find(), with head the value head_of(name, len) gives, computed
  * by the caller, or not yet (have_head false). */
@@ -213,17 +232,18 @@ static inline uint32_t find_child(const eb_ftrie *t, uint32_t parent, const char
 
     if (!(p->lens & len_bit(len)))
         return EB_FTRIE_NONE;
-    if (p->nchildren <= FEW_CHILDREN) {
+    if (p->kids != NULL) {
         if (!have_head)
             head = head_of(name, len);
-        for (size_t i = 0; i < p->nchildren; i++) {
-            const struct tnode *c = &t->nodes[p->children[i]];
+        for (size_t i = kid_slot(head, len);; i = (i + 1) & (KID_SLOTS - 1)) {
+            const struct tkid *k = &p->kids[i];
 
-            if (c->len == len && c->head == head &&
-                (len <= 8 || memcmp(c->name + 8, name + 8, len - 8) == 0))
-                return p->children[i];
+            if (k->id == EB_FTRIE_NONE)
+                return EB_FTRIE_NONE;
+            if (k->len == len && k->head == head &&
+                (len <= 8 || memcmp(t->nodes[k->id].name + 8, name + 8, len - 8) == 0))
+                return k->id;
         }
-        return EB_FTRIE_NONE;
     }
     return find_hashed(t, parent, name, len, name_hash(parent, name, len));
 }
@@ -255,6 +275,24 @@ uint32_t eb_ftrie_add(eb_ftrie *t, uint32_t parent, const char *name, size_t len
     p->lens |= len_bit(len);
     grow((void **)&p->children, &p->capchildren, p->nchildren + 1, sizeof *p->children);
     p->children[p->nchildren++] = id;
+    if (p->nchildren <= FEW_CHILDREN && len < UINT32_MAX &&
+        (p->kids != NULL || p->nchildren == 1)) {
+        size_t i;
+
+        if (p->kids == NULL) {
+            p->kids = xrealloc(NULL, KID_SLOTS * sizeof *p->kids);
+            for (i = 0; i < KID_SLOTS; i++)
+                p->kids[i].id = EB_FTRIE_NONE;
+        }
+        for (i = kid_slot(t->nodes[id].head, len); p->kids[i].id != EB_FTRIE_NONE;
+             i = (i + 1) & (KID_SLOTS - 1))
+            ;
+        p->kids[i] = (struct tkid){ .head = t->nodes[id].head, .len = (uint32_t)len, .id = id };
+    } else {
+        /* Many children, or a name too long for a slot: hashed lookups. */
+        free(p->kids);
+        p->kids = NULL;
+    }
     if (parent == EB_FTRIE_ROOT) {
         int r = reserved_index(name, len);
 
@@ -294,8 +332,10 @@ void eb_ftrie_free(eb_ftrie *t)
 {
     if (t == NULL)
         return;
-    for (size_t i = 0; i < t->nnodes; i++)
+    for (size_t i = 0; i < t->nnodes; i++) {
         free(t->nodes[i].children);
+        free(t->nodes[i].kids);
+    }
     free(t->nodes);
     free(t->slots);
     free(t);

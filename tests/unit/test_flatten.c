@@ -620,6 +620,73 @@ static void test_member_names(void **state)
     eb_ftrie_free(t);
 }
 
+/* A node's children are found through a small table while they are few,
+ * by hashing once they are many. Adding children one by one, every name
+ * added so far is found (by eb_ftrie_find() and as a member of a scanned
+ * document) and names not added are not: short names, empty names, long
+ * names that share their first 8 bytes, names that differ only in length. */
+static void test_trie_children(void **state)
+{
+    enum { N = 40 };
+    char names[N][32];
+    size_t lens[N];
+    eb_ftrie *t = eb_ftrie_new();
+    eb_flat *f = eb_flat_new();
+    uint32_t ids[N];
+
+    (void)state;
+    for (int i = 0; i < N; i++) {
+        switch (i % 4) {
+        case 0:
+            snprintf(names[i], sizeof names[i], "k%d", i);
+            break;
+        case 1:
+            snprintf(names[i], sizeof names[i], "same_head_%d", i); /* 8 bytes alike */
+            break;
+        case 2:
+            snprintf(names[i], sizeof names[i], "%.*s", i / 4, "abcdefghijkl");
+            break;
+        default:
+            snprintf(names[i], sizeof names[i], "n%dsuffix", i);
+            break;
+        }
+        lens[i] = strlen(names[i]);
+    }
+    for (int n = 0; n < N; n++) {
+        char doc[2048];
+        size_t o = 0;
+
+        ids[n] = eb_ftrie_add(t, EB_FTRIE_ROOT, names[n], lens[n]);
+        assert_int_equal(eb_ftrie_add(t, EB_FTRIE_ROOT, names[n], lens[n]), ids[n]);
+        for (int i = 0; i < N; i++) {
+            uint32_t got = eb_ftrie_find(t, EB_FTRIE_ROOT, names[i], lens[i]);
+
+            if (got != (i <= n ? ids[i] : EB_FTRIE_NONE))
+                fail_msg("%d children: \"%s\" found as %u", n + 1, names[i], got);
+        }
+        assert_int_equal(eb_ftrie_find(t, EB_FTRIE_ROOT, "same_head_", 10), EB_FTRIE_NONE);
+        assert_int_equal(eb_ftrie_find(t, EB_FTRIE_ROOT, "abcdefghijklm", 13), EB_FTRIE_NONE);
+        /* Every name as a member, each with its index as value. */
+        o += (size_t)snprintf(doc + o, sizeof doc - o, "{");
+        for (int i = 0; i < N; i++)
+            o += (size_t)snprintf(doc + o, sizeof doc - o, "%s\"%s\":%d", i ? "," : "", names[i], i);
+        o += (size_t)snprintf(doc + o, sizeof doc - o, "}");
+        assert_true(eb_flatten_json(f, t, doc, o));
+        assert_int_equal(f->vals[0].n, n + 1);
+        for (size_t k = 0; k < f->vals[0].n; k++) {
+            const struct eb_fval *v = &f->vals[f->kids[f->vals[0].first + k]];
+            int i;
+
+            assert_int_equal(v->kind, EB_FV_NUMBER);
+            i = (int)v->num;
+            assert_true(i >= 0 && i < N);
+            assert_int_equal(v->node, ids[i]);
+        }
+    }
+    eb_flat_free(f);
+    eb_ftrie_free(t);
+}
+
 /* Checks doc[0..len) against jansson: accepted exactly when json_loadb()
  * accepts it, and then its string at "a" (or the top-level string, when
  * the document is one) is the same text. */
@@ -1478,6 +1545,7 @@ int main(void)
         cmocka_unit_test(test_numbers_exact),
         cmocka_unit_test(test_numbers_strtod),
         cmocka_unit_test(test_member_names),
+        cmocka_unit_test(test_trie_children),
         cmocka_unit_test(test_string_offsets),
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_attributes),
