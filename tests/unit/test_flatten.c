@@ -669,7 +669,8 @@ static void test_trie_children(void **state)
         /* Every name as a member, each with its index as value. */
         o += (size_t)snprintf(doc + o, sizeof doc - o, "{");
         for (int i = 0; i < N; i++)
-            o += (size_t)snprintf(doc + o, sizeof doc - o, "%s\"%s\":%d", i ? "," : "", names[i], i);
+            o += (size_t)snprintf(doc + o, sizeof doc - o, "%s\"%s\":%d", i ? "," : "", names[i],
+                                  i);
         o += (size_t)snprintf(doc + o, sizeof doc - o, "}");
         assert_true(eb_flatten_json(f, t, doc, o));
         assert_int_equal(f->vals[0].n, n + 1);
@@ -724,6 +725,41 @@ static void check_string_doc(eb_flat *f, const eb_ftrie *t, const char *text, si
     }
     json_decref(j);
     free(doc);
+}
+
+/* Whitespace runs longer than a byte are skipped 16 bytes at a time. Runs
+ * of 0 to 40 bytes of mixed blanks at every place JSON allows them, the
+ * last one running to the end of the text, and the same runs with a form
+ * feed (not JSON whitespace) at each of their offsets, read as jansson
+ * reads them. */
+static void test_whitespace_runs(void **state)
+{
+    static const char blanks[] = " \t\n\r";
+    eb_ftrie *t = eb_ftrie_new();
+    eb_flat *f = eb_flat_new();
+
+    (void)state;
+    eb_ftrie_add(t, EB_FTRIE_ROOT, "a", 1);
+    for (size_t n = 0; n <= 40; n++) {
+        for (size_t bad = 0; bad <= n; bad++) {
+            char ws[48], doc[1024];
+            int len;
+
+            for (size_t i = 0; i < n; i++)
+                ws[i] = blanks[(i * 7 + n) % 4];
+            if (bad < n)
+                ws[bad] = '\f';
+            ws[n] = '\0';
+            len = snprintf(doc, sizeof doc,
+                           "%s{%s\"a\"%s:%s\"v\"%s,%s\"b\"%s:%s[%s1%s,%strue%s]%s}%s", ws, ws,
+                           ws, ws, ws, ws, ws, ws, ws, ws, ws, ws, ws, ws);
+            check_string_doc(f, t, doc, (size_t)len);
+            len = snprintf(doc, sizeof doc, "%s\"a%sb\"%s", ws, ws, ws);
+            check_string_doc(f, t, doc, (size_t)len);
+        }
+    }
+    eb_flat_free(f);
+    eb_ftrie_free(t);
 }
 
 /* Strings are read 16 bytes at a time (8 without SSE2), with the common
@@ -1547,6 +1583,7 @@ int main(void)
         cmocka_unit_test(test_member_names),
         cmocka_unit_test(test_trie_children),
         cmocka_unit_test(test_string_offsets),
+        cmocka_unit_test(test_whitespace_runs),
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_attributes),
         cmocka_unit_test(test_data_kinds),
