@@ -126,6 +126,8 @@ static size_t cstr_len(const uint8_t *d, size_t n, const uint8_t *limit)
     }
     if (i >= n)
         return n;
+#else
+    (void)limit;
 #endif
     z = memchr(d + i, 0, n - i);
     return z != NULL ? (size_t)(z - d) : n;
