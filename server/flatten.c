@@ -46,16 +46,23 @@ static void *xrealloc(void *p, size_t n)
     return p;
 }
 
-static void grow(void **arr, size_t *cap, size_t need, size_t size)
+static void grow_to(void **arr, size_t *cap, size_t need, size_t size)
 {
     size_t n = *cap ? *cap : 16;
 
-    if (need <= *cap)
-        return;
     while (n < need)
         n *= 2;
     *arr = xrealloc(*arr, n * size);
     *cap = n;
+}
+
+/* Grows *arr (*cap elements of size bytes) to hold at least need. Called
+ * for every value kept, and nearly always there is room: that test is
+ * inline, the growing is not. */
+static inline void grow(void **arr, size_t *cap, size_t need, size_t size)
+{
+    if (need > *cap)
+        grow_to(arr, cap, need, size);
 }
 
 /* ---- Path trie ----------------------------------------------------------- */
@@ -372,7 +379,7 @@ struct eb_wattr *eb_flat_attrs(eb_flat *f, size_t n)
     return f->attrs;
 }
 
-static uint32_t new_val(eb_flat *f, enum eb_fkind kind, uint32_t node)
+static inline uint32_t new_val(eb_flat *f, enum eb_fkind kind, uint32_t node)
 {
     grow((void **)&f->vals, &f->capvals, f->nvals + 1, sizeof *f->vals);
     f->vals[f->nvals] = (struct eb_fval){ .kind = kind, .node = node };
@@ -391,8 +398,13 @@ static void close_container(eb_flat *f, uint32_t c, size_t base)
     size_t n = f->nstack - base;
 
     if (n > 0) {
+        uint32_t *to, *from = f->stack + base;
+
         grow((void **)&f->kids, &f->capkids, f->nkids + n, sizeof *f->kids);
-        memcpy(f->kids + f->nkids, f->stack + base, n * sizeof *f->kids);
+        /* Containers keep a few kids: a loop beats a memcpy call. */
+        to = f->kids + f->nkids;
+        for (size_t i = 0; i < n; i++)
+            to[i] = from[i];
     }
     f->vals[c].first = f->nkids;
     f->vals[c].n = n;
@@ -415,7 +427,7 @@ static uint32_t open_object(eb_flat *f)
 /* Adds member value v (under trie node child) to the object being built
  * with serial ser. A name seen before in this object replaces the earlier
  * value, as jansson's parser and json_object_set() do. */
-static void add_member(eb_flat *f, uint32_t ser, uint32_t child, uint32_t v)
+static inline void add_member(eb_flat *f, uint32_t ser, uint32_t child, uint32_t v)
 {
     if (f->stamp[child] == ser) {
         f->stack[f->slot[child]] = v;
