@@ -310,7 +310,8 @@ static enum eb_flat_status flatten_stored(eb_flat *f, const eb_ftrie *t, const u
         if (wire != WIRE_LEN || !rd_len(&r, &s, &n))
             return EB_FLAT_UNUSUAL;
         if (field == 5) {
-            struct eb_wattr *attrs = eb_flat_attrs(f, nattrs + 1);
+            struct eb_wattr *attrs =
+                nattrs < f->capattrs ? f->attrs : eb_flat_attrs(f, nattrs + 1);
             bool listed;
 
             if (!rd_attr_entry(s, n, r.end, &attrs[nattrs], &listed))
