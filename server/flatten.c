@@ -18,6 +18,9 @@
 #include <string.h>
 
 #include <jansson.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "cejson.h"
 #include "flatten_internal.h"
@@ -43,19 +46,37 @@ static void *xrealloc(void *p, size_t n)
     return p;
 }
 
-static void grow(void **arr, size_t *cap, size_t need, size_t size)
+static void grow_to(void **arr, size_t *cap, size_t need, size_t size)
 {
     size_t n = *cap ? *cap : 16;
 
-    if (need <= *cap)
-        return;
     while (n < need)
         n *= 2;
     *arr = xrealloc(*arr, n * size);
     *cap = n;
 }
 
+/* Grows *arr (*cap elements of size bytes) to hold at least need. Called
+ * for every value kept, and nearly always there is room: that test is
+ * inline, the growing is not. */
+static inline void grow(void **arr, size_t *cap, size_t need, size_t size)
+{
+    if (need > *cap)
+        grow_to(arr, cap, need, size);
+}
+
 /* ---- Path trie ----------------------------------------------------------- */
+
+/* A child in its parent's table of few children. */
+struct tkid {
+    uint64_t head; /* the first bytes of its name (up to 8), zero-padded */
+    uint32_t len;  /* its name's length */
+    uint32_t id;   /* EB_FTRIE_NONE: an empty slot */
+};
+
+/* Slots in the table of a node with at most FEW_CHILDREN children: at most
+ * half full, so that a probe nearly always ends at its first slot. */
+#define KID_SLOTS 32
 
 struct tnode {
     const char *name;
@@ -63,8 +84,10 @@ struct tnode {
     uint64_t head; /* the first bytes of name (up to 8), zero-padded */
     uint64_t lens; /* bit min(len, 63) of every child: most keys miss fast */
     uint32_t parent;
+    bool reserved; /* a child of the root named as a reserved member */
     uint32_t *children;
     size_t nchildren, capchildren;
+    struct tkid *kids; /* KID_SLOTS slots while there are few children, else NULL */
 };
 
 struct tslot {
@@ -72,12 +95,40 @@ struct tslot {
     uint32_t node; /* EB_FTRIE_NONE: empty */
 };
 
+/* The members of the JSON view that are not attributes of the map, in
+ * the order of eb_wevent's fixed[] and then the data's two. */
+enum { RES_SPECVERSION, RES_ID, RES_SOURCE, RES_TYPE, RES_DATA, RES_DATA_BASE64, NRESERVED };
+
 struct eb_ftrie {
     struct tnode *nodes;
     size_t nnodes, capnodes;
     struct tslot *slots; /* (parent, name) -> node, open addressing */
     size_t mask;
+    /* The root's children named as the reserved members (EB_FTRIE_NONE
+     * when absent), found once here instead of on every event. */
+    uint32_t reserved[NRESERVED];
 };
+
+/* Returns the RES_ index of the reserved member name[0..len), or -1. */
+static int reserved_index(const char *name, size_t len)
+{
+    switch (len) {
+    case 2:
+        return memcmp(name, "id", 2) == 0 ? RES_ID : -1;
+    case 4:
+        return memcmp(name, "type", 4) == 0   ? RES_TYPE
+               : memcmp(name, "data", 4) == 0 ? RES_DATA
+                                              : -1;
+    case 6:
+        return memcmp(name, "source", 6) == 0 ? RES_SOURCE : -1;
+    case 11:
+        return memcmp(name, "specversion", 11) == 0   ? RES_SPECVERSION
+               : memcmp(name, "data_base64", 11) == 0 ? RES_DATA_BASE64
+                                                      : -1;
+    default:
+        return -1;
+    }
+}
 
 static uint64_t name_hash(uint32_t parent, const char *s, size_t len)
 {
@@ -123,6 +174,8 @@ eb_ftrie *eb_ftrie_new(void)
     memset(&t->nodes[0], 0, sizeof t->nodes[0]);
     t->nodes[0].parent = EB_FTRIE_NONE;
     t->nnodes = 1;
+    for (int i = 0; i < NRESERVED; i++)
+        t->reserved[i] = EB_FTRIE_NONE;
     slots_resize(t, 16);
     return t;
 }
@@ -165,30 +218,46 @@ static uint64_t head_of(const char *s, size_t len)
     return h;
 }
 
-/* Nodes with at most this many children are searched by comparing names,
- * not hashing: most member names are short, and their first 8 bytes and
- * length, kept in the node, decide them. */
+/* Nodes with at most this many children are searched in a small table of
+ * their children's first 8 bytes and lengths, not by hashing whole names:
+ * most member names are short, and those decide them. */
 #define FEW_CHILDREN 16
 
-uint32_t eb_ftrie_find(const eb_ftrie *t, uint32_t parent, const char *name, size_t len)
+/* The first slot to probe in a table of few children for a name with this
+ * head and length. */
+static size_t kid_slot(uint64_t head, size_t len)
+{
+    return (size_t)(((head ^ len) * 0x9e3779b97f4a7c15ULL) >> 59) & (KID_SLOTS - 1);
+}
+
+/* eb_ftrie_find(), with head the value head_of(name, len) gives, computed
+ * by the caller, or not yet (have_head false). */
+static inline uint32_t find_child(const eb_ftrie *t, uint32_t parent, const char *name,
+                                  size_t len, uint64_t head, bool have_head)
 {
     const struct tnode *p = &t->nodes[parent];
 
     if (!(p->lens & len_bit(len)))
         return EB_FTRIE_NONE;
-    if (p->nchildren <= FEW_CHILDREN) {
-        uint64_t head = head_of(name, len);
+    if (p->kids != NULL) {
+        if (!have_head)
+            head = head_of(name, len);
+        for (size_t i = kid_slot(head, len);; i = (i + 1) & (KID_SLOTS - 1)) {
+            const struct tkid *k = &p->kids[i];
 
-        for (size_t i = 0; i < p->nchildren; i++) {
-            const struct tnode *c = &t->nodes[p->children[i]];
-
-            if (c->len == len && c->head == head &&
-                (len <= 8 || memcmp(c->name + 8, name + 8, len - 8) == 0))
-                return p->children[i];
+            if (k->id == EB_FTRIE_NONE)
+                return EB_FTRIE_NONE;
+            if (k->len == len && k->head == head &&
+                (len <= 8 || memcmp(t->nodes[k->id].name + 8, name + 8, len - 8) == 0))
+                return k->id;
         }
-        return EB_FTRIE_NONE;
     }
     return find_hashed(t, parent, name, len, name_hash(parent, name, len));
+}
+
+uint32_t eb_ftrie_find(const eb_ftrie *t, uint32_t parent, const char *name, size_t len)
+{
+    return find_child(t, parent, name, len, 0, false);
 }
 
 uint32_t eb_ftrie_add(eb_ftrie *t, uint32_t parent, const char *name, size_t len)
@@ -213,6 +282,31 @@ uint32_t eb_ftrie_add(eb_ftrie *t, uint32_t parent, const char *name, size_t len
     p->lens |= len_bit(len);
     grow((void **)&p->children, &p->capchildren, p->nchildren + 1, sizeof *p->children);
     p->children[p->nchildren++] = id;
+    if (p->nchildren <= FEW_CHILDREN && len < UINT32_MAX &&
+        (p->kids != NULL || p->nchildren == 1)) {
+        size_t i;
+
+        if (p->kids == NULL) {
+            p->kids = xrealloc(NULL, KID_SLOTS * sizeof *p->kids);
+            for (i = 0; i < KID_SLOTS; i++)
+                p->kids[i].id = EB_FTRIE_NONE;
+        }
+        for (i = kid_slot(t->nodes[id].head, len); p->kids[i].id != EB_FTRIE_NONE;
+             i = (i + 1) & (KID_SLOTS - 1))
+            ;
+        p->kids[i] = (struct tkid){ .head = t->nodes[id].head, .len = (uint32_t)len, .id = id };
+    } else {
+        /* Many children, or a name too long for a slot: hashed lookups. */
+        free(p->kids);
+        p->kids = NULL;
+    }
+    if (parent == EB_FTRIE_ROOT) {
+        int r = reserved_index(name, len);
+
+        if (r >= 0)
+            t->reserved[r] = id;
+        t->nodes[id].reserved = r >= 0;
+    }
     if (t->nnodes * 2 > t->mask + 1)
         slots_resize(t, (t->mask + 1) * 2);
     slots_insert(t->slots, t->mask, h, id);
@@ -245,8 +339,10 @@ void eb_ftrie_free(eb_ftrie *t)
 {
     if (t == NULL)
         return;
-    for (size_t i = 0; i < t->nnodes; i++)
+    for (size_t i = 0; i < t->nnodes; i++) {
         free(t->nodes[i].children);
+        free(t->nodes[i].kids);
+    }
     free(t->nodes);
     free(t->slots);
     free(t);
@@ -283,7 +379,7 @@ struct eb_wattr *eb_flat_attrs(eb_flat *f, size_t n)
     return f->attrs;
 }
 
-static uint32_t new_val(eb_flat *f, enum eb_fkind kind, uint32_t node)
+static inline uint32_t new_val(eb_flat *f, enum eb_fkind kind, uint32_t node)
 {
     grow((void **)&f->vals, &f->capvals, f->nvals + 1, sizeof *f->vals);
     f->vals[f->nvals] = (struct eb_fval){ .kind = kind, .node = node };
@@ -302,8 +398,13 @@ static void close_container(eb_flat *f, uint32_t c, size_t base)
     size_t n = f->nstack - base;
 
     if (n > 0) {
+        uint32_t *to, *from = f->stack + base;
+
         grow((void **)&f->kids, &f->capkids, f->nkids + n, sizeof *f->kids);
-        memcpy(f->kids + f->nkids, f->stack + base, n * sizeof *f->kids);
+        /* Containers keep a few kids: a loop beats a memcpy call. */
+        to = f->kids + f->nkids;
+        for (size_t i = 0; i < n; i++)
+            to[i] = from[i];
     }
     f->vals[c].first = f->nkids;
     f->vals[c].n = n;
@@ -326,7 +427,7 @@ static uint32_t open_object(eb_flat *f)
 /* Adds member value v (under trie node child) to the object being built
  * with serial ser. A name seen before in this object replaces the earlier
  * value, as jansson's parser and json_object_set() do. */
-static void add_member(eb_flat *f, uint32_t ser, uint32_t child, uint32_t v)
+static inline void add_member(eb_flat *f, uint32_t ser, uint32_t child, uint32_t v)
 {
     if (f->stamp[child] == ser) {
         f->stack[f->slot[child]] = v;
@@ -393,18 +494,53 @@ static size_t utf8_seq(const unsigned char *p, size_t avail)
     return n;
 }
 
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Returns the first byte in p[0..end) that is not ASCII, or end: 16 bytes
+ * at a time with SSE2, else 8. */
+static const unsigned char *ascii_run(const unsigned char *p, const unsigned char *end)
+{
+#ifdef __SSE2__
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        unsigned bits = (unsigned)_mm_movemask_epi8(x);
+
+        if (bits != 0)
+            return p + __builtin_ctz(bits);
+        p += 16;
+    }
+#endif
+    while (end - p >= 8) {
+        uint64_t w;
+
+        memcpy(&w, p, 8);
+        if (w & HIGHS)
+            break;
+        p += 8;
+    }
+    while (p < end && *p < 0x80)
+        p++;
+    return p;
+}
+
+/* Whether s[0..len) is UTF-8 as jansson checks it. Attribute values are
+ * nearly always ASCII, which is checked a block at a time. */
 static bool utf8_valid(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
 
-    for (size_t i = 0; i < len;) {
-        size_t n = p[i] < 0x80 ? 1 : utf8_seq(p + i, len - i);
+    for (;;) {
+        size_t n;
 
+        p = ascii_run(p, end);
+        if (p == end)
+            return true;
+        n = utf8_seq(p, (size_t)(end - p));
         if (n == 0)
             return false;
-        i += n;
+        p += n;
     }
-    return true;
 }
 
 /* ---- JSON scanner ------------------------------------------------------------ */
@@ -416,11 +552,50 @@ struct scan {
     bool bad;
 };
 
-static void skip_ws(struct scan *sc)
+static bool is_ws(unsigned char c)
 {
-    while (sc->p < sc->end &&
-           (*sc->p == ' ' || *sc->p == '\t' || *sc->p == '\n' || *sc->p == '\r'))
-        sc->p++;
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Skips a run of whitespace longer than one byte, 16 bytes at a time with
+ * SSE2 (indented documents have long runs of spaces). */
+static void skip_ws_run(struct scan *sc)
+{
+    const unsigned char *p = sc->p, *end = sc->end;
+
+#ifdef __SSE2__
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i sp = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8(' ')),
+                                  _mm_cmpeq_epi8(x, _mm_set1_epi8('\t')));
+        __m128i nl = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('\n')),
+                                  _mm_cmpeq_epi8(x, _mm_set1_epi8('\r')));
+        __m128i ws = _mm_or_si128(sp, nl);
+        unsigned other = ~(unsigned)_mm_movemask_epi8(ws) & 0xFFFFu;
+
+        if (other != 0) {
+            sc->p = p + __builtin_ctz(other);
+            return;
+        }
+        p += 16;
+    }
+#endif
+    while (p < end && is_ws(*p))
+        p++;
+    sc->p = p;
+}
+
+/* Compact JSON, as cebusd stores it, has no whitespace at all: one compare
+ * decides most calls. */
+static inline void skip_ws(struct scan *sc)
+{
+    if (sc->p < sc->end && *sc->p <= ' ' && is_ws(*sc->p)) {
+        if (sc->end - sc->p < 2 || !is_ws(sc->p[1])) {
+            sc->p++;
+            return;
+        }
+        skip_ws_run(sc);
+    }
 }
 
 static int hexval(unsigned char c)
@@ -474,9 +649,6 @@ static size_t put_utf8(char *out, int32_t cp)
     return 4;
 }
 
-#define ONES 0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
-
 /* Returns a mask with the high bit of each of the 8 bytes of w that is a
  * quote, a backslash, a control character or not ASCII (the classic "has
  * zero byte" bit trick); 0 when there is none. The lowest bit set is
@@ -502,35 +674,69 @@ static bool little_endian(void)
     return first == 1;
 }
 
+#ifdef __SSE2__
+/* A bit for each of the 16 bytes at p that is a quote, a backslash, a
+ * control character or not ASCII. */
+static inline unsigned special16(const unsigned char *p)
+{
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i quote = _mm_cmpeq_epi8(x, _mm_set1_epi8('"'));
+    __m128i bslash = _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'));
+    /* A signed compare: bytes from 0x80 up are negative, so one compare
+     * finds both control characters and bytes that are not ASCII. */
+    __m128i low = _mm_cmplt_epi8(x, _mm_set1_epi8(0x20));
+
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, bslash), low));
+}
+#endif
+
+/* Returns the first byte in p[0..end) that ends the plain run of a string's
+ * text (a quote, a backslash, a control character or a byte that is not
+ * ASCII), or end. Most of the text of an event is such runs, so they are
+ * read a block at a time: 16 bytes with SSE2 (every x86-64 has it), else 8
+ * as one word; the bytes short of a block one by one. */
+static const unsigned char *plain_run(const unsigned char *p, const unsigned char *end)
+{
+#ifdef __SSE2__
+    while (end - p >= 16) {
+        unsigned bits = special16(p);
+
+        if (bits != 0)
+            return p + __builtin_ctz(bits);
+        p += 16;
+    }
+#endif
+    while (end - p >= 8) {
+        uint64_t w, special;
+
+        memcpy(&w, p, 8);
+        special = special_bytes(w);
+        if (special != 0) {
+            /* Straight to the first special byte, where the word's lowest
+             * bytes are the first. */
+            if (little_endian())
+                return p + (unsigned)__builtin_ctzll(special) / 8;
+            break;
+        }
+        p += 8;
+    }
+    while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+        p++;
+    return p;
+}
+
 /* Scans the string whose opening quote is at sc->p. Valid: returns true and
  * points s and len at its text: in the input when it has no escapes, else
  * unescaped at out (room for as many bytes as the input has; out NULL when
  * the text is not wanted). */
-static bool scan_string(struct scan *sc, char *out, const char **s, size_t *len)
+static bool scan_string_slow(struct scan *sc, char *out, const char **s, size_t *len)
 {
     const unsigned char *p = sc->p + 1, *start = p, *end = sc->end;
     size_t o = 0;
     bool escaped = false;
 
     for (;;) {
-        /* The common run: printable ASCII without quotes or backslashes,
-         * eight bytes at a time while none of them is special. */
-        while (end - p >= 8) {
-            uint64_t w, special;
-
-            memcpy(&w, p, 8);
-            special = special_bytes(w);
-            if (special != 0) {
-                /* Straight to the first special byte, where the word's
-                 * lowest bytes are the first. */
-                if (little_endian())
-                    p += (unsigned)__builtin_ctzll(special) / 8;
-                break;
-            }
-            p += 8;
-        }
-        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
-            p++;
+        p = plain_run(p, end);
         if (p >= end)
             return false;
         if (*p == '"')
@@ -616,6 +822,112 @@ static bool scan_string(struct scan *sc, char *out, const char **s, size_t *len)
     return true;
 }
 
+/* Writes m * 10^scale, correctly rounded to the nearest double (ties to
+ * even, as strtod rounds), and returns true when m < 10^19 and |scale| <=
+ * 19; else returns false. jansson writes reals with 17 significant digits
+ * ("2085.1500000000001"), past what Clinger's fast path takes, so they go
+ * here: the value is computed exactly in 128-bit integers, cut to 64
+ * significant bits with a sticky bit standing for everything below, and
+ * rounded once by the conversion to double. The result lies between 1e-19
+ * and 1e38, far from subnormals and overflow, so the final scaling by a
+ * power of two is exact. */
+static bool exact_decimal(uint64_t m, int scale, double *out)
+{
+#ifdef __SIZEOF_INT128__
+    static const uint64_t pow10u[] = { 1ULL,
+                                       10ULL,
+                                       100ULL,
+                                       1000ULL,
+                                       10000ULL,
+                                       100000ULL,
+                                       1000000ULL,
+                                       10000000ULL,
+                                       100000000ULL,
+                                       1000000000ULL,
+                                       10000000000ULL,
+                                       100000000000ULL,
+                                       1000000000000ULL,
+                                       10000000000000ULL,
+                                       100000000000000ULL,
+                                       1000000000000000ULL,
+                                       10000000000000000ULL,
+                                       100000000000000000ULL,
+                                       1000000000000000000ULL,
+                                       10000000000000000000ULL };
+    unsigned __int128 q;
+    bool sticky = false;
+    int e2 = 0;
+
+    if (m >= pow10u[19] || scale < -19 || scale > 19)
+        return false;
+    if (m == 0) {
+        *out = 0;
+        return true;
+    }
+    if (scale >= 0) {
+        q = (unsigned __int128)m * pow10u[scale];
+    } else {
+        /* m shifted up to the top of 128 bits: the quotient by 10^19 or
+         * less still has at least 64 bits. */
+        int s = 64 + __builtin_clzll(m);
+        unsigned __int128 n = (unsigned __int128)m << s;
+        uint64_t d = pow10u[-scale];
+
+        q = n / d;
+        sticky = n % d != 0;
+        e2 = -s;
+    }
+    if (q >> 64 != 0) {
+        int r = 64 - __builtin_clzll((uint64_t)(q >> 64));
+
+        sticky |= (q & (((unsigned __int128)1 << r) - 1)) != 0;
+        q >>= r;
+        e2 += r;
+    }
+    /* 64 bits rounded to 53: the lowest bit is far below the rounding
+     * point, so as a sticky bit it only tells "above" from "exactly half". */
+    *out = ldexp((double)((uint64_t)q | (uint64_t)sticky), e2);
+    return true;
+#else
+    (void)m;
+    (void)scale;
+    (void)out;
+    return false;
+#endif
+}
+
+/* Scans a string as scan_string_slow() does, first trying inline the
+ * common case: the closing quote is within the next 16 bytes and nothing
+ * before it is special, as for nearly every member name and short value. */
+static inline bool scan_string(struct scan *sc, char *out, const char **s, size_t *len)
+{
+#ifdef __SSE2__
+    const unsigned char *p = sc->p + 1;
+
+    if (sc->end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i quote = _mm_cmpeq_epi8(x, _mm_set1_epi8('"'));
+        __m128i other = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('\\')),
+                                     _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
+        unsigned quotes = (unsigned)_mm_movemask_epi8(quote);
+        unsigned others = (unsigned)_mm_movemask_epi8(other);
+
+        /* A quote, and no other special byte before the first one ((quotes
+         * - 1) & ~quotes: the bits below the lowest quote). Decided from the
+         * masks alone, without reading the byte back. */
+        if (quotes != 0 && (others & (quotes - 1) & ~quotes) == 0) {
+            unsigned n = (unsigned)__builtin_ctz(quotes);
+
+            *s = (const char *)p;
+            *len = n;
+            sc->p = p + n + 1;
+            return true;
+        }
+    }
+#endif
+    return scan_string_slow(sc, out, s, len);
+}
+
 /* The number text after its sign. */
 static const unsigned char *digits_start(const unsigned char *p)
 {
@@ -695,40 +1007,45 @@ static bool scan_number(struct scan *sc, bool want, double *num)
         }
         return true;
     }
-    /* Few digits and a small exponent: m / 10^k or m * 10^k with both exact
-     * doubles is correctly rounded, as strtod's result is (Clinger's fast
-     * path). */
-    if (want && exp > -23 && exp < 23) {
+    /* A mantissa m of at most 19 significant digits and a small decimal
+     * exponent: converted here, correctly rounded as strtod does it, since
+     * strtod costs more than the rest of the scan of a number. */
+    if (want && exp > -100 && exp < 100) {
         uint64_t m = 0;
         int sig = 0, scale = (int)exp;
         bool fits = true;
 
         for (const unsigned char *q = digits_start(start); q < p && *q != 'e' && *q != 'E'; q++) {
-            if (*q == '.')
+            if (*q == '.') {
+                /* Each digit after the point divides by 10. */
+                for (const unsigned char *r = q + 1; r < p && *r >= '0' && *r <= '9'; r++)
+                    scale--;
                 continue;
+            }
             if (m == 0 && *q == '0') {
                 /* Leading zeros carry no digits. */
-            } else if (++sig > 15) {
+            } else if (++sig > 19) {
                 fits = false;
                 break;
             }
             m = m * 10 + (uint64_t)(*q - '0');
         }
-        if (fits) {
-            for (const unsigned char *q = start; q < p && *q != 'e' && *q != 'E'; q++)
-                if (*q == '.')
-                    for (q++; q < p && *q >= '0' && *q <= '9'; q++)
-                        scale--;
-            if (scale >= -22 && scale <= 22) {
-                static const double pow10[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                                1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                                1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
-                double d = (double)m;
+        if (fits && sig <= 15 && scale >= -22 && scale <= 22) {
+            /* m and 10^|scale| are both exact doubles, so one multiplication
+             * or division rounds once, correctly (Clinger's fast path). */
+            static const double pow10[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                            1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                            1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
+            double d = (double)m;
 
-                d = scale < 0 ? d / pow10[-scale] : d * pow10[scale];
-                *num = neg ? -d : d;
-                return true;
-            }
+            d = scale < 0 ? d / pow10[-scale] : d * pow10[scale];
+            *num = neg ? -d : d;
+            return true;
+        }
+        if (fits && exact_decimal(m, scale, num)) {
+            if (neg)
+                *num = -*num;
+            return true;
         }
     }
     /* A real overflows only when it is at least 10^308: skip strtod for the
@@ -784,6 +1101,26 @@ static bool scan_word(struct scan *sc, const char *word, size_t len)
 
 static uint32_t scan_value(struct scan *sc, uint32_t node, int depth);
 
+/* The child of node named by the key key[0..len) that scan_string() just
+ * read (out: its unescaping buffer). A key read in place is followed by at
+ * least its closing quote, so while 8 bytes remain in the text its head is
+ * one load, masked to its length, instead of a byte loop. */
+static uint32_t find_key(const struct scan *sc, uint32_t node, const char *key, size_t len,
+                         const char *out)
+{
+    uint64_t head;
+
+    if (key == out || sc->end - (const unsigned char *)key < 8)
+        return eb_ftrie_find(sc->t, node, key, len);
+    memcpy(&head, key, 8);
+    if (len < 8 && little_endian())
+        head &= (1ULL << (8 * len)) - 1;
+    else if (len < 8)
+        return eb_ftrie_find(sc->t, node, key, len);
+    return find_child(sc->t, node, key, len, head, true);
+}
+
+
 /* Scans an object at sc->p ('{'). When node is a trie node, returns its
  * value, with the members whose names are children of node. */
 static uint32_t scan_object(struct scan *sc, uint32_t node, int depth)
@@ -817,7 +1154,7 @@ static uint32_t scan_object(struct scan *sc, uint32_t node, int depth)
         if (!scan_string(sc, out, &key, &keylen))
             goto bad;
         if (nchildren > 0)
-            child = eb_ftrie_find(sc->t, node, key, keylen);
+            child = find_key(sc, node, key, keylen, out);
         f->nstr = mark; /* the unescaped key is not kept */
         skip_ws(sc);
         if (sc->p >= sc->end || *sc->p != ':')
@@ -1111,6 +1448,9 @@ static bool data_is_json(eb_flat *f, const struct eb_wevent *w)
             continue;
         if (a->kind != EB_WATTR_TEXT || a->s == NULL)
             return true;
+        /* What nearly every JSON event says, decided without a copy. */
+        if (a->len == 16 && memcmp(a->s, "application/json", 16) == 0)
+            return true;
         /* ce_content_type_is_json() wants a C string. */
         grow((void **)&f->ctbuf, &f->capct, a->len + 1, 1);
         ct = f->ctbuf;
@@ -1121,26 +1461,10 @@ static bool data_is_json(eb_flat *f, const struct eb_wevent *w)
     return true;
 }
 
-static bool reserved_member(const char *name, size_t len)
-{
-    static const char *const names[] = { "specversion", "id", "source", "type", "data",
-                                         "data_base64" };
-
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0)
-            return true;
-    return false;
-}
-
-static uint32_t child_named(const eb_ftrie *t, const char *name)
-{
-    return eb_ftrie_find(t, EB_FTRIE_ROOT, name, strlen(name));
-}
-
 /* Adds "data" or "data_base64", as ce_to_json()'s data_to_json() does. */
 static void flatten_data(eb_flat *f, const eb_ftrie *t, const struct eb_wevent *w, uint32_t ser)
 {
-    uint32_t dnode = child_named(t, "data"), bnode = child_named(t, "data_base64"), v;
+    uint32_t dnode = t->reserved[RES_DATA], bnode = t->reserved[RES_DATA_BASE64], v;
     bool json_ct;
 
     if (dnode == EB_FTRIE_NONE && bnode == EB_FTRIE_NONE)
@@ -1181,7 +1505,6 @@ static void flatten_data(eb_flat *f, const eb_ftrie *t, const struct eb_wevent *
 
 void eb_flatten_wevent(eb_flat *f, const eb_ftrie *t, const struct eb_wevent *w)
 {
-    static const char *const fixed[] = { "specversion", "id", "source", "type" };
     uint32_t root, ser;
     size_t nroot;
 
@@ -1191,7 +1514,7 @@ void eb_flatten_wevent(eb_flat *f, const eb_ftrie *t, const struct eb_wevent *w)
     if (nroot > 0) {
         ser = open_object(f);
         for (size_t i = 0; i < 4; i++) {
-            uint32_t node = child_named(t, fixed[i]);
+            uint32_t node = t->reserved[RES_SPECVERSION + i];
             if (node != EB_FTRIE_NONE)
                 add_member(f, ser, node, text_val(f, node, w->fixed[i], w->fixedlen[i]));
         }
@@ -1199,7 +1522,7 @@ void eb_flatten_wevent(eb_flat *f, const eb_ftrie *t, const struct eb_wevent *w)
             const struct eb_wattr *a = &w->attrs[i];
             uint32_t node = eb_ftrie_find(t, EB_FTRIE_ROOT, a->key, a->keylen), v;
 
-            if (node == EB_FTRIE_NONE || reserved_member(a->key, a->keylen))
+            if (node == EB_FTRIE_NONE || t->nodes[node].reserved)
                 continue;
             v = attr_val(f, node, a);
             if (v != UINT32_MAX)

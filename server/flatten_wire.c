@@ -11,6 +11,9 @@
  * strings are "", unknown fields are skipped.
  */
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "flatten.h"
 #include "flatten_internal.h"
@@ -24,10 +27,15 @@ struct rd {
 /* Reads a varint; false when it is malformed or longer than 10 bytes, or
  * its 10th byte carries more than bit 63 (protobuf-c would read bits this
  * reader drops). */
-static bool rd_varint(struct rd *r, uint64_t *v)
+static inline bool rd_varint(struct rd *r, uint64_t *v)
 {
     uint64_t x = 0;
 
+    /* Tags and the lengths of short fields: one byte. */
+    if (r->p < r->end && *r->p < 0x80) {
+        *v = *r->p++;
+        return true;
+    }
     for (int i = 0; i < 10; i++) {
         uint8_t b;
 
@@ -46,7 +54,7 @@ static bool rd_varint(struct rd *r, uint64_t *v)
 }
 
 /* Reads a tag; false at the end or when malformed. */
-static bool rd_tag(struct rd *r, uint32_t *field, int *wire)
+static inline bool rd_tag(struct rd *r, uint32_t *field, int *wire)
 {
     uint64_t t;
 
@@ -57,7 +65,7 @@ static bool rd_tag(struct rd *r, uint32_t *field, int *wire)
     return true;
 }
 
-static bool rd_len(struct rd *r, const uint8_t **data, size_t *len)
+static inline bool rd_len(struct rd *r, const uint8_t **data, size_t *len)
 {
     uint64_t n;
 
@@ -96,11 +104,32 @@ static bool rd_skip(struct rd *r, int wire)
     }
 }
 
-/* A string field as protobuf-c's C string shows it: up to the first NUL. */
-static size_t cstr_len(const uint8_t *d, size_t n)
+/* A string field d[0..n) as protobuf-c's C string shows it: up to the
+ * first NUL. limit is the end of the stored bytes, which d[0..n) lies in.
+ * Most strings of an event are short, so their first 64 bytes are looked at
+ * 16 at a time with SSE2 while 16 bytes remain before limit (bytes past n
+ * may be read, not used); the rest, such as the data, by memchr. */
+static size_t cstr_len(const uint8_t *d, size_t n, const uint8_t *limit)
 {
-    const uint8_t *z = memchr(d, 0, n);
+    const uint8_t *z;
+    size_t i = 0;
 
+#ifdef __SSE2__
+    for (; i < n && i < 64 && limit - (d + i) >= 16; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(d + i));
+        unsigned bits = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_setzero_si128()));
+
+        if (bits != 0) {
+            size_t at = i + (unsigned)__builtin_ctz(bits);
+            return at < n ? at : n;
+        }
+    }
+    if (i >= n)
+        return n;
+#else
+    (void)limit;
+#endif
+    z = memchr(d + i, 0, n - i);
     return z != NULL ? (size_t)(z - d) : n;
 }
 
@@ -134,8 +163,8 @@ static bool rd_timestamp(const uint8_t *d, size_t n, int64_t *secs, int32_t *nan
     return true;
 }
 
-/* Reads a CloudEventAttributeValue message into a. */
-static bool rd_attr_value(const uint8_t *d, size_t n, struct eb_wattr *a)
+/* Reads a CloudEventAttributeValue message into a; limit: see cstr_len(). */
+static bool rd_attr_value(const uint8_t *d, size_t n, const uint8_t *limit, struct eb_wattr *a)
 {
     struct rd r = { d, d + n };
 
@@ -180,7 +209,7 @@ static bool rd_attr_value(const uint8_t *d, size_t n, struct eb_wattr *a)
                 return false;
             a->kind = field == 4 ? EB_WATTR_BYTES : EB_WATTR_TEXT;
             a->s = (const char *)s;
-            a->len = field == 4 ? len : cstr_len(s, len);
+            a->len = field == 4 ? len : cstr_len(s, len, limit);
             break;
         }
     }
@@ -188,8 +217,9 @@ static bool rd_attr_value(const uint8_t *d, size_t n, struct eb_wattr *a)
 }
 
 /* Reads one entry of the attributes map. *listed is false when the entry
- * has no value (ce_to_json() skips it). */
-static bool rd_attr_entry(const uint8_t *d, size_t n, struct eb_wattr *a, bool *listed)
+ * has no value (ce_to_json() skips it); limit: see cstr_len(). */
+static bool rd_attr_entry(const uint8_t *d, size_t n, const uint8_t *limit, struct eb_wattr *a,
+                          bool *listed)
 {
     struct rd r = { d, d + n };
     bool have_key = false, have_value = false;
@@ -210,10 +240,10 @@ static bool rd_attr_entry(const uint8_t *d, size_t n, struct eb_wattr *a, bool *
             if (field == 1) {
                 have_key = true;
                 a->key = (const char *)s;
-                a->keylen = cstr_len(s, len);
+                a->keylen = cstr_len(s, len, limit);
             } else {
                 have_value = true;
-                if (!rd_attr_value(s, len, a))
+                if (!rd_attr_value(s, len, limit, a))
                     return false;
             }
         } else if (!rd_skip(&r, wire)) {
@@ -280,10 +310,11 @@ static enum eb_flat_status flatten_stored(eb_flat *f, const eb_ftrie *t, const u
         if (wire != WIRE_LEN || !rd_len(&r, &s, &n))
             return EB_FLAT_UNUSUAL;
         if (field == 5) {
-            struct eb_wattr *attrs = eb_flat_attrs(f, nattrs + 1);
+            struct eb_wattr *attrs =
+                nattrs < f->capattrs ? f->attrs : eb_flat_attrs(f, nattrs + 1);
             bool listed;
 
-            if (!rd_attr_entry(s, n, &attrs[nattrs], &listed))
+            if (!rd_attr_entry(s, n, r.end, &attrs[nattrs], &listed))
                 return EB_FLAT_UNUSUAL;
             nattrs += listed;
             continue;
@@ -301,7 +332,7 @@ static enum eb_flat_status flatten_stored(eb_flat *f, const eb_ftrie *t, const u
             int i = slot[field];
 
             w.fixed[i] = (const char *)s;
-            w.fixedlen[i] = cstr_len(s, n);
+            w.fixedlen[i] = cstr_len(s, n, r.end);
             break;
         }
         case 6:
@@ -309,10 +340,10 @@ static enum eb_flat_status flatten_stored(eb_flat *f, const eb_ftrie *t, const u
             w.d = (const char *)s;
             w.dlen = n;
             break;
-        case 7:
+        case 7: /* cut at its first NUL below, when it is read at all */
             w.data = EB_WDATA_TEXT;
             w.d = (const char *)s;
-            w.dlen = cstr_len(s, n);
+            w.dlen = n;
             break;
         default: { /* 8: proto_data */
             const uint8_t *v;
@@ -329,6 +360,8 @@ static enum eb_flat_status flatten_stored(eb_flat *f, const eb_ftrie *t, const u
     w.nattrs = nattrs;
     if (!with_data)
         w.data = EB_WDATA_NONE;
+    else if (w.data == EB_WDATA_TEXT)
+        w.dlen = cstr_len((const uint8_t *)w.d, w.dlen, body + len);
     eb_flatten_wevent(f, t, &w);
     return EB_FLAT_OK;
 }

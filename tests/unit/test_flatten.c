@@ -439,6 +439,8 @@ static void test_numbers_exact(void **state)
         "1234567890123456789", "9007199254740993", "-9007199254740993", "0.30000000000000004",
         "2.2250738585072011e-308", "4.9e-324", "1e-400", "1.7976931348623157e308",
         "9223372036854775807", "-9223372036854775808", "123.456e-2", "1E+2",
+        "2085.1500000000001", "0.10000000000000001", "-17.399999999999999",
+        "18014398509481986.0", "1234567890123456789.5", "1e-19", "9999999999999999999e19",
     };
     struct set s = { 0 };
     eb_ftrie *t = eb_ftrie_new();
@@ -474,6 +476,335 @@ static void test_numbers_exact(void **state)
         event_free(ev);
     }
     set_free(&s);
+    eb_flat_free(f);
+    eb_ftrie_free(t);
+}
+
+static uint32_t rnd(uint64_t *st, uint32_t n);
+
+/* Returns the number the flattener reads from "{\"a\":text}" (t: "a"). */
+static double flat_number(eb_flat *f, const eb_ftrie *t, const char *text)
+{
+    char doc[160];
+
+    snprintf(doc, sizeof doc, "{\"a\":%s}", text);
+    if (!eb_flatten_json(f, t, doc, strlen(doc)))
+        fail_msg("%s: refused", text);
+    assert_int_equal(f->vals[0].n, 1);
+    assert_int_equal(f->vals[f->kids[0]].kind, EB_FV_NUMBER);
+    return f->vals[f->kids[0]].num;
+}
+
+/* Checks that the flattener reads text as the same double, bit for bit, as
+ * strtod (which jansson uses for reals). */
+static void check_real(eb_flat *f, const eb_ftrie *t, const char *text)
+{
+    double want = strtod(text, NULL), got = flat_number(f, t, text);
+
+    if (memcmp(&want, &got, sizeof want) != 0)
+        fail_msg("%s: strtod %.17g, flattened %.17g", text, want, got);
+}
+
+/* Reals are converted without strtod when their digits allow: up to 15
+ * significant digits with a power of ten up to 22 (exact doubles), and up
+ * to 19 digits with a power of ten up to 19 (exact 128-bit integers); the
+ * rest go to strtod. Each must give strtod's double: halfway cases (ties
+ * to even), the limits of each way, and seeded random spellings. */
+static void test_numbers_strtod(void **state)
+{
+    static const char *const reals[] = {
+        /* 17 significant digits, as jansson writes reals. */
+        "2085.1500000000001", "0.10000000000000001", "0.30000000000000004",
+        "-17.399999999999999", "1.0000000000000001e-05", "9.8765432109876539e+18",
+        /* Exactly halfway between two doubles: ties to even. */
+        "18014398509481986.0", "18014398509481990.0", "18014398509481986e0",
+        "9007199254740993.0", "9007199254740995.0", "90071992547409925e-1",
+        "1801439850948198.6e1", "-18014398509481986.0",
+        /* Just above and below halfway. */
+        "18014398509481986.1", "18014398509481985.9", "9007199254740993.0000001",
+        /* The limits: 15 and 16, 19 and 20 significant digits; powers of ten 19, 20,
+         * 22 and 23 each way. */
+        "123456789012345.6", "1234567890123456.7", "123456789012345678.9",
+        "1234567890123456789.1", "9999999999999999999e19", "9999999999999999999e20",
+        "9999999999999999999e-19", "9999999999999999999e-20", "1e-19", "1e-20", "1e22",
+        "1e23", "1.5e-22", "1.5e-23", "0.0000000000000000001", "0.00000000000000000001",
+        "1000000000000000000.0", "10000000000000000000.0", "0.0", "-0.0", "0e5",
+        "00.5e0",
+    };
+    eb_ftrie *t = eb_ftrie_new();
+    eb_flat *f = eb_flat_new();
+    uint64_t st = 0x9e3779b97f4a7c15ULL;
+
+    (void)state;
+    eb_ftrie_add(t, EB_FTRIE_ROOT, "a", 1);
+    for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++) {
+        /* "00.5e0" is not JSON: the flattener must refuse it as jansson does. */
+        if (strcmp(reals[i], "00.5e0") == 0) {
+            assert_false(eb_flatten_json(f, t, "{\"a\":00.5e0}", 12));
+            continue;
+        }
+        check_real(f, t, reals[i]);
+    }
+    for (int i = 0; i < 20000; i++) {
+        char text[64];
+        size_t n = 1 + rnd(&st, 21), o = 0, point = n > 1 ? rnd(&st, (uint32_t)n) : 0;
+        bool with_exp = point == 0 || rnd(&st, 2);
+
+        if (rnd(&st, 4) == 0)
+            text[o++] = '-';
+        for (size_t k = 0; k < n; k++) {
+            if (k == point && k > 0)
+                text[o++] = '.';
+            /* No leading zeros before the point, as JSON wants. */
+            text[o++] = (char)('0' + (k == 0 && point != 1 && n > 1 ? 1 + rnd(&st, 9)
+                                                                   : rnd(&st, 10)));
+        }
+        if (with_exp)
+            o += (size_t)snprintf(text + o, sizeof text - o, "e%d", (int)rnd(&st, 61) - 30);
+        text[o] = '\0';
+        check_real(f, t, text);
+    }
+    eb_flat_free(f);
+    eb_ftrie_free(t);
+}
+
+/* Member names are looked up with their first 8 bytes read at once when 8
+ * bytes of text remain, masked to the name's length; escaped names and
+ * names near the end of the text are read byte by byte. Each document
+ * keeps exactly the members named in the trie, whatever follows the name. */
+static void test_member_names(void **state)
+{
+    static const char *const names[] = { "a", "ab", "abcdefg", "abcdefgh", "abcdefghi" };
+    static const struct {
+        const char *doc;
+        const char *kept; /* the names kept, in order, separated by ',' */
+    } cases[] = {
+        { "{\"a\":1}", "a" },
+        { "{\"ab\":1}", "ab" },
+        { "{\"abc\":1}", "" },
+        { "{\"abcdefg\":1,\"x\":2}", "abcdefg" },
+        { "{\"abcdefgh\":1,\"x\":2}", "abcdefgh" },
+        { "{\"abcdefghi\":1,\"x\":2}", "abcdefghi" },
+        { "{\"abcdefgX\":1,\"abcdefghX\":2,\"abcdefgi\":3,\"Abcdefg\":4}", "" },
+        { "{\"\\u0061bcdefg\":1,\"abcdefg\\u0068\":2,\"\\u0061\":3}", "abcdefg,abcdefgh,a" },
+        { "{\"x\":1,\"ab\":2}", "ab" },
+        { "{\"x\":1,\"a\":2}", "a" },
+        { "{\"ab\":{\"a\":1},\"a\":[1]}", "ab,a" },
+        { "{\"abcdefghi\":0,\"abcdefgh\":0,\"abcdefg\":0,\"ab\":0,\"a\":0}",
+          "abcdefghi,abcdefgh,abcdefg,ab,a" },
+    };
+    eb_ftrie *t = eb_ftrie_new();
+    eb_flat *f = eb_flat_new();
+
+    (void)state;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        eb_ftrie_add(t, EB_FTRIE_ROOT, names[i], strlen(names[i]));
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const char *doc = cases[c].doc;
+        char kept[128] = "";
+
+        if (!eb_flatten_json(f, t, doc, strlen(doc)))
+            fail_msg("%s: refused", doc);
+        for (size_t k = 0; k < f->vals[0].n; k++) {
+            size_t len;
+            const char *name = eb_ftrie_name(t, f->vals[f->kids[f->vals[0].first + k]].node, &len);
+
+            if (k > 0)
+                strcat(kept, ",");
+            strncat(kept, name, len);
+        }
+        if (strcmp(kept, cases[c].kept) != 0)
+            fail_msg("%s: kept \"%s\", want \"%s\"", doc, kept, cases[c].kept);
+    }
+    eb_flat_free(f);
+    eb_ftrie_free(t);
+}
+
+/* A node's children are found through a small table while they are few,
+ * by hashing once they are many. Adding children one by one, every name
+ * added so far is found (by eb_ftrie_find() and as a member of a scanned
+ * document) and names not added are not: short names, empty names, long
+ * names that share their first 8 bytes, names that differ only in length. */
+static void test_trie_children(void **state)
+{
+    enum { N = 40 };
+    char names[N][32];
+    size_t lens[N];
+    eb_ftrie *t = eb_ftrie_new();
+    eb_flat *f = eb_flat_new();
+    uint32_t ids[N];
+
+    (void)state;
+    for (int i = 0; i < N; i++) {
+        switch (i % 4) {
+        case 0:
+            snprintf(names[i], sizeof names[i], "k%d", i);
+            break;
+        case 1:
+            snprintf(names[i], sizeof names[i], "same_head_%d", i); /* 8 bytes alike */
+            break;
+        case 2:
+            snprintf(names[i], sizeof names[i], "%.*s", i / 4, "abcdefghijkl");
+            break;
+        default:
+            snprintf(names[i], sizeof names[i], "n%dsuffix", i);
+            break;
+        }
+        lens[i] = strlen(names[i]);
+    }
+    for (int n = 0; n < N; n++) {
+        char doc[2048];
+        size_t o = 0;
+
+        ids[n] = eb_ftrie_add(t, EB_FTRIE_ROOT, names[n], lens[n]);
+        assert_int_equal(eb_ftrie_add(t, EB_FTRIE_ROOT, names[n], lens[n]), ids[n]);
+        for (int i = 0; i < N; i++) {
+            uint32_t got = eb_ftrie_find(t, EB_FTRIE_ROOT, names[i], lens[i]);
+
+            if (got != (i <= n ? ids[i] : EB_FTRIE_NONE))
+                fail_msg("%d children: \"%s\" found as %u", n + 1, names[i], got);
+        }
+        assert_int_equal(eb_ftrie_find(t, EB_FTRIE_ROOT, "same_head_", 10), EB_FTRIE_NONE);
+        assert_int_equal(eb_ftrie_find(t, EB_FTRIE_ROOT, "abcdefghijklm", 13), EB_FTRIE_NONE);
+        /* Every name as a member, each with its index as value. */
+        o += (size_t)snprintf(doc + o, sizeof doc - o, "{");
+        for (int i = 0; i < N; i++)
+            o += (size_t)snprintf(doc + o, sizeof doc - o, "%s\"%s\":%d", i ? "," : "", names[i],
+                                  i);
+        o += (size_t)snprintf(doc + o, sizeof doc - o, "}");
+        assert_true(eb_flatten_json(f, t, doc, o));
+        assert_int_equal(f->vals[0].n, n + 1);
+        for (size_t k = 0; k < f->vals[0].n; k++) {
+            const struct eb_fval *v = &f->vals[f->kids[f->vals[0].first + k]];
+            int i;
+
+            assert_int_equal(v->kind, EB_FV_NUMBER);
+            i = (int)v->num;
+            assert_true(i >= 0 && i < N);
+            assert_int_equal(v->node, ids[i]);
+        }
+    }
+    eb_flat_free(f);
+    eb_ftrie_free(t);
+}
+
+/* Checks doc[0..len) against jansson: accepted exactly when json_loadb()
+ * accepts it, and then its string at "a" (or the top-level string, when
+ * the document is one) is the same text. */
+static void check_string_doc(eb_flat *f, const eb_ftrie *t, const char *text, size_t len)
+{
+    /* A heap copy of exactly len bytes: AddressSanitizer sees any read past
+     * the end of the text. */
+    char *doc = malloc(len ? len : 1);
+    json_t *j, *want;
+    bool ok;
+    const struct eb_fval *got;
+
+    assert_non_null(doc);
+    memcpy(doc, text, len);
+    j = json_loadb(doc, len, JSON_DECODE_ANY, NULL);
+    ok = eb_flatten_json(f, t, doc, len);
+
+    if (ok != (j != NULL))
+        fail_msg("%.*s: jansson %s, flattener %s", (int)len, doc, j ? "accepts" : "refuses",
+                 ok ? "accepts" : "refuses");
+    if (j == NULL) {
+        free(doc);
+        return;
+    }
+    want = json_is_object(j) ? json_object_get(j, "a") : j;
+    got = &f->vals[0];
+    if (got->kind == EB_FV_OBJECT)
+        got = want != NULL ? &f->vals[f->kids[got->first]] : NULL;
+    if (want != NULL && json_is_string(want)) {
+        assert_non_null(got);
+        assert_int_equal(got->kind, EB_FV_STRING);
+        if (got->len != json_string_length(want) ||
+            memcmp(got->s, json_string_value(want), got->len) != 0)
+            fail_msg("%.*s: string differs", (int)len, doc);
+    }
+    json_decref(j);
+    free(doc);
+}
+
+/* Whitespace runs longer than a byte are skipped 16 bytes at a time. Runs
+ * of 0 to 40 bytes of mixed blanks at every place JSON allows them, the
+ * last one running to the end of the text, and the same runs with a form
+ * feed (not JSON whitespace) at each of their offsets, read as jansson
+ * reads them. */
+static void test_whitespace_runs(void **state)
+{
+    static const char blanks[] = " \t\n\r";
+    eb_ftrie *t = eb_ftrie_new();
+    eb_flat *f = eb_flat_new();
+
+    (void)state;
+    eb_ftrie_add(t, EB_FTRIE_ROOT, "a", 1);
+    for (size_t n = 0; n <= 40; n++) {
+        for (size_t bad = 0; bad <= n; bad++) {
+            char ws[48], doc[1024];
+            int len;
+
+            for (size_t i = 0; i < n; i++)
+                ws[i] = blanks[(i * 7 + n) % 4];
+            if (bad < n)
+                ws[bad] = '\f';
+            ws[n] = '\0';
+            len = snprintf(doc, sizeof doc,
+                           "%s{%s\"a\"%s:%s\"v\"%s,%s\"b\"%s:%s[%s1%s,%strue%s]%s}%s", ws, ws,
+                           ws, ws, ws, ws, ws, ws, ws, ws, ws, ws, ws, ws);
+            check_string_doc(f, t, doc, (size_t)len);
+            len = snprintf(doc, sizeof doc, "%s\"a%sb\"%s", ws, ws, ws);
+            check_string_doc(f, t, doc, (size_t)len);
+        }
+    }
+    eb_flat_free(f);
+    eb_ftrie_free(t);
+}
+
+/* Strings are read 16 bytes at a time (8 without SSE2), with the common
+ * case inline. Every kind of special byte or escape, at every offset of
+ * strings of 0 to 40 bytes, as a kept value, a member name and a value off
+ * the trie, and as a top-level string that ends at the end of the text
+ * (where fewer than 16 bytes remain), must read as jansson reads it. */
+static void test_string_offsets(void **state)
+{
+    static const char *const specials[] = {
+        "\\n",     "\\\"",    "\\\\",       "\\/",  "\\u00e9", "\\ud83d\\ude00",
+        "\xc3\xa9", "\xf0\x9f\x98\x80", "\x7f", "\x01",   "\x1f",     "\xff",
+        "\xc3",     "\xed\xa0\x80", "\\x", "\\u0000", "\\ud83d",  "\\u12",
+        "\t",
+    };
+    eb_ftrie *t = eb_ftrie_new();
+    eb_flat *f = eb_flat_new();
+
+    (void)state;
+    eb_ftrie_add(t, EB_FTRIE_ROOT, "a", 1);
+    for (size_t sp = 0; sp < sizeof specials / sizeof specials[0]; sp++) {
+        for (size_t n = 0; n <= 40; n++) {
+            for (size_t at = 0; at <= n; at++) {
+                char text[96], doc[160];
+                size_t o = 0, len;
+
+                memset(text, 'x', at);
+                o = at;
+                o += (size_t)sprintf(text + o, "%s", specials[sp]);
+                memset(text + o, 'y', n - at);
+                o += n - at;
+                text[o] = '\0';
+                len = (size_t)snprintf(doc, sizeof doc, "{\"a\":\"%s\",\"b\":1}", text);
+                check_string_doc(f, t, doc, len);
+                len = (size_t)snprintf(doc, sizeof doc, "{\"%s\":1}", text);
+                check_string_doc(f, t, doc, len);
+                len = (size_t)snprintf(doc, sizeof doc, "{\"z\":\"%s\",\"a\":\"k\"}", text);
+                check_string_doc(f, t, doc, len);
+                len = (size_t)snprintf(doc, sizeof doc, "\"%s\"", text);
+                check_string_doc(f, t, doc, len);
+                /* Unterminated, running into the end of the text. */
+                check_string_doc(f, t, doc, len - 1);
+            }
+        }
+    }
     eb_flat_free(f);
     eb_ftrie_free(t);
 }
@@ -1108,6 +1439,108 @@ static void test_stored_wire(void **state)
     set_free(&s);
 }
 
+/* Returns the string kept at top-level member node of f; fails when none. */
+static const struct eb_fval *top_string(const eb_flat *f, uint32_t node)
+{
+    for (size_t k = 0; k < f->vals[0].n; k++) {
+        const struct eb_fval *v = &f->vals[f->kids[f->vals[0].first + k]];
+
+        if (v->node == node) {
+            assert_int_equal(v->kind, EB_FV_STRING);
+            return v;
+        }
+    }
+    fail_msg("member %u not kept", node);
+    return NULL;
+}
+
+/* Appends a length-delimited field (tag, length, bytes) to buf at *o. */
+static void put_field(uint8_t *buf, size_t *o, uint8_t tag, const void *data, size_t len)
+{
+    assert_true(len < 128);
+    buf[(*o)++] = tag;
+    buf[(*o)++] = (uint8_t)len;
+    memcpy(buf + *o, data, len);
+    *o += len;
+}
+
+/* Stored strings end at their first NUL, as protobuf-c's C strings do; the
+ * reader looks for it 16 bytes at a time while 16 bytes of the body remain.
+ * A NUL at every offset of strings of 0 to 80 bytes, in the type, in an
+ * attribute's name and value and in the data, each as the last field of a
+ * body allocated to its exact size, reads as protobuf-c decodes it. */
+static void test_stored_nul(void **state)
+{
+    eb_ftrie *t = eb_ftrie_new();
+    eb_flat *f = eb_flat_new();
+    uint32_t type = eb_ftrie_add(t, EB_FTRIE_ROOT, "type", 4);
+    uint32_t subj = eb_ftrie_add(t, EB_FTRIE_ROOT, "subject", 7);
+    uint32_t data = eb_ftrie_add(t, EB_FTRIE_ROOT, "data", 4);
+
+    (void)state;
+    for (size_t n = 0; n <= 80; n++) {
+        for (size_t at = 0; at <= n; at++) {
+            for (int where = 0; where < 4; where++) {
+                uint8_t text[96], key[104], value[128], entry[256], *body;
+                size_t o = 0, vo = 0, eo = 0;
+                uint8_t buf[512];
+                ce_event *ref;
+                const struct eb_fval *v;
+
+                memset(text, 'a' + (int)(n % 26), n);
+                if (at < n)
+                    text[at] = '\0';
+                put_field(buf, &o, 0x0a, "1", 1);       /* id */
+                put_field(buf, &o, 0x12, "/s", 2);      /* source */
+                put_field(buf, &o, 0x1a, "1.0", 3);     /* spec_version */
+                if (where != 0)
+                    put_field(buf, &o, 0x22, "t", 1);   /* type */
+                put_field(value, &vo, 0x1a, where == 1 ? text : (const uint8_t *)"v",
+                          where == 1 ? n : 1);          /* ce_string */
+                memcpy(key, "subject", 7);
+                memcpy(key + 7, text, n);
+                put_field(entry, &eo, 0x0a, key, where == 2 ? 7 + n : 7); /* key */
+                put_field(entry, &eo, 0x12, value, vo); /* value */
+                put_field(buf, &o, 0x2a, entry, eo);    /* attributes */
+                if (where == 0)
+                    put_field(buf, &o, 0x22, text, n);
+                if (where == 3)
+                    put_field(buf, &o, 0x3a, text, n); /* text_data */
+                body = malloc(o);
+                assert_non_null(body);
+                memcpy(body, buf, o);
+                ref = io__cloudevents__v1__cloud_event__unpack(NULL, o, body);
+                assert_non_null(ref);
+                assert_int_equal(eb_flatten_stored(f, t, body, o), EB_FLAT_OK);
+                switch (where) {
+                case 0:
+                    v = top_string(f, type);
+                    assert_int_equal(v->len, strlen(ref->type));
+                    break;
+                case 1:
+                    v = top_string(f, subj);
+                    assert_int_equal(v->len, strlen(ref->attributes[0]->value->ce_string));
+                    break;
+                case 2:
+                    /* "subject" and text: the name is "subject" when the
+                     * NUL is text's first byte. */
+                    assert_int_equal(f->vals[0].n == 2,
+                                     strcmp(ref->attributes[0]->key, "subject") == 0);
+                    break;
+                default:
+                    v = top_string(f, data);
+                    assert_int_equal(v->len, strlen(ref->text_data));
+                    break;
+                }
+                io__cloudevents__v1__cloud_event__free_unpacked(ref, NULL);
+                free(body);
+            }
+        }
+    }
+    eb_flat_free(f);
+    eb_ftrie_free(t);
+}
+
 /* The flattened view keeps only what lies on the trie, and reuses its
  * buffers: a second event of the same size allocates nothing new. */
 static void test_view_shape(void **state)
@@ -1146,6 +1579,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_edge_documents),
         cmocka_unit_test(test_numbers_exact),
+        cmocka_unit_test(test_numbers_strtod),
+        cmocka_unit_test(test_member_names),
+        cmocka_unit_test(test_trie_children),
+        cmocka_unit_test(test_string_offsets),
+        cmocka_unit_test(test_whitespace_runs),
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_attributes),
         cmocka_unit_test(test_data_kinds),
@@ -1153,6 +1591,7 @@ int main(void)
         cmocka_unit_test(test_dropped_groups),
         cmocka_unit_test(test_attributes_first),
         cmocka_unit_test(test_stored_wire),
+        cmocka_unit_test(test_stored_nul),
         cmocka_unit_test(test_view_shape),
     };
 
