@@ -227,6 +227,12 @@ static void lookup_in(struct match_ctx *c, const struct pnode *p, uint32_t at,
         memset(c->sc->check_stamp, 0, c->m->nchecks * sizeof *c->sc->check_stamp);
         c->sc->value = 1;
     }
+    for (uint32_t i = 0; i < p->nchecked; i++) {
+        const struct key *k = &c->m->ckeys[p->cfirst + i];
+
+        if (check(c, k->len, v))
+            take(c, k, v);
+    }
     if (p->listed) {
         const struct key *k = &c->m->lkeys[p->lfirst];
 
@@ -363,7 +369,7 @@ static void visit(struct match_ctx *c, uint32_t node, const json_t *v)
     size_t nchildren;
 
     eb_ftrie_children(c->m->trie, node, &nchildren);
-    if (p->kinds != 0 || p->keep)
+    if (p->kinds != 0 || p->keep || p->nchecked != 0)
         visit_leaves(c, node, v, 0);
     if (nchildren > 0)
         descend(c, node, v);
@@ -479,7 +485,7 @@ static void flat_visit(struct match_ctx *c, const eb_flat *f, const struct eb_fv
 {
     const struct pnode *p = &c->m->nodes[v->node];
 
-    if (p->kinds != 0 || p->keep)
+    if (p->kinds != 0 || p->keep || p->nchecked != 0)
         flat_leaves(c, f, v->node, v, 0);
     flat_descend(c, f, v);
 }

@@ -382,14 +382,16 @@ static void kidx_rebuild(eb_matcher *m)
     }
 }
 
-/* Returns the index in m->bkeys of the key of r's
- * kind and value at at (a trie node, or sub_node() of a sub), adding it. */
-static uint32_t key_get(eb_matcher *m, uint32_t at, const struct rec *r)
+/* Returns the index in m->bkeys of the key of r's kind and value at at (a
+ * trie node, or sub_node() of a sub), adding it when add; else
+ * UINT32_MAX when there is none. key_get() adds. */
+static uint32_t key_lookup(eb_matcher *m, uint32_t at, const struct rec *r, bool add)
 {
     double num = r->kind == EB_ANCHOR_NUMBER && r->num != 0 ? r->num : 0;
     enum eb_anchor_kind kind = r->kind;
     uint64_t h = hash_final(kind_text(kind)              ? hash_text(r->s, r->len, kind)
                             : kind == EB_ANCHOR_NUMBER ? hash_number(num)
+                            : (int)kind == KEY_CHECKED ? FNV_OFFSET ^ r->len * FNV_PRIME
                                                        : FNV_OFFSET,
                             at, kind);
     size_t i;
@@ -400,6 +402,8 @@ static uint32_t key_get(eb_matcher *m, uint32_t at, const struct rec *r)
         if (b->hash == h && key_is(&b->k, at, kind, r->s, r->len, num))
             return m->kidx[i] - 1;
     }
+    if (!add)
+        return UINT32_MAX;
     /* Pattern texts are far shorter than 4 GiB; trie nodes and subs far
      * fewer than 2^28 (both are bounded by the patterns' sizes). */
     assert(r->len <= UINT32_MAX && at < 1u << (32 - KEY_KIND_BITS));
@@ -416,6 +420,32 @@ static uint32_t key_get(eb_matcher *m, uint32_t at, const struct rec *r)
     if (2 * (m->nkeys + 1) > m->kidxmask + 1)
         kidx_rebuild(m);
     return (uint32_t)m->nkeys - 1;
+}
+
+static uint32_t key_get(eb_matcher *m, uint32_t at, const struct rec *r)
+{
+    return key_lookup(m, at, r, true);
+}
+
+/* The index (trie node, or sub_node() of a sub) at at. */
+static struct pnode *index_at(eb_matcher *m, uint32_t at)
+{
+    return at < m->nnodes ? &m->nodes[at] : &m->subs[at - m->nnodes].ix;
+}
+
+/* Returns the index in m->bkeys of the checked key of check at at,
+ * adding it; UINT32_MAX when it is new and its index already has
+ * CHECKED_KEYS of them. */
+static uint32_t checked_key(eb_matcher *m, uint32_t at, uint32_t check)
+{
+    struct rec r = { .kind = (enum eb_anchor_kind)KEY_CHECKED, .len = check };
+    struct pnode *ix = index_at(m, at);
+    uint32_t key = key_lookup(m, at, &r, false);
+
+    if (key != UINT32_MAX || ix->nchecked >= CHECKED_KEYS)
+        return key;
+    ix->nchecked++;
+    return key_get(m, at, &r);
 }
 
 /* Records that index ix has a key of r's kind (and, for affixes, length). */
@@ -465,19 +495,19 @@ static void plist_add(struct plist *pl, uint32_t key, uint32_t posting, uint32_t
 }
 
 /* Returns the check of condition c, adding it unless a condition the same
- * is there. table maps hashes to checks + 1 (0: empty), tmask + 1 its
- * capacity, more than twice the number of records. */
-static uint32_t check_of(eb_matcher *m, uint32_t *table, size_t tmask, const struct cond *c)
+ * is there. m->ctable maps hashes to checks + 1 (0: empty); its capacity is
+ * more than twice the number of records. */
+static uint32_t check_of(eb_matcher *m, const struct cond *c)
 {
     uint64_t h = eb_pattern_cond_hash(c);
-    size_t i = h & tmask;
+    size_t i = h & m->ctmask;
 
-    for (; table[i] != 0; i = (i + 1) & tmask)
-        if (eb_pattern_cond_same(m->checks[table[i] - 1], c))
-            return table[i] - 1;
+    for (; m->ctable[i] != 0; i = (i + 1) & m->ctmask)
+        if (eb_pattern_cond_same(m->checks[m->ctable[i] - 1], c))
+            return m->ctable[i] - 1;
     grow((void **)&m->checks, &m->capchecks, m->nchecks + 1, sizeof *m->checks);
     m->checks[m->nchecks] = c;
-    table[i] = (uint32_t)++m->nchecks;
+    m->ctable[i] = (uint32_t)++m->nchecks;
     return (uint32_t)m->nchecks - 1;
 }
 
@@ -499,7 +529,8 @@ struct step {
     uint64_t cost; /* postings its keys would have at their nodes */
     uint32_t node; /* of its first record */
     bool range;    /* has a numeric range: only the last step */
-    bool verified; /* has a record with a check: not a step */
+    bool verified; /* has a record with a check: not a step, unless checked */
+    bool checked;  /* one "exists" record with a check: a step of checked keys */
 };
 
 /* Single values first (they copy nothing that follows), then fewer values;
@@ -547,6 +578,31 @@ static bool subs_fit(const eb_matcher *m, const uint32_t *front, size_t nf, size
     return true;
 }
 
+/* Whether under every key of front, the sub at the path of group g's
+ * record (its only one, a checked step) can take its checked key. */
+static bool checked_fit(eb_matcher *m, const uint32_t *front, size_t nf, size_t i, size_t j,
+                        uint32_t g)
+{
+    for (size_t k = i; k < j; k++) {
+        const struct rec *r = &m->recs[k];
+        struct rec c = { .kind = (enum eb_anchor_kind)KEY_CHECKED };
+
+        if ((r->posting & ((1u << GROUP_BITS) - 1)) != g)
+            continue;
+        c.len = check_of(m, r->verify);
+        for (size_t f = 0; f < nf; f++) {
+            uint32_t sb = m->bkeys[front[f]].k.sub;
+
+            while (sb != NO_SUB && m->subs[sb].node != r->node)
+                sb = m->subs[sb].next;
+            if (sb != NO_SUB && m->subs[sb].ix.nchecked >= CHECKED_KEYS &&
+                key_lookup(m, sub_node(m, sb), &c, false) == UINT32_MAX)
+                return false;
+        }
+    }
+    return true;
+}
+
 /* Chains the required groups of the entry whose records are recs[i, j):
  * its first group's keys stay keys of their trie nodes, without the
  * entry's posting; under each, a sub at the path of the next group holds
@@ -583,12 +639,15 @@ static void chain(eb_matcher *m, size_t i, size_t j, const uint32_t *slot_of,
                 st.node = r->node;
             if (r->verify != NULL)
                 st.verified = true;
+            if (r->verify != NULL && r->kind == EB_ANCHOR_EXISTS)
+                st.checked = true;
             if (r->kind == EB_ANCHOR_RANGE)
                 st.range = true;
             else
                 st.cost += m->bkeys[slot_of[k]].k.n;
         }
-        if (st.verified)
+        st.checked = st.checked && st.nrec == 1;
+        if (st.verified && !st.checked)
             continue; /* a hit of its keys alone does not make a step */
         if (!st.range)
             cand[ncand++] = st;
@@ -607,16 +666,29 @@ static void chain(eb_matcher *m, size_t i, size_t j, const uint32_t *slot_of,
         return;
 
     cg = steps[0].g;
-    for (size_t k = i; k < j; k++)
-        if ((m->recs[k].posting & ((1u << GROUP_BITS) - 1)) == cg) {
+    for (size_t k = i; k < j; k++) {
+        const struct rec *r = &m->recs[k];
+
+        if ((r->posting & ((1u << GROUP_BITS) - 1)) != cg)
+            continue;
+        if (steps[0].checked) {
+            /* The only record of its group. */
+            uint32_t key = checked_key(m, r->node, check_of(m, r->verify));
+
+            if (key == UINT32_MAX)
+                return; /* its node has all the checked keys it takes */
+            front[nf++] = key;
+        } else {
             front[nf++] = slot_of[k];
-            role[k] = ROLE_HEAD;
         }
+        role[k] = ROLE_HEAD;
+    }
     for (built = 1; built < nsteps; built++) {
         uint32_t g = steps[built].g;
         size_t nn = 0;
 
-        if (!subs_fit(m, front, nf, i, j, g))
+        if (!subs_fit(m, front, nf, i, j, g) ||
+            (steps[built].checked && !checked_fit(m, front, nf, i, j, g)))
             break;
         for (size_t f = 0; f < nf; f++) {
             for (size_t k = i; k < j; k++) {
@@ -630,6 +702,11 @@ static void chain(eb_matcher *m, size_t i, size_t j, const uint32_t *slot_of,
                 if (r->kind == EB_ANCHOR_RANGE) {
                     m->subs[sb].ix.kinds |= 1u << EB_ANCHOR_RANGE;
                     rtree_add(&m->subs[sb].ix.ranges, r, e << GROUP_BITS | cg);
+                } else if (steps[built].checked) {
+                    uint32_t key = checked_key(m, sub_node(m, sb), check_of(m, r->verify));
+
+                    assert(key != UINT32_MAX && nn < CHAIN_PATHS); /* checked_fit() */
+                    next[nn++] = key;
                 } else {
                     uint32_t key = key_get(m, sub_node(m, sb), r);
 
@@ -750,9 +827,7 @@ static void add_tests(eb_matcher *m)
 /* The index (trie node or sub) of key b. */
 static struct pnode *index_of(eb_matcher *m, const struct bkey *b)
 {
-    uint32_t at = b->k.at >> KEY_KIND_BITS;
-
-    return at < m->nnodes ? &m->nodes[at] : &m->subs[at - m->nnodes].ix;
+    return index_at(m, b->k.at >> KEY_KIND_BITS);
 }
 
 static bool key_live(const struct bkey *b)
@@ -762,17 +837,29 @@ static bool key_live(const struct bkey *b)
 
 static void compact_keys(eb_matcher *m)
 {
-    size_t cap = 16, live = 0, listed = 0;
+    size_t cap = 16, live = 0, listed = 0, nchecked = 0;
     struct key *keys;
 
-    /* Indexes with few keys list them (LIST_KEYS); the rest go into the
-     * table. */
-    for (size_t i = 0; i < m->nkeys; i++)
-        if (key_live(&m->bkeys[i]))
-            index_of(m, &m->bkeys[i])->nlist++;
+    /* Checked keys are listed apart; indexes with few other keys list them
+     * (LIST_KEYS); the rest go into the table. */
+    for (size_t i = 0; i < m->nnodes + m->nsubs; i++)
+        index_at(m, (uint32_t)i)->nchecked = 0;
+    for (size_t i = 0; i < m->nkeys; i++) {
+        const struct bkey *b = &m->bkeys[i];
+
+        if (!key_live(b))
+            continue;
+        if ((b->k.at & ((1u << KEY_KIND_BITS) - 1)) == KEY_CHECKED)
+            index_of(m, b)->nchecked++;
+        else
+            index_of(m, b)->nlist++;
+    }
     for (size_t i = 0; i < m->nnodes + m->nsubs; i++) {
         struct pnode *ix = i < m->nnodes ? &m->nodes[i] : &m->subs[i - m->nnodes].ix;
 
+        ix->cfirst = (uint32_t)nchecked;
+        nchecked += ix->nchecked;
+        ix->nchecked = 0;
         ix->listed = ix->nlist <= LIST_KEYS;
         if (ix->listed) {
             ix->lfirst = (uint32_t)listed;
@@ -783,6 +870,7 @@ static void compact_keys(eb_matcher *m)
         ix->nlist = 0;
     }
     m->lkeys = xcalloc(listed, sizeof *m->lkeys);
+    m->ckeys = xcalloc(nchecked, sizeof *m->ckeys);
     while (cap < 2 * live)
         cap *= 2;
     keys = xcalloc(cap, sizeof *keys);
@@ -794,6 +882,10 @@ static void compact_keys(eb_matcher *m)
 
         if (!key_live(b))
             continue;
+        if ((b->k.at & ((1u << KEY_KIND_BITS) - 1)) == KEY_CHECKED) {
+            m->ckeys[ix->cfirst + ix->nchecked++] = b->k;
+            continue;
+        }
         if (ix->listed) {
             m->lkeys[ix->lfirst + ix->nlist++] = b->k;
             continue;
@@ -984,7 +1076,7 @@ static void free_index(struct pnode *ix)
 void eb_matcher_build(eb_matcher *m)
 {
     struct plist pl = { 0 };
-    uint32_t *slot_of, *ctable;
+    uint32_t *slot_of;
     unsigned char *role;
     uint32_t total = 0;
     size_t ccap = 16;
@@ -994,6 +1086,10 @@ void eb_matcher_build(eb_matcher *m)
     slot_of = xcalloc(m->nrecs, sizeof *slot_of);
     role = xcalloc(m->nrecs, sizeof *role);
     kidx_rebuild(m);
+    while (ccap < 2 * m->nrecs + 2)
+        ccap *= 2;
+    m->ctable = xcalloc(ccap, sizeof *m->ctable);
+    m->ctmask = ccap - 1;
 
     /* The key of every record at its node, counting the patterns that
      * share it: chain() and drop_common_groups() go by these counts. */
@@ -1021,9 +1117,6 @@ void eb_matcher_build(eb_matcher *m)
 
     /* What stays at the trie nodes: the keys of postings and of the first
      * steps of chains, and the ranges not chained. */
-    while (ccap < 2 * m->nrecs + 2)
-        ccap *= 2;
-    ctable = xcalloc(ccap, sizeof *ctable);
     for (size_t i = 0; i < m->nnodes; i++)
         m->nodes[i].kinds = 0;
     for (size_t i = 0; i < m->nrecs; i++) {
@@ -1036,14 +1129,15 @@ void eb_matcher_build(eb_matcher *m)
             rtree_add(&m->nodes[r->node].ranges, r, r->posting);
             continue;
         }
-        if (slot_of[i] == DROPPED)
-            continue;
+        if (slot_of[i] == DROPPED || (role[i] == ROLE_HEAD && r->verify != NULL))
+            continue; /* dropped, or a checked key (listed apart) */
         index_key(&m->nodes[r->node], r);
         if (role[i] == ROLE_POSTING)
             plist_add(&pl, slot_of[i], r->posting,
-                      r->verify != NULL ? check_of(m, ctable, ccap - 1, r->verify) : NO_CHECK);
+                      r->verify != NULL ? check_of(m, r->verify) : NO_CHECK);
     }
-    free(ctable);
+    free(m->ctable);
+    m->ctable = NULL;
 
     /* The postings, key by key: those a hit decides, then (posting, check)
      * pairs. */
@@ -1135,6 +1229,8 @@ void eb_matcher_free(eb_matcher *m)
     free(m->residual);
     free(m->keys);
     free(m->lkeys);
+    free(m->ckeys);
+    free(m->ctable);
     free(m->bkeys);
     free(m->kidx);
     free(m->ktags);

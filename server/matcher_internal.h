@@ -145,6 +145,7 @@ struct pnode {
     struct rtree ranges;
     uint64_t filter;           /* bit key_bit() of each of its keys' hashes */
     uint32_t lfirst, nlist;    /* when listed: its keys, m->lkeys[lfirst .. lfirst + nlist) */
+    uint32_t cfirst, nchecked; /* its checked keys, m->ckeys[cfirst .. cfirst + nchecked) */
     bool listed;               /* few keys: scanned, not in the table (LIST_KEYS) */
     bool keep;                 /* a sub is at this trie node: keep the event's values */
     bool guard;                /* some exact entry guards this trie node */
@@ -190,6 +191,13 @@ struct key {
     uint32_t sub;
 };
 #define KEY_KIND_BITS 4
+
+/* The kind of a checked key, past enum eb_anchor_kind: a value at its path
+ * hits it when it satisfies m->checks[len] (an anything-but or a cidr that
+ * is a step of a chain, see chain()). Checked keys are listed apart in
+ * their index and tried on every value. */
+#define KEY_CHECKED EB_ANCHOR_KINDS
+#define CHECKED_KEYS 8 /* at most, per index */
 
 /* An index (struct pnode) with at most this many keys keeps them in a list
  * that a lookup scans, in cache with the index, instead of hashing the
@@ -240,7 +248,10 @@ struct eb_matcher {
     size_t nresidual, capresidual;
     const struct cond **checks; /* distinct conditions of verified postings */
     size_t nchecks, capchecks;
+    uint32_t *ctable; /* while building: checks + 1 by hash (0: empty) */
+    size_t ctmask;
     struct key *lkeys; /* the keys of listed indexes (struct pnode), index by index */
+    struct key *ckeys; /* the checked keys of the indexes, index by index */
     struct key *keys; /* open addressing, capacity a power of two */
     size_t keymask;
     struct bkey *bkeys; /* while building: every key, found through kidx */
@@ -443,6 +454,8 @@ static inline bool key_is(const struct key *k, uint32_t at, enum eb_anchor_kind 
 {
     if (k->at != (at << KEY_KIND_BITS | (uint32_t)kind))
         return false;
+    if ((int)kind == KEY_CHECKED)
+        return k->len == len; /* the check */
     if (kind_text(kind))
         return k->len == len && text_equal(k->v.s, s, len, kind_ci(kind));
     return kind != EB_ANCHOR_NUMBER || k->v.num == num;

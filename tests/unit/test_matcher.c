@@ -792,9 +792,11 @@ static void test_checked_conditions(void **state)
     check_texts(pats, sizeof pats / sizeof pats[0], evs, sizeof evs / sizeof evs[0]);
 }
 
-/* Where chains stop: more paths under one key than a key takes, and
- * IN-lists whose product passes what a chain copies. The groups left out
- * are matched as postings, with the same result. */
+/* Where chains stop: more paths under one key than a key takes, IN-lists
+ * whose product passes what a chain copies, and more different checked
+ * conditions (anything-but) at one path than an index lists, at the root
+ * and under a key. The groups left out are matched as postings, with the
+ * same result. */
 static void test_chain_limits(void **state)
 {
     struct set s = { 0 };
@@ -802,8 +804,8 @@ static void test_chain_limits(void **state)
     uint64_t st = 7;
 
     (void)state;
-    s.pats = calloc(200, sizeof *s.pats);
-    s.ids = calloc(200, sizeof *s.ids);
+    s.pats = calloc(240, sizeof *s.pats);
+    s.ids = calloc(240, sizeof *s.ids);
     assert_true(s.pats != NULL && s.ids != NULL);
     /* 60 different paths under the key type = a. */
     for (int i = 0; i < 60; i++) {
@@ -826,6 +828,18 @@ static void test_chain_limits(void **state)
         s.ids[n] = (uint32_t)n;
         n++;
     }
+    /* 12 different anything-but at one path, under type = c and alone. */
+    for (int i = 0; i < 24; i++) {
+        char text[256];
+
+        snprintf(text, sizeof text,
+                 i < 12 ? "{'type':['c'],'k':[{'anything-but':['k%d','k%d']}]}"
+                        : "{'kk':[{'anything-but':{'prefix':'k%d'}}],'z':['%d']}",
+                 i % 12, (i + 1) % 12);
+        s.pats[n] = pattern_of(text);
+        s.ids[n] = (uint32_t)n;
+        n++;
+    }
     s.n = n;
     set_build(&s);
     for (int e = 0; e < 300; e++) {
@@ -835,14 +849,15 @@ static void test_chain_limits(void **state)
 
         snprintf(text, sizeof text,
                  "{'type':'%s','f%u':'v%u','g':['w','z'],'a':'%u','b':['%u','%u'],"
-                 "'c':'%s','d':%u}",
-                 RND(&st, 4) ? "a" : "b", f, RND(&st, 3), RND(&st, 45), RND(&st, 45),
-                 RND(&st, 6), RND(&st, 3) ? "x" : "q", RND(&st, 9));
+                 "'c':'%s','d':%u,'k':['k%u','k%u'],'kk':'k%u','z':'%u'}",
+                 RND(&st, 4) ? "a" : RND(&st, 2) ? "b" : "c", f, RND(&st, 3), RND(&st, 45), RND(&st, 45),
+                 RND(&st, 6), RND(&st, 3) ? "x" : "q", RND(&st, 9), RND(&st, 14),
+                 RND(&st, 14), RND(&st, 14), RND(&st, 14));
         ev = event_of(text);
         hits += check(&s, ev, text);
         json_decref(ev);
     }
-    print_message("chain limits: 100 patterns x 300 events, %zu matches\n", hits);
+    print_message("chain limits: 124 patterns x 300 events, %zu matches\n", hits);
     set_free(&s);
 }
 
