@@ -119,7 +119,6 @@ struct range {
     uint32_t posting;
     bool lo_open, hi_open;
 };
-#define NO_POSTING UINT32_MAX
 
 /* Numeric ranges at one path, sorted by lower bound. When their widths are
  * alike (at most SCAN_WIDTHS times the median), a number d is stabbed by
@@ -154,8 +153,8 @@ struct pnode {
 /* What hangs under a key at one path (see chain() in matcher_build.c): the
  * keys and ranges of the next field of the patterns that need the key,
  * looked at only when the event hits the key, with the event's values at
- * node. A key's subs form a list through next. Its keys are in the key
- * table under sub_node(). */
+ * node. A key's subs form a list through next. Its keys are keys at
+ * sub_node(), listed, checked or in the table as struct pnode says. */
 struct sub {
     uint32_t node;
     uint32_t next; /* NO_SUB: the last */
@@ -178,8 +177,9 @@ struct rec {
 /* A key of the hash index: (path, kind, value) -> postings[off..off+n),
  * then nv pairs (posting, check) taken only when the value that hits the
  * key satisfies m->checks[check] (a wildcard with '*': its prefix or
- * suffix is the key); and what hangs under it (sub, or NO_SUB). 32 bytes,
- * so that a key is one cache line. */
+ * suffix is the key); and what hangs under it (sub, or NO_SUB). A checked
+ * key (KEY_CHECKED) has its check in len. 32 bytes, so that a key is one
+ * cache line. */
 struct key {
     union {
         const char *s; /* text kinds: s[0..len) */
