@@ -613,8 +613,9 @@ static bool checked_fit(eb_matcher *m, const uint32_t *front, size_t nf, size_t 
  * apart: patterns that share their first values share their first keys
  * and subs (one state per field and value, as in event-ruler's and
  * quamina's automata), and a field's IN-list, a value of its own included,
- * is a key per value under the previous step. Only key groups are steps,
- * plus one group with numeric ranges, last. Marks role[] and pl. */
+ * is a key per value under the previous step. Steps are groups of keys
+ * (a lone anything-but or cidr as a checked key), plus one group with
+ * numeric ranges, last. Marks role[] and pl. */
 static void chain(eb_matcher *m, size_t i, size_t j, const uint32_t *slot_of,
                   unsigned char *role, struct plist *pl)
 {
