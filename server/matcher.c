@@ -43,7 +43,7 @@ static inline void take_posting(struct match_ctx *c, uint32_t posting)
         h->mask = 0;
     }
     old = h->mask;
-    h->mask = old | 1u << (posting & ((1u << GROUP_BITS) - 1));
+    h->mask = old | 1u << posting_group(posting);
     if (h->mask == need && old != need) {
         if (e < c->m->ndecided)
             sc->out[c->nout++] = c->m->ids[e];

@@ -293,7 +293,7 @@ static void drop_common_groups(eb_matcher *m, uint32_t *slot_of, const unsigned 
         size_t j;
 
         for (j = i; j < m->nrecs && m->recs[j].posting >> GROUP_BITS == e; j++) {
-            uint32_t g = m->recs[j].posting & ((1u << GROUP_BITS) - 1);
+            uint32_t g = posting_group(m->recs[j].posting);
 
             if (slot_of[j] == UINT32_MAX || role[j] != ROLE_POSTING)
                 cost[g] = UINT64_MAX / 2; /* a range or a chain: keep */
@@ -323,7 +323,7 @@ static void drop_common_groups(eb_matcher *m, uint32_t *slot_of, const unsigned 
                     m->entries[e].check |= 1u << m->entries[e].leaf_of_group[g];
         m->need[e] = keep;
         for (size_t k = i; k < j; k++)
-            if (!(keep & 1u << (m->recs[k].posting & ((1u << GROUP_BITS) - 1))))
+            if (!(keep & 1u << posting_group(m->recs[k].posting)))
                 slot_of[k] = DROPPED;
         i = j;
     }
@@ -353,7 +353,7 @@ static void find_attr_needs(eb_matcher *m, const unsigned char *role)
             top = eb_ftrie_parent(m->trie, top);
         if (top == dnode || top == bnode)
             m->attr_need[r->posting >> GROUP_BITS] &=
-                ~(1u << (r->posting & ((1u << GROUP_BITS) - 1)));
+                ~(1u << posting_group(r->posting));
     }
     m->always_data = m->nresidual > 0;
     for (size_t e = 0; e < m->nentries; e++)
@@ -562,12 +562,12 @@ static bool subs_fit(const eb_matcher *m, const uint32_t *front, size_t nf, size
             uint32_t sb = m->bkeys[front[f]].k.sub;
             bool counted = false;
 
-            if ((r->posting & ((1u << GROUP_BITS) - 1)) != g)
+            if (posting_group(r->posting) != g)
                 continue;
             while (sb != NO_SUB && m->subs[sb].node != r->node)
                 sb = m->subs[sb].next;
             for (size_t q = i; q < k && !counted; q++)
-                counted = (m->recs[q].posting & ((1u << GROUP_BITS) - 1)) == g &&
+                counted = posting_group(m->recs[q].posting) == g &&
                           m->recs[q].node == r->node;
             if (sb == NO_SUB && !counted)
                 more++;
@@ -587,7 +587,7 @@ static bool checked_fit(eb_matcher *m, const uint32_t *front, size_t nf, size_t 
         const struct rec *r = &m->recs[k];
         struct rec c = { .kind = (enum eb_anchor_kind)KEY_CHECKED };
 
-        if ((r->posting & ((1u << GROUP_BITS) - 1)) != g)
+        if (posting_group(r->posting) != g)
             continue;
         c.len = check_of(m, r->verify);
         for (size_t f = 0; f < nf; f++) {
@@ -634,7 +634,7 @@ static void chain(eb_matcher *m, size_t i, size_t j, const uint32_t *slot_of,
         for (size_t k = i; k < j; k++) {
             const struct rec *r = &m->recs[k];
 
-            if ((r->posting & ((1u << GROUP_BITS) - 1)) != g)
+            if (posting_group(r->posting) != g)
                 continue;
             if (st.nrec++ == 0)
                 st.node = r->node;
@@ -670,7 +670,7 @@ static void chain(eb_matcher *m, size_t i, size_t j, const uint32_t *slot_of,
     for (size_t k = i; k < j; k++) {
         const struct rec *r = &m->recs[k];
 
-        if ((r->posting & ((1u << GROUP_BITS) - 1)) != cg)
+        if (posting_group(r->posting) != cg)
             continue;
         if (steps[0].checked) {
             /* The only record of its group. */
@@ -696,7 +696,7 @@ static void chain(eb_matcher *m, size_t i, size_t j, const uint32_t *slot_of,
                 const struct rec *r = &m->recs[k];
                 uint32_t sb;
 
-                if ((r->posting & ((1u << GROUP_BITS) - 1)) != g)
+                if (posting_group(r->posting) != g)
                     continue;
                 role[k] = ROLE_INNER;
                 sb = sub_at(m, front[f], r->node);
@@ -939,7 +939,7 @@ static void make_hot(eb_matcher *m)
 /* Renumbers a posting along perm (old entry -> new entry). */
 static uint32_t renumber(const uint32_t *perm, uint32_t posting)
 {
-    return perm[posting >> GROUP_BITS] << GROUP_BITS | (posting & ((1u << GROUP_BITS) - 1));
+    return perm[posting >> GROUP_BITS] << GROUP_BITS | posting_group(posting);
 }
 
 static void renumber_ranges(struct rtree *rt, const uint32_t *perm)

@@ -64,6 +64,12 @@ static inline void grow(void **arr, size_t *cap, size_t need, size_t size)
 #define GROUP_BITS 5
 #define MAX_ENTRIES (UINT32_MAX >> GROUP_BITS)
 
+/* The anchor group a posting names. */
+static inline uint32_t posting_group(uint32_t posting)
+{
+    return posting & ((1u << GROUP_BITS) - 1);
+}
+
 /* One distinct pattern (eb_pattern_same()) and every id it was added
  * under: patterns written alike are indexed and decided once. */
 struct entry {
