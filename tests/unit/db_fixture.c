@@ -34,6 +34,37 @@ int64_t ut_sql_int(PGconn *c, const char *sql)
     return v;
 }
 
+/* Writes the SQL of fmt and ap into sql[size]; fails the test when it
+ * does not fit. */
+static void sql_format(char *sql, size_t size, const char *fmt, va_list ap)
+{
+    int n = vsnprintf(sql, size, fmt, ap);
+
+    assert_true(n >= 0 && (size_t)n < size);
+}
+
+void ut_sql_okf(PGconn *c, const char *fmt, ...)
+{
+    char sql[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    sql_format(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    ut_sql_ok(c, sql);
+}
+
+int64_t ut_sql_intf(PGconn *c, const char *fmt, ...)
+{
+    char sql[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    sql_format(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    return ut_sql_int(c, sql);
+}
+
 int ut_migration_count(const char *dir)
 {
     DIR *d = opendir(dir);

@@ -45,6 +45,11 @@ void ut_sql_ok(PGconn *c, const char *sql);
 /* Returns the integer in the only cell of a query's result. */
 int64_t ut_sql_int(PGconn *c, const char *sql);
 
+/* ut_sql_ok() and ut_sql_int() with the SQL written by a printf format
+ * (at most 2 KiB of it). */
+void ut_sql_okf(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int64_t ut_sql_intf(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Returns how many numbered .sql migrations dir holds, or -1. */
 int ut_migration_count(const char *dir);
 

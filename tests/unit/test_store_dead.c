@@ -32,31 +32,6 @@
 
 /* --- Helpers ------------------------------------------------------------- */
 
-static int64_t sql_int(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sql_ok(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int64_t sql_int(PGconn *c, const char *fmt, ...)
-{
-    char sql[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    return ut_sql_int(c, sql);
-}
-
-static void sql_ok(PGconn *c, const char *fmt, ...)
-{
-    char sql[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    ut_sql_ok(c, sql);
-}
-
 /* A bus of its own for each test, with a retention of hours. */
 static struct eb_bus_rec new_bus(struct ut_db *f, const char *name, int hours)
 {
@@ -90,24 +65,24 @@ static int64_t new_sub(struct ut_db *f, int64_t bus_id, const char *name, int ma
     r.ntargets = 1;
     assert_int_equal(eb_store_rule_insert(f->db, bus_id, &r, &conflict), EB_OK);
     if (max_attempts)
-        sql_ok(f->raw, "UPDATE targets SET max_attempts = %d WHERE bus_id = %lld"
-                       " AND subscription = '%s'",
-               max_attempts, (long long)bus_id, name);
+        ut_sql_okf(f->raw, "UPDATE targets SET max_attempts = %d WHERE bus_id = %lld"
+                           " AND subscription = '%s'",
+                   max_attempts, (long long)bus_id, name);
     if (max_age_s)
-        sql_ok(f->raw, "UPDATE targets SET max_age_s = %d WHERE bus_id = %lld"
-                       " AND subscription = '%s'",
-               max_age_s, (long long)bus_id, name);
-    sql_ok(f->raw,
-           "INSERT INTO subscriptions (bus_id, name, frontier, epoch)"
-           " SELECT id, '%s', next_seq - 1, 42 FROM buses WHERE id = %lld"
-           " ON CONFLICT (bus_id, name) DO NOTHING",
-           name, (long long)bus_id);
-    sql_ok(f->raw,
-           "INSERT INTO sub_acked (sub_id) SELECT id FROM subscriptions WHERE bus_id = %lld"
-           " AND name = '%s' ON CONFLICT DO NOTHING",
-           (long long)bus_id, name);
-    return sql_int(f->raw, "SELECT id FROM subscriptions WHERE bus_id = %lld AND name = '%s'",
-                   (long long)bus_id, name);
+        ut_sql_okf(f->raw, "UPDATE targets SET max_age_s = %d WHERE bus_id = %lld"
+                           " AND subscription = '%s'",
+                   max_age_s, (long long)bus_id, name);
+    ut_sql_okf(f->raw,
+               "INSERT INTO subscriptions (bus_id, name, frontier, epoch)"
+               " SELECT id, '%s', next_seq - 1, 42 FROM buses WHERE id = %lld"
+               " ON CONFLICT (bus_id, name) DO NOTHING",
+               name, (long long)bus_id);
+    ut_sql_okf(f->raw,
+               "INSERT INTO sub_acked (sub_id) SELECT id FROM subscriptions WHERE bus_id = %lld"
+               " AND name = '%s' ON CONFLICT DO NOTHING",
+               (long long)bus_id, name);
+    return ut_sql_intf(f->raw, "SELECT id FROM subscriptions WHERE bus_id = %lld AND name = '%s'",
+                       (long long)bus_id, name);
 }
 
 /* Appends n events (bodies "body-<i>") received at received_us; returns
@@ -138,44 +113,45 @@ static void pending(struct ut_db *f, int64_t sub, int64_t seq, int attempt, int6
 
     snprintf(key, sizeof key, pkey ? "hashtextextended('%s', 0)" : "NULL", pkey);
     snprintf(err, sizeof err, error ? "'%s'" : "NULL", error);
-    sql_ok(f->raw,
-           "INSERT INTO sub_pending (sub_id, seq, pkey, attempt, owner, due_at, blocked,"
-           " received_at, last_error) VALUES (%lld, %lld, %s, %d, %s,"
-           " to_timestamp(%lld / 1000000.0), %s, to_timestamp(%lld / 1000000.0), %s)",
-           (long long)sub, (long long)seq, key, attempt, attempt ? "7" : "NULL",
-           (long long)due_us, blocked ? "true" : "false", (long long)received_us, err);
-    sql_ok(f->raw, "UPDATE subscriptions SET claimed = claimed + 1 WHERE id = %lld",
-           (long long)sub);
+    ut_sql_okf(f->raw,
+               "INSERT INTO sub_pending (sub_id, seq, pkey, attempt, owner, due_at, blocked,"
+               " received_at, last_error) VALUES (%lld, %lld, %s, %d, %s,"
+               " to_timestamp(%lld / 1000000.0), %s, to_timestamp(%lld / 1000000.0), %s)",
+               (long long)sub, (long long)seq, key, attempt, attempt ? "7" : "NULL",
+               (long long)due_us, blocked ? "true" : "false", (long long)received_us, err);
+    ut_sql_okf(f->raw, "UPDATE subscriptions SET claimed = claimed + 1 WHERE id = %lld",
+               (long long)sub);
 }
 
 /* A dead letter of event seq of the bus (reason 1 or 2), with the event's
  * expiry, or an hour ago when the event does not exist. */
 static void dead(struct ut_db *f, int64_t sub, int64_t bus_id, int64_t seq, int reason)
 {
-    sql_ok(f->raw,
-           "INSERT INTO dead_letters (sub_id, seq, bus_id, reason, last_error, attempts,"
-           " expires_at, created_at) VALUES (%lld, %lld, %lld, %d, 'boom %lld', 5,"
-           " COALESCE((SELECT expires_at FROM events WHERE bus_id = %lld AND seq = %lld),"
-           " now() - interval '1 hour'), now())",
-           (long long)sub, (long long)seq, (long long)bus_id, reason, (long long)seq,
-           (long long)bus_id, (long long)seq);
+    ut_sql_okf(f->raw,
+               "INSERT INTO dead_letters (sub_id, seq, bus_id, reason, last_error, attempts,"
+               " expires_at, created_at) VALUES (%lld, %lld, %lld, %d, 'boom %lld', 5,"
+               " COALESCE((SELECT expires_at FROM events WHERE bus_id = %lld AND seq = %lld),"
+               " now() - interval '1 hour'), now())",
+               (long long)sub, (long long)seq, (long long)bus_id, reason, (long long)seq,
+               (long long)bus_id, (long long)seq);
 }
 
 static int64_t count_dead(struct ut_db *f, int64_t sub)
 {
-    return sql_int(f->raw, "SELECT count(*) FROM dead_letters WHERE sub_id = %lld",
-                   (long long)sub);
+    return ut_sql_intf(f->raw, "SELECT count(*) FROM dead_letters WHERE sub_id = %lld",
+                       (long long)sub);
 }
 
 static int64_t count_pending(struct ut_db *f, int64_t sub)
 {
-    return sql_int(f->raw, "SELECT count(*) FROM sub_pending WHERE sub_id = %lld",
-                   (long long)sub);
+    return ut_sql_intf(f->raw, "SELECT count(*) FROM sub_pending WHERE sub_id = %lld",
+                       (long long)sub);
 }
 
 static int64_t frontier(struct ut_db *f, int64_t sub)
 {
-    return sql_int(f->raw, "SELECT frontier FROM subscriptions WHERE id = %lld", (long long)sub);
+    return ut_sql_intf(f->raw, "SELECT frontier FROM subscriptions WHERE id = %lld",
+                       (long long)sub);
 }
 
 /* The next notification on c, waiting up to 10 s for it to arrive; NULL
@@ -260,15 +236,15 @@ static void test_seek_below_retention(void **state)
     int64_t next = -1, oldest = 0, epoch;
 
     pending(f, sub, second, 1, now + HOUR_US, now, NULL, false, NULL);
-    epoch = sql_int(f->raw, "SELECT epoch FROM subscriptions WHERE id = %lld", (long long)sub);
+    epoch = ut_sql_intf(f->raw, "SELECT epoch FROM subscriptions WHERE id = %lld", (long long)sub);
     assert_int_equal(eb_store_sub_seek(f->db, sub, EB_SEEK_SEQUENCE, first + 1, 0, later, &next,
                                        &oldest),
                      EB_ERANGE);
     assert_int_equal(oldest, second);
     assert_int_equal(next, -1);
     assert_int_equal(count_pending(f, sub), 1);
-    assert_int_equal(sql_int(f->raw, "SELECT epoch FROM subscriptions WHERE id = %lld",
-                             (long long)sub),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT epoch FROM subscriptions WHERE id = %lld",
+                                 (long long)sub),
                      epoch);
 
     assert_int_equal(eb_store_sub_seek(f->db, sub, EB_SEEK_SEQUENCE, second, 0, later, &next,
@@ -309,23 +285,24 @@ static void test_seek_clears_rows(void **state)
     for (int i = 0; i < 3; i++)
         pending(f, sub, first + i, 1, now + HOUR_US, now, "k", i > 0, NULL);
     dead(f, sub, bus.id, first + 3, EB_DEAD_MAX_ATTEMPTS);
-    sql_ok(f->raw, "INSERT INTO sub_freed VALUES (%lld, 99)", (long long)sub);
-    sql_ok(f->raw, "UPDATE sub_acked SET acked = 11 WHERE sub_id = %lld", (long long)sub);
-    epoch = sql_int(f->raw, "SELECT epoch FROM subscriptions WHERE id = %lld", (long long)sub);
+    ut_sql_okf(f->raw, "INSERT INTO sub_freed VALUES (%lld, 99)", (long long)sub);
+    ut_sql_okf(f->raw, "UPDATE sub_acked SET acked = 11 WHERE sub_id = %lld", (long long)sub);
+    epoch = ut_sql_intf(f->raw, "SELECT epoch FROM subscriptions WHERE id = %lld", (long long)sub);
 
     assert_int_equal(eb_store_sub_seek(f->db, sub, EB_SEEK_EARLIEST, 0, 0, 0, &next, &oldest),
                      EB_OK);
     assert_int_equal(next, first);
     assert_int_equal(count_pending(f, sub), 0);
-    assert_int_equal(
-        sql_int(f->raw, "SELECT count(*) FROM sub_freed WHERE sub_id = %lld", (long long)sub), 0);
-    assert_int_equal(sql_int(f->raw,
-                             "SELECT s.claimed - a.acked FROM subscriptions s JOIN sub_acked a"
-                             " ON a.sub_id = s.id WHERE s.id = %lld",
-                             (long long)sub),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM sub_freed WHERE sub_id = %lld",
+                                 (long long)sub),
                      0);
-    assert_true(sql_int(f->raw, "SELECT epoch FROM subscriptions WHERE id = %lld",
-                        (long long)sub) != epoch);
+    assert_int_equal(ut_sql_intf(f->raw,
+                                 "SELECT s.claimed - a.acked FROM subscriptions s JOIN sub_acked a"
+                                 " ON a.sub_id = s.id WHERE s.id = %lld",
+                                 (long long)sub),
+                     0);
+    assert_true(ut_sql_intf(f->raw, "SELECT epoch FROM subscriptions WHERE id = %lld",
+                            (long long)sub) != epoch);
     assert_int_equal(count_dead(f, sub), 1);
 
     note = wait_notify(listener);
@@ -402,10 +379,10 @@ static void test_dead_redrive(void **state)
 
     assert_int_equal(eb_store_dead_redrive(f->db, sub, &by_seq, &count), EB_OK);
     assert_int_equal(count, 2);
-    assert_int_equal(sql_int(f->raw,
-                             "SELECT count(*) FROM dead_letters WHERE sub_id = %lld AND redrive"
-                             " AND seq IN (%lld, %lld)",
-                             (long long)sub, (long long)seqs[0], (long long)seqs[1]),
+    assert_int_equal(ut_sql_intf(f->raw,
+                                 "SELECT count(*) FROM dead_letters WHERE sub_id = %lld AND redrive"
+                                 " AND seq IN (%lld, %lld)",
+                                 (long long)sub, (long long)seqs[0], (long long)seqs[1]),
                      2);
     /* first + 4 is marked already: two more of reason max_age. */
     assert_int_equal(eb_store_dead_redrive(f->db, sub, &by_reason, &count), EB_OK);
@@ -414,13 +391,15 @@ static void test_dead_redrive(void **state)
     assert_int_equal(count, 2); /* first, first + 2 */
     assert_int_equal(eb_store_dead_redrive(f->db, sub, &all, &count), EB_OK);
     assert_int_equal(count, 0);
-    assert_int_equal(sql_int(f->raw,
-                             "SELECT count(*) FROM dead_letters WHERE sub_id = %lld AND redrive",
-                             (long long)sub),
+    assert_int_equal(ut_sql_intf(f->raw,
+                                 "SELECT count(*) FROM dead_letters WHERE sub_id = %lld AND"
+                                 " redrive",
+                                 (long long)sub),
                      6);
-    assert_false(sql_int(f->raw,
-                         "SELECT redrive::int FROM dead_letters WHERE sub_id = %lld AND seq = %lld",
-                         (long long)sub, (long long)(first + 100)));
+    assert_false(ut_sql_intf(f->raw,
+                             "SELECT redrive::int FROM dead_letters WHERE sub_id = %lld AND seq ="
+                             " %lld",
+                             (long long)sub, (long long)(first + 100)));
 }
 
 /* The next claim takes redriven dead letters back as outstanding rows
@@ -447,7 +426,7 @@ static void test_redrive_then_claim(void **state)
     front = frontier(f, sub);
     memset(&in, 0, sizeof in);
     in.sub_id = sub;
-    in.rule_version = sql_int(f->raw, "SELECT version FROM rules WHERE name = 'r-s-redclaim'");
+    in.rule_version = ut_sql_intf(f->raw, "SELECT version FROM rules WHERE name = 'r-s-redclaim'");
     in.from_seq = in.to_seq = front;
     in.owner = 5;
     in.room = 0;
@@ -455,9 +434,10 @@ static void test_redrive_then_claim(void **state)
     assert_int_equal(eb_store_sub_claim(f->db, &in, &out), EB_OK);
     free(out.leases);
     assert_int_equal(count_dead(f, sub), 2);
-    assert_int_equal(sql_int(f->raw,
-                             "SELECT attempt FROM sub_pending WHERE sub_id = %lld AND seq = %lld",
-                             (long long)sub, (long long)(first + 1)),
+    assert_int_equal(ut_sql_intf(f->raw,
+                                 "SELECT attempt FROM sub_pending WHERE sub_id = %lld AND seq ="
+                                 " %lld",
+                                 (long long)sub, (long long)(first + 1)),
                      0);
 
     in.room = 10;
@@ -543,43 +523,46 @@ static void test_sweep_dead_letters(void **state)
     pending(f, sub, first + 5, 2, now - SEC_US, now, NULL, false, NULL);
     /* An event that no longer exists: dropped, not dead-lettered. */
     pending(f, sub, first + 50, 3, now - SEC_US, now, NULL, false, NULL);
-    claimed = sql_int(f->raw, "SELECT claimed FROM subscriptions WHERE id = %lld",
-                      (long long)sub);
+    claimed = ut_sql_intf(f->raw, "SELECT claimed FROM subscriptions WHERE id = %lld",
+                          (long long)sub);
 
     assert_int_equal(eb_store_sub_sweep(f->db, now, &dead_n, &expired), EB_OK);
     assert_int_equal(dead_n, 3);
     assert_int_equal(count_pending(f, sub), 3);
     assert_int_equal(count_dead(f, sub), 3);
-    assert_int_equal(sql_int(f->raw,
-                             "SELECT count(*) FROM dead_letters WHERE sub_id = %lld AND seq = %lld"
-                             " AND reason = 1 AND attempts = 3"
-                             " AND last_error = 'ack deadline passed' AND NOT redrive",
-                             (long long)sub, (long long)first),
+    assert_int_equal(ut_sql_intf(f->raw,
+                                 "SELECT count(*) FROM dead_letters WHERE sub_id = %lld AND seq ="
+                                 " %lld"
+                                 " AND reason = 1 AND attempts = 3"
+                                 " AND last_error = 'ack deadline passed' AND NOT redrive",
+                                 (long long)sub, (long long)first),
                      1);
-    assert_int_equal(sql_int(f->raw,
-                             "SELECT count(*) FROM dead_letters WHERE sub_id = %lld AND seq = %lld"
-                             " AND reason = 1 AND last_error = 'bad payload'",
-                             (long long)sub, (long long)(first + 1)),
+    assert_int_equal(ut_sql_intf(f->raw,
+                                 "SELECT count(*) FROM dead_letters WHERE sub_id = %lld AND seq ="
+                                 " %lld"
+                                 " AND reason = 1 AND last_error = 'bad payload'",
+                                 (long long)sub, (long long)(first + 1)),
                      1);
-    assert_int_equal(sql_int(f->raw,
-                             "SELECT count(*) FROM dead_letters WHERE sub_id = %lld AND seq = %lld"
-                             " AND reason = 2 AND attempts = 1",
-                             (long long)sub, (long long)(first + 2)),
+    assert_int_equal(ut_sql_intf(f->raw,
+                                 "SELECT count(*) FROM dead_letters WHERE sub_id = %lld AND seq ="
+                                 " %lld"
+                                 " AND reason = 2 AND attempts = 1",
+                                 (long long)sub, (long long)(first + 2)),
                      1);
     /* The dead letter carries the event's expiry, for its own removal. */
-    assert_int_equal(sql_int(f->raw,
-                             "SELECT count(*) FROM dead_letters d JOIN events e ON"
-                             " e.bus_id = d.bus_id AND e.seq = d.seq"
-                             " AND e.expires_at = d.expires_at WHERE d.sub_id = %lld",
-                             (long long)sub),
+    assert_int_equal(ut_sql_intf(f->raw,
+                                 "SELECT count(*) FROM dead_letters d JOIN events e ON"
+                                 " e.bus_id = d.bus_id AND e.seq = d.seq"
+                                 " AND e.expires_at = d.expires_at WHERE d.sub_id = %lld",
+                                 (long long)sub),
                      3);
-    assert_int_equal(sql_int(f->raw,
-                             "SELECT count(*) FROM sub_freed WHERE sub_id = %lld"
-                             " AND pkey = hashtextextended('k1', 0)",
-                             (long long)sub),
+    assert_int_equal(ut_sql_intf(f->raw,
+                                 "SELECT count(*) FROM sub_freed WHERE sub_id = %lld"
+                                 " AND pkey = hashtextextended('k1', 0)",
+                                 (long long)sub),
                      1);
-    assert_int_equal(sql_int(f->raw, "SELECT claimed FROM subscriptions WHERE id = %lld",
-                             (long long)sub),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT claimed FROM subscriptions WHERE id = %lld",
+                                 (long long)sub),
                      claimed - 4);
 
     /* Nothing more to do at the same time; the running lease ends later. */

@@ -34,19 +34,6 @@
 
 /* --- Helpers ------------------------------------------------------------- */
 
-static int64_t sql_int(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int64_t sql_int(PGconn *c, const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    return ut_sql_int(c, sql);
-}
-
 /* A subscription "s" of rule "r" on a new bus `name` of a new tenant of
  * the same name, with settings set. */
 struct sub {
@@ -121,8 +108,8 @@ static struct eb_ack_item item(const struct sub *s, int64_t epoch, int64_t seq, 
 
 static int64_t pending(struct ut_db *f, const struct sub *s)
 {
-    return sql_int(f->raw, "SELECT count(*) FROM sub_pending WHERE sub_id = %lld",
-                   (long long)s->id);
+    return ut_sql_intf(f->raw, "SELECT count(*) FROM sub_pending WHERE sub_id = %lld",
+                       (long long)s->id);
 }
 
 /* --- Tests ------------------------------------------------------------- */
@@ -215,7 +202,7 @@ static void test_claim_compare_and_set(void **state)
     assert_int_equal(b.nleases, 0);
     assert_int_equal(b.frontier, 3);
     assert_int_equal(pending(f, &s), 2);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM sub_pending WHERE owner = 2"), 0);
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM sub_pending WHERE owner = 2"), 0);
     free(a.leases);
     free(b.leases);
     eb_db_close(other);
@@ -238,8 +225,8 @@ static void test_claim_rule_changed(void **state)
     assert_int_equal(out.frontier, 0);
     assert_int_equal(pending(f, &s), 0);
     free(out.leases);
-    assert_int_equal(sql_int(f->raw, "SELECT frontier FROM subscriptions WHERE id = %lld",
-                             (long long)s.id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT frontier FROM subscriptions WHERE id = %lld",
+                                 (long long)s.id),
                      0);
 }
 
@@ -261,7 +248,7 @@ static void test_partition_key_blocking(void **state)
     assert_int_equal(out.leases[1].seq, 3);
     assert_int_equal(out.frontier, 4);
     free(out.leases);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM sub_pending WHERE blocked"), 2);
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM sub_pending WHERE blocked"), 2);
 
     /* Nothing of key a comes while 1 is out, even once its lease ended:
      * 1 itself is redelivered. */
@@ -288,7 +275,7 @@ static void test_partition_key_blocking(void **state)
     assert_int_equal(out.nleases, 1);
     assert_int_equal(out.leases[0].seq, 4);
     free(out.leases);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM sub_freed"), 0);
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM sub_freed"), 0);
 }
 
 static void test_max_attempts_dead_letter(void **state)
@@ -319,11 +306,11 @@ static void test_max_attempts_dead_letter(void **state)
     assert_int_equal(out.next_due_us, 0);
     free(out.leases);
     assert_int_equal(pending(f, &s), 0);
-    assert_int_equal(sql_int(f->raw,
-                             "SELECT count(*) FROM dead_letters WHERE sub_id = %lld AND seq = 1"
-                             " AND reason = 1 AND attempts = 2"
-                             " AND last_error = 'ack deadline passed'",
-                             (long long)s.id),
+    assert_int_equal(ut_sql_intf(f->raw,
+                                 "SELECT count(*) FROM dead_letters WHERE sub_id = %lld AND seq = 1"
+                                 " AND reason = 1 AND attempts = 2"
+                                 " AND last_error = 'ack deadline passed'",
+                                 (long long)s.id),
                      1);
     assert_int_equal(eb_store_sub_get(f->db, s.bus_id, "s", &rec), EB_OK);
     assert_int_equal(rec.outstanding, 0);
@@ -353,11 +340,12 @@ static void test_max_age_dead_letter(void **state)
     assert_int_equal(out.frontier, 2);
     free(out.leases);
     assert_int_equal(pending(f, &s), 0);
-    assert_int_equal(sql_int(f->raw,
-                             "SELECT count(*) FROM dead_letters WHERE sub_id = %lld AND reason = 2"
-                             " AND ((seq = 1 AND last_error = 'boom' AND attempts = 1)"
-                             " OR (seq = 2 AND attempts = 0))",
-                             (long long)s.id),
+    assert_int_equal(ut_sql_intf(f->raw,
+                                 "SELECT count(*) FROM dead_letters WHERE sub_id = %lld AND reason"
+                                 " = 2"
+                                 " AND ((seq = 1 AND last_error = 'boom' AND attempts = 1)"
+                                 " OR (seq = 2 AND attempts = 0))",
+                                 (long long)s.id),
                      2);
 }
 
@@ -401,8 +389,8 @@ static void test_stale_acks(void **state)
     assert_true(items[0].applied);
     assert_int_equal(items[0].owner, 6);
     assert_int_equal(pending(f, &s), 0);
-    assert_int_equal(sql_int(f->raw, "SELECT acked FROM sub_acked WHERE sub_id = %lld",
-                             (long long)s.id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT acked FROM sub_acked WHERE sub_id = %lld",
+                                 (long long)s.id),
                      2);
 }
 
@@ -433,9 +421,9 @@ static void test_nack_delay(void **state)
     assert_int_equal(out.nleases, 1);
     assert_int_equal(out.leases[0].attempt, 2);
     free(out.leases);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM sub_pending WHERE sub_id = %lld"
-                                     " AND last_error = 'later' AND owner = 2",
-                             (long long)s.id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM sub_pending WHERE sub_id = %lld"
+                                         " AND last_error = 'later' AND owner = 2",
+                                 (long long)s.id),
                      1);
 }
 
@@ -460,7 +448,7 @@ static void test_release(void **state)
     assert_int_equal(out.leases[0].attempt, 2);
     assert_int_equal(out.leases[1].attempt, 2);
     free(out.leases);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM sub_pending WHERE owner = 1"), 0);
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM sub_pending WHERE owner = 1"), 0);
 }
 
 static void test_outstanding_and_room_cut_the_range(void **state)
@@ -520,8 +508,8 @@ static void test_subscription_lifecycle(void **state)
     assert_int_equal(r.targets[0].sub.max_age_s, 100);
     assert_int_equal(r.targets[0].sub.max_outstanding, 50);
     eb_rule_rec_clear(&r);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM sub_acked WHERE sub_id = %lld",
-                             (long long)s.id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM sub_acked WHERE sub_id = %lld",
+                                 (long long)s.id),
                      1);
 
     /* Replacing the targets but keeping the name keeps the state. */
@@ -543,17 +531,17 @@ static void test_subscription_lifecycle(void **state)
     eb_rule_rec_clear(&r);
     assert_int_equal(eb_store_sub_get(f->db, s.bus_id, "s", &rec), EB_ENOTFOUND);
     assert_int_equal(eb_store_sub_get(f->db, s.bus_id, "s2", &rec), EB_OK);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM sub_acked WHERE sub_id = %lld",
-                             (long long)s.id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM sub_acked WHERE sub_id = %lld",
+                                 (long long)s.id),
                      0);
 
     /* Deleting the rule deletes its subscriptions; other buses keep theirs. */
     assert_int_equal(eb_store_rule_delete(f->db, s.bus_id, "r"), EB_OK);
     assert_int_equal(eb_store_sub_get(f->db, s.bus_id, "s2", &rec), EB_ENOTFOUND);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM subscriptions WHERE bus_id = %lld",
-                             (long long)s.bus_id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM subscriptions WHERE bus_id = %lld",
+                                 (long long)s.bus_id),
                      0);
-    assert_true(sql_int(f->raw, "SELECT count(*) FROM subscriptions") > 0);
+    assert_true(ut_sql_intf(f->raw, "SELECT count(*) FROM subscriptions") > 0);
 }
 
 static void test_new_subscription_starts_at_head(void **state)
@@ -624,12 +612,12 @@ static void test_dead_letter_frees_key_and_redrive(void **state)
     out = claim_at(f->db, &s, 2, 2, NULL, NULL, 0, 2, 10, now, now + 12 * SEC_US);
     assert_int_equal(out.nleases, 0);
     free(out.leases);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM dead_letters WHERE sub_id = %lld",
-                             (long long)s.id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM dead_letters WHERE sub_id = %lld",
+                                 (long long)s.id),
                      0);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM sub_pending WHERE sub_id = %lld"
-                                     " AND seq = 1 AND blocked AND attempt = 0",
-                             (long long)s.id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM sub_pending WHERE sub_id = %lld"
+                                         " AND seq = 1 AND blocked AND attempt = 0",
+                                 (long long)s.id),
                      1);
     it = item(&s, s.epoch, 2, 1);
     assert_int_equal(eb_store_sub_ack(f->db, &it, 1, NULL, 0), EB_OK);
@@ -639,10 +627,10 @@ static void test_dead_letter_frees_key_and_redrive(void **state)
     assert_int_equal(out.leases[0].seq, 1);
     assert_int_equal(out.leases[0].attempt, 1);
     free(out.leases);
-    assert_int_equal(sql_int(f->raw, "SELECT claimed FROM subscriptions WHERE id = %lld",
-                             (long long)s.id) -
-                         sql_int(f->raw, "SELECT acked FROM sub_acked WHERE sub_id = %lld",
-                                 (long long)s.id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT claimed FROM subscriptions WHERE id = %lld",
+                                 (long long)s.id) -
+                         ut_sql_intf(f->raw, "SELECT acked FROM sub_acked WHERE sub_id = %lld",
+                                     (long long)s.id),
                      1);
 }
 
@@ -681,8 +669,8 @@ static void test_expired_event_row_deleted(void **state)
     assert_int_equal(out.dead, 0);
     free(out.leases);
     assert_int_equal(pending(f, &s), 0);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM dead_letters WHERE sub_id = %lld",
-                             (long long)s.id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM dead_letters WHERE sub_id = %lld",
+                                 (long long)s.id),
                      0);
     assert_int_equal(eb_store_sub_get(f->db, b.id, "s", &rec), EB_OK);
     assert_int_equal(rec.outstanding, 0);
@@ -817,9 +805,9 @@ static void test_concurrent_claims(void **state)
     assert_int_equal(r[0].out.frontier, 10);
     assert_int_equal(r[1].out.frontier, 10);
     assert_int_equal(pending(f, &s), 10);
-    assert_int_equal(sql_int(f->raw, "SELECT count(DISTINCT owner) FROM sub_pending"
-                                     " WHERE sub_id = %lld",
-                             (long long)s.id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(DISTINCT owner) FROM sub_pending"
+                                         " WHERE sub_id = %lld",
+                                 (long long)s.id),
                      1);
     free(r[0].out.leases);
     free(r[1].out.leases);

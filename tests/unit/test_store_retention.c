@@ -33,20 +33,6 @@
 
 /* --- Helpers ------------------------------------------------------------- */
 
-/* ut_sql_int() with a printf-style query. */
-static int64_t sql_int(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int64_t sql_int(PGconn *c, const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    return ut_sql_int(c, sql);
-}
-
 static struct eb_bus_rec new_bus(struct ut_db *f, const char *tenant, const char *name,
                                  int retention_hours)
 {
@@ -107,24 +93,25 @@ static size_t read_seqs(struct ut_db *f, int64_t bus_id, int64_t after_seq, int6
 
 static int64_t partition_count(struct ut_db *f)
 {
-    return sql_int(f->raw, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass"
-                           " AND inhrelid::regclass::text ~ '^events_e[0-9]{8}$'");
+    return ut_sql_intf(f->raw,
+                       "SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass"
+                       " AND inhrelid::regclass::text ~ '^events_e[0-9]{8}$'");
 }
 
 /* Whether the day partition holding expiry time at_us exists. */
 static bool partition_exists(struct ut_db *f, int64_t at_us)
 {
-    return sql_int(f->raw,
-                   "SELECT (to_regclass('events_e' || to_char(to_timestamp(%lld / 1000000.0)"
-                   " AT TIME ZONE 'UTC', 'YYYYMMDD')) IS NOT NULL)::int",
-                   (long long)at_us) == 1;
+    return ut_sql_intf(f->raw,
+                       "SELECT (to_regclass('events_e' || to_char(to_timestamp(%lld / 1000000.0)"
+                       " AT TIME ZONE 'UTC', 'YYYYMMDD')) IS NOT NULL)::int",
+                       (long long)at_us) == 1;
 }
 
 static int64_t recorded_oldest(struct ut_db *f, int64_t bus_id)
 {
-    return sql_int(f->raw, "SELECT COALESCE((SELECT oldest_seq FROM event_retention"
-                           " WHERE bus_id = %lld), 1)",
-                   (long long)bus_id);
+    return ut_sql_intf(f->raw, "SELECT COALESCE((SELECT oldest_seq FROM event_retention"
+                               " WHERE bus_id = %lld), 1)",
+                       (long long)bus_id);
 }
 
 static struct eb_maintain_result maintain_ok(struct ut_db *f, int64_t now_us)
@@ -166,14 +153,14 @@ static void test_partitions_ahead(void **state)
 
     append_at(f, week.id, now, 3);
     append_at(f, hour.id, now, 2);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 0);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld"
-                                     " AND expires_at = received_at + interval '168 hours'",
-                             (long long)week.id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM events_default"), 0);
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld"
+                                         " AND expires_at = received_at + interval '168 hours'",
+                                 (long long)week.id),
                      3);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld"
-                                     " AND expires_at = received_at + interval '1 hour'",
-                             (long long)hour.id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld"
+                                         " AND expires_at = received_at + interval '1 hour'",
+                                 (long long)hour.id),
                      2);
 
     /* A week later, by the function's clock, the week's partitions for
@@ -201,8 +188,8 @@ static void test_drop_whole_partitions(void **state)
     /* Just past the short bus's expiry: its partition is not over. */
     r = maintain_ok(f, now + HOUR_US + 1000000);
     assert_int_equal(r.dropped, 0);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld",
-                             (long long)shortb.id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld",
+                                 (long long)shortb.id),
                      4);
     /* But its events are expired at that time, and recorded so. */
     assert_int_equal(recorded_oldest(f, shortb.id), 5);
@@ -212,14 +199,14 @@ static void test_drop_whole_partitions(void **state)
     r = maintain_ok(f, now + DAY_US + 2 * HOUR_US);
     assert_true(r.dropped >= 1);
     assert_false(partition_exists(f, now + HOUR_US));
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld",
-                             (long long)shortb.id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld",
+                                 (long long)shortb.id),
                      0);
     /* The long bus's events are untouched. */
     assert_int_equal(read_seqs(f, longb.id, 0, seqs, 16), 3);
     assert_int_equal(seqs[0], first_long);
     assert_true(partition_exists(f, now + 72 * HOUR_US));
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 0);
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM events_default"), 0);
 
     /* Nothing left on the short bus: its oldest retained sequence is its
      * next one, and the head is unchanged. */
@@ -253,8 +240,8 @@ static void test_expired_events_invisible(void **state)
     /* Received two hours ago with a one-hour retention: expired. */
     assert_int_equal(append_at(f, b.id, now - 2 * HOUR_US, 3), 1);
     assert_int_equal(append_at(f, b.id, now, 2), 4);
-    assert_true(sql_int(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld",
-                        (long long)b.id) >= 2);
+    assert_true(ut_sql_intf(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld",
+                            (long long)b.id) >= 2);
 
     assert_int_equal(read_seqs(f, b.id, 0, seqs, 16), 2);
     assert_int_equal(seqs[0], 4);
@@ -278,7 +265,7 @@ static void test_expired_events_invisible(void **state)
      * have taken (an expiry in a past day has no partition). */
     maintain_ok(f, 0);
     assert_int_equal(recorded_oldest(f, b.id), 4);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 0);
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM events_default"), 0);
 }
 
 /* Reads ask for the next page by sequence range (dense sequences), and go
@@ -313,7 +300,7 @@ static void test_read_past_a_page_of_expired(void **state)
      * the retention), so they wait in the default partition. Maintenance
      * takes them out of it, as it would in service. */
     maintain_ok(f, 0);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 0);
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM events_default"), 0);
 }
 
 /* A changed retention gets its partitions at once (before the bus row
@@ -330,10 +317,10 @@ static void test_retention_change_and_default(void **state)
     assert_int_equal(eb_store_bus_update(f->db, b.id, 500 * 24, -1, &upd), EB_OK);
     assert_true(partition_exists(f, now + 500 * DAY_US));
     append_at(f, b.id, now, 2);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 0);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld AND"
-                                     " expires_at = received_at + interval '12000 hours'",
-                             (long long)b.id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM events_default"), 0);
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM events WHERE bus_id = %lld AND"
+                                         " expires_at = received_at + interval '12000 hours'",
+                                 (long long)b.id),
                      2);
 
     /* A row the default partition holds (as after a fault): the partition
@@ -353,9 +340,9 @@ static void test_retention_change_and_default(void **state)
                  (long long)far, (long long)b.id);
         ut_sql_ok(f->raw, sql);
     }
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 1);
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM events_default"), 1);
     assert_int_equal(eb_store_bus_update(f->db, b.id, 900 * 24, -1, &upd), EB_OK);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 0);
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM events_default"), 0);
     assert_true(partition_exists(f, far));
     assert_int_equal(read_seqs(f, b.id, 0, seqs, 16), 3);
     assert_int_equal(seqs[2], 3);
@@ -378,23 +365,24 @@ static void test_expiries_never_decrease(void **state)
     second = append_at(f, b.id, now + 1000, 2);
     /* Received "earlier" than the last (another replica's clock). */
     third = append_at(f, b.id, now - 1000000, 1);
-    e1 = sql_int(f->raw, "SELECT (extract(epoch FROM expires_at) * 1000000)::bigint FROM events"
-                         " WHERE bus_id = %lld AND seq = %lld", (long long)b.id,
-                 (long long)first + 1);
-    e2 = sql_int(f->raw, "SELECT (extract(epoch FROM expires_at) * 1000000)::bigint FROM events"
-                         " WHERE bus_id = %lld AND seq = %lld", (long long)b.id,
-                 (long long)second);
-    e3 = sql_int(f->raw, "SELECT (extract(epoch FROM expires_at) * 1000000)::bigint FROM events"
-                         " WHERE bus_id = %lld AND seq = %lld", (long long)b.id,
-                 (long long)third);
+    e1 = ut_sql_intf(f->raw, "SELECT (extract(epoch FROM expires_at) * 1000000)::bigint FROM events"
+                             " WHERE bus_id = %lld AND seq = %lld", (long long)b.id,
+                     (long long)first + 1);
+    e2 = ut_sql_intf(f->raw, "SELECT (extract(epoch FROM expires_at) * 1000000)::bigint FROM events"
+                             " WHERE bus_id = %lld AND seq = %lld", (long long)b.id,
+                     (long long)second);
+    e3 = ut_sql_intf(f->raw, "SELECT (extract(epoch FROM expires_at) * 1000000)::bigint FROM events"
+                             " WHERE bus_id = %lld AND seq = %lld", (long long)b.id,
+                     (long long)third);
     /* Lowered to an hour, the new events still expire with the old ones. */
     assert_true(e1 >= now + 72 * HOUR_US - 1000000);
     assert_int_equal(e2, e1);
     assert_int_equal(e3, e1);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM (SELECT expires_at < lag(expires_at)"
-                                     " OVER (ORDER BY seq) AS down FROM events WHERE bus_id = %lld)"
-                                     " x WHERE down",
-                             (long long)b.id),
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM (SELECT expires_at < lag(expires_at)"
+                                         " OVER (ORDER BY seq) AS down FROM events WHERE bus_id ="
+                                         " %lld)"
+                                         " x WHERE down",
+                                 (long long)b.id),
                      0);
 
     /* The floor keeps the events at and above it. */
@@ -443,12 +431,12 @@ static void test_retention_partitions_left_to_maintenance(void **state)
     PQfinish(reader);
 
     append_at(f, b.id, now, 2);
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 2);
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM events_default"), 2);
     assert_int_equal(read_seqs(f, b.id, 0, seqs, 16), 2);
     r = maintain_ok(f, 0);
     assert_true(r.created >= 1);
     assert_true(partition_exists(f, now + 333 * DAY_US));
-    assert_int_equal(sql_int(f->raw, "SELECT count(*) FROM events_default"), 0);
+    assert_int_equal(ut_sql_intf(f->raw, "SELECT count(*) FROM events_default"), 0);
     assert_int_equal(read_seqs(f, b.id, 0, seqs, 16), 2);
     assert_int_equal(seqs[1], 2);
 }
@@ -541,22 +529,23 @@ static void test_migration_keeps_events(void **state)
     assert_int_equal(eb_store_migrate(db, f->migrations, &applied), EB_OK);
     assert_true(applied >= 1);
 
-    assert_int_equal(sql_int(raw, "SELECT count(*) FROM events"), 2);
-    assert_int_equal(sql_int(raw, "SELECT min(seq) FROM events"), 2);
-    assert_int_equal(sql_int(raw, "SELECT count(*) FROM events"
-                                  " WHERE expires_at = received_at + interval '168 hours'"),
+    assert_int_equal(ut_sql_intf(raw, "SELECT count(*) FROM events"), 2);
+    assert_int_equal(ut_sql_intf(raw, "SELECT min(seq) FROM events"), 2);
+    assert_int_equal(ut_sql_intf(raw, "SELECT count(*) FROM events"
+                                      " WHERE expires_at = received_at + interval '168 hours'"),
                      2);
-    assert_int_equal(sql_int(raw, "SELECT count(*) FROM buses WHERE name = 'old'"
-                                  " AND last_expires_at = (SELECT max(expires_at) FROM events)"),
+    assert_int_equal(ut_sql_intf(raw, "SELECT count(*) FROM buses WHERE name = 'old'"
+                                      " AND last_expires_at = (SELECT max(expires_at) FROM"
+                                      " events)"),
                      1);
-    assert_int_equal(sql_int(raw, "SELECT count(*) FROM events_default"), 0);
-    assert_int_equal(sql_int(raw, "SELECT oldest_seq FROM event_retention"), 2);
-    assert_int_equal(sql_int(raw, "SELECT count(*) FROM pg_class WHERE relname = 'events_v1'"),
+    assert_int_equal(ut_sql_intf(raw, "SELECT count(*) FROM events_default"), 0);
+    assert_int_equal(ut_sql_intf(raw, "SELECT oldest_seq FROM event_retention"), 2);
+    assert_int_equal(ut_sql_intf(raw, "SELECT count(*) FROM pg_class WHERE relname = 'events_v1'"),
                      0);
     /* Appends go on from the old counter, into the new table. */
     {
         struct eb_append_row row = {.bus_id = 0};
-        row.bus_id = sql_int(raw, "SELECT id FROM buses WHERE name = 'old'");
+        row.bus_id = ut_sql_intf(raw, "SELECT id FROM buses WHERE name = 'old'");
         row.received_us = eb_now_wall_us();
         row.source = "/old";
         row.event_id = "new";
