@@ -57,20 +57,31 @@ static char *text_array_nulls(const char *const *v, size_t n)
     return s;
 }
 
-/* A bigint[] literal of one field of each ack item. */
-static char *items_array(const struct eb_ack_item *items, size_t n, int field)
+/* The ack items as the first four parameters of cebus_sub_ack() and
+ * cebus_sub_nack(): array literals of their subscriptions, epochs,
+ * sequences and attempts, in params[0..3] (free them with
+ * free_item_params()). */
+#define ITEM_PARAMS 4
+
+static void item_params(const struct eb_ack_item *items, size_t n, const char **params)
 {
     int64_t *v = eb_malloc((n ? n : 1) * sizeof *v);
-    char *s;
 
-    for (size_t i = 0; i < n; i++)
-        v[i] = field == 0   ? items[i].sub_id
-               : field == 1 ? items[i].epoch
-               : field == 2 ? items[i].seq
+    for (int f = 0; f < ITEM_PARAMS; f++) {
+        for (size_t i = 0; i < n; i++)
+            v[i] = f == 0   ? items[i].sub_id
+                   : f == 1 ? items[i].epoch
+                   : f == 2 ? items[i].seq
                             : items[i].attempt;
-    s = eb_db_id_array(v, n);
+        params[f] = eb_db_id_array(v, n);
+    }
     free(v);
-    return s;
+}
+
+static void free_item_params(const char **params)
+{
+    for (int f = 0; f < ITEM_PARAMS; f++)
+        free((char *)params[f]);
 }
 
 eb_status eb_store_sub_get(eb_db *db, int64_t bus_id, const char *name, struct eb_sub_rec *out)
@@ -185,22 +196,15 @@ static void mark_applied(PGresult *res, struct eb_ack_item *items, size_t n)
 eb_status eb_store_sub_ack(eb_db *db, struct eb_ack_item *items, size_t n,
                            const int64_t *local_owners, size_t nlocal)
 {
-    char *subs, *epochs, *seqs, *attempts, *local;
+    char *local;
     const char *params[5];
     PGresult *res;
     eb_status st;
 
     if (n == 0)
         return EB_OK;
-    subs = items_array(items, n, 0);
-    epochs = items_array(items, n, 1);
-    seqs = items_array(items, n, 2);
-    attempts = items_array(items, n, 3);
+    item_params(items, n, params);
     local = eb_db_id_array(local_owners, nlocal);
-    params[0] = subs;
-    params[1] = epochs;
-    params[2] = seqs;
-    params[3] = attempts;
     params[4] = local;
     /* One statement in its own transaction, committed synchronously: the
      * notifications go out with the commit. */
@@ -208,10 +212,7 @@ eb_status eb_store_sub_ack(eb_db *db, struct eb_ack_item *items, size_t n,
                     "SELECT o_idx, o_owner FROM cebus_sub_ack($1::bigint[], $2::bigint[],"
                     " $3::bigint[], $4::integer[], $5::bigint[])",
                     5, params, NULL, NULL, 0, &res);
-    free(subs);
-    free(epochs);
-    free(seqs);
-    free(attempts);
+    free_item_params(params);
     free(local);
     if (st)
         return st;
@@ -223,23 +224,16 @@ eb_status eb_store_sub_ack(eb_db *db, struct eb_ack_item *items, size_t n,
 eb_status eb_store_sub_nack(eb_db *db, struct eb_ack_item *items, size_t n, int delay_ms,
                             const char *error, int64_t now_us)
 {
-    char *subs, *epochs, *seqs, *attempts, delay[16], now[24];
+    char delay[16], now[24];
     const char *params[7];
     PGresult *res;
     eb_status st;
 
     if (n == 0)
         return EB_OK;
-    subs = items_array(items, n, 0);
-    epochs = items_array(items, n, 1);
-    seqs = items_array(items, n, 2);
-    attempts = items_array(items, n, 3);
+    item_params(items, n, params);
     snprintf(delay, sizeof delay, "%d", delay_ms < 0 ? 0 : delay_ms);
     eb_db_fmt_i64(now, sizeof now, now_us);
-    params[0] = subs;
-    params[1] = epochs;
-    params[2] = seqs;
-    params[3] = attempts;
     params[4] = delay;
     params[5] = error;
     params[6] = now_us ? now : NULL;
@@ -247,10 +241,7 @@ eb_status eb_store_sub_nack(eb_db *db, struct eb_ack_item *items, size_t n, int 
                     "SELECT o_idx, o_owner FROM cebus_sub_nack($1::bigint[], $2::bigint[],"
                     " $3::bigint[], $4::integer[], $5, $6, " AS_OF("7") ")",
                     7, params, NULL, NULL, 0, &res);
-    free(subs);
-    free(epochs);
-    free(seqs);
-    free(attempts);
+    free_item_params(params);
     if (st)
         return st;
     mark_applied(res, items, n);
